@@ -1,0 +1,61 @@
+//! Runtime configuration the daemon writes into the kernel's one-entry `CONFIG` array. The
+//! program reads it on every probe, so changes take effect on the next packet, with no reload.
+//! An all-zero entry is a safe configuration: default window and prefix, every feature on,
+//! detection events off.
+
+use crate::{addr::DEFAULT_IPV6_PREFIX_LEN, event::DETECTION_KINDS};
+
+/// Default detection window (tumbling): 5 minutes, Zeek's scan-policy interval.
+pub const DEFAULT_WINDOW_NS: u64 = 300 * 1_000_000_000;
+
+/// Feature switch: do not use the admission filter (track a source from its first probe).
+pub const FLAG_NO_ADMISSION: u32 = 1 << 0;
+/// Feature switch: do not track IPv6 sources.
+pub const FLAG_NO_IPV6: u32 = 1 << 1;
+/// Feature switch: do not send threshold events.
+pub const FLAG_NO_EVENTS: u32 = 1 << 2;
+
+/// The kernel's runtime configuration.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Window length; 0 means [`DEFAULT_WINDOW_NS`].
+    pub window_ns: u64,
+    /// When non-zero, the program uses this as "now" instead of `bpf_ktime_get_ns`: tests drive
+    /// windows deterministically (the rakelimit approach). The daemon always writes 0.
+    pub clock_override_ns: u64,
+    /// Seed of every hash (estimators, admission filter); random per daemon start.
+    pub hash_seed: u64,
+    /// Per detection kind, the kernel-unit threshold (bits set for distinct counts, probes for
+    /// fragments) at which an event is sent; 0 disables the kind. Indexed by `DetectionKind`.
+    pub thresholds: [u32; DETECTION_KINDS],
+    /// IPv6 aggregation prefix; 0 means [`DEFAULT_IPV6_PREFIX_LEN`].
+    pub ipv6_prefix_len: u32,
+    /// `FLAG_*` feature switches.
+    pub flags: u32,
+    /// Entries in the ignore list; 0 lets the program skip the trie lookup.
+    pub ignore_entries: u32,
+    pub _pad: u32,
+}
+
+impl KernelConfig {
+    /// The effective window length.
+    #[inline(always)]
+    pub const fn window(&self) -> u64 {
+        if self.window_ns == 0 {
+            DEFAULT_WINDOW_NS
+        } else {
+            self.window_ns
+        }
+    }
+
+    /// The effective IPv6 prefix length.
+    #[inline(always)]
+    pub const fn ipv6_prefix(&self) -> u32 {
+        if self.ipv6_prefix_len == 0 {
+            DEFAULT_IPV6_PREFIX_LEN
+        } else {
+            self.ipv6_prefix_len
+        }
+    }
+}

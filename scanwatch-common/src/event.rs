@@ -1,0 +1,91 @@
+//! Detection kinds and the event the kernel sends when a source crosses a threshold.
+
+use crate::{addr::SourceKey, classify::PROBE_CLASSES};
+
+/// What a finding is. Each maps to a MITRE ATT&CK technique.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DetectionKind {
+    /// Many distinct destination TCP ports (SYN probes). T1046.
+    PortScan = 0,
+    /// Many distinct destination hosts. T1595.001.
+    HostSweep = 1,
+    /// ICMP echo/timestamp/address-mask requests to many hosts. T1595.001.
+    IcmpSweep = 2,
+    /// FIN/NULL/Xmas/Maimon probes to many ports. T1046.
+    StealthScan = 3,
+    /// Many distinct destination UDP ports. T1046.
+    UdpScan = 4,
+    /// Tiny first fragments that hide their L4 header. T1046.
+    FragmentScan = 5,
+}
+
+/// Number of detection kinds.
+pub const DETECTION_KINDS: usize = 6;
+
+impl DetectionKind {
+    /// Every kind, in index order.
+    pub const ALL: [DetectionKind; DETECTION_KINDS] = [
+        Self::PortScan,
+        Self::HostSweep,
+        Self::IcmpSweep,
+        Self::StealthScan,
+        Self::UdpScan,
+        Self::FragmentScan,
+    ];
+
+    /// Kind from its index.
+    pub const fn from_index(i: u32) -> Option<Self> {
+        match i {
+            0 => Some(Self::PortScan),
+            1 => Some(Self::HostSweep),
+            2 => Some(Self::IcmpSweep),
+            3 => Some(Self::StealthScan),
+            4 => Some(Self::UdpScan),
+            5 => Some(Self::FragmentScan),
+            _ => None,
+        }
+    }
+
+    /// Stable label, as written in alerts and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PortScan => "port_scan",
+            Self::HostSweep => "host_sweep",
+            Self::IcmpSweep => "icmp_sweep",
+            Self::StealthScan => "stealth_scan",
+            Self::UdpScan => "udp_scan",
+            Self::FragmentScan => "fragment_scan",
+        }
+    }
+
+    /// MITRE ATT&CK technique ID.
+    pub const fn technique(self) -> &'static str {
+        match self {
+            Self::HostSweep | Self::IcmpSweep => "T1595.001",
+            Self::PortScan | Self::StealthScan | Self::UdpScan | Self::FragmentScan => "T1046",
+        }
+    }
+}
+
+/// Sent through the ring buffer when a source's measure for `kind` reaches its threshold, at
+/// most once per source, kind and window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanEvent {
+    /// Kernel monotonic time of the probe that crossed the threshold.
+    pub timestamp_ns: u64,
+    pub first_seen_ns: u64,
+    pub window_start_ns: u64,
+    pub source: SourceKey,
+    /// Probes in the window, by probe class.
+    pub probes: [u32; PROBE_CLASSES],
+    /// Kernel-unit measures, by `DetectionKind`.
+    pub measures: [u32; DETECTION_KINDS],
+    /// `DetectionKind` index.
+    pub kind: u32,
+    /// Interface the crossing probe arrived on.
+    pub ifindex: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ScanEvent>() == 112);

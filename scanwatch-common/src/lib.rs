@@ -1,0 +1,30 @@
+//! Types shared by the scanwatch XDP program and its daemon, plus the pure logic both sides
+//! (and the host-side tests) need: packet classification tables, the distinct-count estimator,
+//! address keys and hashing.
+//!
+//! Everything here is `no_std` so the kernel program can use it; the `user` feature adds
+//! `aya::Pod` impls and the floating-point estimate helpers.
+#![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod addr;
+pub mod classify;
+pub mod config;
+pub mod distinct;
+pub mod event;
+pub mod hash;
+pub mod maps;
+pub mod state;
+pub mod stats;
+
+#[cfg(feature = "user")]
+mod pod {
+    //! SAFETY: every type below is `#[repr(C)]`, `Copy`, made of integers and arrays of
+    //! integers only, with explicit padding fields, so any byte pattern is a valid value.
+    unsafe impl aya::Pod for crate::addr::SourceKey {}
+    unsafe impl aya::Pod for crate::config::KernelConfig {}
+    unsafe impl aya::Pod for crate::state::SourceState {}
+    unsafe impl aya::Pod for crate::event::ScanEvent {}
+}

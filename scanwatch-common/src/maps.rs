@@ -1,0 +1,29 @@
+//! Names and sizes of the kernel maps, shared so the daemon and tests open the same maps.
+
+/// One-entry array holding the `KernelConfig`.
+pub const CONFIG: &str = "CONFIG";
+/// Per-CPU `u64` statistics, laid out by `stats`.
+pub const STATS: &str = "STATS";
+/// LRU hash: `SourceKey` → `SourceState`.
+pub const TRACKER: &str = "TRACKER";
+/// Array of `u32` fingerprints: the admission filter.
+pub const ADMISSION: &str = "ADMISSION";
+/// LPM trie of source prefixes never tracked (v4 as v4-mapped, prefix + 96).
+pub const IGNORE: &str = "IGNORE";
+/// Ring buffer of `ScanEvent`s.
+pub const EVENTS: &str = "EVENTS";
+/// One-entry array holding an all-zero `SourceState`, the template for tracker inserts (the
+/// state is larger than the 512-byte BPF stack, so it cannot be built there).
+pub const EMPTY_STATE: &str = "EMPTY_STATE";
+
+/// Default tracker capacity. Each entry costs about 600 bytes of kernel memory (544-byte value,
+/// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 20 MiB. Adjustable at load time.
+pub const TRACKER_CAPACITY: u32 = 32_768;
+/// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
+/// spoofed packets/s, a real scanner's first probe survives `Δ` seconds with probability
+/// `exp(-R·Δ / ADMISSION_SLOTS)`; every later probe gets another chance.
+pub const ADMISSION_SLOTS: u32 = 65_536;
+/// Ignore-list capacity (prefixes).
+pub const IGNORE_CAPACITY: u32 = 16_384;
+/// Ring-buffer size: 256 KiB ≈ 2000 events (112 bytes + 8-byte header each).
+pub const EVENTS_BYTES: u32 = 256 * 1024;

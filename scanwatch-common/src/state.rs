@@ -1,0 +1,56 @@
+//! Per-source state kept in the kernel's LRU tracker.
+
+use crate::{
+    classify::PROBE_CLASSES,
+    distinct::DistinctBitmap,
+    event::{DETECTION_KINDS, DetectionKind},
+};
+
+/// 1024-bit estimator, for the measures that matter most (TCP ports, hosts).
+pub type WideBitmap = DistinctBitmap<16>;
+/// 512-bit estimator, for the rest.
+pub type NarrowBitmap = DistinctBitmap<8>;
+
+/// Everything the tracker knows about one source (544 bytes). Counters and bitmaps cover the
+/// current tumbling window; `first_seen_ns` covers the entry's life.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceState {
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub window_start_ns: u64,
+    /// Probes in this window, by probe class.
+    pub probes: [u32; PROBE_CLASSES],
+    /// Probes over the entry's life.
+    pub lifetime_probes: u32,
+    /// Bit `k` set: an event for `DetectionKind` `k` was sent in this window.
+    pub reported: u32,
+    /// The kernel-unit measure of each detection kind (bits set, or fragment probes), indexed
+    /// by `DetectionKind`; compared against `KernelConfig::thresholds`.
+    pub measures: [u32; DETECTION_KINDS],
+    /// Distinct destination TCP ports of SYN probes.
+    pub tcp_ports: WideBitmap,
+    /// Distinct destination hosts of any probe.
+    pub hosts: WideBitmap,
+    /// Distinct destination UDP ports.
+    pub udp_ports: NarrowBitmap,
+    /// Distinct destination ports of stealth probes (FIN, NULL, Xmas, Maimon).
+    pub stealth_ports: NarrowBitmap,
+    /// Distinct destination hosts of ICMP probes.
+    pub icmp_hosts: NarrowBitmap,
+}
+
+impl SourceState {
+    /// The bit count of the estimator behind a distinct-count kind, or `None` for plain counts.
+    pub const fn estimator_bits(kind: DetectionKind) -> Option<u32> {
+        match kind {
+            DetectionKind::PortScan | DetectionKind::HostSweep => Some(WideBitmap::BITS),
+            DetectionKind::IcmpSweep | DetectionKind::StealthScan | DetectionKind::UdpScan => {
+                Some(NarrowBitmap::BITS)
+            }
+            DetectionKind::FragmentScan => None,
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SourceState>() == 544);

@@ -1,0 +1,35 @@
+//! Map declarations. Sizes and reasons are documented in `scanwatch_common::maps`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use scanwatch_common::{
+    addr::SourceKey,
+    config::KernelConfig,
+    maps::{ADMISSION_SLOTS, EVENTS_BYTES, IGNORE_CAPACITY, TRACKER_CAPACITY},
+    state::SourceState,
+    stats::STATS_LEN,
+};
+
+#[map]
+pub static CONFIG: Array<KernelConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+
+#[map]
+pub static TRACKER: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(TRACKER_CAPACITY, 0);
+
+#[map]
+pub static ADMISSION: Array<u32> = Array::with_max_entries(ADMISSION_SLOTS, 0);
+
+#[map]
+pub static IGNORE: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(IGNORE_CAPACITY, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static EMPTY_STATE: Array<SourceState> = Array::with_max_entries(1, 0);

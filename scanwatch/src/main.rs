@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", scanwatch::object::XDP_OBJECT.len());
+}

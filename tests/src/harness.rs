@@ -1,0 +1,178 @@
+//! Loads the real scanwatch XDP object and drives it with `BPF_PROG_TEST_RUN`.
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use scanwatch_common::{
+    addr::SourceKey,
+    classify::PacketClass,
+    config::KernelConfig,
+    event::ScanEvent,
+    maps,
+    state::SourceState,
+    stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
+};
+
+/// XDP verdicts.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// Which embedded object to load.
+#[derive(Clone, Copy, Debug)]
+pub enum Object {
+    /// The program the daemon runs.
+    Product,
+    /// The bench-only spoofed-source variant.
+    SpoofBench,
+}
+
+/// A loaded XDP program with its maps.
+pub struct Harness {
+    ebpf: Ebpf,
+    program: &'static str,
+    events: Option<RingBuf<MapData>>,
+}
+
+impl Harness {
+    /// Loads the product program with the default tracker capacity and an all-zero config.
+    pub fn load() -> Result<Self> {
+        Self::load_with(Object::Product, None)
+    }
+
+    /// Loads `object`, optionally with a different tracker capacity.
+    pub fn load_with(object: Object, tracker_capacity: Option<u32>) -> Result<Self> {
+        let (bytes, program) = match object {
+            Object::Product => (scanwatch::object::XDP_OBJECT, "scanwatch"),
+            Object::SpoofBench => (
+                scanwatch::object::SPOOF_BENCH_OBJECT,
+                "scanwatch_spoof_bench",
+            ),
+        };
+        let mut loader = EbpfLoader::new();
+        if let Some(capacity) = tracker_capacity {
+            loader.map_max_entries(maps::TRACKER, capacity);
+        }
+        let mut ebpf = loader.load(bytes).context("loading the XDP object")?;
+        let xdp: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} not in object"))?
+            .try_into()?;
+        xdp.load().context("verifier rejected the XDP program")?;
+        let events = RingBuf::try_from(
+            ebpf.take_map(maps::EVENTS)
+                .ok_or_else(|| anyhow!("no EVENTS map"))?,
+        )?;
+        let mut h = Self {
+            ebpf,
+            program,
+            events: Some(events),
+        };
+        h.set_config(&KernelConfig::default())?;
+        Ok(h)
+    }
+
+    /// Runs the program once on `frame`; returns the verdict.
+    pub fn run(&mut self, frame: &[u8]) -> Result<u32> {
+        Ok(self.run_repeat(frame, 1)?.0)
+    }
+
+    /// Runs the program `repeat` times on `frame`; returns the verdict and the kernel's average
+    /// duration per run in nanoseconds.
+    pub fn run_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64)> {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(self.program)
+            .ok_or_else(|| anyhow!("program vanished"))?
+            .try_into()?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = xdp
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN")?;
+        Ok((result.return_value, result.duration.as_nanos() as u64))
+    }
+
+    /// Writes the runtime configuration.
+    pub fn set_config(&mut self, config: &KernelConfig) -> Result<()> {
+        let mut array: Array<&mut MapData, KernelConfig> =
+            Array::try_from(self.ebpf.map_mut(maps::CONFIG).context("CONFIG")?)?;
+        array.set(0, config, 0)?;
+        Ok(())
+    }
+
+    /// Sum over CPUs of one statistics slot.
+    pub fn stat(&self, slot: u32) -> Result<u64> {
+        assert!(slot < STATS_LEN);
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::STATS).context("STATS")?)?;
+        Ok(array.get(&slot, 0)?.iter().sum())
+    }
+
+    /// Packets counted in `class`.
+    pub fn class_count(&self, class: PacketClass) -> Result<u64> {
+        self.stat(class_slot(class))
+    }
+
+    /// Parse errors counted for `reason`.
+    pub fn parse_errors(&self, reason: ParseError) -> Result<u64> {
+        self.stat(parse_error_slot(reason))
+    }
+
+    /// A data-path counter.
+    pub fn counter(&self, counter: Counter) -> Result<u64> {
+        self.stat(counter_slot(counter))
+    }
+
+    /// The tracker's state for `key`, if tracked.
+    pub fn tracked(&self, key: &SourceKey) -> Result<Option<SourceState>> {
+        let map: HashMap<&MapData, SourceKey, SourceState> =
+            HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
+        match map.get(key, 0) {
+            Ok(state) => Ok(Some(state)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Number of sources in the tracker.
+    pub fn tracked_count(&self) -> Result<usize> {
+        let map: HashMap<&MapData, SourceKey, SourceState> =
+            HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
+        Ok(map.keys().filter_map(Result::ok).count())
+    }
+
+    /// Adds an ignore-list prefix (16-byte address, prefix length in IPv6 terms) and bumps
+    /// the config's entry count so the program consults the list.
+    pub fn ignore(
+        &mut self,
+        addr: [u8; 16],
+        prefix_len: u32,
+        config: &mut KernelConfig,
+    ) -> Result<()> {
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
+            LpmTrie::try_from(self.ebpf.map_mut(maps::IGNORE).context("IGNORE")?)?;
+        trie.insert(&Key::new(prefix_len, addr), 1, 0)?;
+        config.ignore_entries += 1;
+        self.set_config(config)
+    }
+
+    /// Drains the events the program has sent.
+    pub fn events(&mut self) -> Vec<ScanEvent> {
+        let mut out = Vec::new();
+        if let Some(ring) = self.events.as_mut() {
+            while let Some(item) = ring.next() {
+                assert_eq!(item.len(), size_of::<ScanEvent>());
+                // SAFETY: the kernel wrote a ScanEvent of exactly this size.
+                out.push(unsafe { item.as_ptr().cast::<ScanEvent>().read_unaligned() });
+            }
+        }
+        out
+    }
+}
