@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
     let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR")?);
     if std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        for name in ["scanwatch", "scanwatch-spoof-bench"] {
+        for name in ["scanwatch", "scanwatch-spoof-bench", "scanwatch-empty"] {
             std::fs::write(out_dir.join(name), [])?;
         }
     }

@@ -27,6 +27,8 @@ pub enum Object {
     Product,
     /// The bench-only spoofed-source variant.
     SpoofBench,
+    /// The bench-only empty XDP_PASS program (the baseline).
+    Empty,
 }
 
 /// A loaded XDP program with its maps.
@@ -50,6 +52,7 @@ impl Harness {
                 scanwatch::object::SPOOF_BENCH_OBJECT,
                 "scanwatch_spoof_bench",
             ),
+            Object::Empty => (scanwatch::object::EMPTY_OBJECT, "scanwatch_empty"),
         };
         let mut loader = EbpfLoader::new();
         if let Some(capacity) = tracker_capacity {
@@ -61,16 +64,18 @@ impl Harness {
             .ok_or_else(|| anyhow!("program {program} not in object"))?
             .try_into()?;
         xdp.load().context("verifier rejected the XDP program")?;
-        let events = RingBuf::try_from(
-            ebpf.take_map(maps::EVENTS)
-                .ok_or_else(|| anyhow!("no EVENTS map"))?,
-        )?;
+        let events = ebpf
+            .take_map(maps::EVENTS)
+            .map(RingBuf::try_from)
+            .transpose()?;
         let mut h = Self {
             ebpf,
             program,
-            events: Some(events),
+            events,
         };
-        h.set_config(&KernelConfig::default())?;
+        if h.ebpf.map(maps::CONFIG).is_some() {
+            h.set_config(&KernelConfig::default())?;
+        }
         Ok(h)
     }
 
