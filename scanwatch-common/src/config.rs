@@ -35,7 +35,7 @@ pub struct KernelConfig {
     pub flags: u32,
     /// Entries in the ignore list; 0 lets the program skip the trie lookup.
     pub ignore_entries: u32,
-    pub _pad: u32,
+    pub reserved: u32,
 }
 
 impl KernelConfig {

@@ -5,6 +5,10 @@
 //! Everything here is `no_std` so the kernel program can use it; the `user` feature adds
 //! `aya::Pod` impls and the floating-point estimate helpers.
 #![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "the kernel program calls these per packet; inlining keeps BPF-to-BPF calls and verifier work down"
+)]
 
 #[cfg(feature = "std")]
 extern crate std;

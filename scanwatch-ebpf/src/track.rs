@@ -83,9 +83,11 @@ fn lookup_or_admit(key: &SourceKey, config: &KernelConfig, now: u64) -> Option<*
     }
     let template = EMPTY_STATE.get(0)?;
     // NOEXIST: another CPU may have inserted the same source meanwhile; then use its entry.
-    match TRACKER.insert(key, template, u64::from(BPF_NOEXIST)) {
-        Ok(()) => count(Counter::TrackerInserts),
-        Err(_) => {}
+    if TRACKER
+        .insert(key, template, u64::from(BPF_NOEXIST))
+        .is_ok()
+    {
+        count(Counter::TrackerInserts);
     }
     let Some(state) = TRACKER.get_ptr_mut(key) else {
         count(Counter::TrackerUpdateFailures);

@@ -1,0 +1,440 @@
+//! The agent's configuration: one `Config`, read from a TOML file, overridden by flags,
+//! validated once at load. Defaults are documented next to each field and grounded in the
+//! peers' published defaults (see `README.md`, "Detection defaults").
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+use scanwatch_common::{
+    addr::DEFAULT_IPV6_PREFIX_LEN,
+    config::KernelConfig,
+    distinct::bits_for_count,
+    event::{DETECTION_KINDS, DetectionKind},
+    maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
+    state::SourceState,
+};
+use serde::Deserialize;
+
+/// Default Prometheus endpoint: loopback only, port 9977.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9977";
+
+/// Why a configuration was refused. Each names the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic (skb) mode with a warning.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Skb,
+}
+
+/// Sensitivity preset: a set of thresholds, each overridable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    /// Fewer alerts: only scans well above what busy clients do.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// More alerts: small scans too; expect to tune `ignore`.
+    High,
+}
+
+impl Sensitivity {
+    /// Thresholds of the preset, by kind (distinct ports/hosts, or probes for fragments).
+    ///
+    /// Medium: port_scan 20 distinct TCP ports (between Zeek's 15 and scanlogd's weighted 21,
+    /// since we count every SYN, not only failed connections as Zeek did); host_sweep 25 hosts
+    /// (Zeek); icmp_sweep 15 hosts; stealth_scan 10 ports (FIN/NULL/Xmas are never legitimate;
+    /// FIN|ACK is, so a few ports of slack); udp_scan 15 ports (CrowdSec's multi-port 15);
+    /// fragment_scan 5 tiny first fragments.
+    pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
+        match self {
+            Self::Low => [50, 50, 30, 20, 40, 10],
+            Self::Medium => [20, 25, 15, 10, 15, 5],
+            Self::High => [10, 15, 8, 5, 8, 3],
+        }
+    }
+}
+
+/// Per-kind threshold overrides; 0 disables a kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub port_scan: Option<u32>,
+    pub host_sweep: Option<u32>,
+    pub icmp_sweep: Option<u32>,
+    pub stealth_scan: Option<u32>,
+    pub udp_scan: Option<u32>,
+    pub fragment_scan: Option<u32>,
+}
+
+impl Thresholds {
+    fn get(&self, kind: DetectionKind) -> Option<u32> {
+        match kind {
+            DetectionKind::PortScan => self.port_scan,
+            DetectionKind::HostSweep => self.host_sweep,
+            DetectionKind::IcmpSweep => self.icmp_sweep,
+            DetectionKind::StealthScan => self.stealth_scan,
+            DetectionKind::UdpScan => self.udp_scan,
+            DetectionKind::FragmentScan => self.fragment_scan,
+        }
+    }
+}
+
+/// The configuration file (every key optional).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub interfaces: Option<Vec<String>>,
+    pub xdp_mode: Option<XdpMode>,
+    pub metrics_addr: Option<String>,
+    pub alert_log: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub sensitivity: Option<Sensitivity>,
+    pub window: Option<String>,
+    pub ipv6_prefix: Option<u32>,
+    pub tracker_capacity: Option<u32>,
+    pub ignore: Option<Vec<String>>,
+    pub top_sources: Option<usize>,
+    pub max_alerts_per_second: Option<u32>,
+    pub thresholds: Option<Thresholds>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Interfaces to watch; empty means the default route's interface.
+    pub interfaces: Vec<String>,
+    /// XDP attach mode. Default `auto`.
+    pub xdp_mode: XdpMode,
+    /// Prometheus endpoint. Default [`DEFAULT_METRICS_ADDR`].
+    pub metrics_addr: SocketAddr,
+    /// JSON Lines alert file; `None` writes alerts to stdout. Default stdout.
+    pub alert_log: Option<PathBuf>,
+    /// `error|warn|info|debug|trace`. Default `info`.
+    pub log_level: log::LevelFilter,
+    /// Detection window, tumbling: counts restart when a source's window ends. Default 5 min
+    /// (Zeek's scan policy interval).
+    pub window: Duration,
+    /// IPv6 sources are aggregated to this prefix. Default /64.
+    pub ipv6_prefix: u32,
+    /// Tracker capacity (sources). Default 32768 (≈ 20 MiB of kernel memory).
+    pub tracker_capacity: u32,
+    /// Sources never tracked.
+    pub ignore: Vec<IpNet>,
+    /// Export the N most active sources as a labelled gauge (0 = off, at most 20).
+    pub top_sources: usize,
+    /// Alerts written per second at most; the rest are counted and dropped. Default 50.
+    pub max_alerts_per_second: u32,
+    /// Threshold per kind (distinct ports/hosts, or probes); 0 disables.
+    pub thresholds: BTreeMap<&'static str, u32>,
+}
+
+/// Flag values that override the file (`None` = not given).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: Option<XdpMode>,
+    pub metrics_addr: Option<String>,
+    pub alert_log: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub sensitivity: Option<Sensitivity>,
+}
+
+/// Most sources the top-N gauge may export: a hard cap on label cardinality.
+pub const MAX_TOP_SOURCES: usize = 20;
+
+impl Config {
+    /// Builds and validates the configuration from an optional file and flag overrides.
+    pub fn build(file: Option<&FileConfig>, flags: &Overrides) -> Result<Self, ConfigError> {
+        let empty = FileConfig::default();
+        let file = file.unwrap_or(&empty);
+        let interfaces = if flags.interfaces.is_empty() {
+            file.interfaces.clone().unwrap_or_default()
+        } else {
+            flags.interfaces.clone()
+        };
+        if let Some(bad) = interfaces
+            .iter()
+            .find(|i| i.is_empty() || i.len() >= 16 || i.contains(['/', ' ']))
+        {
+            return Err(invalid(
+                "interfaces",
+                format!("`{bad}` is not a valid interface name"),
+            ));
+        }
+        let metrics = flags
+            .metrics_addr
+            .clone()
+            .or_else(|| file.metrics_addr.clone())
+            .unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_owned());
+        let metrics_addr = metrics.parse().map_err(|_| {
+            invalid(
+                "metrics_addr",
+                format!("`{metrics}` is not an address:port such as 127.0.0.1:9977"),
+            )
+        })?;
+        let level = flags
+            .log_level
+            .clone()
+            .or_else(|| file.log_level.clone())
+            .unwrap_or_else(|| "info".to_owned());
+        let log_level = level.parse().map_err(|_| {
+            invalid(
+                "log_level",
+                format!("`{level}` is not one of off, error, warn, info, debug, trace"),
+            )
+        })?;
+        let window = match &file.window {
+            None => Duration::from_secs(300),
+            Some(w) => humantime::parse_duration(w)
+                .map_err(|e| invalid("window", format!("`{w}`: {e} (e.g. \"5m\", \"90s\")")))?,
+        };
+        if window < Duration::from_secs(1) || window > Duration::from_secs(24 * 3600) {
+            return Err(invalid("window", format!("{window:?} is outside 1s..=24h")));
+        }
+        let ipv6_prefix = file.ipv6_prefix.unwrap_or(DEFAULT_IPV6_PREFIX_LEN);
+        if !(16..=128).contains(&ipv6_prefix) {
+            return Err(invalid(
+                "ipv6_prefix",
+                format!("{ipv6_prefix} is outside 16..=128 (/64 is one subnet, /56 a site)"),
+            ));
+        }
+        let tracker_capacity = file.tracker_capacity.unwrap_or(TRACKER_CAPACITY);
+        if !(1024..=4_194_304).contains(&tracker_capacity) {
+            return Err(invalid(
+                "tracker_capacity",
+                format!("{tracker_capacity} is outside 1024..=4194304"),
+            ));
+        }
+        let mut ignore = Vec::new();
+        for entry in file.ignore.iter().flatten() {
+            ignore.push(parse_cidr(entry).map_err(|reason| invalid("ignore", reason))?);
+        }
+        if ignore.len() > IGNORE_CAPACITY as usize {
+            return Err(invalid(
+                "ignore",
+                format!("{} entries, at most {IGNORE_CAPACITY}", ignore.len()),
+            ));
+        }
+        let top_sources = file.top_sources.unwrap_or(0);
+        if top_sources > MAX_TOP_SOURCES {
+            return Err(invalid(
+                "top_sources",
+                format!("{top_sources} is more than the cap of {MAX_TOP_SOURCES}"),
+            ));
+        }
+        let max_alerts_per_second = file.max_alerts_per_second.unwrap_or(50);
+        if max_alerts_per_second == 0 {
+            return Err(invalid(
+                "max_alerts_per_second",
+                "must be at least 1".into(),
+            ));
+        }
+        let preset = flags
+            .sensitivity
+            .or(file.sensitivity)
+            .unwrap_or_default()
+            .thresholds();
+        let overrides = file.thresholds.clone().unwrap_or_default();
+        let mut thresholds = BTreeMap::new();
+        for kind in DetectionKind::ALL {
+            let value = overrides.get(kind).unwrap_or(preset[kind as usize]);
+            if value > 65_535 {
+                return Err(invalid(
+                    "thresholds",
+                    format!("{} = {value} is above 65535", kind.name()),
+                ));
+            }
+            thresholds.insert(kind.name(), value);
+        }
+        Ok(Self {
+            interfaces,
+            xdp_mode: flags.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
+            metrics_addr,
+            alert_log: flags.alert_log.clone().or_else(|| file.alert_log.clone()),
+            log_level,
+            window,
+            ipv6_prefix,
+            tracker_capacity,
+            ignore,
+            top_sources,
+            max_alerts_per_second,
+            thresholds,
+        })
+    }
+
+    /// The threshold of `kind` in distinct items (or probes).
+    pub fn threshold(&self, kind: DetectionKind) -> u32 {
+        self.thresholds.get(kind.name()).copied().unwrap_or(0)
+    }
+
+    /// The kernel's view of this configuration: thresholds converted into estimator bits.
+    pub fn kernel_config(&self, hash_seed: u64) -> KernelConfig {
+        let mut thresholds = [0u32; DETECTION_KINDS];
+        for kind in DetectionKind::ALL {
+            let count = self.threshold(kind);
+            thresholds[kind as usize] = match SourceState::estimator_bits(kind) {
+                Some(bits) => bits_for_count(count, bits),
+                None => count,
+            };
+        }
+        KernelConfig {
+            window_ns: self.window.as_nanos() as u64,
+            clock_override_ns: 0,
+            hash_seed,
+            thresholds,
+            ipv6_prefix_len: self.ipv6_prefix,
+            flags: 0,
+            ignore_entries: self.ignore.len() as u32,
+            reserved: 0,
+        }
+    }
+}
+
+fn invalid(key: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
+}
+
+/// Parses `a.b.c.d/n`, `x::/n`, or a bare address (a host route).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| {
+            format!("`{text}` is not an address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "test.toml".into(),
+            message: e.to_string(),
+        })?;
+        Config::build(Some(&file), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_are_medium_five_minutes_loopback() {
+        let c = Config::build(None, &Overrides::default()).unwrap();
+        assert_eq!(c.window, Duration::from_secs(300));
+        assert_eq!(c.threshold(DetectionKind::PortScan), 20);
+        assert_eq!(c.threshold(DetectionKind::HostSweep), 25);
+        assert!(c.metrics_addr.ip().is_loopback());
+        assert_eq!(c.metrics_addr.port(), 9977);
+        assert!(c.alert_log.is_none());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: FileConfig = toml::from_str(
+            "interfaces = [\"eth1\"]\nsensitivity = \"low\"\nmetrics_addr = \"127.0.0.1:1\"",
+        )
+        .unwrap();
+        let flags = Overrides {
+            interfaces: vec!["eth2".into()],
+            sensitivity: Some(Sensitivity::High),
+            ..Overrides::default()
+        };
+        let c = Config::build(Some(&file), &flags).unwrap();
+        assert_eq!(c.interfaces, vec!["eth2".to_owned()]);
+        assert_eq!(c.threshold(DetectionKind::PortScan), 10);
+        assert_eq!(c.metrics_addr.port(), 1);
+    }
+
+    #[test]
+    fn per_kind_threshold_overrides_preset() {
+        let c =
+            parse("sensitivity = \"high\"\n[thresholds]\nport_scan = 99\nudp_scan = 0").unwrap();
+        assert_eq!(c.threshold(DetectionKind::PortScan), 99);
+        assert_eq!(c.threshold(DetectionKind::UdpScan), 0);
+        assert_eq!(c.threshold(DetectionKind::HostSweep), 15);
+        let k = c.kernel_config(1);
+        assert_eq!(k.thresholds[DetectionKind::UdpScan as usize], 0);
+        let bits = k.thresholds[DetectionKind::PortScan as usize];
+        assert!((90..99).contains(&bits), "{bits}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("window = \"soon\"", "window"),
+            ("window = \"0s\"", "window"),
+            ("ipv6_prefix = 8", "ipv6_prefix"),
+            ("ignore = [\"10.0.0.0/33\"]", "ignore"),
+            ("metrics_addr = \"nowhere\"", "metrics_addr"),
+            ("top_sources = 1000", "top_sources"),
+            ("tracker_capacity = 1", "tracker_capacity"),
+            ("[thresholds]\nport_scan = 100000", "thresholds"),
+            ("interfaces = [\"a/b\"]", "interfaces"),
+        ] {
+            match parse(text) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: expected invalid {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(matches!(
+            parse("windw = \"5m\""),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse("[thresholds]\nport_scna = 3"),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn cidrs_parse_and_truncate() {
+        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
+        assert_eq!(
+            parse_cidr("2001:db8::1/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert!(parse_cidr("300.1.1.1").is_err());
+    }
+}

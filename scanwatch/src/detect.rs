@@ -1,0 +1,285 @@
+//! From kernel events to findings: the kernel decides *when* a source crosses a threshold (so
+//! the daemon never walks the tracker to find scans); this module turns the event into a
+//! finding with estimates a person can read, and throttles the output.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant, SystemTime},
+};
+
+use scanwatch_common::{
+    addr::SourceKey,
+    classify::{PROBE_CLASSES, PacketClass},
+    distinct::estimate,
+    event::{DetectionKind, ScanEvent},
+    state::SourceState,
+};
+use serde::Serialize;
+
+/// One finding, as written to the alert log (one JSON object per line).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Finding {
+    /// When the daemon wrote the finding (RFC 3339, UTC).
+    pub timestamp: String,
+    /// The scanning source: an address, or `prefix/len` for aggregated IPv6.
+    pub source: String,
+    pub kind: &'static str,
+    /// MITRE ATT&CK technique.
+    pub technique: &'static str,
+    /// `ingress`: probes arriving at this host.
+    pub direction: &'static str,
+    /// Distinct destination ports of the kind's probes (TCP SYN for port_scan, UDP for
+    /// udp_scan, stealth probes for stealth_scan; TCP SYN otherwise), estimated.
+    pub distinct_ports: u64,
+    /// Distinct destination hosts (ICMP probes only for icmp_sweep), estimated.
+    pub distinct_hosts: u64,
+    /// Probes from the source in this window.
+    pub packets: u64,
+    /// Probes by class in this window (non-zero classes only).
+    pub probes: BTreeMap<&'static str, u32>,
+    pub window_seconds: u64,
+    /// When the tracker first saw the source (RFC 3339).
+    pub first_seen: String,
+    /// The probe that crossed the threshold (RFC 3339).
+    pub last_seen: String,
+    pub interface: String,
+    /// `alert` (monitor mode).
+    pub action: &'static str,
+}
+
+/// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock;
+
+impl Clock {
+    /// Current CLOCK_MONOTONIC in nanoseconds.
+    pub fn monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec to write into.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// Wall-clock time of a kernel monotonic timestamp.
+    pub fn wall(kernel_ns: u64) -> SystemTime {
+        let now_mono = Self::monotonic_ns();
+        let now = SystemTime::now();
+        if kernel_ns <= now_mono {
+            now - Duration::from_nanos(now_mono - kernel_ns)
+        } else {
+            now + Duration::from_nanos(kernel_ns - now_mono)
+        }
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Formats a tracker key: `a.b.c.d` for IPv4, `addr/len` for IPv6 aggregated to `prefix`.
+pub fn format_source(key: &SourceKey, ipv6_prefix: u32) -> String {
+    if key.is_ipv4() {
+        Ipv4Addr::new(key.addr[12], key.addr[13], key.addr[14], key.addr[15]).to_string()
+    } else if ipv6_prefix >= 128 {
+        Ipv6Addr::from(key.addr).to_string()
+    } else {
+        format!("{}/{ipv6_prefix}", Ipv6Addr::from(key.addr))
+    }
+}
+
+/// Estimated distinct items behind a kernel measure.
+fn estimated(kind: DetectionKind, measures: &[u32]) -> u64 {
+    let raw = measures.get(kind as usize).copied().unwrap_or(0);
+    match SourceState::estimator_bits(kind) {
+        Some(bits) => estimate(raw, bits).round() as u64,
+        None => u64::from(raw),
+    }
+}
+
+/// Builds the finding for a kernel event.
+pub fn finding(
+    event: &ScanEvent,
+    interface: String,
+    window: Duration,
+    ipv6_prefix: u32,
+) -> Option<Finding> {
+    let kind = DetectionKind::from_index(event.kind)?;
+    let ports_kind = match kind {
+        DetectionKind::UdpScan => DetectionKind::UdpScan,
+        DetectionKind::StealthScan => DetectionKind::StealthScan,
+        _ => DetectionKind::PortScan,
+    };
+    let hosts_kind = if kind == DetectionKind::IcmpSweep {
+        DetectionKind::IcmpSweep
+    } else {
+        DetectionKind::HostSweep
+    };
+    let probes: BTreeMap<&'static str, u32> = PacketClass::ALL[..PROBE_CLASSES]
+        .iter()
+        .zip(event.probes.iter())
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| (c.name(), *n))
+        .collect();
+    Some(Finding {
+        timestamp: rfc3339(SystemTime::now()),
+        source: format_source(&event.source, ipv6_prefix),
+        kind: kind.name(),
+        technique: kind.technique(),
+        direction: "ingress",
+        distinct_ports: estimated(ports_kind, &event.measures),
+        distinct_hosts: estimated(hosts_kind, &event.measures),
+        packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
+        probes,
+        window_seconds: window.as_secs(),
+        first_seen: rfc3339(Clock::wall(event.first_seen_ns)),
+        last_seen: rfc3339(Clock::wall(event.timestamp_ns)),
+        interface,
+        action: "alert",
+    })
+}
+
+/// Token bucket over alert output: under attack, unthrottled alert logs become their own
+/// denial of service. Findings over the budget are counted, not written.
+#[derive(Debug)]
+pub struct AlertBudget {
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl AlertBudget {
+    /// A bucket of `per_second` tokens refilled continuously, starting full.
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token at `now`; false when the budget is spent.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scanwatch_common::{distinct::bits_for_count, event::DETECTION_KINDS};
+
+    use super::*;
+
+    fn event(kind: DetectionKind, measures: [u32; DETECTION_KINDS]) -> ScanEvent {
+        let mut probes = [0; PROBE_CLASSES];
+        probes[PacketClass::TcpSyn as usize] = 30;
+        probes[PacketClass::Udp as usize] = 2;
+        ScanEvent {
+            timestamp_ns: Clock::monotonic_ns(),
+            first_seen_ns: Clock::monotonic_ns() - 5_000_000_000,
+            window_start_ns: 0,
+            source: SourceKey::from_ipv4([192, 0, 2, 9]),
+            probes,
+            measures,
+            kind: kind as u32,
+            ifindex: 1,
+        }
+    }
+
+    #[test]
+    fn finding_reports_estimates_and_technique() {
+        let mut m = [0; DETECTION_KINDS];
+        m[DetectionKind::PortScan as usize] = bits_for_count(30, 1024);
+        m[DetectionKind::HostSweep as usize] = 1;
+        let f = finding(
+            &event(DetectionKind::PortScan, m),
+            "eth0".into(),
+            Duration::from_secs(300),
+            64,
+        )
+        .unwrap();
+        assert_eq!(f.source, "192.0.2.9");
+        assert_eq!(f.kind, "port_scan");
+        assert_eq!(f.technique, "T1046");
+        assert_eq!(f.distinct_ports, 30);
+        assert_eq!(f.distinct_hosts, 1);
+        assert_eq!(f.packets, 32);
+        assert_eq!(f.probes.get("tcp_syn"), Some(&30));
+        assert!(!f.probes.contains_key("tcp_fin"));
+        assert_eq!(f.window_seconds, 300);
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains('\n'));
+        for key in [
+            "timestamp",
+            "source",
+            "kind",
+            "technique",
+            "distinct_ports",
+            "distinct_hosts",
+            "packets",
+            "window_seconds",
+            "first_seen",
+            "last_seen",
+            "interface",
+            "action",
+        ] {
+            assert!(
+                json.contains(&format!("\"{key}\":")),
+                "{key} missing in {json}"
+            );
+        }
+    }
+
+    #[test]
+    fn icmp_sweep_counts_icmp_hosts() {
+        let mut m = [0; DETECTION_KINDS];
+        m[DetectionKind::IcmpSweep as usize] = bits_for_count(40, 512);
+        m[DetectionKind::HostSweep as usize] = bits_for_count(45, 1024);
+        let f = finding(
+            &event(DetectionKind::IcmpSweep, m),
+            "x".into(),
+            Duration::from_secs(60),
+            64,
+        )
+        .unwrap();
+        assert_eq!(f.technique, "T1595.001");
+        assert!(f.distinct_hosts.abs_diff(40) <= 1, "{}", f.distinct_hosts);
+    }
+
+    #[test]
+    fn ipv6_sources_show_their_prefix() {
+        let key =
+            SourceKey::from_ipv6("2001:db8:1:2::99".parse::<Ipv6Addr>().unwrap().octets(), 64);
+        assert_eq!(format_source(&key, 64), "2001:db8:1:2::/64");
+        assert_eq!(format_source(&key, 128), "2001:db8:1:2::");
+    }
+
+    #[test]
+    fn unknown_kind_is_no_finding() {
+        let mut e = event(DetectionKind::PortScan, [0; DETECTION_KINDS]);
+        e.kind = 99;
+        assert!(finding(&e, "x".into(), Duration::from_secs(1), 64).is_none());
+    }
+
+    #[test]
+    fn budget_limits_burst_and_refills() {
+        let start = Instant::now();
+        let mut b = AlertBudget::new(3);
+        assert!(b.take(start) && b.take(start) && b.take(start));
+        assert!(!b.take(start));
+        assert!(b.take(start + Duration::from_millis(400)));
+        assert!(!b.take(start + Duration::from_millis(400)));
+    }
+}

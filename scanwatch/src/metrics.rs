@@ -1,0 +1,332 @@
+//! Prometheus metrics: one registry, names `scanwatch_*`, label values from small fixed sets
+//! (no per-source label except the opt-in, hard-capped top-N gauge), served over HTTP with
+//! `/healthz`.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use log::{debug, warn};
+use prometheus::{
+    Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use scanwatch_common::{
+    classify::PacketClass,
+    event::DetectionKind,
+    stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+};
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    pub registry: Registry,
+    packets: IntCounterVec,
+    verdicts: IntCounterVec,
+    parse_errors: IntCounterVec,
+    datapath: Vec<(Counter, IntCounter)>,
+    pub detections: IntCounterVec,
+    pub alerts_suppressed: IntCounter,
+    pub alert_write_errors: IntCounter,
+    pub tracked_sources: IntGauge,
+    pub tracker_capacity: IntGauge,
+    pub tracker_fill_ratio: Gauge,
+    pub latency: Histogram,
+    pub attach_info: IntGaugeVec,
+    pub top_sources: GaugeVec,
+    /// Kernel statistics as last read, to turn absolute values into counter increments.
+    last_kernel: Vec<u64>,
+}
+
+/// Help text of a data-path counter.
+fn counter_help(c: Counter) -> &'static str {
+    match c {
+        Counter::Ignored => "Probes from sources on the ignore list (never tracked).",
+        Counter::AdmissionDeferred => {
+            "First probes of untracked sources held back by the admission filter (spoofed-flood defence)."
+        }
+        Counter::Admitted => "Sources admitted to the tracker on their second probe.",
+        Counter::TrackerInserts => "Sources inserted into the tracker.",
+        Counter::TrackerUpdateFailures => "Tracker inserts or lookups that failed.",
+        Counter::WindowResets => "Per-source detection windows restarted.",
+        Counter::EventsEmitted => "Threshold events sent by the kernel.",
+        Counter::EventsDropped => "Threshold events lost because the ring buffer was full.",
+        Counter::ConfigMissing => "Packets seen before the configuration was written.",
+        Counter::VerdictDrop => "Packets dropped.",
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new(tracker_capacity: u32) -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let packets = IntCounterVec::new(
+            Opts::new(
+                "scanwatch_packets_total",
+                "Packets seen by the XDP program, by class.",
+            ),
+            &["class"],
+        )?;
+        let verdicts = IntCounterVec::new(
+            Opts::new("scanwatch_verdicts_total", "XDP verdicts, by verdict."),
+            &["verdict"],
+        )?;
+        let parse_errors = IntCounterVec::new(
+            Opts::new(
+                "scanwatch_parse_errors_total",
+                "Malformed packets (passed untouched), by reason.",
+            ),
+            &["reason"],
+        )?;
+        let datapath = Counter::ALL
+            .iter()
+            .filter(|c| **c != Counter::VerdictDrop)
+            .map(|c| {
+                IntCounter::new(format!("scanwatch_{}_total", c.name()), counter_help(*c))
+                    .map(|m| (*c, m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let detections = IntCounterVec::new(
+            Opts::new("scanwatch_detections_total", "Findings, by kind."),
+            &["kind"],
+        )?;
+        let alerts_suppressed = IntCounter::new(
+            "scanwatch_alerts_suppressed_total",
+            "Findings not written because the alert rate budget was spent.",
+        )?;
+        let alert_write_errors = IntCounter::new(
+            "scanwatch_alert_write_errors_total",
+            "Findings that could not be written to the alert log.",
+        )?;
+        let tracked_sources = IntGauge::new(
+            "scanwatch_tracked_sources",
+            "Sources in the kernel tracker at the last walk.",
+        )?;
+        let capacity = IntGauge::new(
+            "scanwatch_tracker_capacity",
+            "Maximum sources the kernel tracker holds.",
+        )?;
+        capacity.set(i64::from(tracker_capacity));
+        let tracker_fill_ratio = Gauge::new(
+            "scanwatch_tracker_fill_ratio",
+            "Tracked sources divided by tracker capacity.",
+        )?;
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "scanwatch_event_to_alert_latency_seconds",
+                "Time from the probe that crossed a threshold to the alert being written.",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )?;
+        let attach_info = IntGaugeVec::new(
+            Opts::new(
+                "scanwatch_attach_info",
+                "Interfaces the XDP program is attached to (value 1), with the attach mode.",
+            ),
+            &["interface", "mode"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "scanwatch_build_info",
+                "Build of the running agent (value 1).",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let top_sources = GaugeVec::new(
+            Opts::new(
+                "scanwatch_top_source_probes",
+                "Probes in the current window of the most active tracked sources (opt-in, at most 20 series).",
+            ),
+            &["source"],
+        )?;
+        for c in [&packets, &verdicts, &parse_errors, &detections] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        for (_, c) in &datapath {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(alerts_suppressed.clone()))?;
+        registry.register(Box::new(alert_write_errors.clone()))?;
+        registry.register(Box::new(tracked_sources.clone()))?;
+        registry.register(Box::new(capacity.clone()))?;
+        registry.register(Box::new(tracker_fill_ratio.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(attach_info.clone()))?;
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(top_sources.clone()))?;
+        // Every label value exists from the start, so rates work from the first scrape.
+        for class in PacketClass::ALL {
+            packets.with_label_values(&[class.name()]);
+        }
+        for v in ["pass", "drop"] {
+            verdicts.with_label_values(&[v]);
+        }
+        for r in ParseError::ALL {
+            parse_errors.with_label_values(&[r.name()]);
+        }
+        for k in DetectionKind::ALL {
+            detections.with_label_values(&[k.name()]);
+        }
+        Ok(Self {
+            registry,
+            packets,
+            verdicts,
+            parse_errors,
+            datapath,
+            detections,
+            alerts_suppressed,
+            alert_write_errors,
+            tracked_sources,
+            tracker_capacity: capacity,
+            tracker_fill_ratio,
+            latency,
+            attach_info,
+            top_sources,
+            last_kernel: vec![0; STATS_LEN as usize],
+        })
+    }
+
+    /// Folds a fresh read of the kernel statistics (summed over CPUs, indexed by slot) into the
+    /// counters.
+    pub fn update_kernel(&mut self, stats: &[u64]) {
+        let delta = |slot: u32, last: &mut Vec<u64>| {
+            let i = slot as usize;
+            let now = stats.get(i).copied().unwrap_or(0);
+            let d = now.saturating_sub(last[i]);
+            last[i] = now;
+            d
+        };
+        let mut all = 0;
+        for class in PacketClass::ALL {
+            let d = delta(class_slot(class), &mut self.last_kernel);
+            all += d;
+            self.packets.with_label_values(&[class.name()]).inc_by(d);
+        }
+        for reason in ParseError::ALL {
+            let d = delta(parse_error_slot(reason), &mut self.last_kernel);
+            self.parse_errors
+                .with_label_values(&[reason.name()])
+                .inc_by(d);
+        }
+        for (counter, metric) in &self.datapath {
+            metric.inc_by(delta(counter_slot(*counter), &mut self.last_kernel));
+        }
+        let drops = delta(counter_slot(Counter::VerdictDrop), &mut self.last_kernel);
+        self.verdicts.with_label_values(&["drop"]).inc_by(drops);
+        self.verdicts
+            .with_label_values(&["pass"])
+            .inc_by(all.saturating_sub(drops));
+    }
+
+    /// Sets the tracker gauges after a walk.
+    pub fn set_tracked(&self, tracked: usize) {
+        self.tracked_sources.set(tracked as i64);
+        let capacity = self.tracker_capacity.get().max(1);
+        self.tracker_fill_ratio
+            .set(tracked as f64 / capacity as f64);
+    }
+
+    /// Replaces the top-N gauge series.
+    pub fn set_top_sources(&self, top: &[(String, u64)]) {
+        self.top_sources.reset();
+        for (source, probes) in top {
+            self.top_sources
+                .with_label_values(&[source.as_str()])
+                .set(*probes as f64);
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            warn!("encoding metrics failed: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until the task is dropped.
+pub async fn serve(
+    addr: SocketAddr,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("binding the metrics endpoint {addr} (is it in use? set --metrics-addr)")
+    })?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let render = render.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+                let Ok(Ok(n)) = read else {
+                    return;
+                };
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("");
+                let (status, content_type, body) = match path {
+                    "/metrics" => (
+                        "200 OK",
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        render(),
+                    ),
+                    "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    _ => (
+                        "404 Not Found",
+                        "text/plain",
+                        "try /metrics or /healthz\n".to_owned(),
+                    ),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if let Err(e) = stream.write_all(response.as_bytes()).await {
+                    debug!("metrics client {peer}: {e}");
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_deltas_become_counter_increments() {
+        let mut m = Metrics::new(1024).unwrap();
+        let mut stats = vec![0u64; STATS_LEN as usize];
+        stats[class_slot(PacketClass::TcpSyn) as usize] = 10;
+        stats[class_slot(PacketClass::TcpEstablished) as usize] = 5;
+        stats[parse_error_slot(ParseError::TcpTruncated) as usize] = 2;
+        stats[counter_slot(Counter::AdmissionDeferred) as usize] = 7;
+        m.update_kernel(&stats);
+        stats[class_slot(PacketClass::TcpSyn) as usize] = 12;
+        m.update_kernel(&stats);
+        let text = m.render();
+        assert!(
+            text.contains("scanwatch_packets_total{class=\"tcp_syn\"} 12"),
+            "{text}"
+        );
+        assert!(text.contains("scanwatch_verdicts_total{verdict=\"pass\"} 17"));
+        assert!(text.contains("scanwatch_parse_errors_total{reason=\"tcp_truncated\"} 2"));
+        assert!(text.contains("scanwatch_admission_deferred_total 7"));
+        assert!(text.contains("scanwatch_build_info{version="));
+        m.set_tracked(256);
+        assert!(m.render().contains("scanwatch_tracker_fill_ratio 0.25"));
+    }
+}
