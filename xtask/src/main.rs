@@ -1,1 +1,150 @@
-fn main() {}
+//! `cargo xtask`: build, run, test and bench orchestration for scanwatch, plus the toolchain
+//! checks they need. No product logic lives here.
+
+mod cmd;
+mod setup;
+mod test;
+
+use std::{ffi::OsString, os::unix::process::CommandExt as _, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run, test and bench scanwatch."
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Check for (and install if missing) the nightly `rust-src` component and bpf-linker
+    /// 0.10.4, which build the eBPF object. Every other task runs this first.
+    Setup,
+    /// Build the release daemon with its embedded eBPF object.
+    Build,
+    /// Build and run the daemon as root: `scanwatch run ARGS...`
+    /// (e.g. `cargo xtask run -- -i eth1`). Needs root.
+    Run {
+        /// Arguments for `scanwatch run`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Run clippy and every test: host unit tests, kernel tests, end-to-end tests. Needs root.
+    Test {
+        /// Arguments for `cargo test` (a test-name filter, or `-- --nocapture`).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Benchmark the XDP program under `BPF_PROG_TEST_RUN`; writes target/bench/xdp.json.
+    /// Needs root.
+    Bench {
+        /// Arguments for the bench binary (case-name filters).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::setup().map(|()| ExitCode::SUCCESS),
+        Task::Build => build().map(|()| ExitCode::SUCCESS),
+        Task::Run { args } => run(&args),
+        Task::Test { args } => test::test(&args),
+        Task::Bench { args } => bench(&args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("scanwatch: error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Setup, then the release build of the daemon (its build script builds the eBPF object).
+fn build() -> Result<()> {
+    setup::setup()?;
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "scanwatch"]))
+}
+
+/// Builds, then replaces this process with the daemon, so signals (Ctrl-C) reach it directly
+/// and its exit code is ours.
+fn run(args: &[OsString]) -> Result<ExitCode> {
+    let mut typed = String::from("run");
+    if !args.is_empty() {
+        typed.push_str(" --");
+        for arg in args {
+            typed.push(' ');
+            typed.push_str(&arg.to_string_lossy());
+        }
+    }
+    cmd::require_root(
+        &typed,
+        "the daemon loads and attaches an XDP program (CAP_BPF + CAP_NET_ADMIN)",
+    )?;
+    build()?;
+    let mut daemon = std::process::Command::new(cmd::target_dir().join("release/scanwatch"));
+    daemon.arg("run").args(args);
+    cmd::announce(&daemon);
+    let error = daemon.exec();
+    Err(anyhow::Error::new(error).context(format!("could not start `{}`", cmd::display(&daemon))))
+}
+
+/// Runs the XDP benchmark (`tests/src/bin/xdp_bench.rs`) in release mode.
+fn bench(args: &[OsString]) -> Result<ExitCode> {
+    cmd::require_root("bench", "the benchmark loads BPF programs (CAP_BPF)")?;
+    setup::setup()?;
+    let mut bench = cmd::cargo();
+    bench.args([
+        "run",
+        "--release",
+        "-p",
+        "scanwatch-tests",
+        "--bin",
+        "xdp_bench",
+    ]);
+    if !args.is_empty() {
+        bench.arg("--").args(args);
+    }
+    let status = cmd::status(&mut bench)?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(code as u8),
+        None => ExitCode::FAILURE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args_of(argv: &[&str]) -> Vec<OsString> {
+        match Cli::try_parse_from(argv).unwrap().task {
+            Task::Run { args } | Task::Test { args } | Task::Bench { args } => args,
+            Task::Setup | Task::Build => panic!("no args"),
+        }
+    }
+
+    #[test]
+    fn passes_arguments_after_double_dash_through() {
+        assert_eq!(
+            args_of(&["xtask", "run", "--", "-i", "eth1"]),
+            ["-i", "eth1"]
+        );
+        assert_eq!(args_of(&["xtask", "test", "--", "tracker"]), ["tracker"]);
+        assert_eq!(
+            args_of(&["xtask", "test", "--", "tracker", "--", "--nocapture"]),
+            ["tracker", "--", "--nocapture"]
+        );
+        assert!(args_of(&["xtask", "bench"]).is_empty());
+    }
+
+    #[test]
+    fn rejects_daemon_flags_before_double_dash() {
+        assert!(Cli::try_parse_from(["xtask", "run", "-i", "eth1"]).is_err());
+    }
+}
