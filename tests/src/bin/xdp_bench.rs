@@ -1,0 +1,381 @@
+//! XDP data-path benchmark under `BPF_PROG_TEST_RUN` (run it with `cargo xtask bench`).
+//!
+//! Each case loads a program, primes its maps, and times one frame: ns/packet is the kernel's
+//! average duration over [`REPEAT`] runs, the median of [`RUNS`] calls. Next to every call the
+//! empty XDP program runs on the same frame, so the floor (the test-run loop's own cost) shares
+//! the case's drift; the ratio case/floor is the number to compare across machines. Targets are
+//! printed for reference and never asserted.
+//!
+//! The process pins itself to CPU 0: `BPF_PROG_TEST_RUN` runs the program on the calling CPU.
+//! Results go to `target/bench/xdp.json`. Arguments filter cases by name (substring).
+//!
+//! To add a case, write a `fn() -> Result<Prepared>` and list it in [`CASES`].
+
+use std::{
+    fmt::Write as _,
+    fs,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use scanwatch_common::{
+    addr::SourceKey,
+    config::{FLAG_NO_ADMISSION, KernelConfig},
+    maps::TRACKER_CAPACITY,
+};
+use scanwatch_tests::{
+    harness::{Harness, Object, XDP_PASS},
+    packet::{PacketBuilder, tcp_flags},
+};
+
+/// Program runs per `BPF_PROG_TEST_RUN` call.
+const REPEAT: u32 = 1_000_000;
+/// Calls per case (and per floor); the median is reported.
+const RUNS: usize = 5;
+
+const SRC_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const DST_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const SRC_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x10);
+const DST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
+
+/// One benchmark case.
+struct Case {
+    name: &'static str,
+    /// Target for the ratio to the floor; informational only. `None`: a baseline to compare
+    /// against, not a goal.
+    target: Option<f64>,
+    /// Loads and primes the program; returns it with the frame to time.
+    prepare: fn() -> Result<Prepared>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "established_tcp",
+        target: Some(1.5),
+        prepare: established_tcp,
+    },
+    Case {
+        name: "tracked_syn",
+        target: Some(2.5),
+        prepare: tracked_syn,
+    },
+    Case {
+        name: "new_source_map_full",
+        target: None,
+        prepare: new_source_map_full,
+    },
+    Case {
+        name: "spoofed_storm",
+        target: Some(4.0),
+        prepare: spoofed_storm,
+    },
+    Case {
+        name: "ipv6_syn",
+        target: Some(3.0),
+        prepare: ipv6_syn,
+    },
+];
+
+/// A program `BPF_PROG_TEST_RUN` can time: the XDP harness now, other hooks later.
+trait Timed {
+    /// Runs the program `repeat` times on `frame`; returns the verdict and the kernel's average
+    /// duration per run in nanoseconds.
+    fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64)>;
+}
+
+impl Timed for Harness {
+    fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64)> {
+        self.run_repeat(frame, repeat)
+    }
+}
+
+/// A primed case, ready to time.
+struct Prepared {
+    program: Box<dyn Timed>,
+    /// The empty program of the same hook: the floor.
+    floor: Box<dyn Timed>,
+    frame: Vec<u8>,
+    /// The verdict every run must return.
+    verdict: u32,
+    /// What priming did, for the report.
+    note: Option<String>,
+}
+
+impl Prepared {
+    /// An XDP case, with the empty XDP program as its floor.
+    fn xdp(program: Harness, frame: Vec<u8>, verdict: u32) -> Result<Self> {
+        Ok(Self {
+            program: Box::new(program),
+            floor: Box::new(Harness::load_with(Object::Empty, None)?),
+            frame,
+            verdict,
+            note: None,
+        })
+    }
+
+    fn with_note(mut self, note: String) -> Self {
+        self.note = Some(note);
+        self
+    }
+}
+
+/// Established TCP (ACK only): the fast path, no map write.
+fn established_tcp() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .tcp(443, tcp_flags::ACK)
+        .build();
+    Prepared::xdp(Harness::load()?, frame, XDP_PASS)
+}
+
+/// A SYN from a source already in the tracker: lookup and estimator updates.
+fn tracked_syn() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// An IPv6 SYN from a source already in the tracker (keyed by its prefix).
+fn ipv6_syn() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V6, DST_V6).syn(80).build();
+    let key = SourceKey::from_ipv6(SRC_V6.octets(), KernelConfig::default().ipv6_prefix());
+    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// The product program with the default config (admission filter on) after `frame` has been
+/// seen three times: the first probe is deferred by the admission filter, the second admits.
+fn tracked(frame: &[u8], key: &SourceKey) -> Result<Harness> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig::default())?;
+    for _ in 0..3 {
+        h.run(frame)?;
+    }
+    ensure!(
+        h.tracked(key)?.is_some(),
+        "the source is not tracked after three probes"
+    );
+    Ok(h)
+}
+
+/// Every packet from a new random source and no admission filter: an LRU insert (and, with
+/// the tracker full, an eviction) per packet. The naive design's cost.
+fn new_source_map_full() -> Result<Prepared> {
+    let mut h = Harness::load_with(Object::SpoofBench, None)?;
+    h.set_config(&KernelConfig {
+        flags: FLAG_NO_ADMISSION,
+        ..KernelConfig::default()
+    })?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    h.run_repeat(&frame, 3 * TRACKER_CAPACITY)?;
+    let tracked = h.tracked_count()?;
+    let capacity = TRACKER_CAPACITY as usize;
+    ensure!(
+        tracked >= capacity * 9 / 10,
+        "the tracker holds only {tracked} of {capacity} sources after the pre-fill"
+    );
+    Ok(Prepared::xdp(h, frame, XDP_PASS)?
+        .with_note(format!("tracker pre-filled to {tracked}/{capacity}")))
+}
+
+/// Every packet from a new random source with the admission filter on: one array write per
+/// packet, no LRU insert.
+fn spoofed_storm() -> Result<Prepared> {
+    let mut h = Harness::load_with(Object::SpoofBench, None)?;
+    h.set_config(&KernelConfig::default())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    Prepared::xdp(h, frame, XDP_PASS)
+}
+
+/// One case's result.
+struct Outcome {
+    case: &'static str,
+    ns_per_packet: u64,
+    floor_ns: u64,
+    ratio: f64,
+    target: Option<f64>,
+}
+
+/// Times a prepared case and its floor, interleaved so both see the same drift.
+fn measure(case: &Case, prepared: &mut Prepared) -> Result<Outcome> {
+    let mut case_ns = Vec::with_capacity(RUNS);
+    let mut floor_ns = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let (verdict, ns) = prepared.program.time(&prepared.frame, REPEAT)?;
+        ensure!(
+            verdict == prepared.verdict,
+            "{}: verdict {verdict}, expected {}",
+            case.name,
+            prepared.verdict
+        );
+        case_ns.push(ns);
+        let (_, ns) = prepared.floor.time(&prepared.frame, REPEAT)?;
+        floor_ns.push(ns);
+    }
+    let ns_per_packet = median(&mut case_ns);
+    let floor_ns = median(&mut floor_ns);
+    if floor_ns == 0 {
+        eprintln!(
+            "warning: {}: the floor measured 0 ns; its ratio is against 1 ns",
+            case.name
+        );
+    }
+    Ok(Outcome {
+        case: case.name,
+        ns_per_packet,
+        floor_ns,
+        ratio: ns_per_packet as f64 / floor_ns.max(1) as f64,
+        target: case.target,
+    })
+}
+
+fn median(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Pins this thread to CPU 0, where `BPF_PROG_TEST_RUN` will then run the program.
+fn pin_to_cpu0() -> Result<()> {
+    // SAFETY: cpu_set_t is plain data and all-zero is the empty set; CPU_SET writes inside it;
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("pinning to CPU 0");
+    }
+    Ok(())
+}
+
+fn target_text(target: Option<f64>) -> String {
+    target.map_or_else(|| "-".to_owned(), |t| format!("<={t}"))
+}
+
+fn table(outcomes: &[Outcome]) -> String {
+    let mut out = format!(
+        "{:<22} {:>10} {:>9} {:>7} {:>7}  {}\n",
+        "case", "ns/packet", "floor ns", "ratio", "target", "vs target"
+    );
+    for o in outcomes {
+        let verdict = match o.target {
+            Some(t) if o.ratio <= t => "met",
+            Some(_) => "over",
+            None => "baseline",
+        };
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10} {:>9} {:>7.2} {:>7}  {verdict}",
+            o.case,
+            o.ns_per_packet,
+            o.floor_ns,
+            o.ratio,
+            target_text(o.target)
+        );
+    }
+    out
+}
+
+/// The results as a JSON array of `{"case", "ns_per_packet", "floor_ns", "ratio"}`.
+fn json(outcomes: &[Outcome]) -> String {
+    let rows: Vec<String> = outcomes
+        .iter()
+        .map(|o| {
+            format!(
+                "  {{\"case\": \"{}\", \"ns_per_packet\": {}, \"floor_ns\": {}, \"ratio\": {:.3}}}",
+                o.case, o.ns_per_packet, o.floor_ns, o.ratio
+            )
+        })
+        .collect();
+    format!("[\n{}\n]\n", rows.join(",\n"))
+}
+
+fn results_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits inside the workspace")
+        .join("target/bench/xdp.json")
+}
+
+fn main() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark loads BPF programs and needs root; run `sudo -E cargo xtask bench`");
+    }
+    let filters: Vec<String> = std::env::args().skip(1).collect();
+    let cases: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name.contains(f.as_str())))
+        .collect();
+    if cases.is_empty() {
+        let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        bail!("no case matches {filters:?}; cases: {}", names.join(", "));
+    }
+    pin_to_cpu0()?;
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "scanwatch XDP bench: kernel {}, CPU 0, {REPEAT} runs per call, median of {RUNS} calls",
+        kernel.trim()
+    );
+
+    let mut outcomes = Vec::with_capacity(cases.len());
+    for case in cases {
+        let mut prepared = (case.prepare)().with_context(|| format!("preparing {}", case.name))?;
+        if let Some(note) = &prepared.note {
+            println!("{}: {note}", case.name);
+        }
+        outcomes.push(measure(case, &mut prepared)?);
+    }
+    println!();
+    print!("{}", table(&outcomes));
+
+    let path = results_path();
+    fs::create_dir_all(path.parent().expect("results path has a parent"))
+        .with_context(|| format!("creating {}", path.display()))?;
+    fs::write(&path, json(&outcomes)).with_context(|| format!("writing {}", path.display()))?;
+    println!("\nresults: {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_count_is_middle_value() {
+        assert_eq!(median(&mut [9, 1, 5, 7, 3]), 5);
+    }
+
+    #[test]
+    fn json_lists_every_outcome() {
+        let outcomes = [
+            Outcome {
+                case: "a",
+                ns_per_packet: 30,
+                floor_ns: 10,
+                ratio: 3.0,
+                target: None,
+            },
+            Outcome {
+                case: "b",
+                ns_per_packet: 15,
+                floor_ns: 10,
+                ratio: 1.5,
+                target: Some(2.0),
+            },
+        ];
+        assert_eq!(
+            json(&outcomes),
+            "[\n  {\"case\": \"a\", \"ns_per_packet\": 30, \"floor_ns\": 10, \"ratio\": 3.000},\n  \
+             {\"case\": \"b\", \"ns_per_packet\": 15, \"floor_ns\": 10, \"ratio\": 1.500}\n]\n"
+        );
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CASES.len());
+    }
+}
