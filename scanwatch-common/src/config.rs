@@ -14,6 +14,9 @@ pub const FLAG_NO_ADMISSION: u32 = 1 << 0;
 pub const FLAG_NO_IPV6: u32 = 1 << 1;
 /// Feature switch: do not send threshold events.
 pub const FLAG_NO_EVENTS: u32 = 1 << 2;
+/// Drop mode: drop packets from sources in `BLOCKS` or `BLOCKLIST` before anything else.
+/// Off (monitor mode) by default, so the drop path costs nothing unless asked for.
+pub const FLAG_DROP: u32 = 1 << 3;
 
 /// The kernel's runtime configuration.
 #[repr(C)]

@@ -14,6 +14,7 @@
 extern crate std;
 
 pub mod addr;
+pub mod block;
 pub mod classify;
 pub mod config;
 pub mod distinct;
@@ -31,4 +32,5 @@ mod pod {
     unsafe impl aya::Pod for crate::config::KernelConfig {}
     unsafe impl aya::Pod for crate::state::SourceState {}
     unsafe impl aya::Pod for crate::event::ScanEvent {}
+    unsafe impl aya::Pod for crate::block::BlockEntry {}
 }

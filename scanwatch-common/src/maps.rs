@@ -16,6 +16,11 @@ pub const EVENTS: &str = "EVENTS";
 /// state is larger than the 512-byte BPF stack, so it cannot be built there).
 pub const EMPTY_STATE: &str = "EMPTY_STATE";
 
+/// Hash of blocked sources (`SourceKey` → `BlockEntry`), pinned by the daemon.
+pub const BLOCKS: &str = "BLOCKS";
+/// LPM trie of blocked CIDRs (keys as in `IGNORE`) → `BlockEntry`, pinned by the daemon.
+pub const BLOCKLIST: &str = "BLOCKLIST";
+
 /// Default tracker capacity. Each entry costs about 600 bytes of kernel memory (544-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 20 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
@@ -27,3 +32,10 @@ pub const ADMISSION_SLOTS: u32 = 65_536;
 pub const IGNORE_CAPACITY: u32 = 16_384;
 /// Ring-buffer size: 256 KiB ≈ 2000 events (112 bytes + 8-byte header each).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// Blocked sources held at once (hash, preallocated: 65536 × ~120 bytes ≈ 8 MiB). When full the
+/// daemon refuses new blocks (counted as `scanwatch_blocks_refused_total{reason="full"}`) rather
+/// than evict a live block: an attacker must not be able to unblock itself by flooding.
+pub const BLOCKS_CAPACITY: u32 = 65_536;
+/// Block-list CIDRs held at once (LPM trie, allocated per entry): room for the largest public
+/// lists (FireHOL level 1 ≈ 4500, Spamhaus DROP ≈ 1500) many times over.
+pub const BLOCKLIST_CAPACITY: u32 = 262_144;

@@ -1,7 +1,10 @@
 //! Layout of the kernel's per-CPU statistics array: one `u64` per slot, summed over CPUs by the
 //! daemon. Three groups: packets by class, parse errors by reason, and data-path counters.
 
-use crate::classify::{PACKET_CLASSES, PacketClass};
+use crate::{
+    block::BlockReason,
+    classify::{PACKET_CLASSES, PacketClass},
+};
 
 /// Why a packet could not be parsed. Such packets always pass.
 #[repr(u32)]
@@ -97,10 +100,24 @@ pub enum Counter {
     /// XDP_DROP verdicts. Every other packet passes: passes = sum of classes - drops, so the
     /// fast path pays for one counter increment, not two.
     VerdictDrop = 9,
+    /// Packets dropped because their source was blocked for a finding.
+    DroppedDetection = 10,
+    /// Packets dropped because of a manual block.
+    DroppedManual = 11,
+    /// Packets dropped because of a block list.
+    DroppedList = 12,
+    /// Bytes dropped because their source was blocked for a finding.
+    DroppedBytesDetection = 13,
+    /// Bytes dropped because of a manual block.
+    DroppedBytesManual = 14,
+    /// Bytes dropped because of a block list.
+    DroppedBytesList = 15,
+    /// Packets that matched a block entry whose TTL had run out, and so passed.
+    BlockExpiredPass = 16,
 }
 
 /// Number of data-path counters.
-pub const COUNTERS: usize = 10;
+pub const COUNTERS: usize = 17;
 
 impl Counter {
     /// Every counter, in index order.
@@ -115,6 +132,13 @@ impl Counter {
         Self::EventsDropped,
         Self::ConfigMissing,
         Self::VerdictDrop,
+        Self::DroppedDetection,
+        Self::DroppedManual,
+        Self::DroppedList,
+        Self::DroppedBytesDetection,
+        Self::DroppedBytesManual,
+        Self::DroppedBytesList,
+        Self::BlockExpiredPass,
     ];
 
     /// Stable label for metrics.
@@ -130,6 +154,35 @@ impl Counter {
             Self::EventsDropped => "events_dropped",
             Self::ConfigMissing => "config_missing",
             Self::VerdictDrop => "verdict_drop",
+            Self::DroppedDetection => "dropped_detection",
+            Self::DroppedManual => "dropped_manual",
+            Self::DroppedList => "dropped_list",
+            Self::DroppedBytesDetection => "dropped_bytes_detection",
+            Self::DroppedBytesManual => "dropped_bytes_manual",
+            Self::DroppedBytesList => "dropped_bytes_list",
+            Self::BlockExpiredPass => "block_expired_pass",
+        }
+    }
+}
+
+impl Counter {
+    /// The dropped-packets counter of a block reason.
+    #[inline(always)]
+    pub const fn dropped_packets(reason: BlockReason) -> Self {
+        match reason {
+            BlockReason::Detection => Self::DroppedDetection,
+            BlockReason::Manual => Self::DroppedManual,
+            BlockReason::List => Self::DroppedList,
+        }
+    }
+
+    /// The dropped-bytes counter of a block reason.
+    #[inline(always)]
+    pub const fn dropped_bytes(reason: BlockReason) -> Self {
+        match reason {
+            BlockReason::Detection => Self::DroppedBytesDetection,
+            BlockReason::Manual => Self::DroppedBytesManual,
+            BlockReason::List => Self::DroppedBytesList,
         }
     }
 }

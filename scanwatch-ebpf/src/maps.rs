@@ -2,12 +2,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use scanwatch_common::{
     addr::SourceKey,
+    block::BlockEntry,
     config::KernelConfig,
-    maps::{ADMISSION_SLOTS, EVENTS_BYTES, IGNORE_CAPACITY, TRACKER_CAPACITY},
+    maps::{
+        ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EVENTS_BYTES, IGNORE_CAPACITY,
+        TRACKER_CAPACITY,
+    },
     state::SourceState,
     stats::STATS_LEN,
 };
@@ -33,3 +37,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 pub static EMPTY_STATE: Array<SourceState> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static BLOCKS: HashMap<SourceKey, BlockEntry> = HashMap::with_max_entries(BLOCKS_CAPACITY, 0);
+
+#[map]
+pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
+    LpmTrie::with_max_entries(BLOCKLIST_CAPACITY, 0);

@@ -16,6 +16,15 @@ pub fn bump(slot: u32) {
     }
 }
 
+/// Adds `n` to a statistics slot.
+#[inline(always)]
+pub fn add(slot: u32, n: u64) {
+    if let Some(v) = STATS.get_ptr_mut(slot) {
+        // SAFETY: as in `bump`.
+        unsafe { *v += n };
+    }
+}
+
 /// Counts a packet of `class`.
 #[inline(always)]
 pub fn bump_class(class: PacketClass) {

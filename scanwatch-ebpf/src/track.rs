@@ -25,7 +25,7 @@ use scanwatch_common::{
 };
 
 use crate::{
-    maps::{ADMISSION, CONFIG, EMPTY_STATE, EVENTS, IGNORE, TRACKER},
+    maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, TRACKER},
     parse::Packet,
     stats::count,
 };
@@ -35,13 +35,30 @@ const ADMISSION_SALT: u64 = 0x5ca7_5ca7_5ca7_5ca7;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
+/// The tracker (and block) key of a packet's source.
+#[inline(always)]
+pub fn source_key(packet: &Packet, config: &KernelConfig) -> SourceKey {
+    if packet.ipv6 {
+        SourceKey::from_ipv6(packet.src, config.ipv6_prefix())
+    } else {
+        SourceKey { addr: packet.src }
+    }
+}
+
+/// The program's clock: `bpf_ktime_get_ns`, unless a test injected one.
+#[inline(always)]
+pub fn now(config: &KernelConfig) -> u64 {
+    if config.clock_override_ns != 0 {
+        config.clock_override_ns
+    } else {
+        // SAFETY: helper with no arguments.
+        unsafe { bpf_ktime_get_ns() }
+    }
+}
+
 /// Records one probe (a packet whose class `is_probe`).
 #[inline(always)]
-pub fn record(ctx: &XdpContext, packet: &Packet) {
-    let Some(config) = CONFIG.get(0) else {
-        count(Counter::ConfigMissing);
-        return;
-    };
+pub fn record(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
     if packet.ipv6 && config.flags & FLAG_NO_IPV6 != 0 {
         return;
     }
@@ -49,17 +66,8 @@ pub fn record(ctx: &XdpContext, packet: &Packet) {
         count(Counter::Ignored);
         return;
     }
-    let key = if packet.ipv6 {
-        SourceKey::from_ipv6(packet.src, config.ipv6_prefix())
-    } else {
-        SourceKey { addr: packet.src }
-    };
-    let now = if config.clock_override_ns != 0 {
-        config.clock_override_ns
-    } else {
-        // SAFETY: helper with no arguments.
-        unsafe { bpf_ktime_get_ns() }
-    };
+    let key = source_key(packet, config);
+    let now = now(config);
     let Some(state) = lookup_or_admit(&key, config, now) else {
         return;
     };

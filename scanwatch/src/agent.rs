@@ -17,7 +17,12 @@ use aya::{
 use ipnet::IpNet;
 use log::{error, info, warn};
 use scanwatch_common::{
-    addr::SourceKey, config::KernelConfig, event::ScanEvent, maps, state::SourceState,
+    addr::SourceKey,
+    block::{BlockEntry, BlockReason},
+    config::KernelConfig,
+    event::ScanEvent,
+    maps,
+    state::SourceState,
     stats::STATS_LEN,
 };
 use tokio::{
@@ -27,16 +32,23 @@ use tokio::{
 
 use crate::{
     alerts::AlertSink,
-    config::{Config, FileConfig, Overrides},
+    config::{Config, FileConfig, Mode, Overrides},
     detect::{AlertBudget, Clock, finding, format_source},
+    enforce::{self, Enforcer, Policy, Verdict, lpm_key},
     loader::{self, Attachment},
     metrics::{self, Metrics},
+    pins::{AgentStatus, Instance},
 };
 
 /// How often kernel statistics are folded into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the tracker is walked for the tracked-sources gauges.
-const TRACKER_WALK_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the tracker is walked for the tracked-sources gauges and the status file.
+const TRACKER_WALK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often expired blocks are removed from the detection-block hash (the kernel already
+/// stops dropping at expiry; this is garbage collection and the blocks-expired metric).
+const BLOCK_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired manual CIDR blocks are removed (the trie may hold 100k list entries).
+const BLOCKLIST_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where the configuration came from, so SIGHUP can rebuild it.
 pub struct ConfigSource {
@@ -52,8 +64,13 @@ impl ConfigSource {
     }
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(source: ConfigSource, force: bool) -> anyhow::Result<()> {
+/// Runs the agent until SIGINT or SIGTERM. `reset_state` drops pinned blocks first.
+pub async fn run(
+    source: ConfigSource,
+    instance: &Instance,
+    force: bool,
+    reset_state: bool,
+) -> anyhow::Result<()> {
     let mut config = source.load()?;
     let interfaces = if config.interfaces.is_empty() {
         let iface = loader::default_interface()?;
@@ -66,9 +83,17 @@ pub async fn run(source: ConfigSource, force: bool) -> anyhow::Result<()> {
     for iface in &interfaces {
         loader::ifindex(iface)?;
     }
-    let mut ebpf = loader::load(config.tracker_capacity)?;
+    if !loader::has_privileges() {
+        return Err(loader::LoadError::NotPrivileged.into());
+    }
+    instance.ensure_pin_dir()?;
+    if reset_state {
+        instance.reset()?;
+    }
+    let mut ebpf = loader::load(config.tracker_capacity, Some(instance))?;
     let hash_seed = rand::random::<u64>();
     apply_config(&mut ebpf, &config, hash_seed)?;
+    let mut enforcer = Enforcer::new(policy(&config));
 
     let metrics = Metrics::new(config.tracker_capacity)?;
     let mut attachments: Vec<Attachment> = Vec::new();
@@ -92,6 +117,16 @@ pub async fn run(source: ConfigSource, force: bool) -> anyhow::Result<()> {
         .map(|a| (a.ifindex, a.interface.clone()))
         .collect();
 
+    let mut status = AgentStatus {
+        pid: std::process::id(),
+        started: crate::detect::rfc3339(std::time::SystemTime::now()),
+        interfaces: attachments
+            .iter()
+            .map(|a| (a.interface.clone(), a.mode.to_owned()))
+            .collect(),
+        tracker_capacity: config.tracker_capacity,
+        ..AgentStatus::default()
+    };
     let result = serve(
         &mut ebpf,
         &mut config,
@@ -99,13 +134,20 @@ pub async fn run(source: ConfigSource, force: bool) -> anyhow::Result<()> {
         metrics,
         hash_seed,
         &ifnames,
+        &mut enforcer,
+        (&mut status, instance),
     )
     .await;
     loader::detach_all(&mut ebpf, attachments);
+    AgentStatus::remove(instance);
     result
 }
 
 /// The event loop, after attach. Returns on SIGINT/SIGTERM (Ok) or a fatal error.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's whole state, passed once"
+)]
 async fn serve(
     ebpf: &mut Ebpf,
     config: &mut Config,
@@ -113,6 +155,8 @@ async fn serve(
     metrics: Metrics,
     hash_seed: u64,
     ifnames: &StdHashMap<u32, String>,
+    enforcer: &mut Enforcer,
+    (status, instance): (&mut AgentStatus, &Instance),
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Mutex::new(metrics));
     let render = {
@@ -138,6 +182,10 @@ async fn serve(
     let mut sighup = signal(SignalKind::hangup())?;
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
     let mut walk_tick = tokio::time::interval(TRACKER_WALK_INTERVAL);
+    let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);
+    let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
+    load_block_lists(ebpf, config, &enforcer.policy, &metrics).await;
+    update_status(status, instance, config, 0, Vec::new());
     info!(
         "watching for scans: window {}s, thresholds {:?}",
         config.window.as_secs(),
@@ -161,21 +209,30 @@ async fn serve(
                 guard.clear_ready();
                 let m = metrics.lock().expect("metrics lock");
                 for event in &events {
-                    report(event, config, ifnames, &mut alerts, &mut budget, &m);
+                    report(event, config, ifnames, &mut alerts, &mut budget, &m, ebpf, enforcer);
                 }
+            }
+            _ = sweep_tick.tick() => {
+                let m = metrics.lock().expect("metrics lock");
+                sweep(ebpf, &m, false);
+            }
+            _ = list_sweep_tick.tick() => {
+                let m = metrics.lock().expect("metrics lock");
+                sweep(ebpf, &m, true);
             }
             _ = stats_tick.tick() => {
                 match read_stats(ebpf) {
-                    Ok(stats) => metrics.lock().expect("metrics lock").update_kernel(&stats),
+                    Ok(kernel_stats) => metrics.lock().expect("metrics lock").update_kernel(&kernel_stats),
                     Err(e) => warn!("reading kernel statistics: {e:#}"),
                 }
             }
             _ = walk_tick.tick() => {
-                match walk_tracker(ebpf, config.top_sources, config.ipv6_prefix) {
+                match walk_tracker(ebpf, config.top_sources.max(STATUS_TOP), config.ipv6_prefix) {
                     Ok((tracked, top)) => {
                         let m = metrics.lock().expect("metrics lock");
                         m.set_tracked(tracked);
                         m.set_top_sources(&top);
+                        update_status(status, instance, config, tracked, top);
                     }
                     Err(e) => warn!("walking the tracker: {e:#}"),
                 }
@@ -195,7 +252,9 @@ async fn serve(
                                 }
                             }
                             budget = AlertBudget::new(new.max_alerts_per_second);
+                            enforcer.policy = policy(&new);
                             *config = new;
+                            load_block_lists(ebpf, config, &enforcer.policy, &metrics).await;
                         }
                     }
                     Err(e) => error!("configuration not reloaded, keeping the old one: {e:#}"),
@@ -221,7 +280,16 @@ async fn serve(
     {
         let m = metrics.lock().expect("metrics lock");
         for event in &events {
-            report(event, config, ifnames, &mut alerts, &mut budget, &m);
+            report(
+                event,
+                config,
+                ifnames,
+                &mut alerts,
+                &mut budget,
+                &m,
+                ebpf,
+                enforcer,
+            );
         }
     }
     if let Err(e) = alerts.flush() {
@@ -230,7 +298,8 @@ async fn serve(
     outcome
 }
 
-/// Writes the finding for one event, within the alert budget.
+/// Writes the finding for one event, within the alert budget, after enforcement acted on it.
+#[expect(clippy::too_many_arguments, reason = "one call site, the loop's state")]
 fn report(
     event: &ScanEvent,
     config: &Config,
@@ -238,15 +307,42 @@ fn report(
     alerts: &mut AlertSink,
     budget: &mut AlertBudget,
     metrics: &Metrics,
+    ebpf: &mut Ebpf,
+    enforcer: &mut Enforcer,
 ) {
     let interface = ifnames
         .get(&event.ifindex)
         .cloned()
         .unwrap_or_else(|| loader::ifname(event.ifindex));
-    let Some(f) = finding(event, interface, config.window, config.ipv6_prefix) else {
+    let Some(mut f) = finding(event, interface, config.window, config.ipv6_prefix) else {
         return;
     };
     metrics.detections.with_label_values(&[f.kind]).inc();
+    let verdict = match blocks_map(ebpf) {
+        Ok(mut blocks) => enforcer.on_finding(
+            &mut blocks,
+            &event.source,
+            config.ipv6_prefix,
+            f.kind,
+            Clock::monotonic_ns(),
+        ),
+        Err(e) => {
+            error!("{e:#}");
+            Verdict::NotBlocked("error")
+        }
+    };
+    match &verdict {
+        Verdict::Block { offenses, .. } if *offenses > 0 => {
+            metrics
+                .blocks_added
+                .with_label_values(&[BlockReason::Detection.name()])
+                .inc();
+        }
+        Verdict::WouldBlock { .. } => metrics.blocks_refused.with_label_values(&["dry_run"]).inc(),
+        Verdict::NotBlocked(why) => metrics.blocks_refused.with_label_values(&[why]).inc(),
+        _ => {}
+    }
+    f.set_verdict(&verdict);
     if !budget.take(Instant::now()) {
         metrics.alerts_suppressed.inc();
         return;
@@ -258,6 +354,129 @@ fn report(
     }
     let latency_ns = Clock::monotonic_ns().saturating_sub(event.timestamp_ns);
     metrics.latency.observe(latency_ns as f64 / 1e9);
+}
+
+/// Sources listed in the status file's top list.
+const STATUS_TOP: usize = 10;
+
+fn update_status(
+    status: &mut AgentStatus,
+    instance: &Instance,
+    config: &Config,
+    tracked: usize,
+    top: Vec<(String, u64)>,
+) {
+    status.mode = match config.mode {
+        Mode::Monitor => "monitor".into(),
+        Mode::Drop => "drop".into(),
+    };
+    status.dry_run = config.dry_run;
+    status.tracked_sources = tracked;
+    status.top_sources = top.into_iter().take(STATUS_TOP).collect();
+    status.never_block = config.never_block.iter().map(ToString::to_string).collect();
+    status.ipv6_prefix = config.ipv6_prefix;
+    if let Err(e) = status.write(instance) {
+        warn!("writing the status file: {e:#}");
+    }
+}
+
+/// The enforcement policy of a configuration, with this host's addresses and gateways.
+fn policy(config: &Config) -> Policy {
+    Policy {
+        drop: config.mode == Mode::Drop,
+        dry_run: config.dry_run,
+        ttl: config.block_ttl,
+        max_ttl: config.max_block_ttl,
+        never_block: config.never_block.clone(),
+        own: enforce::own_addresses(),
+        gateways: enforce::default_gateways(),
+    }
+}
+
+/// The detection-block hash.
+fn blocks_map(ebpf: &mut Ebpf) -> anyhow::Result<HashMap<&mut MapData, SourceKey, BlockEntry>> {
+    Ok(HashMap::try_from(
+        ebpf.map_mut(scanwatch_common::maps::BLOCKS)
+            .context("BLOCKS map")?,
+    )?)
+}
+
+/// The CIDR block trie.
+fn blocklist_map(ebpf: &mut Ebpf) -> anyhow::Result<LpmTrie<&mut MapData, [u8; 16], BlockEntry>> {
+    Ok(LpmTrie::try_from(
+        ebpf.map_mut(scanwatch_common::maps::BLOCKLIST)
+            .context("BLOCKLIST map")?,
+    )?)
+}
+
+/// Removes expired blocks (from the trie too when `cidr`) and refreshes the block gauges.
+fn sweep(ebpf: &mut Ebpf, metrics: &Metrics, cidr: bool) {
+    let now = Clock::monotonic_ns();
+    match blocks_map(ebpf) {
+        Ok(mut blocks) => {
+            let n = enforce::sweep_blocks(&mut blocks, now);
+            metrics.blocks_expired.inc_by(n as u64);
+            let left = blocks.keys().flatten().count();
+            metrics
+                .blocked_sources
+                .with_label_values(&["detection"])
+                .set(left as i64);
+        }
+        Err(e) => warn!("sweeping blocks: {e:#}"),
+    }
+    if cidr {
+        match blocklist_map(ebpf) {
+            Ok(mut trie) => {
+                let n = enforce::sweep_blocklist(&mut trie, now);
+                metrics.blocks_expired.inc_by(n as u64);
+                let left = trie.keys().flatten().count();
+                metrics
+                    .blocked_sources
+                    .with_label_values(&["cidr"])
+                    .set(left as i64);
+            }
+            Err(e) => warn!("sweeping CIDR blocks: {e:#}"),
+        }
+    }
+}
+
+/// Loads the configured block lists into the trie (drop mode, not dry run).
+async fn load_block_lists(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    policy: &Policy,
+    metrics: &Arc<Mutex<Metrics>>,
+) {
+    if config.mode != Mode::Drop || config.dry_run {
+        if !config.block_lists.is_empty() {
+            info!("block lists are enforced in drop mode only (not in monitor mode or dry run)");
+        }
+        return;
+    }
+    let wanted = enforce::read_block_lists(&config.block_lists, policy);
+    let mut trie = match blocklist_map(ebpf) {
+        Ok(t) => t,
+        Err(e) => {
+            error!("{e:#}");
+            return;
+        }
+    };
+    match enforce::sync_block_lists(&mut trie, &wanted, Clock::monotonic_ns()).await {
+        Ok((added, removed)) => {
+            info!(
+                "block lists: {} CIDRs enforced ({added} added, {removed} removed)",
+                wanted.len()
+            );
+            let m = metrics.lock().expect("metrics lock");
+            m.blocks_added
+                .with_label_values(&[BlockReason::List.name()])
+                .inc_by(added as u64);
+            m.blocked_sources
+                .with_label_values(&["cidr"])
+                .set(trie.keys().flatten().count() as i64);
+        }
+        Err(e) => error!("{e:#}"),
+    }
 }
 
 fn warn_restart_only(old: &Config, new: &Config) {
@@ -288,17 +507,6 @@ pub fn write_kernel_config(ebpf: &mut Ebpf, kernel: &KernelConfig) -> anyhow::Re
         Array::try_from(ebpf.map_mut(maps::CONFIG).context("CONFIG map")?)?;
     array.set(0, kernel, 0).context("writing CONFIG")?;
     Ok(())
-}
-
-/// The LPM key of a network: IPv4 as v4-mapped IPv6 with the prefix shifted by 96.
-pub fn lpm_key(net: &IpNet) -> Key<[u8; 16]> {
-    match net {
-        IpNet::V4(n) => Key::new(
-            u32::from(n.prefix_len()) + 96,
-            SourceKey::from_ipv4(n.network().octets()).addr,
-        ),
-        IpNet::V6(n) => Key::new(u32::from(n.prefix_len()), n.network().octets()),
-    }
 }
 
 fn write_ignore_list(ebpf: &mut Ebpf, ignore: &[IpNet]) -> anyhow::Result<()> {

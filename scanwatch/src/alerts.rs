@@ -91,6 +91,8 @@ mod tests {
             last_seen: "2026-01-01T00:00:00.000Z".into(),
             interface: "eth0".into(),
             action: "alert",
+            block_ttl_seconds: None,
+            not_blocked: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use ipnet::IpNet;
 use scanwatch_common::{
     addr::DEFAULT_IPV6_PREFIX_LEN,
-    config::KernelConfig,
+    config::{FLAG_DROP, KernelConfig},
     distinct::bits_for_count,
     event::{DETECTION_KINDS, DetectionKind},
     maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
@@ -75,6 +75,17 @@ impl Sensitivity {
     }
 }
 
+/// What the agent does with findings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Alert only (the default): no packet is ever dropped.
+    #[default]
+    Monitor,
+    /// Also block scanners (and block-list CIDRs) at XDP, for a TTL.
+    Drop,
+}
+
 /// Per-kind threshold overrides; 0 disables a kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +128,12 @@ pub struct FileConfig {
     pub top_sources: Option<usize>,
     pub max_alerts_per_second: Option<u32>,
     pub thresholds: Option<Thresholds>,
+    pub mode: Option<Mode>,
+    pub dry_run: Option<bool>,
+    pub block_ttl: Option<String>,
+    pub max_block_ttl: Option<String>,
+    pub never_block: Option<Vec<String>>,
+    pub block_lists: Option<Vec<PathBuf>>,
 }
 
 impl FileConfig {
@@ -161,6 +178,19 @@ pub struct Config {
     pub max_alerts_per_second: u32,
     /// Threshold per kind (distinct ports/hosts, or probes); 0 disables.
     pub thresholds: BTreeMap<&'static str, u32>,
+    /// `monitor` (default) or `drop`.
+    pub mode: Mode,
+    /// In drop mode, log `would_block` instead of blocking. Default false.
+    pub dry_run: bool,
+    /// First block of a source lasts this long. Default 1 h (psad's auto-block timeout).
+    pub block_ttl: Duration,
+    /// Repeat offenders' TTLs double up to this. Default 24 h.
+    pub max_block_ttl: Duration,
+    /// Sources never blocked (still tracked and alerted).
+    pub never_block: Vec<IpNet>,
+    /// Static block-list files (FireHOL/Spamhaus DROP format), loaded at start and on SIGHUP,
+    /// enforced in drop mode.
+    pub block_lists: Vec<PathBuf>,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -172,6 +202,9 @@ pub struct Overrides {
     pub alert_log: Option<PathBuf>,
     pub log_level: Option<String>,
     pub sensitivity: Option<Sensitivity>,
+    pub mode: Option<Mode>,
+    /// `--dry-run` given.
+    pub dry_run: bool,
 }
 
 /// Most sources the top-N gauge may export: a hard cap on label cardinality.
@@ -218,11 +251,7 @@ impl Config {
                 format!("`{level}` is not one of off, error, warn, info, debug, trace"),
             )
         })?;
-        let window = match &file.window {
-            None => Duration::from_secs(300),
-            Some(w) => humantime::parse_duration(w)
-                .map_err(|e| invalid("window", format!("`{w}`: {e} (e.g. \"5m\", \"90s\")")))?,
-        };
+        let window = parse_duration("window", file.window.as_deref(), Duration::from_secs(300))?;
         if window < Duration::from_secs(1) || window > Duration::from_secs(24 * 3600) {
             return Err(invalid("window", format!("{window:?} is outside 1s..=24h")));
         }
@@ -281,7 +310,35 @@ impl Config {
             }
             thresholds.insert(kind.name(), value);
         }
+        let block_ttl = parse_duration(
+            "block_ttl",
+            file.block_ttl.as_deref(),
+            Duration::from_secs(3600),
+        )?;
+        let max_block_ttl = parse_duration(
+            "max_block_ttl",
+            file.max_block_ttl.as_deref(),
+            Duration::from_secs(24 * 3600).max(block_ttl),
+        )?;
+        if block_ttl.is_zero() || max_block_ttl < block_ttl {
+            return Err(invalid(
+                "max_block_ttl",
+                format!(
+                    "{max_block_ttl:?} must be at least block_ttl ({block_ttl:?}), which must be > 0"
+                ),
+            ));
+        }
+        let mut never_block = Vec::new();
+        for entry in file.never_block.iter().flatten() {
+            never_block.push(parse_cidr(entry).map_err(|reason| invalid("never_block", reason))?);
+        }
         Ok(Self {
+            mode: flags.mode.or(file.mode).unwrap_or_default(),
+            dry_run: flags.dry_run || file.dry_run.unwrap_or(false),
+            block_ttl,
+            max_block_ttl,
+            never_block,
+            block_lists: file.block_lists.clone().unwrap_or_default(),
             interfaces,
             xdp_mode: flags.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
             metrics_addr,
@@ -318,10 +375,26 @@ impl Config {
             hash_seed,
             thresholds,
             ipv6_prefix_len: self.ipv6_prefix,
-            flags: 0,
+            flags: if self.mode == Mode::Drop && !self.dry_run {
+                FLAG_DROP
+            } else {
+                0
+            },
             ignore_entries: self.ignore.len() as u32,
             reserved: 0,
         }
+    }
+}
+
+fn parse_duration(
+    key: &'static str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| invalid(key, format!("`{t}`: {e} (e.g. \"5m\", \"90s\", \"1h\")"))),
     }
 }
 
@@ -407,12 +480,31 @@ mod tests {
             ("tracker_capacity = 1", "tracker_capacity"),
             ("[thresholds]\nport_scan = 100000", "thresholds"),
             ("interfaces = [\"a/b\"]", "interfaces"),
+            ("block_ttl = \"forever\"", "block_ttl"),
+            (
+                "block_ttl = \"2h\"\nmax_block_ttl = \"1h\"",
+                "max_block_ttl",
+            ),
+            ("never_block = [\"x\"]", "never_block"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
                 other => panic!("{text}: expected invalid {key}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn drop_mode_sets_the_kernel_flag_unless_dry_run() {
+        let c = parse("mode = \"drop\"\nblock_ttl = \"10m\"").unwrap();
+        assert_eq!(c.block_ttl, Duration::from_secs(600));
+        assert_eq!(c.max_block_ttl, Duration::from_secs(86400));
+        assert_ne!(c.kernel_config(0).flags & FLAG_DROP, 0);
+        let c = parse("mode = \"drop\"\ndry_run = true").unwrap();
+        assert_eq!(c.kernel_config(0).flags & FLAG_DROP, 0);
+        let c = parse("").unwrap();
+        assert_eq!(c.mode, Mode::Monitor);
+        assert_eq!(c.kernel_config(0).flags & FLAG_DROP, 0);
     }
 
     #[test]

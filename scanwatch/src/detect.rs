@@ -44,8 +44,34 @@ pub struct Finding {
     /// The probe that crossed the threshold (RFC 3339).
     pub last_seen: String,
     pub interface: String,
-    /// `alert` (monitor mode).
+    /// `alert` (monitor mode, or not blocked), `block` (drop mode), `would_block` (dry run).
     pub action: &'static str,
+    /// How long the block lasts, when `action` is `block` or `would_block`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_ttl_seconds: Option<u64>,
+    /// Why a finding in drop mode was not blocked (`never_block`, `own_address`, `gateway`,
+    /// `loopback`, `full`, `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_blocked: Option<&'static str>,
+}
+
+impl Finding {
+    /// Records what enforcement did.
+    pub fn set_verdict(&mut self, verdict: &crate::enforce::Verdict) {
+        use crate::enforce::Verdict;
+        match verdict {
+            Verdict::Alert => {}
+            Verdict::Block { ttl, .. } => {
+                self.action = "block";
+                self.block_ttl_seconds = Some(ttl.as_secs());
+            }
+            Verdict::WouldBlock { ttl } => {
+                self.action = "would_block";
+                self.block_ttl_seconds = Some(ttl.as_secs());
+            }
+            Verdict::NotBlocked(why) => self.not_blocked = Some(why),
+        }
+    }
 }
 
 /// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall time.
@@ -140,6 +166,8 @@ pub fn finding(
         last_seen: rfc3339(Clock::wall(event.timestamp_ns)),
         interface,
         action: "alert",
+        block_ttl_seconds: None,
+        not_blocked: None,
     })
 }
 

@@ -2,12 +2,16 @@
 //! embedded objects and the pieces they check.
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
-//! (kernel event → finding), `alerts` (JSON Lines), `metrics` (Prometheus), `config`.
+//! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines), `metrics`
+//! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI).
 
 pub mod agent;
 pub mod alerts;
 pub mod config;
+pub mod ctl;
 pub mod detect;
+pub mod enforce;
 pub mod loader;
 pub mod metrics;
 pub mod object;
+pub mod pins;

@@ -10,7 +10,7 @@ use aya::{
 use log::{info, warn};
 use scanwatch_common::maps;
 
-use crate::{config::XdpMode, object::XDP_OBJECT};
+use crate::{config::XdpMode, object::XDP_OBJECT, pins::Instance};
 
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "scanwatch";
@@ -175,8 +175,9 @@ fn default_route_v6(table: &str) -> Option<String> {
         .map(|(_, iface)| iface)
 }
 
-/// Loads the object and the program into the kernel (not attached yet).
-pub fn load(tracker_capacity: u32) -> Result<Ebpf, LoadError> {
+/// Loads the object and the program into the kernel (not attached yet). With `pins`, the block
+/// maps are pinned in that instance's directory (reused if already there).
+pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, LoadError> {
     if XDP_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -184,9 +185,14 @@ pub fn load(tracker_capacity: u32) -> Result<Ebpf, LoadError> {
         return Err(LoadError::NotPrivileged);
     }
     raise_memlock_limit();
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(maps::TRACKER, tracker_capacity)
-        .load(XDP_OBJECT)?;
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries(maps::TRACKER, tracker_capacity);
+    if let Some(instance) = pins {
+        loader
+            .map_pin_path(maps::BLOCKS, instance.pin_path(maps::BLOCKS))
+            .map_pin_path(maps::BLOCKLIST, instance.pin_path(maps::BLOCKLIST));
+    }
+    let mut ebpf = loader.load(XDP_OBJECT)?;
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM)
         .ok_or_else(|| LoadError::Attach {

@@ -6,17 +6,25 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use scanwatch::{
     agent::{self, ConfigSource},
-    config::{Config, FileConfig, Overrides, Sensitivity, XdpMode},
+    config::{Config, FileConfig, Mode, Overrides, Sensitivity, XdpMode},
+    ctl,
+    pins::Instance,
 };
 
 /// Detects network scanning (MITRE ATT&CK T1595, T1046) at line rate with XDP.
 ///
 /// scanwatch counts, per source and per time window, the distinct destination ports and hosts
 /// its probes reach (TCP SYN, FIN/NULL/Xmas/Maimon, UDP, ICMP echo/timestamp/mask, tiny
-/// fragments) and reports sources that cross a threshold. It never drops or changes a packet.
+/// fragments) and reports sources that cross a threshold. In the default monitor mode it never
+/// drops or changes a packet; in drop mode it blocks scanners at XDP for a TTL.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
+    /// Agent instance: its pinned maps live in /sys/fs/bpf/scanwatch-NAME and its status in
+    /// /run/scanwatch-NAME (default: /sys/fs/bpf/scanwatch, /run/scanwatch). Use one per network
+    /// namespace when running several agents on one host.
+    #[arg(long, global = true, value_name = "NAME")]
+    instance: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +41,40 @@ enum Command {
     CheckConfig {
         /// TOML configuration file.
         file: PathBuf,
+    },
+    /// Block an address or CIDR now (in the running agent's pinned block map).
+    ///
+    /// Enforced while the agent runs in drop mode. Loopback, the host's own addresses, its
+    /// default gateways and `never_block` networks are refused.
+    Block {
+        /// Address or CIDR, e.g. 203.0.113.7 or 2001:db8:bad::/48.
+        target: String,
+        /// How long the block lasts (e.g. 30m, 4h); default: until unblocked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Why, kept with the block and shown by `scanwatch list`.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Remove blocks of an address or CIDR (manual, block-list or detection blocks).
+    Unblock {
+        /// Address or CIDR.
+        target: String,
+    },
+    /// List live blocks: source, reason, since, expires, packets dropped.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Include block-list entries (there may be many).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the running agent: interfaces, mode, tracked sources, blocks, top sources.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -62,14 +104,31 @@ struct RunArgs {
     /// Replace an XDP program someone else attached to the interface (never done silently).
     #[arg(long)]
     force: bool,
+    /// monitor: alert only (default). drop: also block scanners and block-list CIDRs at XDP.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// In drop mode, log `would_block` instead of blocking anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Start with no blocks: remove the pinned block maps a previous run left.
+    #[arg(long)]
+    reset_state: bool,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = Instance::new(cli.instance.as_deref()).and_then(|instance| match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Run(args) => run(args),
-    };
+        Command::Run(args) => run(args, &instance),
+        Command::Block {
+            target,
+            ttl,
+            reason,
+        } => ctl::block(&instance, &target, ttl, reason.as_deref()),
+        Command::Unblock { target } => ctl::unblock(&instance, &target),
+        Command::List { json, all } => ctl::list(&instance, json, all),
+        Command::Status { json } => ctl::status(&instance, json),
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -82,11 +141,15 @@ fn main() -> std::process::ExitCode {
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let parsed = FileConfig::read(file)?;
     let config = Config::build(Some(&parsed), &Overrides::default())?;
+    for list in &config.block_lists {
+        let nets = ctl::check_block_list(list)?;
+        println!("{}: {} entries", list.display(), nets.len());
+    }
     println!("{}: OK\n{config:#?}", file.display());
     Ok(())
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+fn run(args: RunArgs, instance: &Instance) -> anyhow::Result<()> {
     let source = ConfigSource {
         path: args.config,
         overrides: Overrides {
@@ -96,6 +159,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             alert_log: args.alert_log,
             log_level: args.log_level,
             sensitivity: args.sensitivity,
+            mode: args.mode,
+            dry_run: args.dry_run,
         },
     };
     let config = source.load()?;
@@ -108,5 +173,5 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(agent::run(source, args.force))
+        .block_on(agent::run(source, instance, args.force, args.reset_state))
 }

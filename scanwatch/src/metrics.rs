@@ -11,6 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use scanwatch_common::{
+    block::BlockReason,
     classify::PacketClass,
     event::DetectionKind,
     stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
@@ -36,6 +37,17 @@ pub struct Metrics {
     pub latency: Histogram,
     pub attach_info: IntGaugeVec,
     pub top_sources: GaugeVec,
+    dropped_packets: IntCounterVec,
+    dropped_bytes: IntCounterVec,
+    /// Blocks added, by reason (`detection`, `manual`, `block_list`).
+    pub blocks_added: IntCounterVec,
+    /// Blocks removed by the expiry sweep.
+    pub blocks_expired: IntCounter,
+    /// Findings not blocked, by why (`never_block`, `own_address`, `gateway`, `loopback`,
+    /// `full`, `error`, `dry_run`).
+    pub blocks_refused: IntCounterVec,
+    /// Entries in the block maps, by map (`detection`, `cidr`).
+    pub blocked_sources: IntGaugeVec,
     /// Kernel statistics as last read, to turn absolute values into counter increments.
     last_kernel: Vec<u64>,
 }
@@ -54,7 +66,16 @@ fn counter_help(c: Counter) -> &'static str {
         Counter::EventsEmitted => "Threshold events sent by the kernel.",
         Counter::EventsDropped => "Threshold events lost because the ring buffer was full.",
         Counter::ConfigMissing => "Packets seen before the configuration was written.",
-        Counter::VerdictDrop => "Packets dropped.",
+        Counter::BlockExpiredPass => {
+            "Packets from a blocked source that passed because the block's TTL had run out."
+        }
+        Counter::VerdictDrop
+        | Counter::DroppedDetection
+        | Counter::DroppedManual
+        | Counter::DroppedList
+        | Counter::DroppedBytesDetection
+        | Counter::DroppedBytesManual
+        | Counter::DroppedBytesList => "Exported by reason in scanwatch_dropped_*_total.",
     }
 }
 
@@ -82,7 +103,18 @@ impl Metrics {
         )?;
         let datapath = Counter::ALL
             .iter()
-            .filter(|c| **c != Counter::VerdictDrop)
+            .filter(|c| {
+                !matches!(
+                    c,
+                    Counter::VerdictDrop
+                        | Counter::DroppedDetection
+                        | Counter::DroppedManual
+                        | Counter::DroppedList
+                        | Counter::DroppedBytesDetection
+                        | Counter::DroppedBytesManual
+                        | Counter::DroppedBytesList
+                )
+            })
             .map(|c| {
                 IntCounter::new(format!("scanwatch_{}_total", c.name()), counter_help(*c))
                     .map(|m| (*c, m))
@@ -146,7 +178,52 @@ impl Metrics {
             ),
             &["source"],
         )?;
-        for c in [&packets, &verdicts, &parse_errors, &detections] {
+        let dropped_packets = IntCounterVec::new(
+            Opts::new(
+                "scanwatch_dropped_packets_total",
+                "Packets dropped in drop mode, by block reason (XDP drops are invisible to tcpdump).",
+            ),
+            &["reason"],
+        )?;
+        let dropped_bytes = IntCounterVec::new(
+            Opts::new(
+                "scanwatch_dropped_bytes_total",
+                "Bytes dropped in drop mode, by block reason.",
+            ),
+            &["reason"],
+        )?;
+        let blocks_added = IntCounterVec::new(
+            Opts::new("scanwatch_blocks_added_total", "Blocks added, by reason."),
+            &["reason"],
+        )?;
+        let blocks_expired = IntCounter::new(
+            "scanwatch_blocks_expired_total",
+            "Blocks removed after their TTL ran out.",
+        )?;
+        let blocks_refused = IntCounterVec::new(
+            Opts::new(
+                "scanwatch_blocks_refused_total",
+                "Findings in drop mode that were not blocked, by why.",
+            ),
+            &["reason"],
+        )?;
+        let blocked_sources = IntGaugeVec::new(
+            Opts::new(
+                "scanwatch_blocked_sources",
+                "Entries in the block maps: detection (per source) and cidr (manual and block lists).",
+            ),
+            &["map"],
+        )?;
+        for c in [
+            &packets,
+            &verdicts,
+            &parse_errors,
+            &detections,
+            &dropped_packets,
+            &dropped_bytes,
+            &blocks_added,
+            &blocks_refused,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         for (_, c) in &datapath {
@@ -161,6 +238,16 @@ impl Metrics {
         registry.register(Box::new(attach_info.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(top_sources.clone()))?;
+        registry.register(Box::new(blocks_expired.clone()))?;
+        registry.register(Box::new(blocked_sources.clone()))?;
+        for reason in BlockReason::ALL {
+            dropped_packets.with_label_values(&[reason.name()]);
+            dropped_bytes.with_label_values(&[reason.name()]);
+            blocks_added.with_label_values(&[reason.name()]);
+        }
+        for map in ["detection", "cidr"] {
+            blocked_sources.with_label_values(&[map]);
+        }
         // Every label value exists from the start, so rates work from the first scrape.
         for class in PacketClass::ALL {
             packets.with_label_values(&[class.name()]);
@@ -189,6 +276,12 @@ impl Metrics {
             latency,
             attach_info,
             top_sources,
+            dropped_packets,
+            dropped_bytes,
+            blocks_added,
+            blocks_expired,
+            blocks_refused,
+            blocked_sources,
             last_kernel: vec![0; STATS_LEN as usize],
         })
     }
@@ -217,6 +310,22 @@ impl Metrics {
         }
         for (counter, metric) in &self.datapath {
             metric.inc_by(delta(counter_slot(*counter), &mut self.last_kernel));
+        }
+        for reason in BlockReason::ALL {
+            let p = delta(
+                counter_slot(Counter::dropped_packets(reason)),
+                &mut self.last_kernel,
+            );
+            self.dropped_packets
+                .with_label_values(&[reason.name()])
+                .inc_by(p);
+            let b = delta(
+                counter_slot(Counter::dropped_bytes(reason)),
+                &mut self.last_kernel,
+            );
+            self.dropped_bytes
+                .with_label_values(&[reason.name()])
+                .inc_by(b);
         }
         let drops = delta(counter_slot(Counter::VerdictDrop), &mut self.last_kernel);
         self.verdicts.with_label_values(&["drop"]).inc_by(drops);
@@ -325,6 +434,19 @@ mod tests {
         assert!(text.contains("scanwatch_verdicts_total{verdict=\"pass\"} 17"));
         assert!(text.contains("scanwatch_parse_errors_total{reason=\"tcp_truncated\"} 2"));
         assert!(text.contains("scanwatch_admission_deferred_total 7"));
+        stats[counter_slot(Counter::DroppedList) as usize] = 4;
+        stats[counter_slot(Counter::DroppedBytesList) as usize] = 240;
+        stats[counter_slot(Counter::VerdictDrop) as usize] = 4;
+        stats[class_slot(PacketClass::TcpEstablished) as usize] = 9;
+        m.update_kernel(&stats);
+        let text = m.render();
+        assert!(
+            text.contains("scanwatch_dropped_packets_total{reason=\"block_list\"} 4"),
+            "{text}"
+        );
+        assert!(text.contains("scanwatch_dropped_bytes_total{reason=\"block_list\"} 240"));
+        assert!(text.contains("scanwatch_verdicts_total{verdict=\"drop\"} 4"));
+        assert!(text.contains("scanwatch_verdicts_total{verdict=\"pass\"} 17"));
         assert!(text.contains("scanwatch_build_info{version="));
         m.set_tracked(256);
         assert!(m.render().contains("scanwatch_tracker_fill_ratio 0.25"));

@@ -1,0 +1,78 @@
+//! Block entries: sources the XDP program drops in drop mode. Two maps hold them, both pinned
+//! by the daemon so enforcement state survives a restart:
+//! - `BLOCKS`, a hash keyed like the tracker (`SourceKey`): blocks the daemon adds for findings.
+//!   A hash lookup is the cheapest check on the drop path.
+//! - `BLOCKLIST`, an LPM trie of CIDRs: static block lists (FireHOL, Spamhaus DROP) and manual
+//!   `scanwatch block CIDR` entries.
+
+/// Why a source is blocked; also the label of the drop counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockReason {
+    /// The daemon blocked a source it detected scanning.
+    Detection = 0,
+    /// An operator ran `scanwatch block`.
+    Manual = 1,
+    /// A static block-list file.
+    List = 2,
+}
+
+/// Number of block reasons.
+pub const BLOCK_REASONS: usize = 3;
+
+impl BlockReason {
+    /// Every reason, in index order.
+    pub const ALL: [BlockReason; BLOCK_REASONS] = [Self::Detection, Self::Manual, Self::List];
+
+    /// Reason from its index.
+    pub const fn from_index(i: u32) -> Option<Self> {
+        match i {
+            0 => Some(Self::Detection),
+            1 => Some(Self::Manual),
+            2 => Some(Self::List),
+            _ => None,
+        }
+    }
+
+    /// Stable label for metrics and the CLI.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Detection => "detection",
+            Self::Manual => "manual",
+            Self::List => "block_list",
+        }
+    }
+}
+
+/// Bytes of free text kept with a block (the operator's `--reason`, or the finding's kind).
+pub const BLOCK_NOTE_LEN: usize = 48;
+
+/// One block. Times are CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns`), which keeps counting
+/// across daemon restarts (pinned maps do not survive a reboot anyway).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub added_ns: u64,
+    /// The entry stops dropping at this time; 0 = never.
+    pub expires_ns: u64,
+    /// Packets dropped because of this entry.
+    pub packets: u64,
+    /// Bytes dropped because of this entry.
+    pub bytes: u64,
+    /// `BlockReason` index.
+    pub reason: u32,
+    /// How many times this source was blocked (repeat offenders get longer TTLs).
+    pub offenses: u32,
+    /// NUL-padded UTF-8 note.
+    pub note: [u8; BLOCK_NOTE_LEN],
+}
+
+impl BlockEntry {
+    /// True once `now_ns` has reached the expiry time.
+    #[inline(always)]
+    pub const fn expired(&self, now_ns: u64) -> bool {
+        self.expires_ns != 0 && now_ns >= self.expires_ns
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<BlockEntry>() == 88);

@@ -1,0 +1,172 @@
+//! Pinned enforcement state under `/sys/fs/bpf/scanwatch/`: the block maps live there so a
+//! daemon restart keeps its blocks and the control CLI (`scanwatch block`, `list`, ...) can
+//! reach them while the agent runs. Also the agent's status file for `scanwatch status`.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// bpffs mount point.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// `BPF_FS_MAGIC` from `linux/magic.h`.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Where one agent keeps its pinned maps and status file. The default instance uses
+/// `/sys/fs/bpf/scanwatch/` and `/run/scanwatch/status.json`; `--instance NAME` uses
+/// `scanwatch-NAME` in both places, so several agents (one per network namespace) can run on
+/// one host without sharing block maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub pin_dir: PathBuf,
+    pub status_file: PathBuf,
+}
+
+impl Instance {
+    /// The paths of instance `name` (`None`: the default instance).
+    pub fn new(name: Option<&str>) -> anyhow::Result<Self> {
+        let dir = match name {
+            None => "scanwatch".to_owned(),
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 64
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
+                format!("scanwatch-{n}")
+            }
+            Some(n) => anyhow::bail!("--instance `{n}`: use 1 to 64 letters, digits, `-` or `_`"),
+        };
+        Ok(Self {
+            pin_dir: Path::new(BPFFS).join(&dir),
+            status_file: Path::new("/run").join(dir).join("status.json"),
+        })
+    }
+
+    /// Path of a pinned map.
+    pub fn pin_path(&self, map: &str) -> PathBuf {
+        self.pin_dir.join(map)
+    }
+
+    /// Makes sure bpffs is mounted at /sys/fs/bpf (mounting it if not) and the pin directory
+    /// exists.
+    pub fn ensure_pin_dir(&self) -> anyhow::Result<()> {
+        if !is_bpffs(Path::new(BPFFS)) {
+            std::fs::create_dir_all(BPFFS).ok();
+            let src = c"bpf";
+            let target = c"/sys/fs/bpf";
+            // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
+            let rc = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    target.as_ptr(),
+                    src.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error())
+                    .context("mounting bpffs at /sys/fs/bpf (needed to pin the block maps)");
+            }
+            log::info!("mounted bpffs at {BPFFS}");
+        }
+        std::fs::create_dir_all(&self.pin_dir)
+            .with_context(|| format!("creating {}", self.pin_dir.display()))
+    }
+
+    /// `--reset-state`: removes the pinned maps so the agent starts with no blocks.
+    pub fn reset(&self) -> anyhow::Result<()> {
+        for map in [
+            scanwatch_common::maps::BLOCKS,
+            scanwatch_common::maps::BLOCKLIST,
+        ] {
+            let path = self.pin_path(map);
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::info!("--reset-state: removed {}", path.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: zeroed statfs is a valid out-parameter.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated; st is writable.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &raw mut st) };
+    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// What `scanwatch status` shows about the running agent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AgentStatus {
+    pub pid: u32,
+    pub started: String,
+    /// `monitor` or `drop` (with `dry_run`).
+    pub mode: String,
+    pub dry_run: bool,
+    /// (interface, attach mode).
+    pub interfaces: Vec<(String, String)>,
+    pub tracked_sources: usize,
+    pub tracker_capacity: u32,
+    /// The most active sources (source, probes in window), at most 10.
+    pub top_sources: Vec<(String, u64)>,
+    /// `never_block` CIDRs, so the CLI refuses to block them too.
+    pub never_block: Vec<String>,
+    /// IPv6 aggregation prefix of the tracker and block keys.
+    pub ipv6_prefix: u32,
+}
+
+impl AgentStatus {
+    /// Writes the status file atomically (write + rename).
+    pub fn write(&self, instance: &Instance) -> anyhow::Result<()> {
+        let path = instance.status_file.as_path();
+        let dir = path.parent().expect("status file has a directory");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(".status.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Reads the status of a running agent, or explains why there is none.
+    pub fn read_running(instance: &Instance) -> anyhow::Result<Self> {
+        let path = instance.status_file.as_path();
+        let text = std::fs::read_to_string(path).map_err(|_| {
+            anyhow::anyhow!(
+                "no scanwatch agent is running ({} does not exist); start one with \
+                 `scanwatch run` (and pass the same --instance, if it uses one)",
+                path.display()
+            )
+        })?;
+        let status: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a scanwatch status file", path.display()))?;
+        if !process_alive(status.pid) {
+            anyhow::bail!(
+                "no scanwatch agent is running (the last one, pid {}, has exited); start one \
+                 with `scanwatch run`",
+                status.pid
+            );
+        }
+        Ok(status)
+    }
+
+    /// Removes the status file (on clean exit).
+    pub fn remove(instance: &Instance) {
+        let _ = std::fs::remove_file(&instance.status_file);
+    }
+}
