@@ -120,6 +120,12 @@ impl Harness {
         Ok(array.get(&slot, 0)?.iter().sum())
     }
 
+    /// Every statistics slot, summed over CPUs, indexed by slot: one snapshot to diff against
+    /// another when a test must show that nothing else moved.
+    pub fn stats(&self) -> Result<Vec<u64>> {
+        (0..STATS_LEN).map(|slot| self.stat(slot)).collect()
+    }
+
     /// Packets counted in `class`.
     pub fn class_count(&self, class: PacketClass) -> Result<u64> {
         self.stat(class_slot(class))
@@ -151,6 +157,13 @@ impl Harness {
         let map: HashMap<&MapData, SourceKey, SourceState> =
             HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
         Ok(map.keys().filter_map(Result::ok).count())
+    }
+
+    /// Every source key in the tracker.
+    pub fn tracked_keys(&self) -> Result<Vec<SourceKey>> {
+        let map: HashMap<&MapData, SourceKey, SourceState> =
+            HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
+        Ok(map.keys().filter_map(Result::ok).collect())
     }
 
     /// Adds an ignore-list prefix (16-byte address, prefix length in IPv6 terms) and bumps

@@ -153,6 +153,21 @@ impl PacketBuilder {
         self
     }
 
+    /// Offset of the IP header in the built frame: after Ethernet and any VLAN tags.
+    pub fn l3_offset(&self) -> usize {
+        14 + 4 * self.vlans.len()
+    }
+
+    /// Offset of the L4 header in the built frame: after the IPv4 header with its options, or
+    /// after the IPv6 header and its extension headers (8 bytes each, as built here).
+    pub fn l4_offset(&self) -> usize {
+        if self.src.is_ipv4() {
+            self.l3_offset() + 20 + 4 * self.ipv4_options
+        } else {
+            self.l3_offset() + 40 + 8 * self.ext.len()
+        }
+    }
+
     fn l4_bytes(&self) -> (u8, Vec<u8>) {
         let v6 = self.src.is_ipv6();
         let (proto, mut bytes) = match &self.l4 {
@@ -272,6 +287,14 @@ impl PacketBuilder {
         frame.extend_from_slice(&ext_bytes);
         frame.extend_from_slice(l4);
     }
+}
+
+/// An untagged Ethernet frame carrying `payload` under `ethertype` (ARP, LLDP, ...).
+pub fn ethernet_frame(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x02];
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// Internet checksum.
