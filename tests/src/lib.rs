@@ -2,7 +2,9 @@
 //! drives it with `BPF_PROG_TEST_RUN`, and (for end-to-end tests) network-namespace guards.
 
 pub mod harness;
+pub mod lab;
 pub mod packet;
+pub mod scanner;
 
 /// Fails the calling test with a clear message unless running as root: the kernel and
 /// end-to-end tests load BPF programs and create network namespaces. Never skipped, in CI or

@@ -1,0 +1,368 @@
+//! A small scanner for the end-to-end tests, so they do not depend on nmap: TCP SYN and
+//! FIN/NULL/Xmas probes through a raw socket (our own TCP header, checksummed), a connect()
+//! scan, UDP probes and an ICMP echo sweep. Call it on a thread inside the attacker's namespace
+//! ([`crate::lab::in_netns`]). Every scan is bounded by its list of targets and by a time
+//! budget; each returns how many probes it sent.
+
+use std::{
+    collections::BTreeSet,
+    io,
+    mem::size_of,
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    time::{Duration, Instant},
+};
+
+pub use crate::packet::tcp_flags;
+
+/// FIN|PSH|URG, nmap's -sX.
+pub const XMAS: u8 = tcp_flags::FIN | tcp_flags::PSH | tcp_flags::URG;
+
+/// Source port of raw TCP probes (nmap also uses one fixed source port per scan).
+const RAW_SOURCE_PORT: u16 = 47_311;
+
+/// The internet checksum of `chunks`, taken as one byte sequence of even-length chunks but the
+/// last.
+fn checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for chunk in chunks {
+        let mut pairs = chunk.chunks_exact(2);
+        for pair in pairs.by_ref() {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        if let [last] = pairs.remainder() {
+            sum += u32::from(*last) << 8;
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A 20-byte TCP header with `flags`, checksummed over the IPv4 pseudo-header.
+pub fn tcp_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..8].copy_from_slice(&seq.to_be_bytes());
+    // Acknowledgment number 0 (bytes 8..12); data offset 5 words.
+    h[12] = 5 << 4;
+    h[13] = flags;
+    h[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src.octets());
+    pseudo[4..8].copy_from_slice(&dst.octets());
+    pseudo[9] = libc::IPPROTO_TCP as u8;
+    pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+    let sum = checksum(&[&pseudo, &h]);
+    h[16..18].copy_from_slice(&sum.to_be_bytes());
+    h
+}
+
+/// An ICMP echo request with `id` and `seq` and a small payload, checksummed.
+pub fn echo_request(id: u16, seq: u16) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[0] = 8;
+    m[4..6].copy_from_slice(&id.to_be_bytes());
+    m[6..8].copy_from_slice(&seq.to_be_bytes());
+    m[8..16].copy_from_slice(b"swprobe!");
+    let sum = checksum(&[&m]);
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
+    m
+}
+
+/// A raw IPv4 socket of `protocol` (the kernel writes the IP header).
+fn raw_socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn send_to(fd: &OwnedFd, bytes: &[u8], dst: Ipv4Addr) -> io::Result<()> {
+    let sa = sockaddr(dst);
+    // SAFETY: bytes and sa are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            (&raw const sa).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn set_recv_timeout(fd: &OwnedFd, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros().max(1)),
+    };
+    // SAFETY: tv is a valid timeval for SO_RCVTIMEO.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The local address the kernel would use to reach `dst` (the source of our raw probes, which
+/// the TCP checksum covers).
+pub fn source_for(dst: Ipv4Addr) -> io::Result<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket.connect((dst, 9))?;
+    match socket.local_addr()?.ip() {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(a) => Err(io::Error::other(format!("IPv6 source {a} for {dst}"))),
+    }
+}
+
+/// Sends one TCP segment with `flags` to each port of `ports` on `dst` through a raw socket,
+/// within `budget`. SYN is nmap's -sS; FIN, 0 (NULL) and [`XMAS`] its -sF, -sN, -sX. Returns
+/// the probes sent.
+pub fn tcp_flag_scan(
+    dst: Ipv4Addr,
+    ports: impl IntoIterator<Item = u16>,
+    flags: u8,
+    budget: Duration,
+) -> io::Result<usize> {
+    let deadline = Instant::now() + budget;
+    let src = source_for(dst)?;
+    let fd = raw_socket(libc::IPPROTO_TCP)?;
+    let mut sent = 0;
+    for port in ports {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let seq = 0x5ca7_0000 | u32::from(port);
+        send_to(
+            &fd,
+            &tcp_header(src, dst, RAW_SOURCE_PORT, port, seq, flags),
+            dst,
+        )?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// TCP SYN scan (nmap -sS): see [`tcp_flag_scan`].
+pub fn syn_scan(
+    dst: Ipv4Addr,
+    ports: impl IntoIterator<Item = u16>,
+    budget: Duration,
+) -> io::Result<usize> {
+    tcp_flag_scan(dst, ports, tcp_flags::SYN, budget)
+}
+
+/// What a connect() scan found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectReport {
+    pub tried: usize,
+    pub open: Vec<u16>,
+    pub refused: usize,
+    pub timed_out: usize,
+}
+
+/// connect() to each port of `ports` on `dst` (nmap -sT), each attempt bounded by
+/// `per_port`, the whole scan by `budget`.
+pub fn connect_scan(
+    dst: IpAddr,
+    ports: impl IntoIterator<Item = u16>,
+    per_port: Duration,
+    budget: Duration,
+) -> ConnectReport {
+    let deadline = Instant::now() + budget;
+    let mut report = ConnectReport::default();
+    for port in ports {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        report.tried += 1;
+        match TcpStream::connect_timeout(&SocketAddr::new(dst, port), per_port.min(deadline - now))
+        {
+            Ok(_) => report.open.push(port),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => report.refused += 1,
+            Err(_) => report.timed_out += 1,
+        }
+    }
+    report
+}
+
+/// One small UDP datagram to each port of `ports` on `dst` (nmap -sU), within `budget`.
+pub fn udp_scan(
+    dst: IpAddr,
+    ports: impl IntoIterator<Item = u16>,
+    budget: Duration,
+) -> io::Result<usize> {
+    let deadline = Instant::now() + budget;
+    let unspecified: IpAddr = match dst {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let socket = UdpSocket::bind((unspecified, 0))?;
+    let mut sent = 0;
+    for port in ports {
+        if Instant::now() >= deadline {
+            break;
+        }
+        socket.send_to(b"scanwatch-probe", (dst, port))?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// What a ping sweep found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub sent: usize,
+    /// Hosts that answered.
+    pub answered: BTreeSet<Ipv4Addr>,
+}
+
+/// ICMP echo requests to each of `hosts` (nmap -sn -PE), within `budget`; then waits up to
+/// `wait` for the replies (also within `budget`).
+pub fn ping_sweep(
+    hosts: impl IntoIterator<Item = Ipv4Addr>,
+    wait: Duration,
+    budget: Duration,
+) -> io::Result<SweepReport> {
+    let start = Instant::now();
+    let deadline = start + budget;
+    let fd = raw_socket(libc::IPPROTO_ICMP)?;
+    let id = (std::process::id() as u16) ^ (rand::random::<u16>() | 1);
+    let mut report = SweepReport::default();
+    let mut wanted = BTreeSet::new();
+    for (seq, host) in hosts.into_iter().enumerate() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        send_to(&fd, &echo_request(id, seq as u16), host)?;
+        wanted.insert(host);
+        report.sent += 1;
+    }
+    let wait_until = (Instant::now() + wait).min(deadline);
+    let mut buf = [0u8; 1500];
+    while report.answered.len() < wanted.len() {
+        let now = Instant::now();
+        if now >= wait_until {
+            break;
+        }
+        set_recv_timeout(&fd, wait_until - now)?;
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) {
+                continue;
+            }
+            return Err(e);
+        }
+        if let Some(from) = echo_reply_from(&buf[..n as usize], id)
+            && wanted.contains(&from)
+        {
+            report.answered.insert(from);
+        }
+    }
+    Ok(report)
+}
+
+/// The source of an IPv4 packet (as a raw ICMP socket delivers it) if it is an echo reply
+/// with identifier `id`.
+fn echo_reply_from(packet: &[u8], id: u16) -> Option<Ipv4Addr> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let icmp = packet.get(ihl..)?;
+    (icmp.len() >= 8 && icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == id)
+        .then(|| Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]))
+}
+
+/// One echo request to `dst`; true when it answered within `timeout`.
+pub fn ping(dst: Ipv4Addr, timeout: Duration) -> io::Result<bool> {
+    Ok(
+        ping_sweep([dst], timeout, timeout + Duration::from_millis(100))?
+            .answered
+            .contains(&dst),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_checksum_verifies_to_zero() {
+        let src = Ipv4Addr::new(10, 1, 0, 2);
+        let dst = Ipv4Addr::new(10, 1, 0, 1);
+        let h = tcp_header(src, dst, 40000, 80, 7, tcp_flags::SYN);
+        let mut pseudo = [0u8; 12];
+        pseudo[0..4].copy_from_slice(&src.octets());
+        pseudo[4..8].copy_from_slice(&dst.octets());
+        pseudo[9] = 6;
+        pseudo[11] = 20;
+        assert_eq!(checksum(&[&pseudo, &h]), 0);
+    }
+
+    #[test]
+    fn echo_request_checksum_verifies_to_zero() {
+        assert_eq!(checksum(&[&echo_request(0x1234, 9)]), 0);
+    }
+
+    #[test]
+    fn echo_reply_parser_matches_id_only() {
+        let mut p = vec![
+            0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 9, 1, 7, 10, 9, 0, 2,
+        ];
+        p.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        assert_eq!(
+            echo_reply_from(&p, 0x1234),
+            Some(Ipv4Addr::new(10, 9, 1, 7))
+        );
+        assert_eq!(echo_reply_from(&p, 0x1235), None);
+        p[20] = 8;
+        assert_eq!(
+            echo_reply_from(&p, 0x1234),
+            None,
+            "a request is not a reply"
+        );
+    }
+}
