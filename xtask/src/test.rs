@@ -40,7 +40,14 @@ pub fn test(args: &[OsString]) -> Result<ExitCode> {
     let clippy_ok = cmd::status(&mut clippy)?.success();
 
     let mut test = cmd::cargo();
-    test.args(["test", "--workspace", "--exclude", EBPF_CRATE]);
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
+    test.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        EBPF_CRATE,
+        "--no-fail-fast",
+    ]);
     test.args(args);
     let (test_status, tally) = run_counting(&mut test)?;
 
