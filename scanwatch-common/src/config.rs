@@ -14,6 +14,8 @@ pub const FLAG_NO_ADMISSION: u32 = 1 << 0;
 pub const FLAG_NO_IPV6: u32 = 1 << 1;
 /// Feature switch: do not send threshold events.
 pub const FLAG_NO_EVENTS: u32 = 1 << 2;
+/// Feature switch: no egress scan detection (reply recognition stays on).
+pub const FLAG_NO_EGRESS: u32 = 1 << 4;
 /// Drop mode: drop packets from sources in `BLOCKS` or `BLOCKLIST` before anything else.
 /// Off (monitor mode) by default, so the drop path costs nothing unless asked for.
 pub const FLAG_DROP: u32 = 1 << 3;
@@ -39,6 +41,11 @@ pub struct KernelConfig {
     /// Entries in the ignore list; 0 lets the program skip the trie lookup.
     pub ignore_entries: u32,
     pub reserved: u32,
+    /// Thresholds for egress detection (probes this host sends), as `thresholds`.
+    pub egress_thresholds: [u32; DETECTION_KINDS],
+    /// A recorded outbound flow matches replies this long; 0 means
+    /// `DEFAULT_FLOW_TIMEOUT_NS`.
+    pub flow_timeout_ns: u64,
 }
 
 impl KernelConfig {
@@ -49,6 +56,16 @@ impl KernelConfig {
             DEFAULT_WINDOW_NS
         } else {
             self.window_ns
+        }
+    }
+
+    /// The effective flow lifetime.
+    #[inline(always)]
+    pub const fn flow_timeout(&self) -> u64 {
+        if self.flow_timeout_ns == 0 {
+            crate::flow::DEFAULT_FLOW_TIMEOUT_NS
+        } else {
+            self.flow_timeout_ns
         }
     }
 

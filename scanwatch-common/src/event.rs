@@ -84,8 +84,21 @@ pub struct ScanEvent {
     pub measures: [u32; DETECTION_KINDS],
     /// `DetectionKind` index.
     pub kind: u32,
-    /// Interface the crossing probe arrived on.
+    /// Interface the crossing probe arrived on (ingress) or left by (egress).
     pub ifindex: u32,
+    /// `DIRECTION_INGRESS` (probes arriving) or `DIRECTION_EGRESS` (probes this host sends;
+    /// `source` is then the local address).
+    pub direction: u32,
+    /// Destination port of the crossing probe (0 for ICMP and fragments).
+    pub target_port: u16,
+    pub reserved: u16,
+    /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
+    pub target: [u8; 16],
 }
 
-const _: () = assert!(core::mem::size_of::<ScanEvent>() == 112);
+/// `ScanEvent::direction` of probes arriving at this host.
+pub const DIRECTION_INGRESS: u32 = 0;
+/// `ScanEvent::direction` of probes this host sends.
+pub const DIRECTION_EGRESS: u32 = 1;
+
+const _: () = assert!(core::mem::size_of::<ScanEvent>() == 136);

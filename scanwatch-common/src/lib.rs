@@ -19,6 +19,7 @@ pub mod classify;
 pub mod config;
 pub mod distinct;
 pub mod event;
+pub mod flow;
 pub mod hash;
 pub mod maps;
 pub mod state;
@@ -33,4 +34,6 @@ mod pod {
     unsafe impl aya::Pod for crate::state::SourceState {}
     unsafe impl aya::Pod for crate::event::ScanEvent {}
     unsafe impl aya::Pod for crate::block::BlockEntry {}
+    unsafe impl aya::Pod for crate::flow::FlowKey {}
+    unsafe impl aya::Pod for crate::flow::FlowState {}
 }

@@ -21,6 +21,12 @@ pub const BLOCKS: &str = "BLOCKS";
 /// LPM trie of blocked CIDRs (keys as in `IGNORE`) → `BlockEntry`, pinned by the daemon.
 pub const BLOCKLIST: &str = "BLOCKLIST";
 
+/// LRU hash of the host's outbound flows (`FlowKey` → `FlowState`), written by the TC egress
+/// program, read by the XDP program.
+pub const FLOWS: &str = "FLOWS";
+/// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
+pub const EGRESS: &str = "EGRESS";
+
 /// Default tracker capacity. Each entry costs about 600 bytes of kernel memory (544-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 20 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
@@ -39,3 +45,10 @@ pub const BLOCKS_CAPACITY: u32 = 65_536;
 /// Block-list CIDRs held at once (LPM trie, allocated per entry): room for the largest public
 /// lists (FireHOL level 1 ≈ 4500, Spamhaus DROP ≈ 1500) many times over.
 pub const BLOCKLIST_CAPACITY: u32 = 262_144;
+/// Outbound flows remembered (LRU): 65536 × ~110 bytes ≈ 7 MiB. A busy resolver client opens a
+/// few hundred flows a second; with the 120 s lifetime this holds ~500 new flows/s before the
+/// oldest are evicted early.
+pub const FLOWS_CAPACITY: u32 = 65_536;
+/// Local sources tracked for egress detection: the host's own addresses (and, on a router,
+/// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
+pub const EGRESS_CAPACITY: u32 = 1024;

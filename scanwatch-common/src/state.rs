@@ -23,7 +23,8 @@ pub struct SourceState {
     pub probes: [u32; PROBE_CLASSES],
     /// Probes over the entry's life.
     pub lifetime_probes: u32,
-    /// Bit `k` set: an event for `DetectionKind` `k` was sent in this window.
+    /// Bits `4k..4k+4`: how many events for `DetectionKind` `k` were sent in this window (at the
+    /// threshold, then at each doubling).
     pub reported: u32,
     /// The kernel-unit measure of each detection kind (bits set, or fragment probes), indexed
     /// by `DetectionKind`; compared against `KernelConfig::thresholds`.

@@ -114,10 +114,24 @@ pub enum Counter {
     DroppedBytesList = 15,
     /// Packets that matched a block entry whose TTL had run out, and so passed.
     BlockExpiredPass = 16,
+    /// Outbound flow openers recorded as new flows by the egress program.
+    FlowsRecorded = 17,
+    /// Ingress TCP packets recognised as replies to our own flows (SYN-ACK, RST, FIN|ACK, ...).
+    RepliesTcp = 18,
+    /// Ingress UDP datagrams recognised as replies (DNS answers, NTP, ...).
+    RepliesUdp = 19,
+    /// ICMP errors recognised as quoting one of our own datagrams.
+    RepliesIcmp = 20,
+    /// Packets seen by the egress program.
+    EgressPackets = 21,
+    /// Egress packets that could not be parsed (passed untouched).
+    EgressParseErrors = 22,
+    /// Failed outbound attempts (RST or ICMP unreachable answering our own flow).
+    EgressFailures = 23,
 }
 
 /// Number of data-path counters.
-pub const COUNTERS: usize = 17;
+pub const COUNTERS: usize = 24;
 
 impl Counter {
     /// Every counter, in index order.
@@ -139,6 +153,13 @@ impl Counter {
         Self::DroppedBytesManual,
         Self::DroppedBytesList,
         Self::BlockExpiredPass,
+        Self::FlowsRecorded,
+        Self::RepliesTcp,
+        Self::RepliesUdp,
+        Self::RepliesIcmp,
+        Self::EgressPackets,
+        Self::EgressParseErrors,
+        Self::EgressFailures,
     ];
 
     /// Stable label for metrics.
@@ -161,6 +182,13 @@ impl Counter {
             Self::DroppedBytesManual => "dropped_bytes_manual",
             Self::DroppedBytesList => "dropped_bytes_list",
             Self::BlockExpiredPass => "block_expired_pass",
+            Self::FlowsRecorded => "flows_recorded",
+            Self::RepliesTcp => "replies_tcp",
+            Self::RepliesUdp => "replies_udp",
+            Self::RepliesIcmp => "replies_icmp",
+            Self::EgressPackets => "egress_packets",
+            Self::EgressParseErrors => "egress_parse_errors",
+            Self::EgressFailures => "egress_failures",
         }
     }
 }
@@ -194,7 +222,7 @@ pub const PARSE_ERROR_BASE: u32 = 24;
 /// First slot of the counter group.
 pub const COUNTER_BASE: u32 = 40;
 /// Slots in the statistics array.
-pub const STATS_LEN: u32 = 64;
+pub const STATS_LEN: u32 = 72;
 
 const _: () = assert!(CLASS_BASE as usize + PACKET_CLASSES <= PARSE_ERROR_BASE as usize);
 const _: () = assert!(PARSE_ERROR_BASE as usize + PARSE_ERRORS <= COUNTER_BASE as usize);

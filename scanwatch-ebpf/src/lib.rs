@@ -1,26 +1,47 @@
-//! The scanwatch XDP data path: parse a packet once into a [`parse::Packet`], count it, drop it
-//! if drop mode is on and its source is blocked, and, if it is a probe, update its source's
-//! state in the tracker. Every other packet passes.
+//! The scanwatch data path.
+//!
+//! Ingress (XDP, [`handle`]): parse a packet once into a [`parse::Packet`], count it, drop it if
+//! drop mode is on and its source is blocked, recognise replies to the host's own flows (never
+//! probes), note failed outbound attempts for egress detection, and track probes per source.
+//! Every other packet passes.
+//!
+//! Egress (TC, [`handle_egress`]): record the host's outbound flows and count the probes it
+//! sends. Never changes a packet.
 #![no_std]
 
 pub mod block;
+pub mod egress;
+pub mod flows;
 pub mod maps;
 pub mod parse;
 pub mod stats;
 pub mod track;
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    programs::{TcContext, XdpContext},
+};
 use scanwatch_common::{
-    classify::PacketClass,
-    config::FLAG_DROP,
+    classify::{PacketClass, tcp_flags},
+    config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
     stats::{Counter, parse_error_slot},
 };
 
-/// Handles one packet and returns its verdict.
+use crate::parse::Packet;
+
+/// `TC_ACT_UNSPEC` (and tcx's `TCX_NEXT`): let the next filter or program decide, so a foreign
+/// clsact filter behind ours still runs.
+pub const TC_ACT_UNSPEC: i32 = -1;
+
+/// Handles one ingress packet and returns its XDP verdict.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> u32 {
-    match parse::parse(ctx) {
-        Ok(packet) => {
+    let Some(packet) = scratch_packet(SCRATCH_XDP) else {
+        return xdp_action::XDP_PASS;
+    };
+    let packet = &mut *packet;
+    match parse::parse(ctx, packet) {
+        Ok(()) => {
             stats::bump_class(packet.class);
             if packet.class == PacketClass::NonIp {
                 return xdp_action::XDP_PASS;
@@ -29,12 +50,10 @@ pub fn handle(ctx: &XdpContext) -> u32 {
                 stats::count(Counter::ConfigMissing);
                 return xdp_action::XDP_PASS;
             };
-            if config.flags & FLAG_DROP != 0 && block::is_blocked(ctx, &packet, config) {
+            if config.flags & FLAG_DROP != 0 && block::is_blocked(ctx, packet, config) {
                 return xdp_action::XDP_DROP;
             }
-            if packet.class.is_probe() {
-                track::record(ctx, &packet, config);
-            }
+            inspect(ctx, packet, config);
         }
         Err(reason) => {
             stats::bump_class(PacketClass::Malformed);
@@ -42,6 +61,127 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         }
     }
     xdp_action::XDP_PASS
+}
+
+/// Ingress after the drop check: replies, failures, probes.
+#[inline(always)]
+fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
+    match packet.class {
+        // A SYN or an ICMP request opens a flow; it never answers one of ours.
+        PacketClass::TcpSyn
+        | PacketClass::IcmpEcho
+        | PacketClass::IcmpTimestamp
+        | PacketClass::IcmpAddrMask
+        | PacketClass::Fragment => track::record(ctx, packet, config),
+        PacketClass::Udp
+        | PacketClass::TcpFin
+        | PacketClass::TcpNull
+        | PacketClass::TcpXmas
+        | PacketClass::TcpMaimon => {
+            let now = track::now(config);
+            if flows::is_reply(packet, config, now) {
+                stats::count(if packet.proto == 17 {
+                    Counter::RepliesUdp
+                } else {
+                    Counter::RepliesTcp
+                });
+            } else {
+                track::record(ctx, packet, config);
+            }
+        }
+        PacketClass::TcpOther => {
+            let f = packet.tcp_flags;
+            let rst = f & tcp_flags::RST != 0;
+            let syn_ack = f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK;
+            if !(rst || syn_ack) {
+                return;
+            }
+            let now = track::now(config);
+            if flows::is_reply(packet, config, now) {
+                stats::count(Counter::RepliesTcp);
+                if rst && config.flags & FLAG_NO_EGRESS == 0 {
+                    let failure = egress::Failure {
+                        local: packet.dst,
+                        remote: packet.src,
+                        remote_port: packet.src_port,
+                        proto: packet.proto,
+                        ifindex: ingress_ifindex(ctx),
+                    };
+                    egress::on_failure(&failure, config, now);
+                }
+            }
+        }
+        PacketClass::IcmpOther => {
+            let Some(q) = packet.quoted else {
+                return;
+            };
+            let now = track::now(config);
+            if flows::quotes_our_flow(&q, config, now) {
+                stats::count(Counter::RepliesIcmp);
+                if q.unreachable && config.flags & FLAG_NO_EGRESS == 0 {
+                    let failure = egress::Failure {
+                        local: q.src,
+                        remote: q.dst,
+                        remote_port: q.dst_port,
+                        proto: q.proto,
+                        ifindex: ingress_ifindex(ctx),
+                    };
+                    egress::on_failure(&failure, config, now);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+const SCRATCH_XDP: u32 = 0;
+const SCRATCH_TC: u32 = 1;
+
+/// This CPU's scratch `Packet`, reset for a new parse.
+#[inline(always)]
+fn scratch_packet(slot: u32) -> Option<&'static mut Packet> {
+    let p = maps::PACKET_SCRATCH.get_ptr_mut(slot)?;
+    // SAFETY: per-CPU slot; the program runs to completion on this CPU without reentry for the
+    // same hook (XDP and TC use different slots).
+    let p = unsafe { &mut *p };
+    *p = Packet::new(false);
+    Some(p)
+}
+
+#[inline(always)]
+fn ingress_ifindex(ctx: &XdpContext) -> u32 {
+    // SAFETY: reading a field of the context the kernel passed in.
+    unsafe { (*ctx.ctx).ingress_ifindex }
+}
+
+/// Handles one egress packet (TC); never changes or drops it.
+#[inline(always)]
+pub fn handle_egress(ctx: &TcContext) -> i32 {
+    stats::count(Counter::EgressPackets);
+    let Some(packet) = scratch_packet(SCRATCH_TC) else {
+        return TC_ACT_UNSPEC;
+    };
+    let packet = &mut *packet;
+    if parse::parse(ctx, packet).is_err() {
+        stats::count(Counter::EgressParseErrors);
+        return TC_ACT_UNSPEC;
+    }
+    if packet.class == PacketClass::NonIp || packet.class == PacketClass::TcpEstablished {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(config) = maps::CONFIG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    let now = track::now(config);
+    if flows::opens_flow(packet.class) {
+        flows::record_outbound(packet, now);
+    }
+    if config.flags & FLAG_NO_EGRESS == 0 {
+        // SAFETY: reading a field of the skb the kernel passed in.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        egress::on_outbound(packet, config, now, ifindex);
+    }
+    TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]

@@ -1,12 +1,20 @@
-//! Entry point of the scanwatch XDP program.
+//! Entry points of the scanwatch programs: XDP on ingress, TC (clsact/tcx) on egress.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 
 #[xdp]
 pub fn scanwatch(ctx: XdpContext) -> u32 {
     scanwatch_ebpf::handle(&ctx)
+}
+
+#[classifier]
+pub fn scanwatch_egress(ctx: TcContext) -> i32 {
+    scanwatch_ebpf::handle_egress(&ctx)
 }
 
 #[unsafe(link_section = "license")]

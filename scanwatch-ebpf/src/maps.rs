@@ -8,13 +8,16 @@ use scanwatch_common::{
     addr::SourceKey,
     block::BlockEntry,
     config::KernelConfig,
+    flow::{FlowKey, FlowState},
     maps::{
-        ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EVENTS_BYTES, IGNORE_CAPACITY,
-        TRACKER_CAPACITY,
+        ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES,
+        FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
     },
     state::SourceState,
     stats::STATS_LEN,
 };
+
+use crate::parse::Packet;
 
 #[map]
 pub static CONFIG: Array<KernelConfig> = Array::with_max_entries(1, 0);
@@ -44,3 +47,15 @@ pub static BLOCKS: HashMap<SourceKey, BlockEntry> = HashMap::with_max_entries(BL
 #[map]
 pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
     LpmTrie::with_max_entries(BLOCKLIST_CAPACITY, 0);
+
+/// Per-CPU scratch space for the parsed packet (slot 0: XDP, slot 1: TC): a `Packet` on the
+/// stack would push the deepest call chain past the verifier's 512-byte limit.
+#[map]
+pub static PACKET_SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(2, 0);
+
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);
+
+#[map]
+pub static EGRESS: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(EGRESS_CAPACITY, 0);

@@ -17,7 +17,7 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
-    event::{DetectionKind, ScanEvent},
+    event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
     hash::{hash_addr, hash_port},
     maps::ADMISSION_SLOTS,
     state::SourceState,
@@ -57,7 +57,7 @@ pub fn now(config: &KernelConfig) -> u64 {
 }
 
 /// Records one probe (a packet whose class `is_probe`).
-#[inline(always)]
+#[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn record(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
     if packet.ipv6 && config.flags & FLAG_NO_IPV6 != 0 {
         return;
@@ -73,7 +73,22 @@ pub fn record(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
     };
     // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
     let state = unsafe { &mut *state };
-    update(ctx, state, &key, packet, config, now);
+    let origin = Origin {
+        // SAFETY: reading a field of the context the kernel passed in.
+        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+        direction: DIRECTION_INGRESS,
+        target: packet.dst,
+        target_port: packet.dst_port,
+    };
+    update(state, &key, packet, config, now, &origin);
+}
+
+/// Where a measure's event comes from: the interface, direction and the probe's target.
+pub struct Origin {
+    pub ifindex: u32,
+    pub direction: u32,
+    pub target: [u8; 16],
+    pub target_port: u16,
 }
 
 /// The tracker entry for `key`, creating it if the admission filter lets the source in.
@@ -129,6 +144,15 @@ fn admit(key: &SourceKey, seed: u64) -> bool {
     }
 }
 
+/// Starts a new tumbling window if the current one is over.
+#[inline(always)]
+pub fn roll_window(s: &mut SourceState, now: u64, config: &KernelConfig) {
+    if now.wrapping_sub(s.window_start_ns) >= config.window() {
+        reset_window(s, now);
+        count(Counter::WindowResets);
+    }
+}
+
 /// Starts a new tumbling window.
 #[inline(always)]
 fn reset_window(s: &mut SourceState, now: u64) {
@@ -145,17 +169,14 @@ fn reset_window(s: &mut SourceState, now: u64) {
 
 #[inline(always)]
 fn update(
-    ctx: &XdpContext,
     s: &mut SourceState,
     key: &SourceKey,
     packet: &Packet,
     config: &KernelConfig,
     now: u64,
+    origin: &Origin,
 ) {
-    if now.wrapping_sub(s.window_start_ns) >= config.window() {
-        reset_window(s, now);
-        count(Counter::WindowResets);
-    }
+    roll_window(s, now, config);
     s.last_seen_ns = now;
     s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
     let class = packet.class;
@@ -165,8 +186,17 @@ fn update(
 
     let seed = config.hash_seed;
     let host = hash_addr(seed, &packet.dst) as u32;
+    let thresholds = &config.thresholds;
     if s.hosts.insert(host) {
-        bump_measure(ctx, s, key, DetectionKind::HostSweep, config, now);
+        bump_measure(
+            s,
+            key,
+            DetectionKind::HostSweep,
+            thresholds,
+            config,
+            now,
+            origin,
+        );
     }
     let kind = match class {
         PacketClass::TcpSyn => s
@@ -192,49 +222,70 @@ fn update(
         _ => None,
     };
     if let Some(kind) = kind {
-        bump_measure(ctx, s, key, kind, config, now);
+        bump_measure(s, key, kind, thresholds, config, now, origin);
     }
 }
 
-/// Adds one to a kind's measure and sends an event the first time in this window that it
-/// reaches its threshold.
+/// Reports per kind and window at most: at the threshold, then each time the measure doubles
+/// (a continuing scan is reported again with growing counts, at a bounded rate).
+const MAX_REPORTS: u32 = 8;
+
+/// Adds one to a kind's measure and sends an event when it reaches its threshold, and again
+/// each time it doubles, within the window. `reported` keeps a 4-bit report count per kind.
 #[inline(always)]
-fn bump_measure(
-    ctx: &XdpContext,
+pub fn bump_measure(
     s: &mut SourceState,
     key: &SourceKey,
     kind: DetectionKind,
+    thresholds: &[u32; DETECTION_KINDS],
     config: &KernelConfig,
     now: u64,
+    origin: &Origin,
 ) {
     let index = kind as usize;
-    let (Some(measure), Some(threshold)) =
-        (s.measures.get_mut(index), config.thresholds.get(index))
+    let (Some(measure), Some(threshold)) = (s.measures.get_mut(index), thresholds.get(index))
     else {
         return;
     };
     *measure = measure.wrapping_add(1);
-    let bit = 1u32 << index;
-    if *threshold == 0 || *measure < *threshold || s.reported & bit != 0 {
+    let shift = (index as u32) * 4;
+    let reports = (s.reported >> shift) & 0xf;
+    if *threshold == 0 || reports >= MAX_REPORTS {
+        return;
+    }
+    // Threshold · 2^reports, in 64 bits so it cannot overflow.
+    if u64::from(*measure) < u64::from(*threshold) << reports {
         return;
     }
     if config.flags & FLAG_NO_EVENTS != 0 {
         return;
     }
-    s.reported |= bit;
-    let event = ScanEvent {
-        timestamp_ns: now,
-        first_seen_ns: s.first_seen_ns,
-        window_start_ns: s.window_start_ns,
-        source: *key,
-        probes: s.probes,
-        measures: s.measures,
-        kind: kind as u32,
-        // SAFETY: reading a field of the context the kernel passed in.
-        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+    // Written in place in the ring buffer: the event is too big for the 512-byte BPF stack next
+    // to everything else.
+    let Some(mut entry) = EVENTS.reserve::<ScanEvent>(0) else {
+        count(Counter::EventsDropped);
+        return;
     };
-    match EVENTS.output::<ScanEvent>(&event, 0) {
-        Ok(()) => count(Counter::EventsEmitted),
-        Err(_) => count(Counter::EventsDropped),
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
+    // written before submit.
+    unsafe {
+        (*e).timestamp_ns = now;
+        (*e).first_seen_ns = s.first_seen_ns;
+        (*e).window_start_ns = s.window_start_ns;
+        (*e).source = *key;
+        (*e).probes = s.probes;
+        (*e).measures = s.measures;
+        (*e).kind = kind as u32;
+        (*e).ifindex = origin.ifindex;
+        (*e).direction = origin.direction;
+        (*e).target_port = origin.target_port;
+        (*e).reserved = 0;
+        (*e).target = origin.target;
     }
+    entry.submit(0);
+    // Counted as reported only once sent: a full ring must not silence a source for the
+    // rest of its window.
+    s.reported += 1 << shift;
+    count(Counter::EventsEmitted);
 }

@@ -20,7 +20,8 @@ use scanwatch_common::{
     addr::SourceKey,
     block::{BlockEntry, BlockReason},
     config::KernelConfig,
-    event::ScanEvent,
+    event::{DIRECTION_EGRESS, ScanEvent},
+    flow::{FlowKey, FlowState},
     maps,
     state::SourceState,
     stats::STATS_LEN,
@@ -33,7 +34,7 @@ use tokio::{
 use crate::{
     alerts::AlertSink,
     config::{Config, FileConfig, Mode, Overrides},
-    detect::{AlertBudget, Clock, finding, format_source},
+    detect::{AlertBudget, Clock, Examples, finding, format_source},
     enforce::{self, Enforcer, Policy, Verdict, lpm_key},
     loader::{self, Attachment},
     metrics::{self, Metrics},
@@ -176,6 +177,7 @@ async fn serve(
         .map_err(|e| anyhow!("polling the event ring buffer: {e}"))?;
     let mut alerts = AlertSink::open(config.alert_log.as_deref())?;
     let mut budget = AlertBudget::new(config.max_alerts_per_second);
+    let mut examples = Examples::default();
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -209,7 +211,7 @@ async fn serve(
                 guard.clear_ready();
                 let m = metrics.lock().expect("metrics lock");
                 for event in &events {
-                    report(event, config, ifnames, &mut alerts, &mut budget, &m, ebpf, enforcer);
+                    report(event, config, ifnames, &mut alerts, &mut budget, &m, ebpf, (enforcer, &mut examples));
                 }
             }
             _ = sweep_tick.tick() => {
@@ -229,7 +231,9 @@ async fn serve(
             _ = walk_tick.tick() => {
                 match walk_tracker(ebpf, config.top_sources.max(STATUS_TOP), config.ipv6_prefix) {
                     Ok((tracked, top)) => {
+                        let flows = count_flows(ebpf);
                         let m = metrics.lock().expect("metrics lock");
+                        m.set_flows(flows);
                         m.set_tracked(tracked);
                         m.set_top_sources(&top);
                         update_status(status, instance, config, tracked, top);
@@ -288,7 +292,7 @@ async fn serve(
                 &mut budget,
                 &m,
                 ebpf,
-                enforcer,
+                (enforcer, &mut examples),
             );
         }
     }
@@ -308,7 +312,7 @@ fn report(
     budget: &mut AlertBudget,
     metrics: &Metrics,
     ebpf: &mut Ebpf,
-    enforcer: &mut Enforcer,
+    (enforcer, examples): (&mut Enforcer, &mut Examples),
 ) {
     let interface = ifnames
         .get(&event.ifindex)
@@ -317,18 +321,27 @@ fn report(
     let Some(mut f) = finding(event, interface, config.window, config.ipv6_prefix) else {
         return;
     };
-    metrics.detections.with_label_values(&[f.kind]).inc();
-    let verdict = match blocks_map(ebpf) {
-        Ok(mut blocks) => enforcer.on_finding(
-            &mut blocks,
-            &event.source,
-            config.ipv6_prefix,
-            f.kind,
-            Clock::monotonic_ns(),
-        ),
-        Err(e) => {
-            error!("{e:#}");
-            Verdict::NotBlocked("error")
+    f.examples = examples.add(event);
+    metrics
+        .detections
+        .with_label_values(&[f.kind, f.direction])
+        .inc();
+    // Egress findings are this host's own probes: alert only, never a block.
+    let verdict = if event.direction == DIRECTION_EGRESS {
+        Verdict::Alert
+    } else {
+        match blocks_map(ebpf) {
+            Ok(mut blocks) => enforcer.on_finding(
+                &mut blocks,
+                &event.source,
+                config.ipv6_prefix,
+                f.kind,
+                Clock::monotonic_ns(),
+            ),
+            Err(e) => {
+                error!("{e:#}");
+                Verdict::NotBlocked("error")
+            }
         }
     };
     match &verdict {
@@ -537,6 +550,13 @@ pub fn read_stats(ebpf: &Ebpf) -> anyhow::Result<Vec<u64>> {
     (0..STATS_LEN)
         .map(|slot| Ok(array.get(&slot, 0)?.iter().sum()))
         .collect()
+}
+
+/// Outbound flows in the flow map.
+fn count_flows(ebpf: &Ebpf) -> usize {
+    ebpf.map(scanwatch_common::maps::FLOWS)
+        .and_then(|m| HashMap::<&MapData, FlowKey, FlowState>::try_from(m).ok())
+        .map_or(0, |m| m.keys().flatten().count())
 }
 
 /// Walks the tracker: the number of sources, and the `top` most active in their window.

@@ -86,6 +86,7 @@ mod tests {
             distinct_hosts: 1,
             packets: 21,
             probes: BTreeMap::new(),
+            examples: Vec::new(),
             window_seconds: 300,
             first_seen: "2026-01-01T00:00:00.000Z".into(),
             last_seen: "2026-01-01T00:00:00.000Z".into(),

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use ipnet::IpNet;
 use scanwatch_common::{
     addr::DEFAULT_IPV6_PREFIX_LEN,
-    config::{FLAG_DROP, KernelConfig},
+    config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
     distinct::bits_for_count,
     event::{DETECTION_KINDS, DetectionKind},
     maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
@@ -73,6 +73,19 @@ impl Sensitivity {
             Self::High => [10, 15, 8, 5, 8, 3],
         }
     }
+
+    /// Egress thresholds of the preset. port_scan, udp_scan and host_sweep count *failed*
+    /// attempts (RST or ICMP unreachable answering this host), as Zeek's scan policy counted
+    /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
+    /// hosts this host pings: 25, above what a host's own health checks touch. stealth_scan
+    /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5.
+    pub const fn egress_thresholds(self) -> [u32; DETECTION_KINDS] {
+        match self {
+            Self::Low => [50, 50, 60, 10, 40, 10],
+            Self::Medium => [20, 25, 25, 5, 15, 5],
+            Self::High => [10, 15, 12, 3, 8, 3],
+        }
+    }
 }
 
 /// What the agent does with findings.
@@ -128,6 +141,9 @@ pub struct FileConfig {
     pub top_sources: Option<usize>,
     pub max_alerts_per_second: Option<u32>,
     pub thresholds: Option<Thresholds>,
+    pub egress: Option<bool>,
+    pub egress_thresholds: Option<Thresholds>,
+    pub flow_timeout: Option<String>,
     pub mode: Option<Mode>,
     pub dry_run: Option<bool>,
     pub block_ttl: Option<String>,
@@ -178,6 +194,13 @@ pub struct Config {
     pub max_alerts_per_second: u32,
     /// Threshold per kind (distinct ports/hosts, or probes); 0 disables.
     pub thresholds: BTreeMap<&'static str, u32>,
+    /// Egress detection (scans this host sends). Default on. Reply recognition (the TC egress
+    /// program recording the host's own flows) is always on.
+    pub egress: bool,
+    /// Egress threshold per kind; 0 disables. See `Sensitivity::egress_thresholds`.
+    pub egress_thresholds: BTreeMap<&'static str, u32>,
+    /// How long a recorded outbound flow matches replies. Default 120 s.
+    pub flow_timeout: Duration,
     /// `monitor` (default) or `drop`.
     pub mode: Mode,
     /// In drop mode, log `would_block` instead of blocking. Default false.
@@ -293,22 +316,27 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        let preset = flags
-            .sensitivity
-            .or(file.sensitivity)
-            .unwrap_or_default()
-            .thresholds();
-        let overrides = file.thresholds.clone().unwrap_or_default();
-        let mut thresholds = BTreeMap::new();
-        for kind in DetectionKind::ALL {
-            let value = overrides.get(kind).unwrap_or(preset[kind as usize]);
-            if value > 65_535 {
-                return Err(invalid(
-                    "thresholds",
-                    format!("{} = {value} is above 65535", kind.name()),
-                ));
-            }
-            thresholds.insert(kind.name(), value);
+        let sensitivity = flags.sensitivity.or(file.sensitivity).unwrap_or_default();
+        let thresholds = merge_thresholds(
+            "thresholds",
+            sensitivity.thresholds(),
+            file.thresholds.as_ref(),
+        )?;
+        let egress_thresholds = merge_thresholds(
+            "egress_thresholds",
+            sensitivity.egress_thresholds(),
+            file.egress_thresholds.as_ref(),
+        )?;
+        let flow_timeout = parse_duration(
+            "flow_timeout",
+            file.flow_timeout.as_deref(),
+            Duration::from_secs(120),
+        )?;
+        if flow_timeout < Duration::from_secs(1) || flow_timeout > Duration::from_secs(3600) {
+            return Err(invalid(
+                "flow_timeout",
+                format!("{flow_timeout:?} is outside 1s..=1h"),
+            ));
         }
         let block_ttl = parse_duration(
             "block_ttl",
@@ -351,6 +379,9 @@ impl Config {
             top_sources,
             max_alerts_per_second,
             thresholds,
+            egress: file.egress.unwrap_or(true),
+            egress_thresholds,
+            flow_timeout,
         })
     }
 
@@ -359,15 +390,33 @@ impl Config {
         self.thresholds.get(kind.name()).copied().unwrap_or(0)
     }
 
+    /// The egress threshold of `kind`.
+    pub fn egress_threshold(&self, kind: DetectionKind) -> u32 {
+        self.egress_thresholds
+            .get(kind.name())
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The kernel's view of this configuration: thresholds converted into estimator bits.
     pub fn kernel_config(&self, hash_seed: u64) -> KernelConfig {
+        let kernel_units = |count: u32, kind: DetectionKind| match SourceState::estimator_bits(kind)
+        {
+            Some(bits) => bits_for_count(count, bits),
+            None => count,
+        };
         let mut thresholds = [0u32; DETECTION_KINDS];
+        let mut egress_thresholds = [0u32; DETECTION_KINDS];
         for kind in DetectionKind::ALL {
-            let count = self.threshold(kind);
-            thresholds[kind as usize] = match SourceState::estimator_bits(kind) {
-                Some(bits) => bits_for_count(count, bits),
-                None => count,
-            };
+            thresholds[kind as usize] = kernel_units(self.threshold(kind), kind);
+            egress_thresholds[kind as usize] = kernel_units(self.egress_threshold(kind), kind);
+        }
+        let mut flags = 0;
+        if self.mode == Mode::Drop && !self.dry_run {
+            flags |= FLAG_DROP;
+        }
+        if !self.egress {
+            flags |= FLAG_NO_EGRESS;
         }
         KernelConfig {
             window_ns: self.window.as_nanos() as u64,
@@ -375,15 +424,34 @@ impl Config {
             hash_seed,
             thresholds,
             ipv6_prefix_len: self.ipv6_prefix,
-            flags: if self.mode == Mode::Drop && !self.dry_run {
-                FLAG_DROP
-            } else {
-                0
-            },
+            flags,
             ignore_entries: self.ignore.len() as u32,
             reserved: 0,
+            egress_thresholds,
+            flow_timeout_ns: self.flow_timeout.as_nanos() as u64,
         }
     }
+}
+
+fn merge_thresholds(
+    key: &'static str,
+    preset: [u32; DETECTION_KINDS],
+    overrides: Option<&Thresholds>,
+) -> Result<BTreeMap<&'static str, u32>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for kind in DetectionKind::ALL {
+        let value = overrides
+            .and_then(|o| o.get(kind))
+            .unwrap_or(preset[kind as usize]);
+        if value > 65_535 {
+            return Err(invalid(
+                key,
+                format!("{} = {value} is above 65535", kind.name()),
+            ));
+        }
+        out.insert(kind.name(), value);
+    }
+    Ok(out)
 }
 
 fn parse_duration(
@@ -505,6 +573,29 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.mode, Mode::Monitor);
         assert_eq!(c.kernel_config(0).flags & FLAG_DROP, 0);
+    }
+
+    #[test]
+    fn egress_has_its_own_thresholds_and_switch() {
+        let c = parse("[egress_thresholds]\nport_scan = 7").unwrap();
+        assert!(c.egress);
+        assert_eq!(c.egress_threshold(DetectionKind::PortScan), 7);
+        assert_eq!(c.egress_threshold(DetectionKind::IcmpSweep), 25);
+        assert_eq!(c.threshold(DetectionKind::PortScan), 20);
+        let k = c.kernel_config(0);
+        assert_eq!(k.egress_thresholds[DetectionKind::PortScan as usize], 7);
+        assert_eq!(k.flow_timeout_ns, 120_000_000_000);
+        assert_eq!(k.flags & FLAG_NO_EGRESS, 0);
+        let c = parse("egress = false\nflow_timeout = \"30s\"").unwrap();
+        assert_ne!(c.kernel_config(0).flags & FLAG_NO_EGRESS, 0);
+        assert_eq!(c.flow_timeout, Duration::from_secs(30));
+        assert!(matches!(
+            parse("flow_timeout = \"2h\""),
+            Err(ConfigError::Invalid {
+                key: "flow_timeout",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::{PROBE_CLASSES, PacketClass},
     distinct::estimate,
-    event::{DetectionKind, ScanEvent},
+    event::{DIRECTION_EGRESS, DetectionKind, ScanEvent},
     state::SourceState,
 };
 use serde::Serialize;
@@ -27,7 +27,8 @@ pub struct Finding {
     pub kind: &'static str,
     /// MITRE ATT&CK technique.
     pub technique: &'static str,
-    /// `ingress`: probes arriving at this host.
+    /// `ingress`: probes arriving at this host; `egress`: probes this host sends (`source` is
+    /// then the local address).
     pub direction: &'static str,
     /// Distinct destination ports of the kind's probes (TCP SYN for port_scan, UDP for
     /// udp_scan, stealth probes for stealth_scan; TCP SYN otherwise), estimated.
@@ -38,6 +39,9 @@ pub struct Finding {
     pub packets: u64,
     /// Probes by class in this window (non-zero classes only).
     pub probes: BTreeMap<&'static str, u32>,
+    /// A few targets of this source's probes (`host:port`, or `host`), newest last; at most
+    /// [`MAX_EXAMPLES`].
+    pub examples: Vec<String>,
     pub window_seconds: u64,
     /// When the tracker first saw the source (RFC 3339).
     pub first_seen: String,
@@ -71,6 +75,51 @@ impl Finding {
             }
             Verdict::NotBlocked(why) => self.not_blocked = Some(why),
         }
+    }
+}
+
+/// Targets kept per finding.
+pub const MAX_EXAMPLES: usize = 5;
+
+/// `host:port` (or `host` when `port` is 0) of an event's target.
+pub fn format_target(addr: &[u8; 16], port: u16) -> String {
+    let key = SourceKey { addr: *addr };
+    let host = format_source(&key, 128);
+    match (port, key.is_ipv4()) {
+        (0, _) => host,
+        (p, true) => format!("{host}:{p}"),
+        (p, false) => format!("[{host}]:{p}"),
+    }
+}
+
+/// The last few targets of each (source, direction), bounded in sources too: under a storm of
+/// findings from many sources the memory stays fixed.
+#[derive(Debug, Default)]
+pub struct Examples {
+    by_source: std::collections::HashMap<(SourceKey, u32), std::collections::VecDeque<String>>,
+}
+
+/// Sources whose examples are remembered.
+const EXAMPLE_SOURCES: usize = 4096;
+
+impl Examples {
+    /// Adds an event's target and returns the source's examples.
+    pub fn add(&mut self, event: &ScanEvent) -> Vec<String> {
+        if self.by_source.len() >= EXAMPLE_SOURCES {
+            self.by_source.clear();
+        }
+        let list = self
+            .by_source
+            .entry((event.source, event.direction))
+            .or_default();
+        let target = format_target(&event.target, event.target_port);
+        if !list.contains(&target) {
+            if list.len() == MAX_EXAMPLES {
+                list.pop_front();
+            }
+            list.push_back(target);
+        }
+        list.iter().cloned().collect()
     }
 }
 
@@ -151,16 +200,19 @@ pub fn finding(
         .filter(|(_, n)| **n > 0)
         .map(|(c, n)| (c.name(), *n))
         .collect();
+    let egress = event.direction == DIRECTION_EGRESS;
     Some(Finding {
         timestamp: rfc3339(SystemTime::now()),
-        source: format_source(&event.source, ipv6_prefix),
+        // Egress sources are local addresses, tracked at full length.
+        source: format_source(&event.source, if egress { 128 } else { ipv6_prefix }),
         kind: kind.name(),
         technique: kind.technique(),
-        direction: "ingress",
+        direction: if egress { "egress" } else { "ingress" },
         distinct_ports: estimated(ports_kind, &event.measures),
         distinct_hosts: estimated(hosts_kind, &event.measures),
         packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
         probes,
+        examples: Vec::new(),
         window_seconds: window.as_secs(),
         first_seen: rfc3339(Clock::wall(event.first_seen_ns)),
         last_seen: rfc3339(Clock::wall(event.timestamp_ns)),
@@ -223,7 +275,32 @@ mod tests {
             measures,
             kind: kind as u32,
             ifindex: 1,
+            direction: 0,
+            target_port: 22,
+            reserved: 0,
+            target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
+    }
+
+    #[test]
+    fn egress_findings_name_the_local_source_and_keep_examples() {
+        let mut e = event(DetectionKind::PortScan, [0; DETECTION_KINDS]);
+        e.direction = DIRECTION_EGRESS;
+        e.source = SourceKey {
+            addr: "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets(),
+        };
+        let f = finding(&e, "x".into(), Duration::from_secs(60), 64).unwrap();
+        assert_eq!(f.direction, "egress");
+        assert_eq!(f.source, "2001:db8::7");
+        let mut examples = Examples::default();
+        for port in 1..=8u16 {
+            e.target_port = port;
+            examples.add(&e);
+        }
+        let list = examples.add(&e);
+        assert_eq!(list.len(), MAX_EXAMPLES);
+        assert_eq!(list.last().unwrap(), "198.51.100.1:8");
+        assert_eq!(format_target(&e.target, 0), "198.51.100.1");
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::{ffi::CString, io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode, tc,
+        tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
 };
 use log::{info, warn};
 use scanwatch_common::maps;
@@ -14,6 +17,8 @@ use crate::{config::XdpMode, object::XDP_OBJECT, pins::Instance};
 
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "scanwatch";
+/// Name of the TC egress program in the object.
+pub const EGRESS_PROGRAM: &str = "scanwatch_egress";
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,8 @@ pub struct Attachment {
     /// `native` or `skb`.
     pub mode: &'static str,
     link: XdpLinkId,
+    /// The egress program's link (tcx on Linux >= 6.6, a clsact filter before).
+    egress: Option<SchedClassifierLinkId>,
 }
 
 /// True when running as root or with both CAP_BPF (39) and CAP_NET_ADMIN (12) effective.
@@ -200,7 +207,14 @@ pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, Load
             error: format!("program {PROGRAM} missing from the object"),
         })?
         .try_into()?;
-    match program.load() {
+    let verdict = program.load().and_then(|()| {
+        let egress: &mut SchedClassifier = ebpf
+            .program_mut(EGRESS_PROGRAM)
+            .expect("egress program in the object")
+            .try_into()?;
+        egress.load()
+    });
+    match verdict {
         Ok(()) => Ok(ebpf),
         Err(ProgramError::LoadError {
             io_error,
@@ -295,12 +309,43 @@ pub fn attach(
         },
     };
     info!("attached XDP program to {interface} (ifindex {ifindex}, {mode_name} mode)");
+    let egress = match attach_egress(ebpf, interface) {
+        Ok(link) => Some(link),
+        Err(e) => {
+            warn!(
+                "attaching the egress program to {interface} failed ({}); replies to this \
+                 host's own connections will not be recognised and egress scans not detected",
+                error_chain(&e)
+            );
+            None
+        }
+    };
     Ok(Attachment {
         interface: interface.to_owned(),
         ifindex,
         mode: mode_name,
         link,
+        egress,
     })
+}
+
+/// Attaches the TC egress program: a tcx link on Linux >= 6.6 (detached with the process, even
+/// on a crash), else a filter on a clsact qdisc (added if missing; a foreign clsact and its
+/// filters are left alone).
+fn attach_egress(ebpf: &mut Ebpf, interface: &str) -> Result<SchedClassifierLinkId, ProgramError> {
+    let tcx = aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+    if !tcx {
+        // EEXIST when a clsact is already there, ours or someone else's: fine either way.
+        let _ = tc::qdisc_add_clsact(interface);
+    }
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(EGRESS_PROGRAM)
+        .expect("egress program loaded")
+        .try_into()?;
+    let link = program.attach(interface, TcAttachType::Egress)?;
+    info!("attached egress program to {interface}");
+    Ok(link)
 }
 
 /// `--force`: removes an XDP program attached through netlink by someone else.
@@ -315,18 +360,29 @@ fn remove_foreign_xdp(interface: &str) {
     }
 }
 
-/// Detaches the program from every interface.
+/// Detaches both programs from every interface.
 pub fn detach_all(ebpf: &mut Ebpf, attachments: Vec<Attachment>) {
-    let Some(program) = ebpf.program_mut(PROGRAM) else {
-        return;
-    };
-    let Ok(program): Result<&mut Xdp, _> = program.try_into() else {
-        return;
-    };
-    for a in attachments {
-        match program.detach(a.link) {
-            Ok(()) => info!("detached XDP program from {}", a.interface),
-            Err(e) => warn!("detaching from {} failed: {e}", a.interface),
+    let mut egress_links = Vec::new();
+    if let Some(Ok(program)) = ebpf.program_mut(PROGRAM).map(<&mut Xdp>::try_from) {
+        for a in attachments {
+            match program.detach(a.link) {
+                Ok(()) => info!("detached XDP program from {}", a.interface),
+                Err(e) => warn!("detaching XDP from {} failed: {e}", a.interface),
+            }
+            if let Some(link) = a.egress {
+                egress_links.push((a.interface, link));
+            }
+        }
+    }
+    if let Some(Ok(program)) = ebpf
+        .program_mut(EGRESS_PROGRAM)
+        .map(<&mut SchedClassifier>::try_from)
+    {
+        for (interface, link) in egress_links {
+            match program.detach(link) {
+                Ok(()) => info!("detached egress program from {interface}"),
+                Err(e) => warn!("detaching the egress program from {interface} failed: {e}"),
+            }
         }
     }
 }

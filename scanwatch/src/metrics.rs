@@ -48,6 +48,14 @@ pub struct Metrics {
     pub blocks_refused: IntCounterVec,
     /// Entries in the block maps, by map (`detection`, `cidr`).
     pub blocked_sources: IntGaugeVec,
+    replies: IntCounterVec,
+    /// Outbound flows in the flow map at the last walk.
+    pub flows: IntGauge,
+    flow_capacity: IntGauge,
+    pub flow_fill_ratio: Gauge,
+    /// Flows evicted from the full LRU map before their lifetime (recorded − present).
+    pub flow_evictions: IntCounter,
+    flows_recorded_total: u64,
     /// Kernel statistics as last read, to turn absolute values into counter increments.
     last_kernel: Vec<u64>,
 }
@@ -68,6 +76,21 @@ fn counter_help(c: Counter) -> &'static str {
         Counter::ConfigMissing => "Packets seen before the configuration was written.",
         Counter::BlockExpiredPass => {
             "Packets from a blocked source that passed because the block's TTL had run out."
+        }
+        Counter::FlowsRecorded => {
+            "Outbound flows this host opened, recorded by the egress program."
+        }
+        Counter::RepliesTcp => {
+            "Ingress TCP packets recognised as replies to this host's own flows."
+        }
+        Counter::RepliesUdp => {
+            "Ingress UDP datagrams recognised as replies to this host's own flows (DNS answers...)."
+        }
+        Counter::RepliesIcmp => "ICMP errors recognised as quoting this host's own datagrams.",
+        Counter::EgressPackets => "Packets seen by the egress program.",
+        Counter::EgressParseErrors => "Egress packets that could not be parsed (passed untouched).",
+        Counter::EgressFailures => {
+            "Failed outbound attempts (RST or ICMP unreachable answering this host)."
         }
         Counter::VerdictDrop
         | Counter::DroppedDetection
@@ -101,6 +124,30 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let replies = IntCounterVec::new(
+            Opts::new(
+                "scanwatch_replies_total",
+                "Ingress packets recognised as replies to this host's own flows (never counted as probes), by protocol.",
+            ),
+            &["protocol"],
+        )?;
+        let flows = IntGauge::new(
+            "scanwatch_flows",
+            "Outbound flows in the flow map at the last walk.",
+        )?;
+        let flow_capacity = IntGauge::new(
+            "scanwatch_flow_capacity",
+            "Maximum outbound flows the flow map holds.",
+        )?;
+        flow_capacity.set(i64::from(scanwatch_common::maps::FLOWS_CAPACITY));
+        let flow_fill_ratio = Gauge::new(
+            "scanwatch_flow_fill_ratio",
+            "Outbound flows divided by flow-map capacity.",
+        )?;
+        let flow_evictions = IntCounter::new(
+            "scanwatch_flow_evictions_total",
+            "Flows evicted from the full flow map (their late replies count as probes).",
+        )?;
         let datapath = Counter::ALL
             .iter()
             .filter(|c| {
@@ -113,6 +160,9 @@ impl Metrics {
                         | Counter::DroppedBytesDetection
                         | Counter::DroppedBytesManual
                         | Counter::DroppedBytesList
+                        | Counter::RepliesTcp
+                        | Counter::RepliesUdp
+                        | Counter::RepliesIcmp
                 )
             })
             .map(|c| {
@@ -121,8 +171,11 @@ impl Metrics {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let detections = IntCounterVec::new(
-            Opts::new("scanwatch_detections_total", "Findings, by kind."),
-            &["kind"],
+            Opts::new(
+                "scanwatch_detections_total",
+                "Findings, by kind and direction (ingress: probes arriving; egress: probes this host sends).",
+            ),
+            &["kind", "direction"],
         )?;
         let alerts_suppressed = IntCounter::new(
             "scanwatch_alerts_suppressed_total",
@@ -223,6 +276,7 @@ impl Metrics {
             &dropped_bytes,
             &blocks_added,
             &blocks_refused,
+            &replies,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -240,6 +294,13 @@ impl Metrics {
         registry.register(Box::new(top_sources.clone()))?;
         registry.register(Box::new(blocks_expired.clone()))?;
         registry.register(Box::new(blocked_sources.clone()))?;
+        registry.register(Box::new(flows.clone()))?;
+        registry.register(Box::new(flow_capacity.clone()))?;
+        registry.register(Box::new(flow_fill_ratio.clone()))?;
+        registry.register(Box::new(flow_evictions.clone()))?;
+        for p in ["tcp", "udp", "icmp"] {
+            replies.with_label_values(&[p]);
+        }
         for reason in BlockReason::ALL {
             dropped_packets.with_label_values(&[reason.name()]);
             dropped_bytes.with_label_values(&[reason.name()]);
@@ -259,7 +320,9 @@ impl Metrics {
             parse_errors.with_label_values(&[r.name()]);
         }
         for k in DetectionKind::ALL {
-            detections.with_label_values(&[k.name()]);
+            for d in ["ingress", "egress"] {
+                detections.with_label_values(&[k.name(), d]);
+            }
         }
         Ok(Self {
             registry,
@@ -282,6 +345,12 @@ impl Metrics {
             blocks_expired,
             blocks_refused,
             blocked_sources,
+            replies,
+            flows,
+            flow_capacity,
+            flow_fill_ratio,
+            flow_evictions,
+            flows_recorded_total: 0,
             last_kernel: vec![0; STATS_LEN as usize],
         })
     }
@@ -327,6 +396,18 @@ impl Metrics {
                 .with_label_values(&[reason.name()])
                 .inc_by(b);
         }
+        for (counter, protocol) in [
+            (Counter::RepliesTcp, "tcp"),
+            (Counter::RepliesUdp, "udp"),
+            (Counter::RepliesIcmp, "icmp"),
+        ] {
+            let d = delta(counter_slot(counter), &mut self.last_kernel);
+            self.replies.with_label_values(&[protocol]).inc_by(d);
+        }
+        self.flows_recorded_total = stats
+            .get(counter_slot(Counter::FlowsRecorded) as usize)
+            .copied()
+            .unwrap_or(0);
         let drops = delta(counter_slot(Counter::VerdictDrop), &mut self.last_kernel);
         self.verdicts.with_label_values(&["drop"]).inc_by(drops);
         self.verdicts
@@ -340,6 +421,19 @@ impl Metrics {
         let capacity = self.tracker_capacity.get().max(1);
         self.tracker_fill_ratio
             .set(tracked as f64 / capacity as f64);
+    }
+
+    /// Sets the flow-map gauges after a walk; evictions are the recorded flows no longer there
+    /// (entries are never deleted, only evicted).
+    pub fn set_flows(&self, present: usize) {
+        self.flows.set(present as i64);
+        let capacity = self.flow_capacity.get().max(1);
+        self.flow_fill_ratio.set(present as f64 / capacity as f64);
+        let evicted = self.flows_recorded_total.saturating_sub(present as u64);
+        let known = self.flow_evictions.get();
+        if evicted > known {
+            self.flow_evictions.inc_by(evicted - known);
+        }
     }
 
     /// Replaces the top-N gauge series.

@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use scanwatch_common::{
     addr::SourceKey,
@@ -15,6 +15,9 @@ use scanwatch_common::{
     state::SourceState,
     stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
 };
+
+/// Name of the product object's TC egress program.
+pub const EGRESS_PROGRAM: &str = "scanwatch_egress";
 
 /// XDP verdicts.
 pub const XDP_DROP: u32 = 1;
@@ -46,6 +49,16 @@ impl Harness {
 
     /// Loads `object`, optionally with a different tracker capacity.
     pub fn load_with(object: Object, tracker_capacity: Option<u32>) -> Result<Self> {
+        let sizes: Vec<(&str, u32)> = tracker_capacity
+            .map(|c| (maps::TRACKER, c))
+            .into_iter()
+            .collect();
+        Self::load_sized(object, &sizes)
+    }
+
+    /// Loads `object` with these map sizes (name, max entries). The product object's TC egress
+    /// program is loaded too, sharing the maps.
+    pub fn load_sized(object: Object, sizes: &[(&'static str, u32)]) -> Result<Self> {
         let (bytes, program) = match object {
             Object::Product => (scanwatch::object::XDP_OBJECT, "scanwatch"),
             Object::SpoofBench => (
@@ -55,8 +68,8 @@ impl Harness {
             Object::Empty => (scanwatch::object::EMPTY_OBJECT, "scanwatch_empty"),
         };
         let mut loader = EbpfLoader::new();
-        if let Some(capacity) = tracker_capacity {
-            loader.map_max_entries(maps::TRACKER, capacity);
+        for (map, size) in sizes {
+            loader.map_max_entries(map, *size);
         }
         let mut ebpf = loader.load(bytes).context("loading the XDP object")?;
         let xdp: &mut Xdp = ebpf
@@ -64,6 +77,11 @@ impl Harness {
             .ok_or_else(|| anyhow!("program {program} not in object"))?
             .try_into()?;
         xdp.load().context("verifier rejected the XDP program")?;
+        if let Some(tc) = ebpf.program_mut(EGRESS_PROGRAM) {
+            let tc: &mut SchedClassifier = tc.try_into()?;
+            tc.load()
+                .context("verifier rejected the TC egress program")?;
+        }
         let events = ebpf
             .take_map(maps::EVENTS)
             .map(RingBuf::try_from)
@@ -102,6 +120,54 @@ impl Harness {
             })
             .context("BPF_PROG_TEST_RUN")?;
         Ok((result.return_value, result.duration.as_nanos() as u64))
+    }
+
+    /// Runs the TC egress program once on `frame` (as if this host sent it); returns its TC
+    /// action.
+    pub fn run_egress(&mut self, frame: &[u8]) -> Result<i32> {
+        Ok(self.run_egress_repeat(frame, 1)?.0)
+    }
+
+    /// Runs the TC egress program `repeat` times; returns the action and the kernel's average
+    /// duration per run in nanoseconds.
+    pub fn run_egress_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<(i32, u64)> {
+        let name = if matches!(self.program, "scanwatch_empty") {
+            "scanwatch_empty_tc"
+        } else {
+            EGRESS_PROGRAM
+        };
+        let tc: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no {name} program in this object"))?
+            .try_into()?;
+        if tc.fd().is_err() {
+            tc.load().context("verifier rejected the TC program")?;
+        }
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = tc
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN (TC)")?;
+        Ok((
+            result.return_value as i32,
+            result.duration.as_nanos() as u64,
+        ))
+    }
+
+    /// The egress-detection state of a local source, if any.
+    pub fn egress_state(&self, key: &SourceKey) -> Result<Option<SourceState>> {
+        let map: HashMap<&MapData, SourceKey, SourceState> =
+            HashMap::try_from(self.ebpf.map(maps::EGRESS).context("EGRESS")?)?;
+        match map.get(key, 0) {
+            Ok(state) => Ok(Some(state)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Writes the runtime configuration.

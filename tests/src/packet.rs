@@ -54,6 +54,10 @@ pub struct PacketBuilder {
     l4: L4,
     /// Truncate the L4 part to this many bytes (the IP length fields say so too).
     l4_len: Option<usize>,
+    /// TCP/UDP source port, or the ICMP echo identifier.
+    src_port: u16,
+    /// Bytes after the 8-byte ICMP header (an ICMP error's quoted datagram).
+    icmp_body: Vec<u8>,
 }
 
 impl PacketBuilder {
@@ -71,7 +75,27 @@ impl PacketBuilder {
                 flags: tcp_flags::SYN,
             },
             l4_len: None,
+            src_port: 40000,
+            icmp_body: Vec::new(),
         }
+    }
+
+    /// Sets the TCP/UDP source port, or the ICMP echo identifier.
+    #[must_use]
+    pub fn src_port(mut self, port: u16) -> Self {
+        self.src_port = port;
+        self
+    }
+
+    /// Makes this an ICMP error (`icmp_type`, `code`) quoting `quoted`'s IP header and first
+    /// eight L4 bytes, as a router or host would.
+    #[must_use]
+    pub fn icmp_error_quoting(mut self, icmp_type: u8, code: u8, quoted: &PacketBuilder) -> Self {
+        let frame = quoted.build();
+        let start = quoted.l3_offset();
+        let end = (quoted.l4_offset() + 8).min(frame.len());
+        self.icmp_body = frame[start..end].to_vec();
+        self.icmp(icmp_type, code)
     }
 
     /// TCP segment with `flags` to `port`.
@@ -173,7 +197,7 @@ impl PacketBuilder {
         let (proto, mut bytes) = match &self.l4 {
             L4::Tcp { dst_port, flags } => {
                 let mut b = vec![0u8; 20];
-                b[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                b[0..2].copy_from_slice(&self.src_port.to_be_bytes());
                 b[2..4].copy_from_slice(&dst_port.to_be_bytes());
                 b[4..8].copy_from_slice(&1u32.to_be_bytes());
                 b[12] = 5 << 4;
@@ -183,7 +207,7 @@ impl PacketBuilder {
             }
             L4::Udp { dst_port } => {
                 let mut b = vec![0u8; 12];
-                b[0..2].copy_from_slice(&40000u16.to_be_bytes());
+                b[0..2].copy_from_slice(&self.src_port.to_be_bytes());
                 b[2..4].copy_from_slice(&dst_port.to_be_bytes());
                 b[4..6].copy_from_slice(&12u16.to_be_bytes());
                 (17, b)
@@ -192,6 +216,8 @@ impl PacketBuilder {
                 let mut b = vec![0u8; 8];
                 b[0] = *icmp_type;
                 b[1] = *code;
+                b[4..6].copy_from_slice(&self.src_port.to_be_bytes());
+                b.extend_from_slice(&self.icmp_body);
                 (if v6 { 58 } else { 1 }, b)
             }
             L4::Raw { proto, payload } => (*proto, payload.clone()),

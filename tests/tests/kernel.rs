@@ -1511,24 +1511,44 @@ fn crossing_port_scan_threshold_sends_one_event() {
 }
 
 #[test]
-fn more_probes_in_same_window_send_no_second_event() {
+fn continuing_scan_is_reported_again_only_when_it_doubles() {
     let mut config = event_config();
     let threshold = config.thresholds[DetectionKind::PortScan as usize];
     let mut h = load_with(&config);
     let (events, sent) = scan_until_threshold(&mut h, 1, threshold);
     assert_eq!(events.len(), 1);
-    // Many more new ports, later in the same window.
+    // More new ports later in the same window: silence until the measure doubles, then one
+    // event with the grown count; never more than eight events per window.
     config.clock_override_ns = T0 + 59 * SECOND;
     h.set_config(&config).unwrap();
-    for port in 0..200 {
+    let key = key_of(SCANNER_V4);
+    let mut reports = vec![threshold];
+    for port in 0..3000 {
         send(&mut h, scan_v4().syn(1000 + port));
+        for e in h.events() {
+            let measure = e.measures[DetectionKind::PortScan as usize];
+            let expected = threshold << reports.len();
+            assert_eq!(
+                measure, expected,
+                "reported at each doubling, not in between"
+            );
+            reports.push(measure);
+        }
     }
-    assert!(h.events().is_empty(), "no second event in one window");
-    assert_eq!(h.counter(Counter::EventsEmitted).unwrap(), 1);
+    assert!(reports.len() >= 3, "reports at {reports:?}");
+    assert!(reports.len() <= 8, "bounded: {reports:?}");
+    assert_eq!(
+        h.counter(Counter::EventsEmitted).unwrap(),
+        reports.len() as u64
+    );
     assert_eq!(h.counter(Counter::WindowResets).unwrap(), 0);
-    let state = state_of(&h, &key_of(SCANNER_V4));
-    assert_eq!(state.probes[PacketClass::TcpSyn as usize], sent + 200);
-    assert!(state.measures[DetectionKind::PortScan as usize] > threshold);
+    let state = state_of(&h, &key);
+    assert_eq!(state.probes[PacketClass::TcpSyn as usize], sent + 3000);
+    assert_eq!(
+        state.reported & 0xf,
+        reports.len() as u32,
+        "4-bit report count of port_scan"
+    );
 }
 
 #[test]
@@ -1699,11 +1719,13 @@ fn each_detection_kind_sends_its_event() {
         ),
         (DetectionKind::FragmentScan, Box::new(move |_| tiny(src(6)))),
     ];
+    let mut emitted = 0;
     for (i, (kind, probe)) in scans.iter().enumerate() {
         for n in 1..=40 {
             send(&mut h, probe(n));
         }
         let events = h.events();
+        emitted += events.len() as u64;
         let source = key_of(src(i as u8 + 1));
         let mut kinds: Vec<_> = events
             .iter()
@@ -1713,6 +1735,8 @@ fn each_detection_kind_sends_its_event() {
             })
             .collect();
         kinds.sort_by_key(|k| *k as u32);
+        // Low thresholds cross and double within 40 probes: one kind, several reports.
+        kinds.dedup();
         // An ICMP sweep is also a host sweep (kinds sorted by index).
         let expected = if *kind == DetectionKind::IcmpSweep {
             vec![DetectionKind::HostSweep, DetectionKind::IcmpSweep]
@@ -1726,7 +1750,7 @@ fn each_detection_kind_sends_its_event() {
             config.thresholds[*kind as usize]
         );
     }
-    assert_eq!(h.counter(Counter::EventsEmitted).unwrap(), 7);
+    assert_eq!(h.counter(Counter::EventsEmitted).unwrap(), emitted);
 }
 
 #[test]
@@ -1793,8 +1817,6 @@ fn full_event_ring_counts_dropped_events() {
 }
 
 #[test]
-#[ignore = "bug: track.rs bump_measure marks a kind reported before EVENTS.output, so a \
-            dropped event is never re-sent in that window"]
 fn source_whose_event_was_dropped_is_reported_once_the_ring_drains() {
     // The daemon learns of scans only through events (see scanwatch/src/detect.rs). If the
     // crossing probe's event is dropped because the ring is full, the source must still be

@@ -1,0 +1,106 @@
+//! The host's own flows: recorded on egress, matched on ingress so replies never count as
+//! probes. See `scanwatch_common::flow` for the design and the full-map trade-off.
+
+use scanwatch_common::{
+    classify::PacketClass,
+    config::KernelConfig,
+    flow::{FlowKey, FlowState},
+    stats::Counter,
+};
+
+use crate::{
+    maps::FLOWS,
+    parse::{Packet, Quoted},
+    stats::count,
+};
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+#[inline(always)]
+fn key(proto: u8, local: [u8; 16], remote: [u8; 16], local_port: u16, remote_port: u16) -> FlowKey {
+    let icmp = proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
+    FlowKey {
+        local,
+        remote,
+        local_port,
+        // ICMP flows are keyed by identifier alone.
+        remote_port: if icmp { 0 } else { remote_port },
+        proto,
+        reserved: [0; 3],
+    }
+}
+
+/// True for the outbound packets that open a flow worth remembering.
+#[inline(always)]
+pub const fn opens_flow(class: PacketClass) -> bool {
+    matches!(
+        class,
+        PacketClass::TcpSyn
+            | PacketClass::Udp
+            | PacketClass::IcmpEcho
+            | PacketClass::IcmpTimestamp
+            | PacketClass::IcmpAddrMask
+    )
+}
+
+/// Records an outbound flow opener (egress).
+#[inline(always)]
+pub fn record_outbound(packet: &Packet, now: u64) {
+    let k = key(
+        packet.proto,
+        packet.src,
+        packet.dst,
+        packet.src_port,
+        packet.dst_port,
+    );
+    if let Some(state) = FLOWS.get_ptr_mut(k) {
+        // SAFETY: pointer into the map value, valid for this run.
+        let state = unsafe { &mut *state };
+        state.last_seen_ns = now;
+        state.packets = state.packets.wrapping_add(1);
+        return;
+    }
+    let state = FlowState {
+        last_seen_ns: now,
+        packets: 1,
+        reserved: 0,
+    };
+    if FLOWS.insert(k, state, 0).is_ok() {
+        count(Counter::FlowsRecorded);
+    }
+}
+
+#[inline(always)]
+fn live(k: &FlowKey, config: &KernelConfig, now: u64) -> bool {
+    match FLOWS.get_ptr(k) {
+        // SAFETY: pointer into the map value, valid for this run.
+        Some(state) => now.wrapping_sub(unsafe { (*state).last_seen_ns }) < config.flow_timeout(),
+        None => false,
+    }
+}
+
+/// True when an ingress packet answers one of our recorded flows.
+#[inline(always)]
+pub fn is_reply(packet: &Packet, config: &KernelConfig, now: u64) -> bool {
+    // ICMP echo replies carry the identifier where TCP/UDP carry the source port.
+    let k = key(
+        packet.proto,
+        packet.dst,
+        packet.src,
+        if packet.proto == IPPROTO_ICMP || packet.proto == IPPROTO_ICMPV6 {
+            packet.src_port
+        } else {
+            packet.dst_port
+        },
+        packet.src_port,
+    );
+    live(&k, config, now)
+}
+
+/// True when an ICMP error quotes one of our recorded flows.
+#[inline(always)]
+pub fn quotes_our_flow(q: &Quoted, config: &KernelConfig, now: u64) -> bool {
+    let k = key(q.proto, q.src, q.dst, q.src_port, q.dst_port);
+    live(&k, config, now)
+}

@@ -1,0 +1,414 @@
+//! Kernel tests of the host's own traffic: the TC egress program records outbound flows, the XDP
+//! program recognises replies to them (never probes), and failed outbound attempts feed egress
+//! scan detection. Both programs run under `BPF_PROG_TEST_RUN` on one set of maps.
+
+use std::net::Ipv4Addr;
+
+use scanwatch_common::{
+    addr::SourceKey,
+    classify::PacketClass,
+    config::{FLAG_NO_ADMISSION, FLAG_NO_EGRESS, KernelConfig},
+    distinct::bits_for_count,
+    event::{DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind},
+    maps,
+    stats::Counter,
+};
+use scanwatch_tests::{
+    harness::{Harness, Object, XDP_PASS},
+    packet::{
+        PacketBuilder,
+        tcp_flags::{ACK, FIN, RST, SYN},
+    },
+    require_root,
+};
+
+/// This host.
+const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// A resolver / server it talks to.
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+/// TC_ACT_UNSPEC: the egress program never decides a packet's fate.
+const TC_ACT_UNSPEC: i32 = -1;
+const T0: u64 = 1_000 * 1_000_000_000;
+const SECOND: u64 = 1_000_000_000;
+
+/// Admission off (every probe counts from the first), a fixed clock, low thresholds both ways.
+fn config() -> KernelConfig {
+    let mut c = KernelConfig {
+        flags: FLAG_NO_ADMISSION,
+        clock_override_ns: T0,
+        hash_seed: 7,
+        ..KernelConfig::default()
+    };
+    for kind in DetectionKind::ALL {
+        let n = 10;
+        let bits = scanwatch_common::state::SourceState::estimator_bits(kind);
+        let units = bits.map_or(n, |b| bits_for_count(n, b));
+        c.thresholds[kind as usize] = units;
+        c.egress_thresholds[kind as usize] = units;
+    }
+    c
+}
+
+fn load(config: &KernelConfig) -> Harness {
+    require_root();
+    let mut h = Harness::load().expect("load");
+    h.set_config(config).expect("config");
+    h
+}
+
+fn egress(h: &mut Harness, p: &PacketBuilder) {
+    assert_eq!(h.run_egress(&p.build()).expect("egress run"), TC_ACT_UNSPEC);
+}
+
+fn ingress(h: &mut Harness, p: &PacketBuilder) {
+    assert_eq!(h.run(&p.build()).expect("ingress run"), XDP_PASS);
+}
+
+fn key(ip: Ipv4Addr) -> SourceKey {
+    SourceKey::from_ipv4(ip.octets())
+}
+
+#[test]
+fn answer_to_recorded_dns_query_is_a_reply() {
+    let mut h = load(&config());
+    // 50 queries from 50 local ports, each answered from port 53.
+    for i in 0..50u16 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE)
+                .udp(53)
+                .src_port(30_000 + i),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE, LOCAL)
+                .src_port(53)
+                .udp(30_000 + i),
+        );
+    }
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 50);
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 50);
+    assert!(
+        h.tracked(&key(REMOTE)).unwrap().is_none(),
+        "answers leave no state"
+    );
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn same_answers_without_queries_are_probes() {
+    let mut h = load(&config());
+    for i in 0..50u16 {
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE, LOCAL)
+                .src_port(53)
+                .udp(30_000 + i),
+        );
+    }
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 0);
+    let state = h
+        .tracked(&key(REMOTE))
+        .unwrap()
+        .expect("tracked as a prober");
+    assert_eq!(state.probes[PacketClass::Udp as usize], 50);
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == DetectionKind::UdpScan as u32 && e.direction == DIRECTION_INGRESS),
+        "source port 53 is no excuse: a UDP scan from port 53 is reported"
+    );
+}
+
+#[test]
+fn reply_must_match_ports_and_addresses() {
+    let mut h = load(&config());
+    egress(
+        &mut h,
+        &PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(30_000),
+    );
+    // Wrong local port, wrong remote port, wrong remote address: probes.
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(30_001),
+    );
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).src_port(54).udp(30_000),
+    );
+    let other = Ipv4Addr::new(198, 51, 100, 54);
+    ingress(
+        &mut h,
+        &PacketBuilder::new(other, LOCAL).src_port(53).udp(30_000),
+    );
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 0);
+    assert_eq!(
+        h.tracked(&key(REMOTE)).unwrap().unwrap().probes[PacketClass::Udp as usize],
+        2
+    );
+    assert!(h.tracked(&key(other)).unwrap().is_some());
+}
+
+#[test]
+fn fin_ack_closing_our_connection_is_a_reply() {
+    let mut h = load(&config());
+    for i in 0..30u16 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE)
+                .syn(443)
+                .src_port(40_000 + i),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE, LOCAL)
+                .src_port(443)
+                .tcp(40_000 + i, FIN | ACK),
+        );
+    }
+    assert_eq!(h.counter(Counter::RepliesTcp).unwrap(), 30);
+    assert!(h.tracked(&key(REMOTE)).unwrap().is_none());
+}
+
+#[test]
+fn icmp_port_unreachable_quoting_our_datagram_is_a_reply_and_a_failure() {
+    let mut h = load(&config());
+    let probe = PacketBuilder::new(LOCAL, REMOTE)
+        .udp(33_434)
+        .src_port(50_000);
+    egress(&mut h, &probe);
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).icmp_error_quoting(3, 3, &probe),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 1);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+    assert!(h.tracked(&key(REMOTE)).unwrap().is_none());
+    let state = h.egress_state(&key(LOCAL)).unwrap().expect("egress state");
+    assert_eq!(state.measures[DetectionKind::UdpScan as usize], 1);
+    // An error quoting a datagram we never sent matches nothing.
+    let forged = PacketBuilder::new(LOCAL, REMOTE)
+        .udp(33_435)
+        .src_port(50_001);
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).icmp_error_quoting(3, 3, &forged),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 1);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+}
+
+#[test]
+fn full_flow_map_forgets_oldest_flows_whose_replies_then_count() {
+    require_root();
+    let mut h = Harness::load_sized(Object::Product, &[(maps::FLOWS, 64)]).expect("load");
+    h.set_config(&config()).unwrap();
+    for i in 0..1000u16 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE)
+                .udp(53)
+                .src_port(20_000 + i),
+        );
+    }
+    // The newest query's answer is a reply; the oldest one's flow was evicted, so its answer
+    // counts as a probe (one port: far below any threshold).
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(20_999),
+    );
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(20_000),
+    );
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+    let state = h
+        .tracked(&key(REMOTE))
+        .unwrap()
+        .expect("late answer counted");
+    assert_eq!(state.probes[PacketClass::Udp as usize], 1);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn expired_flow_no_longer_matches() {
+    let mut c = config();
+    c.flow_timeout_ns = 10 * SECOND;
+    let mut h = load(&c);
+    egress(
+        &mut h,
+        &PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(30_000),
+    );
+    c.clock_override_ns = T0 + 9 * SECOND;
+    h.set_config(&c).unwrap();
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(30_000),
+    );
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+    c.clock_override_ns = T0 + 11 * SECOND;
+    h.set_config(&c).unwrap();
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(30_000),
+    );
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+    assert!(h.tracked(&key(REMOTE)).unwrap().is_some());
+}
+
+#[test]
+fn refused_outbound_connections_to_many_ports_are_an_egress_port_scan() {
+    let mut h = load(&config());
+    for port in 1..=30u16 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE).syn(port).src_port(41_000),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE, LOCAL)
+                .src_port(port)
+                .tcp(41_000, RST | ACK),
+        );
+    }
+    let events = h.events();
+    let scan = events
+        .iter()
+        .find(|e| e.kind == DetectionKind::PortScan as u32)
+        .expect("egress port scan");
+    assert_eq!(scan.direction, DIRECTION_EGRESS);
+    assert_eq!(scan.source, key(LOCAL), "the source is this host");
+    assert_eq!(scan.target, key(REMOTE).addr, "an example target");
+    assert!(events.iter().all(|e| e.direction == DIRECTION_EGRESS));
+    assert!(
+        h.tracked(&key(REMOTE)).unwrap().is_none(),
+        "RSTs are not probes"
+    );
+}
+
+#[test]
+fn successful_connections_to_many_services_are_not_a_scan() {
+    let mut h = load(&config());
+    // A poller: 50 services on 50 hosts, every SYN answered with SYN-ACK.
+    for i in 0..50u16 {
+        let server = Ipv4Addr::new(203, 0, 113, i as u8 + 1);
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, server)
+                .syn(8000 + i)
+                .src_port(42_000 + i),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(server, LOCAL)
+                .src_port(8000 + i)
+                .tcp(42_000 + i, SYN | ACK),
+        );
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, server)
+                .tcp(8000 + i, ACK)
+                .src_port(42_000 + i),
+        );
+    }
+    assert_eq!(h.counter(Counter::RepliesTcp).unwrap(), 50);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    assert!(
+        h.events().is_empty(),
+        "no finding for successful connections"
+    );
+}
+
+#[test]
+fn pinging_many_hosts_is_an_egress_icmp_sweep() {
+    let mut h = load(&config());
+    for i in 1..=30u8 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, Ipv4Addr::new(203, 0, 113, i))
+                .echo_request()
+                .src_port(7),
+        );
+    }
+    let events = h.events();
+    let sweep = events
+        .iter()
+        .find(|e| e.kind == DetectionKind::IcmpSweep as u32)
+        .expect("egress icmp sweep");
+    assert_eq!(sweep.direction, DIRECTION_EGRESS);
+    assert_eq!(sweep.source, key(LOCAL));
+    // Echo replies from those hosts are not probes.
+    ingress(
+        &mut h,
+        &PacketBuilder::new(Ipv4Addr::new(203, 0, 113, 1), LOCAL)
+            .icmp(0, 0)
+            .src_port(7),
+    );
+    assert!(
+        h.tracked(&key(Ipv4Addr::new(203, 0, 113, 1)))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn pinging_one_host_often_is_not_a_sweep() {
+    let mut h = load(&config());
+    for seq in 0..100u16 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE)
+                .echo_request()
+                .src_port(seq),
+        );
+    }
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn egress_switch_off_keeps_reply_recognition() {
+    let mut c = config();
+    c.flags |= FLAG_NO_EGRESS;
+    let mut h = load(&c);
+    for port in 1..=30u16 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE).syn(port).src_port(41_000),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE, LOCAL)
+                .src_port(port)
+                .tcp(41_000, RST),
+        );
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(port),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(port),
+        );
+    }
+    assert_eq!(h.counter(Counter::RepliesTcp).unwrap(), 30);
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 30);
+    assert!(h.events().is_empty());
+    assert!(h.egress_state(&key(LOCAL)).unwrap().is_none());
+}
+
+#[test]
+fn established_egress_traffic_records_nothing() {
+    let mut h = load(&config());
+    for _ in 0..100 {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, REMOTE)
+                .tcp(443, ACK)
+                .src_port(40_000),
+        );
+    }
+    assert_eq!(h.counter(Counter::EgressPackets).unwrap(), 100);
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 0);
+}
