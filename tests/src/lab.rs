@@ -87,9 +87,15 @@ pub fn tool_or_skip(program: &str, test: &str) -> bool {
         !ci,
         "{test}: `{program}` is not installed, and CI=true requires it (.ci/run installs it)"
     );
+    // Debian ships promtool in the prometheus package.
+    let package = if program == "promtool" {
+        "prometheus"
+    } else {
+        program
+    };
     eprintln!(
         "NOTICE: {test} skipped: {program} not installed (install it, e.g. `apt-get install \
-         {program}`, to run this test)"
+         {package}`, to run this test)"
     );
     false
 }
