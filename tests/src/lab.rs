@@ -608,6 +608,27 @@ impl Lab {
     pub fn target_has_xdp(&self) -> Result<bool> {
         Ok(self.target_link()?.contains("xdp"))
     }
+
+    /// BPF programs on the target interface's TC egress hook: tcx links (Linux >= 6.6) plus
+    /// classic cls_bpf filters on a clsact qdisc.
+    pub fn target_egress_programs(&self) -> Result<usize> {
+        let iface = self.target_if.clone();
+        // The query resolves the interface in the calling thread's namespace. Kernels without
+        // tcx refuse it; they have no tcx programs to count.
+        let tcx = in_netns(self.target.name(), move || {
+            aya::programs::SchedClassifier::query_tcx(&iface, aya::programs::TcAttachType::Egress)
+                .map_or(0, |(_, programs)| programs.len())
+        })?;
+        // No clsact qdisc: `tc` fails, and there is no filter either.
+        let filters = self
+            .target
+            .exec(&["tc", "filter", "show", "dev", &self.target_if, "egress"])
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" bpf "))
+            .count();
+        Ok(tcx + filters)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

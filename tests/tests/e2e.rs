@@ -869,8 +869,8 @@ fn metrics_endpoint_answers_a_request_split_across_segments() {
 // Lifecycle and bad input
 // ---------------------------------------------------------------------------------------------
 
-/// Checks that the daemon is attached (native mode), sends it `signal`, and expects exit 0 and
-/// no XDP program left on the veth.
+/// Checks that the daemon is attached (XDP in native mode, TC egress) and keeps a status file,
+/// sends it `signal`, and expects exit 0, no program left on the veth and no status file.
 fn signal_detaches_and_exits_zero(signal: libc::c_int) {
     let lab = lab();
     let mut daemon = daemon(&lab);
@@ -885,6 +885,10 @@ fn signal_detaches_and_exits_zero(signal: libc::c_int) {
         lab.target_if
     );
     assert!(metrics.contains(&attach), "{attach} missing:\n{metrics}");
+    assert!(
+        lab.target_egress_programs().unwrap() > 0,
+        "the TC egress program is attached while running"
+    );
     let status_file = daemon.status_file();
     assert!(
         status_file.is_file(),
@@ -903,6 +907,11 @@ fn signal_detaches_and_exits_zero(signal: libc::c_int) {
         !lab.target_has_xdp().unwrap(),
         "XDP program left on the veth after exit: {}",
         lab.target_link().unwrap()
+    );
+    assert_eq!(
+        lab.target_egress_programs().unwrap(),
+        0,
+        "TC egress program left on the veth after exit"
     );
     assert!(
         !status_file.exists(),
