@@ -164,6 +164,10 @@ async fn serve(
         let metrics = metrics.clone();
         Arc::new(move || metrics.lock().map(|m| m.render()).unwrap_or_default())
     };
+    // Signal handlers first: once /healthz answers, a SIGTERM must already mean a clean stop.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let server = metrics::serve(config.metrics_addr, render).await?;
     info!("metrics on http://{}/metrics", config.metrics_addr);
 
@@ -179,9 +183,6 @@ async fn serve(
     let mut budget = AlertBudget::new(config.max_alerts_per_second);
     let mut examples = Examples::default();
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
     let mut walk_tick = tokio::time::interval(TRACKER_WALK_INTERVAL);
     let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);

@@ -471,13 +471,12 @@ pub async fn serve(
             };
             let render = render.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let read =
-                    tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
-                let Ok(Ok(n)) = read else {
+                let Ok(Some(head)) =
+                    tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)).await
+                else {
                     return;
                 };
-                let request = String::from_utf8_lossy(&buf[..n]);
+                let request = String::from_utf8_lossy(&head);
                 let path = request.split_whitespace().nth(1).unwrap_or("");
                 let (status, content_type, body) = match path {
                     "/metrics" => (
@@ -505,9 +504,49 @@ pub async fn serve(
     }))
 }
 
+/// Largest request head read; anything longer is not a metrics scrape.
+const MAX_REQUEST_HEAD: usize = 8192;
+
+/// Reads an HTTP request head (up to the blank line), however it is split across segments.
+/// `None` on EOF or I/O error before the head is complete, or when it grows past
+/// [`MAX_REQUEST_HEAD`].
+async fn read_head<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_REQUEST_HEAD {
+            return None;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn request_head_is_read_across_segments() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let reader = tokio::spawn(async move { read_head(&mut server).await });
+        for part in [&b"GET /met"[..], b"rics HTTP/1.1\r\nHost: x\r\n", b"\r\n"] {
+            client.write_all(part).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let head = reader.await.unwrap().expect("complete head");
+        assert!(head.starts_with(b"GET /metrics HTTP/1.1"));
+        let (mut client, mut server) = tokio::io::duplex(64);
+        client.write_all(b"GET /metrics").await.unwrap();
+        drop(client);
+        assert!(
+            read_head(&mut server).await.is_none(),
+            "EOF before the blank line"
+        );
+    }
 
     #[test]
     fn kernel_deltas_become_counter_increments() {
