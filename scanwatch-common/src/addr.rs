@@ -2,8 +2,11 @@
 //! are aggregated to a prefix because IPv6 scanners rotate addresses inside their /64.
 
 /// The key of the per-source tracker: a 16-byte address, IPv4 v4-mapped (`::ffff:a.b.c.d`),
-/// IPv6 masked to the configured prefix length.
-#[repr(C)]
+/// IPv6 masked to the configured prefix length. Also the kernel's in-memory address type.
+///
+/// 8-byte aligned so the kernel program moves, compares and hashes it as two 64-bit words
+/// rather than sixteen bytes (the BPF backend splits unaligned copies into byte operations).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SourceKey {
     pub addr: [u8; 16],
@@ -37,6 +40,44 @@ impl SourceKey {
         }
     }
 
+    /// The address as two words, in memory order (each word holds 8 address bytes as they lie
+    /// in memory, so on little-endian machines byte 0 is the word's low byte).
+    #[inline(always)]
+    pub const fn words(&self) -> [u64; 2] {
+        // SAFETY: [u8; 16] and [u64; 2] have the same size; every bit pattern is valid.
+        unsafe { core::mem::transmute::<[u8; 16], [u64; 2]>(self.addr) }
+    }
+
+    /// A key from two words in memory order (see [`SourceKey::words`]).
+    #[inline(always)]
+    pub const fn from_words(words: [u64; 2]) -> Self {
+        // SAFETY: as in `words`.
+        Self {
+            addr: unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words) },
+        }
+    }
+
+    /// Key for an IPv4 address loaded as a `u32` straight from packet memory (network order
+    /// in memory): the v4-mapped words, with no byte shuffling.
+    #[inline(always)]
+    pub const fn from_ipv4_word(raw: u32) -> Self {
+        let mut bytes = [0u8; 8];
+        bytes[2] = 0xff;
+        bytes[3] = 0xff;
+        let raw = raw.to_ne_bytes();
+        bytes[4] = raw[0];
+        bytes[5] = raw[1];
+        bytes[6] = raw[2];
+        bytes[7] = raw[3];
+        Self::from_words([0, u64::from_ne_bytes(bytes)])
+    }
+
+    /// Key for an IPv6 address given as words in memory order, aggregated to `prefix_len`.
+    #[inline(always)]
+    pub const fn from_ipv6_words(words: [u64; 2], prefix_len: u32) -> Self {
+        Self::from_words(mask_words(words, prefix_len))
+    }
+
     /// True when this key holds an IPv4 source.
     pub fn is_ipv4(&self) -> bool {
         self.addr[..12] == V4_MAPPED_PREFIX
@@ -47,6 +88,13 @@ impl SourceKey {
 /// `prefix_len` outside 1..=128 is clamped, so a bad configuration can never widen a key to `::/0`.
 #[inline(always)]
 pub fn mask_ipv6(octets: [u8; 16], prefix_len: u32) -> [u8; 16] {
+    SourceKey::from_words(mask_words(SourceKey { addr: octets }.words(), prefix_len)).addr
+}
+
+/// [`mask_ipv6`] on words in memory order: the masks are built in network order and byte-swapped
+/// to memory order, so the kernel masks with two ANDs.
+#[inline(always)]
+pub const fn mask_words(words: [u64; 2], prefix_len: u32) -> [u64; 2] {
     let prefix_len = if prefix_len == 0 {
         1
     } else if prefix_len > 128 {
@@ -54,27 +102,24 @@ pub fn mask_ipv6(octets: [u8; 16], prefix_len: u32) -> [u8; 16] {
     } else {
         prefix_len
     };
-    let mut hi = u64::from_be_bytes([
-        octets[0], octets[1], octets[2], octets[3], octets[4], octets[5], octets[6], octets[7],
-    ]);
-    let mut lo = u64::from_be_bytes([
-        octets[8], octets[9], octets[10], octets[11], octets[12], octets[13], octets[14],
-        octets[15],
-    ]);
-    if prefix_len <= 64 {
-        lo = 0;
-        if prefix_len < 64 {
-            hi &= !(u64::MAX >> prefix_len);
-        }
-    } else if prefix_len < 128 {
-        lo &= !(u64::MAX >> (prefix_len - 64));
+    let (hi_mask, lo_mask) = if prefix_len <= 64 {
+        (mask_bits(prefix_len), 0)
+    } else {
+        (u64::MAX, mask_bits(prefix_len - 64))
+    };
+    [words[0] & hi_mask.to_be(), words[1] & lo_mask.to_be()]
+}
+
+/// The top `n` bits of a u64 set (0 ≤ n ≤ 64).
+#[inline(always)]
+const fn mask_bits(n: u32) -> u64 {
+    if n == 0 {
+        0
+    } else if n >= 64 {
+        u64::MAX
+    } else {
+        !(u64::MAX >> n)
     }
-    let hi = hi.to_be_bytes();
-    let lo = lo.to_be_bytes();
-    [
-        hi[0], hi[1], hi[2], hi[3], hi[4], hi[5], hi[6], hi[7], lo[0], lo[1], lo[2], lo[3], lo[4],
-        lo[5], lo[6], lo[7],
-    ]
 }
 
 #[cfg(test)]
@@ -108,6 +153,26 @@ mod tests {
         assert_eq!(mask_ipv6(a, 0)[0], 0);
         assert_eq!(mask_ipv6([0xff; 16], 0)[0], 0x80);
         assert_eq!(mask_ipv6(a, 999), a);
+    }
+
+    #[test]
+    fn word_constructors_agree_with_byte_ones() {
+        let v4 = [192, 0, 2, 7];
+        assert_eq!(
+            SourceKey::from_ipv4_word(u32::from_ne_bytes(v4)),
+            SourceKey::from_ipv4(v4)
+        );
+        let a = [
+            0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4,
+        ];
+        for prefix in [0, 1, 7, 8, 48, 56, 63, 64, 65, 96, 100, 127, 128, 200] {
+            let words = SourceKey { addr: a }.words();
+            assert_eq!(
+                SourceKey::from_ipv6_words(words, prefix),
+                SourceKey::from_ipv6(a, prefix),
+                "/{prefix}"
+            );
+        }
     }
 
     #[test]

@@ -11,20 +11,21 @@
 //! counts *distinct* ports and hosts, and the late packets of one flow add one port and one host
 //! at most, far below any threshold.
 
+use crate::addr::SourceKey;
+
 /// A flow from this host's point of view. For ICMP, `local_port` is the echo identifier and
 /// `remote_port` is 0.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
     /// Local address (v4-mapped for IPv4).
-    pub local: [u8; 16],
+    pub local: SourceKey,
     /// Remote address (v4-mapped for IPv4).
-    pub remote: [u8; 16],
+    pub remote: SourceKey,
     pub local_port: u16,
     pub remote_port: u16,
-    /// IP protocol (6, 17, 1 or 58).
-    pub proto: u8,
-    pub reserved: [u8; 3],
+    /// IP protocol (6, 17, 1 or 58); a u32 so the key has no padding bytes to clear.
+    pub proto: u32,
 }
 
 /// What is kept per flow.

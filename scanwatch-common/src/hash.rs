@@ -2,6 +2,8 @@
 //! remote sender cannot pick ports or addresses that collide in the estimators or the admission
 //! filter.
 
+use crate::addr::SourceKey;
+
 /// Final mixer of `MurmurHash3` (avalanches all 32 bits).
 #[inline(always)]
 pub const fn fmix32(mut h: u32) -> u32 {
@@ -21,21 +23,16 @@ pub const fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Hash of a destination port within one protocol.
+/// Hash of a destination port within one protocol (both halves of the seed count).
 #[inline(always)]
 pub const fn hash_port(seed: u64, proto: u8, port: u16) -> u32 {
-    fmix32((seed as u32) ^ ((proto as u32) << 16) ^ port as u32)
+    fmix32(((seed ^ (seed >> 32)) as u32) ^ ((proto as u32) << 16) ^ port as u32)
 }
 
-/// 64-bit hash of a 16-byte address.
+/// 64-bit hash of a 16-byte address (taken as two words, see `SourceKey::words`).
 #[inline(always)]
-pub fn hash_addr(seed: u64, addr: &[u8; 16]) -> u64 {
-    let a = u64::from_ne_bytes([
-        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
-    ]);
-    let b = u64::from_ne_bytes([
-        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
-    ]);
+pub const fn hash_addr(seed: u64, addr: &SourceKey) -> u64 {
+    let [a, b] = addr.words();
     mix64(mix64(a ^ seed) ^ b)
 }
 
@@ -46,7 +43,9 @@ mod tests {
     #[test]
     fn seed_changes_hash() {
         assert_ne!(hash_port(1, 6, 80), hash_port(2, 6, 80));
-        assert_ne!(hash_addr(1, &[1; 16]), hash_addr(2, &[1; 16]));
+        let a = SourceKey { addr: [1; 16] };
+        assert_ne!(hash_addr(1, &a), hash_addr(2, &a));
+        assert_ne!(hash_port(1 << 32, 6, 80), hash_port(2 << 32, 6, 80));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tracker key) or `BLOCKLIST` (CIDR) is dropped unless the entry's TTL has run out; expired
 //! entries pass at once, before the daemon's sweep removes them.
 
-use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use scanwatch_common::{
     addr::SourceKey,
     block::{BlockEntry, BlockReason},
@@ -11,7 +11,7 @@ use scanwatch_common::{
 };
 
 use crate::{
-    maps::{BLOCKLIST, BLOCKS},
+    maps::{BLOCKLIST, BLOCKS, lpm_key},
     parse::Packet,
     stats::{add, count},
     track::{now, source_key},
@@ -20,12 +20,15 @@ use crate::{
 /// True when the packet must be dropped; counts the drop.
 #[inline(always)]
 pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> bool {
-    let key: SourceKey = source_key(packet, config);
+    let Some(src) = packet.src(ctx) else {
+        return false;
+    };
+    let key: SourceKey = source_key(&src, packet.ipv6, config);
     let entry = match BLOCKS.get_ptr_mut(key) {
         Some(e) => e,
         // aya-ebpf's LpmTrie hands out shared references only; the value lives in writable map
         // memory like any other map value.
-        None => match BLOCKLIST.get(Key::new(128, packet.src)) {
+        None => match lpm_key(&src).and_then(|k| BLOCKLIST.get(k)) {
             Some(e) => core::ptr::from_ref(e).cast_mut(),
             None => return false,
         },

@@ -22,7 +22,6 @@ use scanwatch_common::{
 
 use crate::{
     maps::{EGRESS, EMPTY_STATE},
-    parse::Packet,
     stats::count,
     track::{Origin, bump_measure, roll_window},
 };
@@ -48,10 +47,27 @@ fn state(local: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
     Some(s)
 }
 
+/// A packet this host sent.
+#[derive(Clone, Copy)]
+pub struct Sent {
+    pub class: PacketClass,
+    pub local: SourceKey,
+    pub remote: SourceKey,
+    pub remote_port: u16,
+    pub ifindex: u32,
+}
+
 /// TC egress: counts the probes this host sends that are suspicious by themselves.
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
-pub fn on_outbound(packet: &Packet, config: &KernelConfig, now: u64, ifindex: u32) {
-    let kind = match packet.class {
+pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
+    let Sent {
+        class,
+        local,
+        remote,
+        remote_port,
+        ifindex,
+    } = *sent;
+    let kind = match class {
         PacketClass::IcmpEcho | PacketClass::IcmpTimestamp | PacketClass::IcmpAddrMask => {
             DetectionKind::IcmpSweep
         }
@@ -61,30 +77,29 @@ pub fn on_outbound(packet: &Packet, config: &KernelConfig, now: u64, ifindex: u3
         PacketClass::Fragment => DetectionKind::FragmentScan,
         _ => return,
     };
-    let local = SourceKey { addr: packet.src };
     let Some(s) = state(&local, now) else {
         return;
     };
     roll_window(s, now, config);
     s.last_seen_ns = now;
     s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
-    if let Some(p) = s.probes.get_mut(packet.class as usize) {
+    if let Some(p) = s.probes.get_mut(class as usize) {
         *p = p.wrapping_add(1);
     }
     let seed = config.hash_seed;
     let new = match kind {
-        DetectionKind::IcmpSweep => s.icmp_hosts.insert(hash_addr(seed, &packet.dst) as u32),
+        DetectionKind::IcmpSweep => s.icmp_hosts.insert(hash_addr(seed, &remote) as u32),
         DetectionKind::StealthScan => s
             .stealth_ports
-            .insert(hash_addr(seed ^ u64::from(packet.dst_port), &packet.dst) as u32),
+            .insert(hash_addr(seed ^ u64::from(remote_port), &remote) as u32),
         _ => true,
     };
     if new {
         let origin = Origin {
             ifindex,
             direction: DIRECTION_EGRESS,
-            target: packet.dst,
-            target_port: packet.dst_port,
+            target: remote,
+            target_port: remote_port,
         };
         bump_measure(
             s,
@@ -101,15 +116,15 @@ pub fn on_outbound(packet: &Packet, config: &KernelConfig, now: u64, ifindex: u3
 /// A failed outbound attempt, from our side of the flow.
 #[derive(Clone, Copy)]
 pub struct Failure {
-    pub local: [u8; 16],
-    pub remote: [u8; 16],
+    pub local: SourceKey,
+    pub remote: SourceKey,
     pub remote_port: u16,
     pub proto: u8,
     pub ifindex: u32,
 }
 
 /// XDP ingress: one of our attempts failed.
-#[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
+#[inline(always)]
 pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
     let Failure {
         local,
@@ -124,13 +139,18 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
         _ => DetectionKind::HostSweep,
     };
     count(Counter::EgressFailures);
-    let local = SourceKey { addr: local };
+    let seed = config.hash_seed;
+    let host = hash_addr(seed, &remote) as u32;
+    // A (host, port) pair: the same port on many hosts is a sweep of that service.
+    let pair = hash_addr(
+        seed ^ u64::from(hash_port(seed, proto, remote_port)),
+        &remote,
+    ) as u32;
     let Some(s) = state(&local, now) else {
         return;
     };
     roll_window(s, now, config);
     s.last_seen_ns = now;
-    let seed = config.hash_seed;
     let origin = Origin {
         ifindex,
         direction: DIRECTION_EGRESS,
@@ -138,7 +158,7 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
         target_port: remote_port,
     };
     let thresholds = &config.egress_thresholds;
-    if s.hosts.insert(hash_addr(seed, &remote) as u32) {
+    if s.hosts.insert(host) {
         bump_measure(
             s,
             &local,
@@ -149,11 +169,6 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
             &origin,
         );
     }
-    // A (host, port) pair: the same port on many hosts is a sweep of that service.
-    let pair = hash_addr(
-        seed ^ u64::from(hash_port(seed, proto, remote_port)),
-        &remote,
-    ) as u32;
     let new = match kind {
         DetectionKind::PortScan => s.tcp_ports.insert(pair),
         DetectionKind::UdpScan => s.udp_ports.insert(pair),

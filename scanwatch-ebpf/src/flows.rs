@@ -2,6 +2,7 @@
 //! probes. See `scanwatch_common::flow` for the design and the full-map trade-off.
 
 use scanwatch_common::{
+    addr::SourceKey,
     classify::PacketClass,
     config::KernelConfig,
     flow::{FlowKey, FlowState},
@@ -18,7 +19,13 @@ const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 
 #[inline(always)]
-fn key(proto: u8, local: [u8; 16], remote: [u8; 16], local_port: u16, remote_port: u16) -> FlowKey {
+fn key(
+    proto: u8,
+    local: SourceKey,
+    remote: SourceKey,
+    local_port: u16,
+    remote_port: u16,
+) -> FlowKey {
     let icmp = proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
     FlowKey {
         local,
@@ -26,8 +33,7 @@ fn key(proto: u8, local: [u8; 16], remote: [u8; 16], local_port: u16, remote_por
         local_port,
         // ICMP flows are keyed by identifier alone.
         remote_port: if icmp { 0 } else { remote_port },
-        proto,
-        reserved: [0; 3],
+        proto: u32::from(proto),
     }
 }
 
@@ -44,16 +50,10 @@ pub const fn opens_flow(class: PacketClass) -> bool {
     )
 }
 
-/// Records an outbound flow opener (egress).
+/// Records an outbound flow opener (egress) from `src` (local) to `dst`.
 #[inline(always)]
-pub fn record_outbound(packet: &Packet, now: u64) {
-    let k = key(
-        packet.proto,
-        packet.src,
-        packet.dst,
-        packet.src_port,
-        packet.dst_port,
-    );
+pub fn record_outbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u64) {
+    let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
     if let Some(state) = FLOWS.get_ptr_mut(k) {
         // SAFETY: pointer into the map value, valid for this run.
         let state = unsafe { &mut *state };
@@ -80,14 +80,20 @@ fn live(k: &FlowKey, config: &KernelConfig, now: u64) -> bool {
     }
 }
 
-/// True when an ingress packet answers one of our recorded flows.
+/// True when an ingress packet from `src` to `dst` (local) answers one of our recorded flows.
 #[inline(always)]
-pub fn is_reply(packet: &Packet, config: &KernelConfig, now: u64) -> bool {
+pub fn is_reply(
+    packet: &Packet,
+    src: &SourceKey,
+    dst: &SourceKey,
+    config: &KernelConfig,
+    now: u64,
+) -> bool {
     // ICMP echo replies carry the identifier where TCP/UDP carry the source port.
     let k = key(
         packet.proto,
-        packet.dst,
-        packet.src,
+        *dst,
+        *src,
         if packet.proto == IPPROTO_ICMP || packet.proto == IPPROTO_ICMPV6 {
             packet.src_port
         } else {

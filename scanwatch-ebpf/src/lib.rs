@@ -36,10 +36,8 @@ pub const TC_ACT_UNSPEC: i32 = -1;
 /// Handles one ingress packet and returns its XDP verdict.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> u32 {
-    let Some(packet) = scratch_packet(SCRATCH_XDP) else {
-        return xdp_action::XDP_PASS;
-    };
-    let packet = &mut *packet;
+    let mut packet = Packet::new();
+    let packet = &mut packet;
     match parse::parse(ctx, packet) {
         Ok(()) => {
             stats::bump_class(packet.class);
@@ -66,27 +64,37 @@ pub fn handle(ctx: &XdpContext) -> u32 {
 /// Ingress after the drop check: replies, failures, probes.
 #[inline(always)]
 fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
+    if !(packet.class.is_probe()
+        || packet.class == PacketClass::TcpOther
+        || packet.class == PacketClass::IcmpOther)
+    {
+        return;
+    }
+    let Some((src, dst)) = packet.addrs(ctx) else {
+        return;
+    };
+    let addrs = track::Addrs { src, dst };
     match packet.class {
         // A SYN or an ICMP request opens a flow; it never answers one of ours.
         PacketClass::TcpSyn
         | PacketClass::IcmpEcho
         | PacketClass::IcmpTimestamp
         | PacketClass::IcmpAddrMask
-        | PacketClass::Fragment => track::record(ctx, packet, config),
+        | PacketClass::Fragment => track::record(ctx, packet, &addrs, config),
         PacketClass::Udp
         | PacketClass::TcpFin
         | PacketClass::TcpNull
         | PacketClass::TcpXmas
         | PacketClass::TcpMaimon => {
             let now = track::now(config);
-            if flows::is_reply(packet, config, now) {
+            if flows::is_reply(packet, &src, &dst, config, now) {
                 stats::count(if packet.proto == 17 {
                     Counter::RepliesUdp
                 } else {
                     Counter::RepliesTcp
                 });
             } else {
-                track::record(ctx, packet, config);
+                track::record(ctx, packet, &addrs, config);
             }
         }
         PacketClass::TcpOther => {
@@ -97,12 +105,12 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                 return;
             }
             let now = track::now(config);
-            if flows::is_reply(packet, config, now) {
+            if flows::is_reply(packet, &src, &dst, config, now) {
                 stats::count(Counter::RepliesTcp);
                 if rst && config.flags & FLAG_NO_EGRESS == 0 {
                     let failure = egress::Failure {
-                        local: packet.dst,
-                        remote: packet.src,
+                        local: dst,
+                        remote: src,
                         remote_port: packet.src_port,
                         proto: packet.proto,
                         ifindex: ingress_ifindex(ctx),
@@ -112,7 +120,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
             }
         }
         PacketClass::IcmpOther => {
-            let Some(q) = packet.quoted else {
+            let Some(q) = packet.quoted(ctx) else {
                 return;
             };
             let now = track::now(config);
@@ -134,20 +142,6 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
     }
 }
 
-const SCRATCH_XDP: u32 = 0;
-const SCRATCH_TC: u32 = 1;
-
-/// This CPU's scratch `Packet`, reset for a new parse.
-#[inline(always)]
-fn scratch_packet(slot: u32) -> Option<&'static mut Packet> {
-    let p = maps::PACKET_SCRATCH.get_ptr_mut(slot)?;
-    // SAFETY: per-CPU slot; the program runs to completion on this CPU without reentry for the
-    // same hook (XDP and TC use different slots).
-    let p = unsafe { &mut *p };
-    *p = Packet::new(false);
-    Some(p)
-}
-
 #[inline(always)]
 fn ingress_ifindex(ctx: &XdpContext) -> u32 {
     // SAFETY: reading a field of the context the kernel passed in.
@@ -158,10 +152,8 @@ fn ingress_ifindex(ctx: &XdpContext) -> u32 {
 #[inline(always)]
 pub fn handle_egress(ctx: &TcContext) -> i32 {
     stats::count(Counter::EgressPackets);
-    let Some(packet) = scratch_packet(SCRATCH_TC) else {
-        return TC_ACT_UNSPEC;
-    };
-    let packet = &mut *packet;
+    let mut packet = Packet::new();
+    let packet = &mut packet;
     if parse::parse(ctx, packet).is_err() {
         stats::count(Counter::EgressParseErrors);
         return TC_ACT_UNSPEC;
@@ -172,14 +164,24 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
     let Some(config) = maps::CONFIG.get(0) else {
         return TC_ACT_UNSPEC;
     };
+    let Some((src, dst)) = packet.addrs(ctx) else {
+        return TC_ACT_UNSPEC;
+    };
     let now = track::now(config);
     if flows::opens_flow(packet.class) {
-        flows::record_outbound(packet, now);
+        flows::record_outbound(packet, &src, &dst, now);
     }
     if config.flags & FLAG_NO_EGRESS == 0 {
         // SAFETY: reading a field of the skb the kernel passed in.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        egress::on_outbound(packet, config, now, ifindex);
+        let sent = egress::Sent {
+            class: packet.class,
+            local: src,
+            remote: dst,
+            remote_port: packet.dst_port,
+            ifindex,
+        };
+        egress::on_outbound(&sent, config, now);
     }
     TC_ACT_UNSPEC
 }

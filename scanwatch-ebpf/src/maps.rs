@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use scanwatch_common::{
     addr::SourceKey,
@@ -16,8 +16,6 @@ use scanwatch_common::{
     state::SourceState,
     stats::STATS_LEN,
 };
-
-use crate::parse::Packet;
 
 #[map]
 pub static CONFIG: Array<KernelConfig> = Array::with_max_entries(1, 0);
@@ -48,14 +46,27 @@ pub static BLOCKS: HashMap<SourceKey, BlockEntry> = HashMap::with_max_entries(BL
 pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
     LpmTrie::with_max_entries(BLOCKLIST_CAPACITY, 0);
 
-/// Per-CPU scratch space for the parsed packet (slot 0: XDP, slot 1: TC): a `Packet` on the
-/// stack would push the deepest call chain past the verifier's 512-byte limit.
-#[map]
-pub static PACKET_SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(2, 0);
-
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);
 
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(EGRESS_CAPACITY, 0);
+
+/// Per-CPU room for one LPM-trie key. The key type is packed (a 4-byte prefix length, then 16
+/// address bytes); built on the stack, its address half would be stored with misaligned 8-byte
+/// stores, which the verifier refuses on the stack but allows in map memory.
+#[map]
+pub static LPM_KEY: PerCpuArray<Key<[u8; 16]>> = PerCpuArray::with_max_entries(1, 0);
+
+/// A full-length (/128) LPM key for `addr`, in this CPU's [`LPM_KEY`] slot.
+#[inline(always)]
+pub fn lpm_key(addr: &scanwatch_common::addr::SourceKey) -> Option<&'static Key<[u8; 16]>> {
+    let key = LPM_KEY.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot; the program runs to completion before the slot is reused.
+    unsafe {
+        (*key).prefix_len = 128;
+        (*key).data = addr.addr;
+        Some(&*key)
+    }
+}

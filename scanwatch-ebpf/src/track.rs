@@ -10,9 +10,7 @@
 //! flood a scanner's fingerprint can be overwritten before its second probe, which delays its
 //! admission by a probe or more (see `ADMISSION_SLOTS`).
 
-use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::XdpContext,
-};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
@@ -25,7 +23,7 @@ use scanwatch_common::{
 };
 
 use crate::{
-    maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, TRACKER},
+    maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, TRACKER, lpm_key},
     parse::Packet,
     stats::count,
 };
@@ -35,38 +33,50 @@ const ADMISSION_SALT: u64 = 0x5ca7_5ca7_5ca7_5ca7;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
-/// The tracker (and block) key of a packet's source.
+/// The tracker (and block) key of a source address: IPv6 aggregated to the prefix.
 #[inline(always)]
-pub fn source_key(packet: &Packet, config: &KernelConfig) -> SourceKey {
-    if packet.ipv6 {
-        SourceKey::from_ipv6(packet.src, config.ipv6_prefix())
+pub fn source_key(src: &SourceKey, ipv6: bool, config: &KernelConfig) -> SourceKey {
+    if ipv6 {
+        SourceKey::from_ipv6_words(src.words(), config.ipv6_prefix())
     } else {
-        SourceKey { addr: packet.src }
+        *src
     }
 }
 
-/// The program's clock: `bpf_ktime_get_ns`, unless a test injected one.
+/// The program's clock: CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`, Linux >= 5.11),
+/// unless a test injected one. Windows last minutes and flows seconds, so tick resolution
+/// (1-4 ms) is plenty, and the coarse clock costs a memory read where the precise one costs a
+/// clocksource read (tens of nanoseconds in a VM).
 #[inline(always)]
 pub fn now(config: &KernelConfig) -> u64 {
     if config.clock_override_ns != 0 {
         config.clock_override_ns
     } else {
         // SAFETY: helper with no arguments.
-        unsafe { bpf_ktime_get_ns() }
+        unsafe { bpf_ktime_get_coarse_ns() }
     }
+}
+
+/// A packet's addresses, read from the packet by the caller: a non-inlined function cannot
+/// derive packet pointers from the context (the verifier rejects the zero-extension LLVM emits).
+#[derive(Clone, Copy)]
+pub struct Addrs {
+    pub src: SourceKey,
+    pub dst: SourceKey,
 }
 
 /// Records one probe (a packet whose class `is_probe`).
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
-pub fn record(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
+pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelConfig) {
     if packet.ipv6 && config.flags & FLAG_NO_IPV6 != 0 {
         return;
     }
-    if config.ignore_entries != 0 && IGNORE.get(Key::new(128, packet.src)).is_some() {
+    let Addrs { src, dst } = *addrs;
+    if config.ignore_entries != 0 && lpm_key(&src).and_then(|k| IGNORE.get(k)).is_some() {
         count(Counter::Ignored);
         return;
     }
-    let key = source_key(packet, config);
+    let key = source_key(&src, packet.ipv6, config);
     let now = now(config);
     let Some(state) = lookup_or_admit(&key, config, now) else {
         return;
@@ -77,7 +87,7 @@ pub fn record(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
         // SAFETY: reading a field of the context the kernel passed in.
         ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
         direction: DIRECTION_INGRESS,
-        target: packet.dst,
+        target: dst,
         target_port: packet.dst_port,
     };
     update(state, &key, packet, config, now, &origin);
@@ -87,7 +97,7 @@ pub fn record(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
 pub struct Origin {
     pub ifindex: u32,
     pub direction: u32,
-    pub target: [u8; 16],
+    pub target: SourceKey,
     pub target_port: u16,
 }
 
@@ -128,7 +138,7 @@ fn lookup_or_admit(key: &SourceKey, config: &KernelConfig, now: u64) -> Option<*
 /// Admission filter: true on a source's second probe, see the module docs.
 #[inline(always)]
 fn admit(key: &SourceKey, seed: u64) -> bool {
-    let h = hash_addr(seed ^ ADMISSION_SALT, &key.addr);
+    let h = hash_addr(seed ^ ADMISSION_SALT, key);
     let Some(slot) = ADMISSION.get_ptr_mut((h as u32) & (ADMISSION_SLOTS - 1)) else {
         return false;
     };
@@ -185,7 +195,7 @@ fn update(
     }
 
     let seed = config.hash_seed;
-    let host = hash_addr(seed, &packet.dst) as u32;
+    let host = hash_addr(seed, &origin.target) as u32;
     let thresholds = &config.thresholds;
     if s.hosts.insert(host) {
         bump_measure(
@@ -281,7 +291,7 @@ pub fn bump_measure(
         (*e).direction = origin.direction;
         (*e).target_port = origin.target_port;
         (*e).reserved = 0;
-        (*e).target = origin.target;
+        (*e).target = origin.target.addr;
     }
     entry.submit(0);
     // Counted as reported only once sent: a full ring must not silence a source for the
