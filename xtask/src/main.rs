@@ -48,6 +48,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// A first look: builds a throwaway network-namespace lab, runs the agent on it, scans it,
+    /// prints the alerts and a metrics excerpt, and tears the lab down. Needs root.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Task::Run { args } => run(&args),
         Task::Test { args } => test::test(&args),
         Task::Bench { args } => bench(&args),
+        Task::Demo => demo(),
     };
     result.unwrap_or_else(|e| {
         eprintln!("scanwatch: error: {e:#}");
@@ -94,23 +98,36 @@ fn run(args: &[OsString]) -> Result<ExitCode> {
     Err(anyhow::Error::new(error).context(format!("could not start `{}`", cmd::display(&daemon))))
 }
 
-/// Runs the XDP benchmark (`tests/src/bin/xdp_bench.rs`) in release mode.
+/// Runs the data-path benchmark (`tests/src/bin/xdp_bench.rs`) in release mode.
 fn bench(args: &[OsString]) -> Result<ExitCode> {
     cmd::require_root("bench", "the benchmark loads BPF programs (CAP_BPF)")?;
+    run_tests_bin("xdp_bench", &["--release"], args)
+}
+
+/// Runs the demo (`tests/src/bin/demo.rs`).
+fn demo() -> Result<ExitCode> {
+    cmd::require_root(
+        "demo",
+        "the demo creates network namespaces and loads BPF programs (CAP_BPF + CAP_NET_ADMIN)",
+    )?;
+    // The demo runs the daemon binary, which `cargo run` of the tests package does not build.
     setup::setup()?;
-    let mut bench = cmd::cargo();
-    bench.args([
-        "run",
-        "--release",
-        "-p",
-        "scanwatch-tests",
-        "--bin",
-        "xdp_bench",
-    ]);
+    cmd::run(cmd::cargo().args(["build", "-p", "scanwatch"]))?;
+    run_tests_bin("demo", &[], &[])
+}
+
+/// Setup, then `cargo run` of a binary of the tests package; its exit code is ours.
+fn run_tests_bin(bin: &str, cargo_args: &[&str], args: &[OsString]) -> Result<ExitCode> {
+    setup::setup()?;
+    let mut command = cmd::cargo();
+    command
+        .args(["run"])
+        .args(cargo_args)
+        .args(["-p", "scanwatch-tests", "--bin", bin]);
     if !args.is_empty() {
-        bench.arg("--").args(args);
+        command.arg("--").args(args);
     }
-    let status = cmd::status(&mut bench)?;
+    let status = cmd::status(&mut command)?;
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(code as u8),
@@ -125,7 +142,7 @@ mod tests {
     fn args_of(argv: &[&str]) -> Vec<OsString> {
         match Cli::try_parse_from(argv).unwrap().task {
             Task::Run { args } | Task::Test { args } | Task::Bench { args } => args,
-            Task::Setup | Task::Build => panic!("no args"),
+            Task::Setup | Task::Build | Task::Demo => panic!("no args"),
         }
     }
 

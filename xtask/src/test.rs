@@ -39,6 +39,10 @@ pub fn test(args: &[OsString]) -> Result<ExitCode> {
     // Clippy failing does not stop the tests: their results are worth seeing either way.
     let clippy_ok = cmd::status(&mut clippy)?.success();
 
+    // The end-to-end tests run the daemon binary (target/debug/scanwatch), which `cargo test`
+    // does not build for another package.
+    cmd::run(cmd::cargo().args(["build", "-p", "scanwatch"]))?;
+
     let mut test = cmd::cargo();
     // --no-fail-fast: one failing test binary must not hide the results of the others.
     test.args([
