@@ -8,6 +8,7 @@ use aya::{
 };
 use scanwatch_common::{
     addr::SourceKey,
+    block::BlockEntry,
     classify::PacketClass,
     config::KernelConfig,
     event::ScanEvent,
@@ -245,6 +246,27 @@ impl Harness {
         trie.insert(&Key::new(prefix_len, addr), 1, 0)?;
         config.ignore_entries += 1;
         self.set_config(config)
+    }
+
+    /// Adds a per-source block (the detection-block hash).
+    pub fn block_source(&mut self, key: &SourceKey, entry: &BlockEntry) -> Result<()> {
+        let mut map: HashMap<&mut MapData, SourceKey, BlockEntry> =
+            HashMap::try_from(self.ebpf.map_mut(maps::BLOCKS).context("BLOCKS")?)?;
+        map.insert(key, entry, 0)?;
+        Ok(())
+    }
+
+    /// Adds a CIDR block (16-byte address, prefix length in IPv6 terms) to the block trie.
+    pub fn block_prefix(
+        &mut self,
+        addr: [u8; 16],
+        prefix_len: u32,
+        entry: &BlockEntry,
+    ) -> Result<()> {
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], BlockEntry> =
+            LpmTrie::try_from(self.ebpf.map_mut(maps::BLOCKLIST).context("BLOCKLIST")?)?;
+        trie.insert(&Key::new(prefix_len, addr), entry, 0)?;
+        Ok(())
     }
 
     /// Drains the events the program has sent.

@@ -1,8 +1,9 @@
-//! XDP data-path benchmark under `BPF_PROG_TEST_RUN` (run it with `cargo xtask bench`).
+//! Data-path benchmark (XDP ingress and TC egress) under `BPF_PROG_TEST_RUN` (run it with
+//! `cargo xtask bench`).
 //!
 //! Each case loads a program, primes its maps, and times one frame: ns/packet is the kernel's
 //! average duration over [`REPEAT`] runs, the median of [`RUNS`] calls. Next to every call the
-//! empty XDP program runs on the same frame, so the floor (the test-run loop's own cost) shares
+//! empty program of the same hook (XDP or TC) runs on the same frame, so the floor (the test-run loop's own cost) shares
 //! the case's drift; the ratio case/floor is the number to compare across machines. Targets are
 //! printed for reference and never asserted.
 //!
@@ -19,13 +20,15 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
+use rand::Rng as _;
 use scanwatch_common::{
     addr::SourceKey,
-    config::{FLAG_NO_ADMISSION, KernelConfig},
+    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
+    config::{FLAG_DROP, FLAG_NO_ADMISSION, KernelConfig},
     maps::TRACKER_CAPACITY,
 };
 use scanwatch_tests::{
-    harness::{Harness, Object, XDP_PASS},
+    harness::{Harness, Object, XDP_DROP, XDP_PASS},
     packet::{PacketBuilder, tcp_flags},
 };
 
@@ -75,6 +78,26 @@ const CASES: &[Case] = &[
         target: Some(3.0),
         prepare: ipv6_syn,
     },
+    Case {
+        name: "blocked_drop",
+        target: Some(1.5),
+        prepare: blocked_drop,
+    },
+    Case {
+        name: "block_list_lpm",
+        target: None,
+        prepare: block_list_lpm,
+    },
+    Case {
+        name: "reply_udp",
+        target: Some(2.5),
+        prepare: reply_udp,
+    },
+    Case {
+        name: "tc_egress_syn",
+        target: Some(2.5),
+        prepare: tc_egress_syn,
+    },
 ];
 
 /// A program `BPF_PROG_TEST_RUN` can time: the XDP harness now, other hooks later.
@@ -89,6 +112,19 @@ impl Timed for Harness {
         self.run_repeat(frame, repeat)
     }
 }
+
+/// The TC egress program of a harness (its XDP program is not run).
+struct Egress(Harness);
+
+impl Timed for Egress {
+    fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64)> {
+        let (action, ns) = self.0.run_egress_repeat(frame, repeat)?;
+        Ok((action as u32, ns))
+    }
+}
+
+/// TC_ACT_UNSPEC as the test run reports it.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
 
 /// A primed case, ready to time.
 struct Prepared {
@@ -110,6 +146,17 @@ impl Prepared {
             floor: Box::new(Harness::load_with(Object::Empty, None)?),
             frame,
             verdict,
+            note: None,
+        })
+    }
+
+    /// A TC egress case, with the empty TC program as its floor.
+    fn tc(program: Harness, frame: Vec<u8>) -> Result<Self> {
+        Ok(Self {
+            program: Box::new(Egress(program)),
+            floor: Box::new(Egress(Harness::load_with(Object::Empty, None)?)),
+            frame,
+            verdict: TC_ACT_UNSPEC,
             note: None,
         })
     }
@@ -184,6 +231,90 @@ fn spoofed_storm() -> Result<Prepared> {
     h.set_config(&KernelConfig::default())?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
     Prepared::xdp(h, frame, XDP_PASS)
+}
+
+/// A block that never expires.
+fn block_entry(reason: BlockReason) -> BlockEntry {
+    BlockEntry {
+        added_ns: 1,
+        expires_ns: 0,
+        packets: 0,
+        bytes: 0,
+        reason: reason as u32,
+        offenses: 1,
+        note: [0; BLOCK_NOTE_LEN],
+    }
+}
+
+/// Drop mode on.
+fn drop_config() -> KernelConfig {
+    KernelConfig {
+        flags: FLAG_DROP,
+        ..KernelConfig::default()
+    }
+}
+
+/// Drop mode, the source in the per-source block hash: the check before everything else.
+fn blocked_drop() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&drop_config())?;
+    h.block_source(
+        &SourceKey::from_ipv4(SRC_V4.octets()),
+        &block_entry(BlockReason::Detection),
+    )?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    Prepared::xdp(h, frame, XDP_DROP)
+}
+
+/// Drop mode with 100 000 block-list prefixes loaded (random /16../32 IPv4 networks), the
+/// source inside one of them: the CIDR trie lookup after a hash miss.
+fn block_list_lpm() -> Result<Prepared> {
+    const PREFIXES: u32 = 100_000;
+    let mut h = Harness::load()?;
+    h.set_config(&drop_config())?;
+    let entry = block_entry(BlockReason::List);
+    let mut rng = rand::rng();
+    for _ in 0..PREFIXES - 1 {
+        let len = rng.random_range(16..=32u32);
+        let addr = u32::from(Ipv4Addr::from(rng.random::<u32>())) & (u32::MAX << (32 - len));
+        let key = SourceKey::from_ipv4(addr.to_be_bytes());
+        h.block_prefix(key.addr, 96 + len, &entry)?;
+    }
+    let net = SourceKey::from_ipv4([192, 0, 2, 0]);
+    h.block_prefix(net.addr, 96 + 24, &entry)?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    Ok(Prepared::xdp(h, frame, XDP_DROP)?
+        .with_note(format!("{PREFIXES} prefixes in the block list")))
+}
+
+/// A DNS answer matching a query the egress program recorded: recognised as a reply.
+fn reply_udp() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig::default())?;
+    let query = PacketBuilder::new(DST_V4, SRC_V4)
+        .udp(53)
+        .src_port(33_000)
+        .build();
+    ensure!(
+        h.run_egress(&query)? as u32 == TC_ACT_UNSPEC,
+        "egress program changed the query's fate"
+    );
+    let answer = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(53)
+        .udp(33_000)
+        .build();
+    Prepared::xdp(h, answer, XDP_PASS)
+}
+
+/// An outbound SYN through the TC egress program: flow recording.
+fn tc_egress_syn() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig::default())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .syn(443)
+        .src_port(40_000)
+        .build();
+    Prepared::tc(h, frame)
 }
 
 /// One case's result.
