@@ -122,14 +122,26 @@ pub fn ifname(index: u32) -> String {
         .into_owned()
 }
 
+/// Interfaces of this network namespace (`if_nameindex`, which unlike `/sys/class/net` follows
+/// the caller's namespace).
 fn available_interfaces() -> String {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = Vec::new();
+    // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
+    unsafe {
+        let list = libc::if_nameindex();
+        if !list.is_null() {
+            let mut entry = list;
+            while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
+                names.push(
+                    std::ffi::CStr::from_ptr((*entry).if_name)
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                entry = entry.add(1);
+            }
+            libc::if_freenameindex(list);
+        }
+    }
     names.sort();
     names.join(", ")
 }
