@@ -102,51 +102,80 @@ fn counter_help(c: Counter) -> &'static str {
     }
 }
 
+/// Creates metrics already registered in one registry, so none can be forgotten.
+struct Registered<'r>(&'r Registry);
+
+impl Registered<'_> {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, m: M) -> anyhow::Result<M> {
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> anyhow::Result<IntCounter> {
+        self.add(IntCounter::new(name, help)?)
+    }
+
+    /// A counter vector with every label value in `values` present from the start, so rates
+    /// work from the first scrape.
+    fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[&str],
+    ) -> anyhow::Result<IntCounterVec> {
+        let v = self.add(IntCounterVec::new(Opts::new(name, help), &[label])?)?;
+        for value in values {
+            v.with_label_values(&[value]);
+        }
+        Ok(v)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> anyhow::Result<IntGauge> {
+        self.add(IntGauge::new(name, help)?)
+    }
+
+    fn ratio(&self, name: &str, help: &str) -> anyhow::Result<Gauge> {
+        self.add(Gauge::new(name, help)?)
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> anyhow::Result<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new(tracker_capacity: u32) -> anyhow::Result<Self> {
         let registry = Registry::new();
-        let packets = IntCounterVec::new(
-            Opts::new(
-                "scanwatch_packets_total",
-                "Packets seen by the XDP program, by class.",
-            ),
-            &["class"],
+        let r = Registered(&registry);
+        let classes: Vec<&str> = PacketClass::ALL.iter().map(|c| c.name()).collect();
+        let parse_reasons: Vec<&str> = ParseError::ALL.iter().map(|e| e.name()).collect();
+        let block_reasons: Vec<&str> = BlockReason::ALL.iter().map(|b| b.name()).collect();
+
+        let packets = r.counters(
+            "scanwatch_packets_total",
+            "Packets seen by the XDP program, by class.",
+            "class",
+            &classes,
         )?;
-        let verdicts = IntCounterVec::new(
-            Opts::new("scanwatch_verdicts_total", "XDP verdicts, by verdict."),
-            &["verdict"],
+        let verdicts = r.counters(
+            "scanwatch_verdicts_total",
+            "XDP verdicts, by verdict.",
+            "verdict",
+            &["pass", "drop"],
         )?;
-        let parse_errors = IntCounterVec::new(
-            Opts::new(
-                "scanwatch_parse_errors_total",
-                "Malformed packets (passed untouched), by reason.",
-            ),
-            &["reason"],
+        let parse_errors = r.counters(
+            "scanwatch_parse_errors_total",
+            "Malformed packets (passed untouched), by reason.",
+            "reason",
+            &parse_reasons,
         )?;
-        let replies = IntCounterVec::new(
-            Opts::new(
-                "scanwatch_replies_total",
-                "Ingress packets recognised as replies to this host's own flows (never counted as probes), by protocol.",
-            ),
-            &["protocol"],
-        )?;
-        let flows = IntGauge::new(
-            "scanwatch_flows",
-            "Outbound flows in the flow map at the last walk.",
-        )?;
-        let flow_capacity = IntGauge::new(
-            "scanwatch_flow_capacity",
-            "Maximum outbound flows the flow map holds.",
-        )?;
-        flow_capacity.set(i64::from(scanwatch_common::maps::FLOWS_CAPACITY));
-        let flow_fill_ratio = Gauge::new(
-            "scanwatch_flow_fill_ratio",
-            "Outbound flows divided by flow-map capacity.",
-        )?;
-        let flow_evictions = IntCounter::new(
-            "scanwatch_flow_evictions_total",
-            "Flows evicted from the full flow map (their late replies count as probes).",
+        let replies = r.counters(
+            "scanwatch_replies_total",
+            "Ingress packets recognised as replies to this host's own flows (never counted as probes), by protocol.",
+            "protocol",
+            &["tcp", "udp", "icmp"],
         )?;
         let datapath = Counter::ALL
             .iter()
@@ -166,39 +195,61 @@ impl Metrics {
                 )
             })
             .map(|c| {
-                IntCounter::new(format!("scanwatch_{}_total", c.name()), counter_help(*c))
+                r.counter(&format!("scanwatch_{}_total", c.name()), counter_help(*c))
                     .map(|m| (*c, m))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let detections = IntCounterVec::new(
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let detections = r.add(IntCounterVec::new(
             Opts::new(
                 "scanwatch_detections_total",
                 "Findings, by kind and direction (ingress: probes arriving; egress: probes this host sends).",
             ),
             &["kind", "direction"],
+        )?)?;
+        for k in DetectionKind::ALL {
+            for d in ["ingress", "egress"] {
+                detections.with_label_values(&[k.name(), d]);
+            }
+        }
+        let flows = r.gauge(
+            "scanwatch_flows",
+            "Outbound flows in the flow map at the last walk.",
         )?;
-        let alerts_suppressed = IntCounter::new(
+        let flow_capacity = r.gauge(
+            "scanwatch_flow_capacity",
+            "Maximum outbound flows the flow map holds.",
+        )?;
+        flow_capacity.set(i64::from(scanwatch_common::maps::FLOWS_CAPACITY));
+        let flow_fill_ratio = r.ratio(
+            "scanwatch_flow_fill_ratio",
+            "Outbound flows divided by flow-map capacity.",
+        )?;
+        let flow_evictions = r.counter(
+            "scanwatch_flow_evictions_total",
+            "Flows evicted from the full flow map (their late replies count as probes).",
+        )?;
+        let alerts_suppressed = r.counter(
             "scanwatch_alerts_suppressed_total",
             "Findings not written because the alert rate budget was spent.",
         )?;
-        let alert_write_errors = IntCounter::new(
+        let alert_write_errors = r.counter(
             "scanwatch_alert_write_errors_total",
             "Findings that could not be written to the alert log.",
         )?;
-        let tracked_sources = IntGauge::new(
+        let tracked_sources = r.gauge(
             "scanwatch_tracked_sources",
             "Sources in the kernel tracker at the last walk.",
         )?;
-        let capacity = IntGauge::new(
+        let capacity = r.gauge(
             "scanwatch_tracker_capacity",
             "Maximum sources the kernel tracker holds.",
         )?;
         capacity.set(i64::from(tracker_capacity));
-        let tracker_fill_ratio = Gauge::new(
+        let tracker_fill_ratio = r.ratio(
             "scanwatch_tracker_fill_ratio",
             "Tracked sources divided by tracker capacity.",
         )?;
-        let latency = Histogram::with_opts(
+        let latency = r.add(Histogram::with_opts(
             HistogramOpts::new(
                 "scanwatch_event_to_alert_latency_seconds",
                 "Time from the probe that crossed a threshold to the alert being written.",
@@ -206,123 +257,61 @@ impl Metrics {
             .buckets(vec![
                 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
-        )?;
-        let attach_info = IntGaugeVec::new(
-            Opts::new(
-                "scanwatch_attach_info",
-                "Interfaces the XDP program is attached to (value 1), with the attach mode.",
-            ),
+        )?)?;
+        let attach_info = r.gauges(
+            "scanwatch_attach_info",
+            "Interfaces the XDP program is attached to (value 1), with the attach mode.",
             &["interface", "mode"],
         )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "scanwatch_build_info",
-                "Build of the running agent (value 1).",
-            ),
+        r.gauges(
+            "scanwatch_build_info",
+            "Build of the running agent (value 1).",
             &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let top_sources = GaugeVec::new(
+        )?
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+        let top_sources = r.add(GaugeVec::new(
             Opts::new(
                 "scanwatch_top_source_probes",
                 "Probes in the current window of the most active tracked sources (opt-in, at most 20 series).",
             ),
             &["source"],
+        )?)?;
+        let dropped_packets = r.counters(
+            "scanwatch_dropped_packets_total",
+            "Packets dropped in drop mode, by block reason (XDP drops are invisible to tcpdump).",
+            "reason",
+            &block_reasons,
         )?;
-        let dropped_packets = IntCounterVec::new(
-            Opts::new(
-                "scanwatch_dropped_packets_total",
-                "Packets dropped in drop mode, by block reason (XDP drops are invisible to tcpdump).",
-            ),
-            &["reason"],
+        let dropped_bytes = r.counters(
+            "scanwatch_dropped_bytes_total",
+            "Bytes dropped in drop mode, by block reason.",
+            "reason",
+            &block_reasons,
         )?;
-        let dropped_bytes = IntCounterVec::new(
-            Opts::new(
-                "scanwatch_dropped_bytes_total",
-                "Bytes dropped in drop mode, by block reason.",
-            ),
-            &["reason"],
+        let blocks_added = r.counters(
+            "scanwatch_blocks_added_total",
+            "Blocks added, by reason.",
+            "reason",
+            &block_reasons,
         )?;
-        let blocks_added = IntCounterVec::new(
-            Opts::new("scanwatch_blocks_added_total", "Blocks added, by reason."),
-            &["reason"],
-        )?;
-        let blocks_expired = IntCounter::new(
+        let blocks_expired = r.counter(
             "scanwatch_blocks_expired_total",
             "Blocks removed after their TTL ran out.",
         )?;
-        let blocks_refused = IntCounterVec::new(
-            Opts::new(
-                "scanwatch_blocks_refused_total",
-                "Findings in drop mode that were not blocked, by why.",
-            ),
-            &["reason"],
+        let blocks_refused = r.counters(
+            "scanwatch_blocks_refused_total",
+            "Findings in drop mode that were not blocked, by why.",
+            "reason",
+            &[],
         )?;
-        let blocked_sources = IntGaugeVec::new(
-            Opts::new(
-                "scanwatch_blocked_sources",
-                "Entries in the block maps: detection (per source) and cidr (manual and block lists).",
-            ),
+        let blocked_sources = r.gauges(
+            "scanwatch_blocked_sources",
+            "Entries in the block maps: detection (per source) and cidr (manual and block lists).",
             &["map"],
         )?;
-        for c in [
-            &packets,
-            &verdicts,
-            &parse_errors,
-            &detections,
-            &dropped_packets,
-            &dropped_bytes,
-            &blocks_added,
-            &blocks_refused,
-            &replies,
-        ] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        for (_, c) in &datapath {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(alerts_suppressed.clone()))?;
-        registry.register(Box::new(alert_write_errors.clone()))?;
-        registry.register(Box::new(tracked_sources.clone()))?;
-        registry.register(Box::new(capacity.clone()))?;
-        registry.register(Box::new(tracker_fill_ratio.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(attach_info.clone()))?;
-        registry.register(Box::new(build_info))?;
-        registry.register(Box::new(top_sources.clone()))?;
-        registry.register(Box::new(blocks_expired.clone()))?;
-        registry.register(Box::new(blocked_sources.clone()))?;
-        registry.register(Box::new(flows.clone()))?;
-        registry.register(Box::new(flow_capacity.clone()))?;
-        registry.register(Box::new(flow_fill_ratio.clone()))?;
-        registry.register(Box::new(flow_evictions.clone()))?;
-        for p in ["tcp", "udp", "icmp"] {
-            replies.with_label_values(&[p]);
-        }
-        for reason in BlockReason::ALL {
-            dropped_packets.with_label_values(&[reason.name()]);
-            dropped_bytes.with_label_values(&[reason.name()]);
-            blocks_added.with_label_values(&[reason.name()]);
-        }
         for map in ["detection", "cidr"] {
             blocked_sources.with_label_values(&[map]);
-        }
-        // Every label value exists from the start, so rates work from the first scrape.
-        for class in PacketClass::ALL {
-            packets.with_label_values(&[class.name()]);
-        }
-        for v in ["pass", "drop"] {
-            verdicts.with_label_values(&[v]);
-        }
-        for r in ParseError::ALL {
-            parse_errors.with_label_values(&[r.name()]);
-        }
-        for k in DetectionKind::ALL {
-            for d in ["ingress", "egress"] {
-                detections.with_label_values(&[k.name(), d]);
-            }
         }
         Ok(Self {
             registry,
