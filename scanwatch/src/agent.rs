@@ -346,7 +346,7 @@ fn report(
         }
     };
     match &verdict {
-        Verdict::Block { offenses, .. } if *offenses > 0 => {
+        Verdict::Block { .. } => {
             metrics
                 .blocks_added
                 .with_label_values(&[BlockReason::Detection.name()])

@@ -65,7 +65,7 @@ impl Finding {
         use crate::enforce::Verdict;
         match verdict {
             Verdict::Alert => {}
-            Verdict::Block { ttl, .. } => {
+            Verdict::Block { ttl, .. } | Verdict::AlreadyBlocked { ttl } => {
                 self.action = "block";
                 self.block_ttl_seconds = Some(ttl.as_secs());
             }

@@ -27,8 +27,10 @@ use crate::config::parse_cidr;
 pub enum Verdict {
     /// Monitor mode: alert only.
     Alert,
-    /// Blocked for this long.
+    /// Blocked for this long (a new block).
     Block { ttl: Duration, offenses: u32 },
+    /// Already blocked (another kind from the same source): the block has this long left.
+    AlreadyBlocked { ttl: Duration },
     /// Dry run: would have blocked for this long.
     WouldBlock { ttl: Duration },
     /// Not blocked, and why (`never_block`, `own_address`, `gateway`, `loopback`, `full`,
@@ -155,9 +157,8 @@ impl Enforcer {
             && !e.expired(now_ns)
         {
             // Already blocked (a second kind from the same source): keep the block.
-            return Verdict::Block {
+            return Verdict::AlreadyBlocked {
                 ttl: Duration::from_nanos(e.expires_ns.saturating_sub(now_ns)),
-                offenses: e.offenses,
             };
         }
         if self.offenses.len() >= OFFENSE_MEMORY {
