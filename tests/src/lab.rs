@@ -16,14 +16,17 @@ use std::{
     ffi::OsStr,
     fs::File,
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::{
         fd::AsRawFd as _,
         unix::{fs::PermissionsExt as _, process::ExitStatusExt as _},
     },
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -380,8 +383,10 @@ fn kill_all_and_delete(name: &str) {
 }
 
 /// Deletes namespaces left by earlier runs whose process is gone (a run killed with SIGKILL
-/// cannot clean up after itself). Only touches names `swlab-<pid>-...` with a dead `<pid>`.
+/// cannot clean up after itself), and their daemons' pin and status directories. Only touches
+/// names `swlab-<pid>-...` and `scanwatch-e2e-<pid>-...` with a dead `<pid>`.
 pub fn sweep_stale() {
+    sweep_stale_instances();
     let Ok(entries) = std::fs::read_dir("/run/netns") else {
         return;
     };
@@ -691,6 +696,33 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
     found
 }
 
+/// The value of one series in Prometheus text `text`, named with its labels exactly as the
+/// exporter writes them (`name{label="value"}`, or a bare name); `None` when it is absent.
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Calls `check` every `interval` until it returns true (true) or `timeout` has passed
+/// (false; `check` runs at least once).
+pub fn poll_until(timeout: Duration, interval: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(interval);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The daemon
 // ---------------------------------------------------------------------------------------------
@@ -700,8 +732,11 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
 /// so it cannot outlive it.
 ///
 /// Each daemon is its own `--instance`, so parallel labs (and any agent the host runs) never
-/// share a status file in `/run`; its pinned maps live in the bpffs that `ip netns exec`'s
-/// private `/sys` gets, and vanish with it.
+/// share a status file in `/run`. Started with [`Daemon::start_with`], its pinned maps live in
+/// the bpffs that `ip netns exec`'s private `/sys` gets, and vanish with it. Started with
+/// [`Daemon::start_shared`] (`nsenter --net`: the network namespace only), they live in this
+/// host's `/sys/fs/bpf/scanwatch-<instance>`, where the control CLI ([`Daemon::ctl`]) and a
+/// restarted daemon ([`Daemon::restart`]) find them; the guard removes them on drop.
 #[derive(Debug)]
 pub struct Daemon<'lab> {
     lab: &'lab Lab,
@@ -709,7 +744,20 @@ pub struct Daemon<'lab> {
     dir: TempDir,
     metrics_addr: SocketAddr,
     instance: String,
+    launch: Launch,
 }
+
+/// How the daemon enters the target namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Launch {
+    /// `ip netns exec`: network namespace plus a private mount namespace (its own `/sys`).
+    NetnsExec,
+    /// `nsenter --net`: the network namespace only; bpffs pins are shared with this process.
+    Nsenter,
+}
+
+/// Prefix of every `--instance` the lab's daemons use (`e2e-<pid>-<lab id>`).
+const INSTANCE_PREFIX: &str = "e2e-";
 
 impl<'lab> Daemon<'lab> {
     /// Starts the daemon with default settings and waits until `/healthz` answers.
@@ -720,13 +768,59 @@ impl<'lab> Daemon<'lab> {
     /// Starts the daemon with extra `scanwatch run` arguments and waits until `/healthz`
     /// answers.
     pub fn start_with(lab: &'lab Lab, extra: &[&str]) -> Result<Self> {
-        let bin = daemon_binary()?;
+        Self::start_as(lab, extra, Launch::NetnsExec)
+    }
+
+    /// Like [`Daemon::start_with`], but entering only the target's network namespace
+    /// (`nsenter --net`), so its pinned block maps live in this host's bpffs: the control CLI
+    /// ([`Daemon::ctl`]) reaches them and a [`Daemon::restart`] finds them again. The guard
+    /// removes `/sys/fs/bpf/scanwatch-<instance>` and `/run/scanwatch-<instance>` on drop.
+    pub fn start_shared(lab: &'lab Lab, extra: &[&str]) -> Result<Self> {
+        Self::start_as(lab, extra, Launch::Nsenter)
+    }
+
+    fn start_as(lab: &'lab Lab, extra: &[&str], launch: Launch) -> Result<Self> {
         let dir = TempDir::new("daemon")?;
-        let log = File::create(dir.path().join("daemon.log"))?;
         let metrics_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, METRICS_PORT));
-        let instance = format!("e2e-{}-{}", std::process::id(), lab.id);
-        let mut cmd = lab.target.command(&bin);
-        cmd.args(["--instance", &instance])
+        let instance = format!("{INSTANCE_PREFIX}{}-{}", std::process::id(), lab.id);
+        let proc = Self::spawn(lab, &dir, metrics_addr, &instance, launch, extra)?;
+        let mut daemon = Self {
+            lab,
+            proc,
+            dir,
+            metrics_addr,
+            instance,
+            launch,
+        };
+        daemon.wait_healthy()?;
+        Ok(daemon)
+    }
+
+    /// Spawns `scanwatch --instance <instance> run ...` in the target namespace; its output is
+    /// appended to `daemon.log` in `dir`.
+    fn spawn(
+        lab: &Lab,
+        dir: &TempDir,
+        metrics_addr: SocketAddr,
+        instance: &str,
+        launch: Launch,
+        extra: &[&str],
+    ) -> Result<Proc> {
+        let bin = daemon_binary()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("daemon.log"))?;
+        let mut cmd = match launch {
+            Launch::NetnsExec => lab.target.command(&bin),
+            Launch::Nsenter => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/run/netns/{}", lab.target.name()))
+                    .arg(&bin);
+                cmd
+            }
+        };
+        cmd.args(["--instance", instance])
             .arg("run")
             .args(["-i", &lab.target_if])
             .arg("--alert-log")
@@ -736,16 +830,70 @@ impl<'lab> Daemon<'lab> {
             .env("RUST_LOG", "info")
             .stdout(log.try_clone()?)
             .stderr(log);
-        let proc = Proc::spawn("scanwatch", &mut cmd)?;
-        let mut daemon = Self {
-            lab,
-            proc,
-            dir,
-            metrics_addr,
-            instance,
-        };
-        daemon.wait_healthy()?;
-        Ok(daemon)
+        Proc::spawn("scanwatch", &mut cmd)
+    }
+
+    /// Stops the daemon (SIGTERM; an error if it needed SIGKILL) and starts a new one with the
+    /// same `--instance`, alert log and log file, and `extra` arguments; waits until
+    /// `/healthz` answers. Only for [`Daemon::start_shared`] daemons: with `ip netns exec`
+    /// their pinned state would be gone.
+    pub fn restart(&mut self, extra: &[&str]) -> Result<()> {
+        ensure!(
+            self.launch == Launch::Nsenter,
+            "restart needs a daemon started with Daemon::start_shared: pins made under `ip \
+             netns exec` vanish with the process"
+        );
+        let status = self.stop()?;
+        ensure!(
+            status.success(),
+            "scanwatch exited with {} when stopped for a restart; its log:\n{}",
+            describe(status),
+            self.log()
+        );
+        self.proc = Self::spawn(
+            self.lab,
+            &self.dir,
+            self.metrics_addr,
+            &self.instance,
+            self.launch,
+            extra,
+        )?;
+        self.wait_healthy()
+    }
+
+    /// Runs the control CLI, `scanwatch --instance <instance> ARGS` (`block`, `unblock`,
+    /// `list`, `status`), in the target's network namespace (`nsenter --net`, so it sees the
+    /// target's addresses and this host's bpffs), bounded to 10 s. Its output, whatever the
+    /// exit status.
+    pub fn ctl(&self, args: &[&str]) -> Result<Output> {
+        let bin = daemon_binary()?;
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "2", "10", "nsenter"])
+            .arg(format!("--net=/run/netns/{}", self.lab.target.name()))
+            .arg(&bin)
+            .args(["--instance", &self.instance])
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.output().with_context(|| format!("running {cmd:?}"))
+    }
+
+    /// Like [`Daemon::ctl`], but fails unless the CLI succeeds; its stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.ctl(args)?;
+        ensure!(
+            out.status.success(),
+            "scanwatch {args:?} failed ({}): {}{}",
+            describe(out.status),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Where the daemon pins its block maps (in this host's bpffs for
+    /// [`Daemon::start_shared`] daemons).
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf").join(format!("scanwatch-{}", self.instance))
     }
 
     fn wait_healthy(&mut self) -> Result<()> {
@@ -846,6 +994,19 @@ impl<'lab> Daemon<'lab> {
         Ok(body)
     }
 
+    /// Polls `/metrics` until `ready` accepts the text, up to `timeout` (the daemon folds the
+    /// kernel counters in once a second); the last text either way, for the caller to assert on.
+    pub fn wait_for_metrics(&self, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.metrics().unwrap_or_default();
+            if ready(&text) || Instant::now() >= deadline {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM, wait up to 5 s (then SIGKILL, and an error); the exit status.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         self.proc
@@ -875,6 +1036,34 @@ impl Drop for Daemon<'_> {
         // The daemon removes its status file on a clean exit, not the directory.
         let _ =
             std::fs::remove_dir_all(Path::new("/run").join(format!("scanwatch-{}", self.instance)));
+        // Pins in this host's bpffs outlive the daemon by design (restart persistence).
+        if self.launch == Launch::Nsenter {
+            let _ = std::fs::remove_dir_all(self.pin_dir());
+        }
+    }
+}
+
+/// Removes the pin and status directories of daemons whose test process is gone
+/// (`scanwatch-e2e-<pid>-...` with a dead `<pid>`), as [`sweep_stale`] does for namespaces.
+fn sweep_stale_instances() {
+    for root in ["/sys/fs/bpf", "/run"] {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("scanwatch-")
+                .and_then(|rest| rest.strip_prefix(INSTANCE_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 
@@ -897,4 +1086,192 @@ pub fn alert_is(source: &str, kinds: &[&str]) -> impl Fn(&Value) -> bool {
                 .as_str()
                 .is_some_and(|k| kinds.iter().any(|want| want == k))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services (tiny servers inside a namespace)
+// ---------------------------------------------------------------------------------------------
+
+/// Tiny servers on one thread inside a namespace, stopped and joined on drop: TCP ports that
+/// answer each HTTP-style request with `200 OK` and `hello from port P` ([`Service::tcp`]), or
+/// a UDP port that answers every datagram, DNS-style: the query echoed with the QR and RA bits
+/// set ([`Service::udp`]).
+#[derive(Debug)]
+pub struct Service {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+    thread: Option<thread::JoinHandle<Result<Result<()>>>>,
+}
+
+/// The body a [`Service::tcp`] port answers with.
+pub fn service_body(port: u16) -> String {
+    format!("hello from port {port}\n")
+}
+
+impl Service {
+    /// Listens on `ports` of `addr` inside `ns` (bound before this returns).
+    pub fn tcp(ns: &Netns, addr: IpAddr, ports: &[u16]) -> Result<Self> {
+        let ports = ports.to_vec();
+        Self::start(ns, move |stop, served, bound| {
+            let listeners = ports
+                .iter()
+                .map(|&port| {
+                    let l = TcpListener::bind((addr, port))
+                        .with_context(|| format!("binding {addr} port {port}"))?;
+                    l.set_nonblocking(true)?;
+                    Ok((port, l))
+                })
+                .collect::<Result<Vec<_>>>();
+            let listeners = match listeners {
+                Ok(l) => {
+                    let _ = bound.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = bound.send(Err(format!("{e:#}")));
+                    return Err(e);
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let mut idle = true;
+                for (port, listener) in &listeners {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            idle = false;
+                            if answer_http(conn, *port) {
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(anyhow!(e).context("accepting a connection")),
+                    }
+                }
+                if idle {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Answers every datagram to `addr` inside `ns` (bound before this returns).
+    pub fn udp(ns: &Netns, addr: SocketAddr) -> Result<Self> {
+        Self::start(ns, move |stop, served, bound| {
+            let socket = match UdpSocket::bind(addr).and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(20)))
+                    .map(|()| s)
+            }) {
+                Ok(s) => {
+                    let _ = bound.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = bound.send(Err(format!("binding {addr}: {e}")));
+                    return Err(e.into());
+                }
+            };
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let answer = &mut buf[..n];
+                if n >= 4 {
+                    answer[2] |= 0x80; // QR: a response
+                    answer[3] |= 0x80; // RA: recursion available
+                }
+                if socket.send_to(answer, from).is_ok() {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn start(
+        ns: &Netns,
+        serve: impl FnOnce(
+            &AtomicBool,
+            &AtomicUsize,
+            std::sync::mpsc::Sender<std::result::Result<(), String>>,
+        ) -> Result<()>
+        + Send
+        + 'static,
+    ) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, served) = (stop.clone(), served.clone());
+            spawn_in_netns(ns.name(), move || serve(&stop, &served, bound_tx))
+        };
+        let mut service = Self {
+            stop,
+            served,
+            thread: Some(thread),
+        };
+        match bound_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(service),
+            Ok(Err(e)) => bail!("a service in {} did not start: {e}", ns.name()),
+            // The thread ended (or hangs) without a word: it could not enter the namespace.
+            Err(_) => Err(service
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow!("a service in {} did not start", ns.name()))),
+        }
+    }
+
+    /// Requests answered so far (HTTP responses written, or datagrams answered).
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Stops the server; how many requests it answered, or its error.
+    pub fn stop(mut self) -> Result<usize> {
+        self.join()?;
+        Ok(self.served())
+    }
+
+    fn join(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow!("a service thread panicked"))?
+                .context("entering the service's namespace")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+/// Reads one HTTP-style request head from `conn` (bounded in size and to one second) and
+/// answers it; false when the client sent no complete request (a bare connect).
+fn answer_http(mut conn: TcpStream, port: u16) -> bool {
+    let ready = conn.set_nonblocking(false).is_ok()
+        && conn.set_read_timeout(Some(Duration::from_secs(1))).is_ok()
+        && conn.set_write_timeout(Some(Duration::from_secs(1))).is_ok();
+    if !ready {
+        return false;
+    }
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(n) if n > 0 && head.len() <= 8192 => head.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    let body = service_body(port);
+    write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .is_ok()
 }
