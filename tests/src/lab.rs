@@ -556,6 +556,63 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds one more host to the bridge: namespace `swlab-<pid>-<id>-<role>` with
+    /// `10.K.0.<host>/24` and `fd5c:a7:0:K::<host>/64`, and waits until it reaches the target.
+    /// Host numbers 1..=3 are taken (target, attacker, benign). Call it before starting a
+    /// daemon (which borrows the lab). The namespace is the caller's to drop; its veth goes
+    /// with it, or with the lab.
+    pub fn add_host(&mut self, role: &str, host: u8) -> Result<Netns> {
+        ensure!(
+            (4..=254).contains(&host),
+            "host {host}: use 4..=254 (1..=3 are the target, the attacker and the benign host)"
+        );
+        let k = self.k();
+        let ns = Netns::new(&format!(
+            "{NETNS_PREFIX}{}-{}-{role}",
+            std::process::id(),
+            self.id
+        ))?;
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        let iface = self.if_name(&format!("h{host:02x}"));
+        let port = format!("{iface}p");
+        self.veths
+            .push(Veth::new(&ns, &iface, &self.switch, &port)?);
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        ns.ip(&["addr", "add", &format!("10.{k}.0.{host}/24"), "dev", &iface])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("fd5c:a7:0:{k:x}::{host}/64"),
+            "dev",
+            &iface,
+            "nodad",
+        ])?;
+        ns.ip(&["link", "set", &iface, "up"])?;
+        let target = self.target_v4();
+        let reached = in_netns(ns.name(), move || {
+            (0..40)
+                .any(|_| crate::scanner::ping(target, Duration::from_millis(250)).unwrap_or(false))
+        })?;
+        ensure!(reached, "{} cannot reach the target {target}", ns.name());
+        Ok(ns)
+    }
+
+    /// An interface name unique to this lab: its tag (`sw<pid>x<id>`, at most 11 characters)
+    /// and `suffix` (at most 3 characters, so that the name plus a one-letter peer suffix stays
+    /// within the kernel's 15).
+    pub fn if_name(&self, suffix: &str) -> String {
+        // The lab's interface names end in one letter after the tag ("t" for the target).
+        let tag = &self.target_if[..self.target_if.len() - 1];
+        format!("{tag}{suffix}")
+    }
+
+    /// `10.K.0.<host>`: an address on the lab's bridge.
+    pub fn host_v4(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.k(), 0, host)
+    }
+
     /// The `K` of `10.K.0.0/24`: 10..=249.
     pub fn k(&self) -> u8 {
         (10 + self.id % 240) as u8

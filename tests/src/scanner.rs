@@ -325,6 +325,190 @@ pub fn ping(dst: Ipv4Addr, timeout: Duration) -> io::Result<bool> {
     )
 }
 
+/// A DNS query (`A` record of `name`, recursion desired) with identifier `id`.
+pub fn dns_query_message(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(18 + name.len());
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00]); // RD
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(label.len().min(63) as u8);
+        m.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    m.push(0);
+    m.extend_from_slice(&[0, 1, 0, 1]); // A, IN
+    m
+}
+
+/// One DNS-style lookup, as a stub resolver makes it: a fresh UDP socket (so a fresh ephemeral
+/// source port), one query to `resolver`, and a wait of up to `timeout` for a response from
+/// it with the same identifier. True when answered.
+pub fn dns_query(resolver: SocketAddr, id: u16, name: &str, timeout: Duration) -> io::Result<bool> {
+    let unspecified: IpAddr = match resolver {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let socket = UdpSocket::bind((unspecified, 0))?;
+    socket.send_to(&dns_query_message(id, name), resolver)?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        socket.set_read_timeout(Some(deadline - now))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let answer = &buf[..n];
+                if from == resolver
+                    && n >= 12
+                    && u16::from_be_bytes([answer[0], answer[1]]) == id
+                    && answer[2] & 0x80 != 0
+                {
+                    return Ok(true);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// First port of traceroute's UDP probes.
+pub const TRACEROUTE_PORT: u16 = 33_434;
+
+/// What a traceroute found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceReport {
+    pub sent: usize,
+    /// The address that answered at each TTL (1, 2, ...), `None` where nobody did.
+    pub hops: Vec<Option<Ipv4Addr>>,
+    /// The destination answered (port unreachable): the trace is complete.
+    pub reached: bool,
+}
+
+/// A classic UDP traceroute, as `traceroute` does by default: `probes_per_hop` datagrams per TTL
+/// from 1 up to `max_hops`, to ports 33434, 33435, ... of `dst` from one ephemeral port, each
+/// waiting up to `wait` for the ICMP time exceeded (a router) or port unreachable (the
+/// destination) quoting it; stops at the destination, or when `budget` runs out.
+pub fn traceroute(
+    dst: Ipv4Addr,
+    max_hops: u8,
+    probes_per_hop: u8,
+    wait: Duration,
+    budget: Duration,
+) -> io::Result<TraceReport> {
+    let deadline = Instant::now() + budget;
+    let icmp = raw_socket(libc::IPPROTO_ICMP)?;
+    let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    let sport = udp.local_addr()?.port();
+    let mut report = TraceReport::default();
+    let mut port = TRACEROUTE_PORT;
+    let mut buf = [0u8; 1500];
+    'hops: for ttl in 1..=max_hops {
+        udp.set_ttl(u32::from(ttl))?;
+        let mut hop = None;
+        for _ in 0..probes_per_hop {
+            if Instant::now() >= deadline {
+                report.hops.push(hop);
+                break 'hops;
+            }
+            udp.send_to(b"scanwatch-trace", (dst, port))?;
+            report.sent += 1;
+            let wait_until = (Instant::now() + wait).min(deadline);
+            loop {
+                let now = Instant::now();
+                if now >= wait_until {
+                    break;
+                }
+                set_recv_timeout(&icmp, wait_until - now)?;
+                // SAFETY: buf is valid for writes of its length.
+                let n =
+                    unsafe { libc::recv(icmp.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                if let Some((kind, from)) = icmp_error_for(&buf[..n as usize], dst, sport, port) {
+                    hop = Some(from);
+                    report.reached |= kind == IcmpError::PortUnreachable && from == dst;
+                    break;
+                }
+            }
+            port = port.wrapping_add(1);
+        }
+        report.hops.push(hop);
+        if report.reached {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// The ICMP errors a traceroute tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Type 11: a router on the way.
+    TimeExceeded,
+    /// Type 3, code 3: the destination's closed port.
+    PortUnreachable,
+    /// Any other type 3.
+    OtherUnreachable,
+}
+
+/// The kind and sender of an IPv4 ICMP error (as a raw ICMP socket delivers it, IP header
+/// first) if it quotes our UDP datagram from `sport` to `dst`:`dport`.
+pub fn icmp_error_for(
+    packet: &[u8],
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+) -> Option<(IcmpError, Ipv4Addr)> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let from = Ipv4Addr::new(
+        *packet.get(12)?,
+        *packet.get(13)?,
+        *packet.get(14)?,
+        *packet.get(15)?,
+    );
+    let icmp = packet.get(ihl..)?;
+    let kind = match (icmp.first()?, icmp.get(1)?) {
+        (11, _) => IcmpError::TimeExceeded,
+        (3, 3) => IcmpError::PortUnreachable,
+        (3, _) => IcmpError::OtherUnreachable,
+        _ => return None,
+    };
+    let quoted = icmp.get(8..)?;
+    let quoted_ihl = usize::from(quoted.first()? & 0x0f) * 4;
+    let quoted_dst = Ipv4Addr::new(
+        *quoted.get(16)?,
+        *quoted.get(17)?,
+        *quoted.get(18)?,
+        *quoted.get(19)?,
+    );
+    let udp = quoted.get(quoted_ihl..quoted_ihl + 4)?;
+    let matches = *quoted.get(9)? == libc::IPPROTO_UDP as u8
+        && quoted_dst == dst
+        && u16::from_be_bytes([udp[0], udp[1]]) == sport
+        && u16::from_be_bytes([udp[2], udp[3]]) == dport;
+    matches.then_some((kind, from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +524,47 @@ mod tests {
         pseudo[9] = 6;
         pseudo[11] = 20;
         assert_eq!(checksum(&[&pseudo, &h]), 0);
+    }
+
+    #[test]
+    fn dns_query_message_encodes_labels_and_question() {
+        let m = dns_query_message(0xbeef, "www.example.test");
+        assert_eq!(&m[..4], &[0xbe, 0xef, 0x01, 0x00]);
+        assert_eq!(&m[12..17], b"\x03www\x07");
+        assert_eq!(&m[m.len() - 5..], &[0, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn icmp_error_parser_matches_only_our_datagram() {
+        let dst = Ipv4Addr::new(10, 9, 3, 2);
+        // Outer IPv4 header from 10.9.0.5, ICMP time exceeded, quoting IPv4 + UDP 40000 -> 33434.
+        let mut p = vec![
+            0x45u8, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0, 10, 9, 0, 5, 10, 9, 0, 1,
+        ];
+        p.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(&[
+            0x45, 0, 0, 28, 0, 0, 0, 0, 1, 17, 0, 0, 10, 9, 0, 1, 10, 9, 3, 2,
+        ]);
+        p.extend_from_slice(&[0x9c, 0x40, 0x82, 0x9a, 0, 8, 0, 0]);
+        let hop = Ipv4Addr::new(10, 9, 0, 5);
+        assert_eq!(
+            icmp_error_for(&p, dst, 40_000, TRACEROUTE_PORT),
+            Some((IcmpError::TimeExceeded, hop))
+        );
+        assert_eq!(icmp_error_for(&p, dst, 40_001, TRACEROUTE_PORT), None);
+        assert_eq!(icmp_error_for(&p, dst, 40_000, TRACEROUTE_PORT + 1), None);
+        p[20] = 3;
+        p[21] = 3;
+        assert_eq!(
+            icmp_error_for(&p, dst, 40_000, TRACEROUTE_PORT),
+            Some((IcmpError::PortUnreachable, hop))
+        );
+        p[20] = 0;
+        assert_eq!(
+            icmp_error_for(&p, dst, 40_000, TRACEROUTE_PORT),
+            None,
+            "an echo reply is no error"
+        );
     }
 
     #[test]
