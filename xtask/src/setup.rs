@@ -1,9 +1,9 @@
 //! `cargo xtask setup`: makes sure the tools that build the eBPF object are installed.
 //!
-//! `scanwatch/build.rs` builds `scanwatch-ebpf` for `bpfel-unknown-none` with aya-build, which
-//! runs `rustup run nightly cargo build -Z build-std=core` and links with `bpf-linker`. So we
-//! need rustup, the `nightly` toolchain with its `rust-src` component, and `bpf-linker` at
-//! exactly [`BPF_LINKER_VERSION`].
+//! `scanwatch/build.rs` builds `scanwatch-ebpf` for `bpfel-unknown-none` with
+//! `rustup run nightly cargo build -Z build-std=core`, linked by `bpf-linker`. So we need
+//! rustup, the `nightly` toolchain with its `rust-src` component, and `bpf-linker` at exactly
+//! [`BPF_LINKER_VERSION`].
 
 use std::process::Command;
 
@@ -15,7 +15,7 @@ use crate::cmd;
 /// need a system LLVM (`llvm-config` for LLVM 22) that most machines do not have.
 pub const BPF_LINKER_VERSION: &str = "0.10.4";
 
-/// The toolchain aya-build compiles the eBPF crate with (`aya_build::Toolchain::default()`).
+/// The toolchain `scanwatch/build.rs` compiles the eBPF crate with.
 const NIGHTLY: &str = "nightly";
 
 /// Checks for, and installs if missing, everything the eBPF build needs.
