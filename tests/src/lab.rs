@@ -324,6 +324,28 @@ impl Netns {
         cmd
     }
 
+    /// Runs nmap with `args` in this namespace, killed after `limit`; fails the test unless
+    /// nmap succeeds.
+    pub fn nmap(&self, args: &[&str], limit: Duration) -> Output {
+        let started = Instant::now();
+        let out = self
+            .command("timeout")
+            .args(["-k", "2", &limit.as_secs().to_string(), "nmap"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running nmap");
+        assert!(
+            out.status.success(),
+            "nmap {args:?} failed ({}) after {:?}:\n{}\n{}",
+            describe(out.status),
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Runs `args[0] args[1..]` inside the namespace to completion; its stdout.
     pub fn exec(&self, args: &[&str]) -> Result<String> {
         let (program, rest) = args.split_first().context("exec needs a program")?;

@@ -203,24 +203,7 @@ fn ipv6_connect_scan_raises_port_scan_naming_the_source_prefix() {
 /// Runs nmap with `args` in the attacker namespace, killed after [`NMAP_TIMEOUT`]; fails the
 /// test unless nmap succeeds.
 fn nmap(lab: &Lab, args: &[&str]) -> Output {
-    let started = Instant::now();
-    let out = lab
-        .attacker
-        .command("timeout")
-        .args(["-k", "2", &NMAP_TIMEOUT.as_secs().to_string(), "nmap"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running nmap");
-    assert!(
-        out.status.success(),
-        "nmap {args:?} failed ({}) after {:?}:\n{}\n{}",
-        describe(out.status),
-        started.elapsed(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    lab.attacker.nmap(args, NMAP_TIMEOUT)
 }
 
 /// nmap `technique` against ports `ports` of the target raises `kind` counting `probe_class`.

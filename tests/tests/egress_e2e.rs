@@ -19,14 +19,14 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    process::{Output, Stdio},
+    process::Output,
     thread,
     time::{Duration, Instant},
 };
 
 use scanwatch_tests::{
     lab::{
-        Daemon, Lab, Netns, Service, Veth, alert_is, describe, http_get, in_netns, metric_sample,
+        Daemon, Lab, Netns, Service, Veth, alert_is, http_get, in_netns, metric_sample,
         service_body, spawn_in_netns, tool_or_skip,
     },
     require_root,
@@ -437,28 +437,10 @@ fn monitoring_loop_over_fifty_services_raises_no_alert() {
     );
 }
 
-/// Runs nmap with `args` in the target namespace (the monitored host), killed after
-/// [`NMAP_TIMEOUT`]; fails the test unless nmap succeeds.
+/// Runs nmap with `args` in the target namespace, killed after [`NMAP_TIMEOUT`]; fails the
+/// test unless nmap succeeds.
 fn nmap_from_host(hood: &Hood, args: &[&str]) -> Output {
-    let started = Instant::now();
-    let out = hood
-        .lab
-        .target
-        .command("timeout")
-        .args(["-k", "2", &NMAP_TIMEOUT.as_secs().to_string(), "nmap"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running nmap");
-    assert!(
-        out.status.success(),
-        "nmap {args:?} failed ({}) after {:?}:\n{}\n{}",
-        describe(out.status),
-        started.elapsed(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    hood.lab.target.nmap(args, NMAP_TIMEOUT)
 }
 
 #[test]
