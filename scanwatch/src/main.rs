@@ -36,6 +36,7 @@ enum Command {
     /// Alerts go to stdout (or --alert-log) as JSON Lines; metrics are served at
     /// http://127.0.0.1:9977/metrics. SIGHUP reloads the configuration file and reopens the
     /// alert log. Flags override the configuration file.
+    #[command(after_long_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Validate a configuration file and print the effective configuration.
     CheckConfig {
@@ -77,6 +78,23 @@ enum Command {
         json: bool,
     },
 }
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  scanwatch run -i eth0                         watch eth0, alert only
+  scanwatch run -i eth0 --alert-log /var/log/scanwatch.jsonl --config /etc/scanwatch.toml
+  scanwatch run -i eth0 --mode drop --dry-run   show what drop mode would block
+  scanwatch run -i eth0 --mode drop             block scanners for block_ttl (1h, doubling)
+
+Signals:
+  SIGINT, SIGTERM   detach from every interface, flush alerts, exit 0
+  SIGHUP            reload the configuration file and block lists, reopen the alert log
+
+Files:
+  /sys/fs/bpf/scanwatch/   pinned block maps (kept across restarts; --reset-state clears them)
+  /run/scanwatch/status.json   the running agent's status, read by `scanwatch status`
+
+Exit status: 0 after a clean stop, 1 on an error (the message says what to do next).";
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
