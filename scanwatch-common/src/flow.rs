@@ -36,7 +36,9 @@ pub struct FlowState {
     pub last_seen_ns: u64,
     /// Outbound openers seen.
     pub packets: u32,
-    pub reserved: u32,
+    /// 1 once a SYN-ACK answered the flow: a later RST closes a connection that was made, it
+    /// is not a failed attempt. Reset by each new opener.
+    pub answered: u32,
 }
 
 /// Default flow lifetime: 120 s. A DNS answer comes within seconds; a refused or answered TCP

@@ -59,25 +59,26 @@ pub fn record_outbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u
         let state = unsafe { &mut *state };
         state.last_seen_ns = now;
         state.packets = state.packets.wrapping_add(1);
+        state.answered = 0;
         return;
     }
     let state = FlowState {
         last_seen_ns: now,
         packets: 1,
-        reserved: 0,
+        answered: 0,
     };
     if FLOWS.insert(k, state, 0).is_ok() {
         count(Counter::FlowsRecorded);
     }
 }
 
+/// The recorded flow `k`, if it is still within its lifetime.
 #[inline(always)]
-fn live(k: &FlowKey, config: &KernelConfig, now: u64) -> bool {
-    match FLOWS.get_ptr(k) {
-        // SAFETY: pointer into the map value, valid for this run.
-        Some(state) => now.wrapping_sub(unsafe { (*state).last_seen_ns }) < config.flow_timeout(),
-        None => false,
-    }
+fn live(k: &FlowKey, config: &KernelConfig, now: u64) -> Option<&'static mut FlowState> {
+    let state = FLOWS.get_ptr_mut(k)?;
+    // SAFETY: pointer into the map value, valid for this run.
+    let state = unsafe { &mut *state };
+    (now.wrapping_sub(state.last_seen_ns) < config.flow_timeout()).then_some(state)
 }
 
 /// True when an ingress packet from `src` to `dst` (local) answers one of our recorded flows.
@@ -89,6 +90,18 @@ pub fn is_reply(
     config: &KernelConfig,
     now: u64,
 ) -> bool {
+    reply_flow(packet, src, dst, config, now).is_some()
+}
+
+/// The recorded flow an ingress packet from `src` to `dst` (local) answers, if any.
+#[inline(always)]
+pub fn reply_flow(
+    packet: &Packet,
+    src: &SourceKey,
+    dst: &SourceKey,
+    config: &KernelConfig,
+    now: u64,
+) -> Option<&'static mut FlowState> {
     // ICMP echo replies carry the identifier where TCP/UDP carry the source port.
     let k = key(
         packet.proto,
@@ -108,5 +121,5 @@ pub fn is_reply(
 #[inline(always)]
 pub fn quotes_our_flow(q: &Quoted, config: &KernelConfig, now: u64) -> bool {
     let k = key(q.proto, q.src, q.dst, q.src_port, q.dst_port);
-    live(&k, config, now)
+    live(&k, config, now).is_some()
 }

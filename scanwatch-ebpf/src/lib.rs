@@ -105,9 +105,15 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                 return;
             }
             let now = track::now(config);
-            if flows::is_reply(packet, &src, &dst, config, now) {
+            if let Some(flow) = flows::reply_flow(packet, &src, &dst, config, now) {
                 stats::count(Counter::RepliesTcp);
-                if rst && config.flags & FLAG_NO_EGRESS == 0 {
+                if syn_ack {
+                    flow.answered = 1;
+                    return;
+                }
+                // A RST to a SYN that was never answered is a failed attempt (Zeek's notion);
+                // after a SYN-ACK it only closes a connection that was made.
+                if flow.answered == 0 && config.flags & FLAG_NO_EGRESS == 0 {
                     let failure = egress::Failure {
                         local: dst,
                         remote: src,

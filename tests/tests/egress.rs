@@ -412,3 +412,45 @@ fn established_egress_traffic_records_nothing() {
     assert_eq!(h.counter(Counter::EgressPackets).unwrap(), 100);
     assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 0);
 }
+
+#[test]
+fn reset_of_an_answered_connection_is_not_a_failure() {
+    let mut h = load(&config());
+    // A crawler: 30 servers each accept (SYN-ACK), then reset the connection at its end.
+    for i in 1..=30u8 {
+        let server = Ipv4Addr::new(203, 0, 113, i);
+        let port = 43_000 + u16::from(i);
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, server).syn(443).src_port(port),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(server, LOCAL)
+                .src_port(443)
+                .tcp(port, SYN | ACK),
+        );
+        ingress(
+            &mut h,
+            &PacketBuilder::new(server, LOCAL)
+                .src_port(443)
+                .tcp(port, RST | ACK),
+        );
+    }
+    assert_eq!(h.counter(Counter::RepliesTcp).unwrap(), 60);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    assert!(h.events().is_empty());
+    // A new SYN on the same tuple is a new attempt: refused, it is a failure again.
+    let server = Ipv4Addr::new(203, 0, 113, 1);
+    egress(
+        &mut h,
+        &PacketBuilder::new(LOCAL, server).syn(443).src_port(43_001),
+    );
+    ingress(
+        &mut h,
+        &PacketBuilder::new(server, LOCAL)
+            .src_port(443)
+            .tcp(43_001, RST | ACK),
+    );
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+}
