@@ -77,12 +77,17 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         return;
     }
     let key = source_key(&src, packet.ipv6, config);
-    let now = now(config);
-    let Some(state) = lookup_or_admit(&key, config, now) else {
+    let Some(state) = lookup_or_admit(&key, config) else {
         return;
     };
     // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
     let state = unsafe { &mut *state };
+    // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it.
+    let now = now(config);
+    if state.first_seen_ns == 0 {
+        state.first_seen_ns = now;
+        state.window_start_ns = now;
+    }
     let origin = Origin {
         // SAFETY: reading a field of the context the kernel passed in.
         ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
@@ -103,7 +108,7 @@ pub struct Origin {
 
 /// The tracker entry for `key`, creating it if the admission filter lets the source in.
 #[inline(always)]
-fn lookup_or_admit(key: &SourceKey, config: &KernelConfig, now: u64) -> Option<*mut SourceState> {
+fn lookup_or_admit(key: &SourceKey, config: &KernelConfig) -> Option<*mut SourceState> {
     if let Some(state) = TRACKER.get_ptr_mut(key) {
         return Some(state);
     }
@@ -122,17 +127,11 @@ fn lookup_or_admit(key: &SourceKey, config: &KernelConfig, now: u64) -> Option<*
     {
         count(Counter::TrackerInserts);
     }
-    let Some(state) = TRACKER.get_ptr_mut(key) else {
+    let state = TRACKER.get_ptr_mut(key);
+    if state.is_none() {
         count(Counter::TrackerUpdateFailures);
-        return None;
-    };
-    // SAFETY: as in `record`.
-    let s = unsafe { &mut *state };
-    if s.first_seen_ns == 0 {
-        s.first_seen_ns = now;
-        s.window_start_ns = now;
     }
-    Some(state)
+    state
 }
 
 /// Admission filter: true on a source's second probe, see the module docs.
