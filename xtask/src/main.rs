@@ -101,6 +101,7 @@ fn run(args: &[OsString]) -> Result<ExitCode> {
 /// Runs the data-path benchmark (`tests/src/bin/xdp_bench.rs`) in release mode.
 fn bench(args: &[OsString]) -> Result<ExitCode> {
     cmd::require_root("bench", "the benchmark loads BPF programs (CAP_BPF)")?;
+    setup::setup()?;
     run_tests_bin("xdp_bench", &["--release"], args)
 }
 
@@ -116,9 +117,8 @@ fn demo() -> Result<ExitCode> {
     run_tests_bin("demo", &[], &[])
 }
 
-/// Setup, then `cargo run` of a binary of the tests package; its exit code is ours.
+/// `cargo run` of a binary of the tests package (after setup); its exit code is ours.
 fn run_tests_bin(bin: &str, cargo_args: &[&str], args: &[OsString]) -> Result<ExitCode> {
-    setup::setup()?;
     let mut command = cmd::cargo();
     command
         .args(["run"])
