@@ -123,6 +123,27 @@ fn total(metrics: &str, name: &str) -> u64 {
     metric_sum(metrics, name).map_or(0, |v| v as u64)
 }
 
+/// Waits until the daemon counts a finding not blocked for `reason`, and checks that nothing was
+/// dropped; returns the metrics text.
+fn refused_and_nothing_dropped(daemon: &Daemon, reason: &str) -> String {
+    let series = format!("scanwatch_blocks_refused_total{{reason=\"{reason}\"}}");
+    let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
+        sample(m, &series) >= 1 && sample(m, "scanwatch_verdicts_total{verdict=\"pass\"}") > 0
+    });
+    assert!(
+        sample(&metrics, &series) >= 1,
+        "the {reason} refusal is counted:\n{}",
+        enforcement(&metrics)
+    );
+    assert_eq!(
+        total(&metrics, "scanwatch_dropped_packets_total"),
+        0,
+        "nothing was dropped ({reason}):\n{}",
+        enforcement(&metrics)
+    );
+    metrics
+}
+
 /// The enforcement lines of the metrics text, for failure messages.
 fn enforcement(metrics: &str) -> String {
     metrics
@@ -412,24 +433,7 @@ fn never_block_scanner_is_alerted_but_not_dropped() {
         "a never_block source is never dropped"
     );
 
-    let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
-        sample(m, "scanwatch_blocks_refused_total{reason=\"never_block\"}") >= 1
-            && sample(m, "scanwatch_verdicts_total{verdict=\"pass\"}") > 0
-    });
-    assert!(
-        sample(
-            &metrics,
-            "scanwatch_blocks_refused_total{reason=\"never_block\"}"
-        ) >= 1,
-        "the refusal is counted:\n{}",
-        enforcement(&metrics)
-    );
-    assert_eq!(
-        total(&metrics, "scanwatch_dropped_packets_total"),
-        0,
-        "nothing was dropped:\n{}",
-        enforcement(&metrics)
-    );
+    let metrics = refused_and_nothing_dropped(&daemon, "never_block");
     assert_eq!(
         sample(&metrics, "scanwatch_blocked_sources{map=\"detection\"}"),
         0
@@ -712,24 +716,7 @@ fn dry_run_reports_would_block_and_drops_nothing() {
         connects(lab.attacker.name(), addr),
         "a dry run never drops the scanner"
     );
-    let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
-        sample(m, "scanwatch_blocks_refused_total{reason=\"dry_run\"}") >= 1
-            && sample(m, "scanwatch_verdicts_total{verdict=\"pass\"}") > 0
-    });
-    assert!(
-        sample(
-            &metrics,
-            "scanwatch_blocks_refused_total{reason=\"dry_run\"}"
-        ) >= 1,
-        "the would-be block is counted:\n{}",
-        enforcement(&metrics)
-    );
-    assert_eq!(
-        total(&metrics, "scanwatch_dropped_packets_total"),
-        0,
-        "a dry run drops nothing:\n{}",
-        enforcement(&metrics)
-    );
+    let metrics = refused_and_nothing_dropped(&daemon, "dry_run");
     assert_eq!(
         total(&metrics, "scanwatch_blocks_added_total"),
         0,

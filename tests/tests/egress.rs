@@ -64,6 +64,16 @@ fn ingress(h: &mut Harness, p: &PacketBuilder) {
     assert_eq!(h.run(&p.build()).expect("ingress run"), XDP_PASS);
 }
 
+/// A DNS-style query from this host's `port` to the resolver's port 53.
+fn dns_query(port: u16) -> PacketBuilder {
+    PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(port)
+}
+
+/// The resolver's answer from port 53 to this host's `port`.
+fn dns_answer(port: u16) -> PacketBuilder {
+    PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(port)
+}
+
 fn key(ip: Ipv4Addr) -> SourceKey {
     SourceKey::from_ipv4(ip.octets())
 }
@@ -73,18 +83,8 @@ fn answer_to_recorded_dns_query_is_a_reply() {
     let mut h = load(&config());
     // 50 queries from 50 local ports, each answered from port 53.
     for i in 0..50u16 {
-        egress(
-            &mut h,
-            &PacketBuilder::new(LOCAL, REMOTE)
-                .udp(53)
-                .src_port(30_000 + i),
-        );
-        ingress(
-            &mut h,
-            &PacketBuilder::new(REMOTE, LOCAL)
-                .src_port(53)
-                .udp(30_000 + i),
-        );
+        egress(&mut h, &dns_query(30_000 + i));
+        ingress(&mut h, &dns_answer(30_000 + i));
     }
     assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 50);
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 50);
@@ -99,12 +99,7 @@ fn answer_to_recorded_dns_query_is_a_reply() {
 fn same_answers_without_queries_are_probes() {
     let mut h = load(&config());
     for i in 0..50u16 {
-        ingress(
-            &mut h,
-            &PacketBuilder::new(REMOTE, LOCAL)
-                .src_port(53)
-                .udp(30_000 + i),
-        );
+        ingress(&mut h, &dns_answer(30_000 + i));
     }
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 0);
     let state = h
@@ -124,15 +119,9 @@ fn same_answers_without_queries_are_probes() {
 #[test]
 fn reply_must_match_ports_and_addresses() {
     let mut h = load(&config());
-    egress(
-        &mut h,
-        &PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(30_000),
-    );
+    egress(&mut h, &dns_query(30_000));
     // Wrong local port, wrong remote port, wrong remote address: probes.
-    ingress(
-        &mut h,
-        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(30_001),
-    );
+    ingress(&mut h, &dns_answer(30_001));
     ingress(
         &mut h,
         &PacketBuilder::new(REMOTE, LOCAL).src_port(54).udp(30_000),
@@ -205,24 +194,13 @@ fn full_flow_map_forgets_oldest_flows_whose_replies_then_count() {
     let mut h = Harness::load_sized(Object::Product, &[(maps::FLOWS, 64)]).expect("load");
     h.set_config(&config()).unwrap();
     for i in 0..1000u16 {
-        egress(
-            &mut h,
-            &PacketBuilder::new(LOCAL, REMOTE)
-                .udp(53)
-                .src_port(20_000 + i),
-        );
+        egress(&mut h, &dns_query(20_000 + i));
     }
     // The newest query's answer is a reply; the oldest one's flow was evicted, so its answer
     // counts as a probe (one port: far below any threshold).
-    ingress(
-        &mut h,
-        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(20_999),
-    );
+    ingress(&mut h, &dns_answer(20_999));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
-    ingress(
-        &mut h,
-        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(20_000),
-    );
+    ingress(&mut h, &dns_answer(20_000));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
     let state = h
         .tracked(&key(REMOTE))
@@ -237,23 +215,14 @@ fn expired_flow_no_longer_matches() {
     let mut c = config();
     c.flow_timeout_ns = 10 * SECOND;
     let mut h = load(&c);
-    egress(
-        &mut h,
-        &PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(30_000),
-    );
+    egress(&mut h, &dns_query(30_000));
     c.clock_override_ns = T0 + 9 * SECOND;
     h.set_config(&c).unwrap();
-    ingress(
-        &mut h,
-        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(30_000),
-    );
+    ingress(&mut h, &dns_answer(30_000));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
     c.clock_override_ns = T0 + 11 * SECOND;
     h.set_config(&c).unwrap();
-    ingress(
-        &mut h,
-        &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(30_000),
-    );
+    ingress(&mut h, &dns_answer(30_000));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
     assert!(h.tracked(&key(REMOTE)).unwrap().is_some());
 }
@@ -383,14 +352,8 @@ fn egress_switch_off_keeps_reply_recognition() {
                 .src_port(port)
                 .tcp(41_000, RST),
         );
-        egress(
-            &mut h,
-            &PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(port),
-        );
-        ingress(
-            &mut h,
-            &PacketBuilder::new(REMOTE, LOCAL).src_port(53).udp(port),
-        );
+        egress(&mut h, &dns_query(port));
+        ingress(&mut h, &dns_answer(port));
     }
     assert_eq!(h.counter(Counter::RepliesTcp).unwrap(), 30);
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 30);
