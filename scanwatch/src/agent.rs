@@ -428,26 +428,24 @@ fn sweep(ebpf: &mut Ebpf, metrics: &Metrics, cidr: bool) {
     let now = Clock::monotonic_ns();
     match blocks_map(ebpf) {
         Ok(mut blocks) => {
-            let n = enforce::sweep_blocks(&mut blocks, now);
-            metrics.blocks_expired.inc_by(n as u64);
-            let left = blocks.keys().flatten().count();
+            let swept = enforce::sweep_blocks(&mut blocks, now);
+            metrics.blocks_expired.inc_by(swept.removed as u64);
             metrics
                 .blocked_sources
                 .with_label_values(&["detection"])
-                .set(left as i64);
+                .set(swept.left as i64);
         }
         Err(e) => warn!("sweeping blocks: {e:#}"),
     }
     if cidr {
         match blocklist_map(ebpf) {
             Ok(mut trie) => {
-                let n = enforce::sweep_blocklist(&mut trie, now);
-                metrics.blocks_expired.inc_by(n as u64);
-                let left = trie.keys().flatten().count();
+                let swept = enforce::sweep_blocklist(&mut trie, now);
+                metrics.blocks_expired.inc_by(swept.removed as u64);
                 metrics
                     .blocked_sources
                     .with_label_values(&["cidr"])
-                    .set(left as i64);
+                    .set(swept.left as i64);
             }
             Err(e) => warn!("sweeping CIDR blocks: {e:#}"),
         }

@@ -195,32 +195,50 @@ impl Enforcer {
     }
 }
 
-/// Removes expired entries from the detection-block hash; returns how many.
+/// What one sweep of a block map did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub removed: usize,
+    /// Entries left in the map.
+    pub left: usize,
+}
+
+/// Removes expired blocks among `entries` (one walk of a block map) with `remove`; counts
+/// what was removed and what is left, so the caller need not walk the map again.
+fn sweep<K>(
+    entries: impl Iterator<Item = (K, BlockEntry)>,
+    now_ns: u64,
+    mut remove: impl FnMut(&K) -> bool,
+) -> Swept {
+    let mut total = 0;
+    let expired: Vec<K> = entries
+        .inspect(|_| total += 1)
+        .filter(|(_, e)| e.expired(now_ns))
+        .map(|(k, _)| k)
+        .collect();
+    let removed = expired.iter().filter(|k| remove(k)).count();
+    Swept {
+        removed,
+        left: total - removed,
+    }
+}
+
+/// Removes expired entries from the detection-block hash.
 pub fn sweep_blocks(
     blocks: &mut HashMap<&mut MapData, SourceKey, BlockEntry>,
     now_ns: u64,
-) -> usize {
-    let expired: Vec<SourceKey> = blocks
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(_, e)| e.expired(now_ns))
-        .map(|(k, _)| k)
-        .collect();
-    expired.iter().filter(|k| blocks.remove(k).is_ok()).count()
+) -> Swept {
+    let entries: Vec<_> = blocks.iter().filter_map(Result::ok).collect();
+    sweep(entries.into_iter(), now_ns, |k| blocks.remove(k).is_ok())
 }
 
-/// Removes expired (manual, TTL'd) entries from the CIDR trie; returns how many.
+/// Removes expired (manual, TTL'd) entries from the CIDR trie.
 pub fn sweep_blocklist(
     trie: &mut LpmTrie<&mut MapData, [u8; 16], BlockEntry>,
     now_ns: u64,
-) -> usize {
-    let expired: Vec<Key<[u8; 16]>> = trie
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(_, e)| e.expired(now_ns))
-        .map(|(k, _)| k)
-        .collect();
-    expired.iter().filter(|k| trie.remove(k).is_ok()).count()
+) -> Swept {
+    let entries: Vec<_> = trie.iter().filter_map(Result::ok).collect();
+    sweep(entries.into_iter(), now_ns, |k| trie.remove(k).is_ok())
 }
 
 /// One bad line of a block-list file.
@@ -503,6 +521,41 @@ mod tests {
             let net: IpNet = s.parse().unwrap();
             assert_eq!(lpm_network(&lpm_key(&net)), net);
         }
+    }
+
+    fn entry(expires_ns: u64) -> BlockEntry {
+        BlockEntry {
+            added_ns: 1,
+            expires_ns,
+            packets: 0,
+            bytes: 0,
+            reason: 0,
+            offenses: 1,
+            note: [0; BLOCK_NOTE_LEN],
+        }
+    }
+
+    #[test]
+    fn sweep_removes_expired_and_counts_what_is_left() {
+        let entries = vec![
+            (1, entry(50)),
+            (2, entry(0)),
+            (3, entry(200)),
+            (4, entry(100)),
+        ];
+        let mut removed = Vec::new();
+        let swept = sweep(entries.into_iter(), 100, |k| {
+            removed.push(*k);
+            true
+        });
+        assert_eq!(removed, [1, 4]);
+        assert_eq!(
+            swept,
+            Swept {
+                removed: 2,
+                left: 2
+            }
+        );
     }
 
     #[test]
