@@ -81,7 +81,7 @@ mod tests {
             source: source.into(),
             kind: "port_scan",
             technique: "T1046",
-            direction: "ingress",
+            direction: crate::detect::Direction::Ingress,
             distinct_ports: 20,
             distinct_hosts: 1,
             packets: 21,
@@ -91,7 +91,7 @@ mod tests {
             first_seen: "2026-01-01T00:00:00.000Z".into(),
             last_seen: "2026-01-01T00:00:00.000Z".into(),
             interface: "eth0".into(),
-            action: "alert",
+            action: crate::detect::Action::Alert,
             block_ttl_seconds: None,
             not_blocked: None,
         }

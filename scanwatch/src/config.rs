@@ -2,7 +2,7 @@
 //! validated once at load. Defaults are documented next to each field and grounded in the
 //! peers' published defaults (see `README.md`, "Detection defaults").
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use scanwatch_common::{
@@ -13,7 +13,9 @@ use scanwatch_common::{
     maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
     state::SourceState,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::net::parse_cidr;
 
 /// Default Prometheus endpoint: loopback only, port 9977.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9977";
@@ -89,14 +91,33 @@ impl Sensitivity {
 }
 
 /// What the agent does with findings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Serialize,
+    clap::ValueEnum,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Mode {
     /// Alert only (the default): no packet is ever dropped.
     #[default]
     Monitor,
     /// Also block scanners (and block-list CIDRs) at XDP, for a TTL.
     Drop,
+}
+
+impl Mode {
+    /// As written in the configuration and the status file.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Per-kind threshold overrides; 0 disables a kind.
@@ -121,6 +142,25 @@ impl Thresholds {
             DetectionKind::UdpScan => self.udp_scan,
             DetectionKind::FragmentScan => self.fragment_scan,
         }
+    }
+}
+
+/// A threshold per detection kind, in distinct items (probes for fragment_scan); 0 disables
+/// the kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KindThresholds([u32; DETECTION_KINDS]);
+
+impl KindThresholds {
+    pub fn get(&self, kind: DetectionKind) -> u32 {
+        self.0[kind as usize]
+    }
+}
+
+impl std::fmt::Debug for KindThresholds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(DetectionKind::ALL.iter().map(|k| (k.name(), self.get(*k))))
+            .finish()
     }
 }
 
@@ -193,12 +233,12 @@ pub struct Config {
     /// Alerts written per second at most; the rest are counted and dropped. Default 50.
     pub max_alerts_per_second: u32,
     /// Threshold per kind (distinct ports/hosts, or probes); 0 disables.
-    pub thresholds: BTreeMap<&'static str, u32>,
+    pub thresholds: KindThresholds,
     /// Egress detection (scans this host sends). Default on. Reply recognition (the TC egress
     /// program recording the host's own flows) is always on.
     pub egress: bool,
     /// Egress threshold per kind; 0 disables. See `Sensitivity::egress_thresholds`.
-    pub egress_thresholds: BTreeMap<&'static str, u32>,
+    pub egress_thresholds: KindThresholds,
     /// How long a recorded outbound flow matches replies. Default 120 s.
     pub flow_timeout: Duration,
     /// `monitor` (default) or `drop`.
@@ -387,15 +427,12 @@ impl Config {
 
     /// The threshold of `kind` in distinct items (or probes).
     pub fn threshold(&self, kind: DetectionKind) -> u32 {
-        self.thresholds.get(kind.name()).copied().unwrap_or(0)
+        self.thresholds.get(kind)
     }
 
     /// The egress threshold of `kind`.
     pub fn egress_threshold(&self, kind: DetectionKind) -> u32 {
-        self.egress_thresholds
-            .get(kind.name())
-            .copied()
-            .unwrap_or(0)
+        self.egress_thresholds.get(kind)
     }
 
     /// The kernel's view of this configuration: thresholds converted into estimator bits.
@@ -437,8 +474,8 @@ fn merge_thresholds(
     key: &'static str,
     preset: [u32; DETECTION_KINDS],
     overrides: Option<&Thresholds>,
-) -> Result<BTreeMap<&'static str, u32>, ConfigError> {
-    let mut out = BTreeMap::new();
+) -> Result<KindThresholds, ConfigError> {
+    let mut out = KindThresholds([0; DETECTION_KINDS]);
     for kind in DetectionKind::ALL {
         let value = overrides
             .and_then(|o| o.get(kind))
@@ -449,7 +486,7 @@ fn merge_thresholds(
                 format!("{} = {value} is above 65535", kind.name()),
             ));
         }
-        out.insert(kind.name(), value);
+        out.0[kind as usize] = value;
     }
     Ok(out)
 }
@@ -468,19 +505,6 @@ fn parse_duration(
 
 fn invalid(key: &'static str, reason: String) -> ConfigError {
     ConfigError::Invalid { key, reason }
-}
-
-/// Parses `a.b.c.d/n`, `x::/n`, or a bare address (a host route).
-pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net.trunc());
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| {
-            format!("`{text}` is not an address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)")
-        })
 }
 
 #[cfg(test)]
@@ -608,16 +632,5 @@ mod tests {
             parse("[thresholds]\nport_scna = 3"),
             Err(ConfigError::Parse { .. })
         ));
-    }
-
-    #[test]
-    fn cidrs_parse_and_truncate() {
-        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!(parse_cidr("192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
-        assert_eq!(
-            parse_cidr("2001:db8::1/32").unwrap().to_string(),
-            "2001:db8::/32"
-        );
-        assert!(parse_cidr("300.1.1.1").is_err());
     }
 }

@@ -4,47 +4,18 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, bail};
-use aya::maps::{HashMap, LpmTrie, Map, MapData};
 use ipnet::IpNet;
-use scanwatch_common::{
-    addr::SourceKey,
-    block::{BlockEntry, BlockReason},
-    maps,
-};
+use scanwatch_common::block::{BlockEntry, BlockReason};
 use serde::Serialize;
 
 use crate::{
-    config::parse_cidr,
-    detect::{Clock, rfc3339},
-    enforce::{self, Policy, key_network, lpm_key, lpm_network, note, note_text},
+    clock::{Clock, rfc3339},
+    config::Mode,
+    enforce::{self, Policy},
+    kernel::{BlockList, Blocks, new_block, note_text},
+    net::{HostNetwork, key_network, parse_cidr},
     pins::{AgentStatus, Instance},
 };
-
-fn open_pinned(instance: &Instance, name: &str) -> anyhow::Result<MapData> {
-    let path = instance.pin_path(name);
-    if !path.exists() {
-        bail!(
-            "no pinned {name} map at {} — is a scanwatch agent running (`scanwatch run`) with \
-             the same --instance?",
-            path.display()
-        );
-    }
-    MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))
-}
-
-fn blocks(instance: &Instance) -> anyhow::Result<HashMap<MapData, SourceKey, BlockEntry>> {
-    Ok(HashMap::try_from(Map::HashMap(open_pinned(
-        instance,
-        maps::BLOCKS,
-    )?))?)
-}
-
-fn blocklist(instance: &Instance) -> anyhow::Result<LpmTrie<MapData, [u8; 16], BlockEntry>> {
-    Ok(LpmTrie::try_from(Map::LpmTrie(open_pinned(
-        instance,
-        maps::BLOCKLIST,
-    )?))?)
-}
 
 /// `scanwatch block`: adds a manual CIDR block (permanent unless `ttl`).
 pub fn block(
@@ -55,6 +26,8 @@ pub fn block(
 ) -> anyhow::Result<()> {
     let net = parse_cidr(target).map_err(|e| anyhow::anyhow!(e))?;
     let status = AgentStatus::read_running(instance)?;
+    let host = HostNetwork::read_blocking()
+        .context("reading this host's addresses and routes (netlink)")?;
     let policy = Policy {
         drop: true,
         dry_run: false,
@@ -65,41 +38,35 @@ pub fn block(
             .iter()
             .filter_map(|s| parse_cidr(s).ok())
             .collect(),
-        own: enforce::own_addresses(),
-        gateways: enforce::default_gateways(),
+        own: host.addresses.clone(),
+        gateways: host.gateways(),
     };
     if let Some(why) = policy.protected(&net) {
-        let what = match why {
-            "loopback" => "a loopback address",
-            "own_address" => "an address of this host",
-            "gateway" => "a default gateway",
-            _ => "a never_block network",
-        };
-        bail!("refusing to block {net}: it covers {what}, which scanwatch never blocks");
+        bail!(
+            "refusing to block {net}: it covers {}, which scanwatch never blocks",
+            why.describe()
+        );
     }
-    let now = Clock::monotonic_ns();
-    let entry = BlockEntry {
-        added_ns: now,
-        expires_ns: ttl.map_or(0, |t| now + t.as_nanos() as u64),
-        packets: 0,
-        bytes: 0,
-        reason: BlockReason::Manual as u32,
-        offenses: 1,
-        note: note(reason.unwrap_or("manual")),
-    };
-    blocklist(instance)?
-        .insert(&lpm_key(&net), entry, 0)
+    let entry = new_block(
+        BlockReason::Manual,
+        Clock::monotonic_ns(),
+        ttl,
+        1,
+        reason.unwrap_or("manual"),
+    );
+    BlockList::open_pinned(instance)?
+        .insert(&net, &entry)
         .with_context(|| format!("adding {net} to the block map"))?;
     let until = ttl.map_or_else(
         || "until unblocked".to_owned(),
         |t| format!("for {}", humantime::format_duration(t)),
     );
     println!("blocked {net} {until}");
-    if status.mode != "drop" || status.dry_run {
+    if status.mode != Mode::Drop || status.dry_run {
         eprintln!(
             "warning: the agent runs in {} mode{}: the block is stored but not enforced until it \
              runs with --mode drop",
-            status.mode,
+            status.mode.name(),
             if status.dry_run { " (dry run)" } else { "" }
         );
     }
@@ -112,16 +79,14 @@ pub fn unblock(instance: &Instance, target: &str) -> anyhow::Result<()> {
     let net = parse_cidr(target).map_err(|e| anyhow::anyhow!(e))?;
     let ipv6_prefix = AgentStatus::read_running(instance)?.ipv6_prefix;
     let mut removed = Vec::new();
-    let mut trie = blocklist(instance)?;
-    if trie.remove(&lpm_key(&net)).is_ok() {
+    if BlockList::open_pinned(instance)?.remove(&net) {
         removed.push(net.to_string());
     }
-    let mut hash = blocks(instance)?;
-    let keys: Vec<SourceKey> = hash.keys().flatten().collect();
-    for key in keys {
+    let mut blocks = Blocks::open_pinned(instance)?;
+    for (key, _) in blocks.entries() {
         let key_net = key_network(&key, ipv6_prefix);
         if (key_net == net || net.contains(&key_net) || key_net.contains(&net))
-            && hash.remove(&key).is_ok()
+            && blocks.remove(&key)
         {
             removed.push(key_net.to_string());
         }
@@ -150,7 +115,7 @@ fn row(source: String, e: &BlockEntry) -> BlockRow {
     BlockRow {
         source,
         reason: BlockReason::from_index(e.reason).map_or("unknown", BlockReason::name),
-        note: note_text(&e.note),
+        note: note_text(e),
         since: rfc3339(Clock::wall(e.added_ns)),
         expires: if e.expires_ns == 0 {
             "never".to_owned()
@@ -167,13 +132,13 @@ pub fn rows(instance: &Instance, all: bool) -> anyhow::Result<(Vec<BlockRow>, us
     let ipv6_prefix = AgentStatus::read_running(instance)?.ipv6_prefix;
     let now = Clock::monotonic_ns();
     let mut out = Vec::new();
-    for (key, e) in blocks(instance)?.iter().flatten() {
+    for (key, e) in Blocks::open_pinned(instance)?.entries() {
         if !e.expired(now) {
             out.push(row(key_network(&key, ipv6_prefix).to_string(), &e));
         }
     }
     let mut hidden = 0;
-    for (key, e) in blocklist(instance)?.iter().flatten() {
+    for (net, e) in BlockList::open_pinned(instance)?.entries() {
         if e.expired(now) {
             continue;
         }
@@ -181,7 +146,7 @@ pub fn rows(instance: &Instance, all: bool) -> anyhow::Result<(Vec<BlockRow>, us
             hidden += 1;
             continue;
         }
-        out.push(row(lpm_network(&key).to_string(), &e));
+        out.push(row(net.to_string(), &e));
     }
     out.sort_by(|a, b| a.source.cmp(&b.source));
     Ok((out, hidden))
@@ -221,9 +186,9 @@ pub fn status(instance: &Instance, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let mode = if status.dry_run {
-        format!("{} (dry run)", status.mode)
+        format!("{} (dry run)", status.mode.name())
     } else {
-        status.mode.clone()
+        status.mode.name().to_owned()
     };
     println!(
         "scanwatch agent, pid {}, running since {}",

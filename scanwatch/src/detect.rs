@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -16,6 +15,53 @@ use scanwatch_common::{
     state::SourceState,
 };
 use serde::Serialize;
+
+use crate::{
+    clock::{Clock, rfc3339},
+    enforce::{Refusal, Verdict},
+    net::{format_source, format_target},
+};
+
+/// Which way a finding's probes went.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Direction {
+    /// Probes arriving at this host.
+    Ingress,
+    /// Probes this host sends (the finding's source is a local address).
+    Egress,
+}
+
+impl Direction {
+    /// The direction of a kernel event.
+    pub fn of(event: &ScanEvent) -> Self {
+        if event.direction == DIRECTION_EGRESS {
+            Self::Egress
+        } else {
+            Self::Ingress
+        }
+    }
+
+    /// The metric label and alert value.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// What was done about a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Monitor mode, or not blocked (see `not_blocked`).
+    Alert,
+    /// Blocked in drop mode.
+    Block,
+    /// Dry run: would have been blocked.
+    WouldBlock,
+}
 
 /// One finding, as written to the alert log (one JSON object per line).
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -29,7 +75,7 @@ pub struct Finding {
     pub technique: &'static str,
     /// `ingress`: probes arriving at this host; `egress`: probes this host sends (`source` is
     /// then the local address).
-    pub direction: &'static str,
+    pub direction: Direction,
     /// Distinct destination ports of the kind's probes (TCP SYN for port_scan, UDP for
     /// udp_scan, stealth probes for stealth_scan; TCP SYN otherwise), estimated.
     pub distinct_ports: u64,
@@ -48,49 +94,35 @@ pub struct Finding {
     /// The probe that crossed the threshold (RFC 3339).
     pub last_seen: String,
     pub interface: String,
-    /// `alert` (monitor mode, or not blocked), `block` (drop mode), `would_block` (dry run).
-    pub action: &'static str,
+    pub action: Action,
     /// How long the block lasts, when `action` is `block` or `would_block`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_ttl_seconds: Option<u64>,
-    /// Why a finding in drop mode was not blocked (`never_block`, `own_address`, `gateway`,
-    /// `loopback`, `full`, `error`).
+    /// Why a finding in drop mode was not blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_blocked: Option<&'static str>,
+    pub not_blocked: Option<Refusal>,
 }
 
 impl Finding {
     /// Records what enforcement did.
-    pub fn set_verdict(&mut self, verdict: &crate::enforce::Verdict) {
-        use crate::enforce::Verdict;
+    pub fn set_verdict(&mut self, verdict: &Verdict) {
         match verdict {
             Verdict::Alert => {}
             Verdict::Block { ttl, .. } | Verdict::AlreadyBlocked { ttl } => {
-                self.action = "block";
+                self.action = Action::Block;
                 self.block_ttl_seconds = Some(ttl.as_secs());
             }
             Verdict::WouldBlock { ttl } => {
-                self.action = "would_block";
+                self.action = Action::WouldBlock;
                 self.block_ttl_seconds = Some(ttl.as_secs());
             }
-            Verdict::NotBlocked(why) => self.not_blocked = Some(why),
+            Verdict::NotBlocked(why) => self.not_blocked = Some(*why),
         }
     }
 }
 
 /// Targets kept per finding.
 pub const MAX_EXAMPLES: usize = 5;
-
-/// `host:port` (or `host` when `port` is 0) of an event's target.
-pub fn format_target(addr: &[u8; 16], port: u16) -> String {
-    let key = SourceKey { addr: *addr };
-    let host = format_source(&key, 128);
-    match (port, key.is_ipv4()) {
-        (0, _) => host,
-        (p, true) => format!("{host}:{p}"),
-        (p, false) => format!("[{host}]:{p}"),
-    }
-}
 
 /// The last few targets of each (source, direction), bounded in sources too: under a storm of
 /// findings from many sources the memory stays fixed.
@@ -120,50 +152,6 @@ impl Examples {
             list.push_back(target);
         }
         list.iter().cloned().collect()
-    }
-}
-
-/// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to wall time.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock;
-
-impl Clock {
-    /// Current CLOCK_MONOTONIC in nanoseconds.
-    pub fn monotonic_ns() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: ts is a valid timespec to write into.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-
-    /// Wall-clock time of a kernel monotonic timestamp.
-    pub fn wall(kernel_ns: u64) -> SystemTime {
-        let now_mono = Self::monotonic_ns();
-        let now = SystemTime::now();
-        if kernel_ns <= now_mono {
-            now - Duration::from_nanos(now_mono - kernel_ns)
-        } else {
-            now + Duration::from_nanos(kernel_ns - now_mono)
-        }
-    }
-}
-
-/// RFC 3339 with milliseconds, UTC.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Formats a tracker key: `a.b.c.d` for IPv4, `addr/len` for IPv6 aggregated to `prefix`.
-pub fn format_source(key: &SourceKey, ipv6_prefix: u32) -> String {
-    if key.is_ipv4() {
-        Ipv4Addr::new(key.addr[12], key.addr[13], key.addr[14], key.addr[15]).to_string()
-    } else if ipv6_prefix >= 128 {
-        Ipv6Addr::from(key.addr).to_string()
-    } else {
-        format!("{}/{ipv6_prefix}", Ipv6Addr::from(key.addr))
     }
 }
 
@@ -200,14 +188,20 @@ pub fn finding(
         .filter(|(_, n)| **n > 0)
         .map(|(c, n)| (c.name(), *n))
         .collect();
-    let egress = event.direction == DIRECTION_EGRESS;
+    let direction = Direction::of(event);
     Some(Finding {
         timestamp: rfc3339(SystemTime::now()),
         // Egress sources are local addresses, tracked at full length.
-        source: format_source(&event.source, if egress { 128 } else { ipv6_prefix }),
+        source: format_source(
+            &event.source,
+            match direction {
+                Direction::Egress => 128,
+                Direction::Ingress => ipv6_prefix,
+            },
+        ),
         kind: kind.name(),
         technique: kind.technique(),
-        direction: if egress { "egress" } else { "ingress" },
+        direction,
         distinct_ports: estimated(ports_kind, &event.measures),
         distinct_hosts: estimated(hosts_kind, &event.measures),
         packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
@@ -217,7 +211,7 @@ pub fn finding(
         first_seen: rfc3339(Clock::wall(event.first_seen_ns)),
         last_seen: rfc3339(Clock::wall(event.timestamp_ns)),
         interface,
-        action: "alert",
+        action: Action::Alert,
         block_ttl_seconds: None,
         not_blocked: None,
     })
@@ -258,6 +252,8 @@ impl AlertBudget {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use scanwatch_common::{distinct::bits_for_count, event::DETECTION_KINDS};
 
     use super::*;
@@ -290,7 +286,7 @@ mod tests {
             addr: "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets(),
         };
         let f = finding(&e, "x".into(), Duration::from_secs(60), 64).unwrap();
-        assert_eq!(f.direction, "egress");
+        assert_eq!(f.direction, Direction::Egress);
         assert_eq!(f.source, "2001:db8::7");
         let mut examples = Examples::default();
         for port in 1..=8u16 {
@@ -361,14 +357,6 @@ mod tests {
         .unwrap();
         assert_eq!(f.technique, "T1595.001");
         assert!(f.distinct_hosts.abs_diff(40) <= 1, "{}", f.distinct_hosts);
-    }
-
-    #[test]
-    fn ipv6_sources_show_their_prefix() {
-        let key =
-            SourceKey::from_ipv6("2001:db8:1:2::99".parse::<Ipv6Addr>().unwrap().octets(), 64);
-        assert_eq!(format_source(&key, 64), "2001:db8:1:2::/64");
-        assert_eq!(format_source(&key, 128), "2001:db8:1:2::");
     }
 
     #[test]

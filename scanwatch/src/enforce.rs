@@ -13,14 +13,57 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
 use ipnet::IpNet;
-use scanwatch_common::{
-    addr::SourceKey,
-    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
+use scanwatch_common::{addr::SourceKey, block::BlockReason};
+use serde::Serialize;
+
+use crate::{
+    kernel::{BlockWriteError, Blocks, new_block},
+    net::{HostNetwork, key_network, parse_cidr},
 };
 
-use crate::config::parse_cidr;
+/// Why a finding in drop mode was not blocked (the alert's `not_blocked`, and the `reason`
+/// label of `scanwatch_blocks_refused_total`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Refusal {
+    /// Dry run: it would have been blocked.
+    DryRun,
+    /// On the `never_block` list.
+    NeverBlock,
+    /// One of this host's own addresses.
+    OwnAddress,
+    /// One of this host's default gateways.
+    Gateway,
+    Loopback,
+    /// The block map is full (blocks are never evicted to make room).
+    Full,
+    /// Writing the block failed.
+    Error,
+}
+
+impl Refusal {
+    /// The metric label and alert value.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// What the protected network is, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Loopback => "a loopback address",
+            Self::OwnAddress => "an address of this host",
+            Self::Gateway => "a default gateway",
+            Self::NeverBlock => "a never_block network",
+            Self::DryRun => "dry run",
+            Self::Full => "a full block map",
+            Self::Error => "an error",
+        }
+    }
+}
 
 /// What enforcement did with a finding, as written in its alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +76,8 @@ pub enum Verdict {
     AlreadyBlocked { ttl: Duration },
     /// Dry run: would have blocked for this long.
     WouldBlock { ttl: Duration },
-    /// Not blocked, and why (`never_block`, `own_address`, `gateway`, `loopback`, `full`,
-    /// `error`).
-    NotBlocked(&'static str),
+    /// Not blocked, and why.
+    NotBlocked(Refusal),
 }
 
 /// Who may never be blocked, and how long blocks last.
@@ -53,9 +95,23 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The policy of a configuration, protecting what netlink says this host's addresses and
+    /// default gateways are.
+    pub fn new(config: &crate::config::Config, host: &HostNetwork) -> Self {
+        Self {
+            drop: config.mode == crate::config::Mode::Drop,
+            dry_run: config.dry_run,
+            ttl: config.block_ttl,
+            max_ttl: config.max_block_ttl,
+            never_block: config.never_block.clone(),
+            own: host.addresses.clone(),
+            gateways: host.gateways(),
+        }
+    }
+
     /// Why a network may not be blocked, if it may not: it is loopback, or contains or lies
     /// inside a protected network.
-    pub fn protected(&self, net: &IpNet) -> Option<&'static str> {
+    pub fn protected(&self, net: &IpNet) -> Option<Refusal> {
         let loopback: [IpNet; 2] = [
             IpNet::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8).expect("valid"),
             IpNet::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("valid"),
@@ -65,13 +121,13 @@ impl Policy {
                 .any(|p| p.contains(net) || net.contains(p) || same_family_overlap(p, net))
         };
         if overlaps(&loopback) {
-            Some("loopback")
+            Some(Refusal::Loopback)
         } else if overlaps(&self.never_block) {
-            Some("never_block")
+            Some(Refusal::NeverBlock)
         } else if overlaps(&self.own) {
-            Some("own_address")
+            Some(Refusal::OwnAddress)
         } else if overlaps(&self.gateways) {
-            Some("gateway")
+            Some(Refusal::Gateway)
         } else {
             None
         }
@@ -86,37 +142,6 @@ impl Policy {
 
 fn same_family_overlap(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
-}
-
-/// The network a tracker key stands for: an IPv4 host, or an IPv6 prefix.
-pub fn key_network(key: &SourceKey, ipv6_prefix: u32) -> IpNet {
-    if key.is_ipv4() {
-        let a = Ipv4Addr::new(key.addr[12], key.addr[13], key.addr[14], key.addr[15]);
-        IpNet::new(IpAddr::V4(a), 32).expect("valid prefix")
-    } else {
-        IpNet::new(
-            IpAddr::V6(Ipv6Addr::from(key.addr)),
-            ipv6_prefix.min(128) as u8,
-        )
-        .expect("valid prefix")
-    }
-}
-
-/// A NUL-padded note.
-pub fn note(text: &str) -> [u8; BLOCK_NOTE_LEN] {
-    let mut out = [0u8; BLOCK_NOTE_LEN];
-    let mut end = text.len().min(BLOCK_NOTE_LEN);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    out[..end].copy_from_slice(&text.as_bytes()[..end]);
-    out
-}
-
-/// The text of a note.
-pub fn note_text(note: &[u8; BLOCK_NOTE_LEN]) -> String {
-    let end = note.iter().position(|b| *b == 0).unwrap_or(note.len());
-    String::from_utf8_lossy(&note[..end]).into_owned()
 }
 
 /// Blocks the daemon adds for findings, in the pinned `BLOCKS` hash.
@@ -137,10 +162,10 @@ impl Enforcer {
         }
     }
 
-    /// Decides on and, in drop mode, applies a block for a finding's source.
-    pub fn on_finding(
+    /// Decides on and, in drop mode, writes a block for a finding's source into `blocks`.
+    pub fn block_finding(
         &mut self,
-        blocks: &mut HashMap<&mut MapData, SourceKey, BlockEntry>,
+        blocks: &mut Blocks,
         key: &SourceKey,
         ipv6_prefix: u32,
         kind: &str,
@@ -152,7 +177,7 @@ impl Enforcer {
         if let Some(why) = self.policy.protected(&key_network(key, ipv6_prefix)) {
             return Verdict::NotBlocked(why);
         }
-        let existing = blocks.get(key, 0).ok();
+        let existing = blocks.get(key).ok().flatten();
         if let Some(e) = existing
             && !e.expired(now_ns)
         {
@@ -171,74 +196,16 @@ impl Enforcer {
             return Verdict::WouldBlock { ttl };
         }
         *remembered = offenses;
-        let entry = BlockEntry {
-            added_ns: now_ns,
-            expires_ns: now_ns + ttl.as_nanos() as u64,
-            packets: 0,
-            bytes: 0,
-            reason: BlockReason::Detection as u32,
-            offenses,
-            note: note(kind),
-        };
-        match blocks.insert(key, entry, 0) {
+        let entry = new_block(BlockReason::Detection, now_ns, Some(ttl), offenses, kind);
+        match blocks.insert(key, &entry) {
             Ok(()) => Verdict::Block { ttl, offenses },
-            Err(MapError::SyscallError(e))
-                if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) =>
-            {
-                Verdict::NotBlocked("full")
-            }
+            Err(BlockWriteError::Full) => Verdict::NotBlocked(Refusal::Full),
             Err(e) => {
                 log::error!("adding a block failed: {e}");
-                Verdict::NotBlocked("error")
+                Verdict::NotBlocked(Refusal::Error)
             }
         }
     }
-}
-
-/// What one sweep of a block map did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Swept {
-    pub removed: usize,
-    /// Entries left in the map.
-    pub left: usize,
-}
-
-/// Removes expired blocks among `entries` (one walk of a block map) with `remove`; counts
-/// what was removed and what is left, so the caller need not walk the map again.
-fn sweep<K>(
-    entries: impl Iterator<Item = (K, BlockEntry)>,
-    now_ns: u64,
-    mut remove: impl FnMut(&K) -> bool,
-) -> Swept {
-    let mut total = 0;
-    let expired: Vec<K> = entries
-        .inspect(|_| total += 1)
-        .filter(|(_, e)| e.expired(now_ns))
-        .map(|(k, _)| k)
-        .collect();
-    let removed = expired.iter().filter(|k| remove(k)).count();
-    Swept {
-        removed,
-        left: total - removed,
-    }
-}
-
-/// Removes expired entries from the detection-block hash.
-pub fn sweep_blocks(
-    blocks: &mut HashMap<&mut MapData, SourceKey, BlockEntry>,
-    now_ns: u64,
-) -> Swept {
-    let entries: Vec<_> = blocks.iter().filter_map(Result::ok).collect();
-    sweep(entries.into_iter(), now_ns, |k| blocks.remove(k).is_ok())
-}
-
-/// Removes expired (manual, TTL'd) entries from the CIDR trie.
-pub fn sweep_blocklist(
-    trie: &mut LpmTrie<&mut MapData, [u8; 16], BlockEntry>,
-    now_ns: u64,
-) -> Swept {
-    let entries: Vec<_> = trie.iter().filter_map(Result::ok).collect();
-    sweep(entries.into_iter(), now_ns, |k| trie.remove(k).is_ok())
 }
 
 /// One bad line of a block-list file.
@@ -297,8 +264,9 @@ pub fn read_block_lists(paths: &[std::path::PathBuf], policy: &Policy) -> Vec<Ip
         for net in nets {
             match policy.protected(&net) {
                 Some(why) => log::warn!(
-                    "block list {}: {net} not loaded: it covers a {why} address",
-                    path.display()
+                    "block list {}: {net} not loaded: it covers a {} address",
+                    path.display(),
+                    why.name()
                 ),
                 None => all.push(net),
             }
@@ -313,146 +281,6 @@ pub fn read_block_lists(paths: &[std::path::PathBuf], policy: &Policy) -> Vec<Ip
     all.sort_unstable();
     all.dedup();
     all
-}
-
-/// The LPM key of a network: IPv4 as v4-mapped IPv6 with the prefix shifted by 96.
-pub fn lpm_key(net: &IpNet) -> Key<[u8; 16]> {
-    match net {
-        IpNet::V4(n) => Key::new(
-            u32::from(n.prefix_len()) + 96,
-            SourceKey::from_ipv4(n.network().octets()).addr,
-        ),
-        IpNet::V6(n) => Key::new(u32::from(n.prefix_len()), n.network().octets()),
-    }
-}
-
-/// The network an LPM key stands for.
-pub fn lpm_network(key: &Key<[u8; 16]>) -> IpNet {
-    let addr = key.data();
-    let len = key.prefix_len();
-    if (SourceKey { addr }).is_ipv4() && len >= 96 {
-        let a = Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]);
-        IpNet::new(IpAddr::V4(a), (len - 96) as u8).expect("valid prefix")
-    } else {
-        IpNet::new(IpAddr::V6(Ipv6Addr::from(addr)), len.min(128) as u8).expect("valid prefix")
-    }
-}
-
-/// Makes the block-list entries of the trie equal `wanted`, leaving manual entries alone.
-/// Inserts in batches, yielding between them: large LPM updates can stall the kernel.
-pub async fn sync_block_lists(
-    trie: &mut LpmTrie<&mut MapData, [u8; 16], BlockEntry>,
-    wanted: &[IpNet],
-    now_ns: u64,
-) -> anyhow::Result<(usize, usize)> {
-    const BATCH: usize = 1000;
-    let current: Vec<Key<[u8; 16]>> = trie
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(_, e)| e.reason == BlockReason::List as u32)
-        .map(|(k, _)| k)
-        .collect();
-    let wanted_keys: std::collections::HashSet<(u32, [u8; 16])> = wanted
-        .iter()
-        .map(|n| {
-            let k = lpm_key(n);
-            (k.prefix_len(), k.data())
-        })
-        .collect();
-    let mut removed = 0;
-    for key in &current {
-        if !wanted_keys.contains(&(key.prefix_len(), key.data())) && trie.remove(key).is_ok() {
-            removed += 1;
-        }
-    }
-    let entry = BlockEntry {
-        added_ns: now_ns,
-        expires_ns: 0,
-        packets: 0,
-        bytes: 0,
-        reason: BlockReason::List as u32,
-        offenses: 0,
-        note: note("block list"),
-    };
-    let mut added = 0;
-    for chunk in wanted.chunks(BATCH) {
-        for net in chunk {
-            let key = lpm_key(net);
-            if trie.get(&key, 0).is_ok() {
-                continue; // present (list or manual): keep its counters
-            }
-            trie.insert(&key, entry, 0)
-                .map_err(|e| anyhow::anyhow!("loading block list entry {net}: {e}"))?;
-            added += 1;
-        }
-        tokio::task::yield_now().await;
-    }
-    Ok((added, removed))
-}
-
-/// The host's own addresses, as host routes.
-pub fn own_addresses() -> Vec<IpNet> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head we free below.
-    if unsafe { libc::getifaddrs(&raw mut ifap) } != 0 {
-        return out;
-    }
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: cur walks the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr of the family it names.
-            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-            if family == libc::AF_INET {
-                // SAFETY: family says sockaddr_in.
-                let sin = unsafe { ifa.ifa_addr.cast::<libc::sockaddr_in>().read_unaligned() };
-                let a = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                out.push(IpNet::from(IpAddr::V4(a)));
-            } else if family == libc::AF_INET6 {
-                // SAFETY: family says sockaddr_in6.
-                let sin6 = unsafe { ifa.ifa_addr.cast::<libc::sockaddr_in6>().read_unaligned() };
-                out.push(IpNet::from(IpAddr::V6(Ipv6Addr::from(
-                    sin6.sin6_addr.s6_addr,
-                ))));
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: ifap came from getifaddrs.
-    unsafe { libc::freeifaddrs(ifap) };
-    out
-}
-
-/// The default gateways, from `/proc/net/route` and `/proc/net/ipv6_route`.
-pub fn default_gateways() -> Vec<IpNet> {
-    let mut out = Vec::new();
-    if let Ok(table) = std::fs::read_to_string("/proc/net/route") {
-        for l in table.lines().skip(1) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() >= 3
-                && f[1] == "00000000"
-                && let Ok(gw) = u32::from_str_radix(f[2], 16)
-                && gw != 0
-            {
-                out.push(IpNet::from(IpAddr::V4(Ipv4Addr::from(u32::from_be(gw)))));
-            }
-        }
-    }
-    if let Ok(table) = std::fs::read_to_string("/proc/net/ipv6_route") {
-        for l in table.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() >= 5
-                && f[1] == "00"
-                && let Ok(gw) = u128::from_str_radix(f[4], 16)
-                && gw != 0
-            {
-                out.push(IpNet::from(IpAddr::V6(Ipv6Addr::from(gw))));
-            }
-        }
-    }
-    out
 }
 
 /// Reads a block list file's entries (for tests and the CLI).
@@ -480,13 +308,19 @@ mod tests {
     fn protected_networks_are_never_blocked() {
         let p = policy();
         let net = |s: &str| s.parse::<IpNet>().unwrap();
-        assert_eq!(p.protected(&net("127.0.0.5/32")), Some("loopback"));
-        assert_eq!(p.protected(&net("::1/128")), Some("loopback"));
-        assert_eq!(p.protected(&net("198.51.100.7/32")), Some("never_block"));
-        assert_eq!(p.protected(&net("192.0.2.10/32")), Some("own_address"));
-        assert_eq!(p.protected(&net("192.0.2.1/32")), Some("gateway"));
+        assert_eq!(p.protected(&net("127.0.0.5/32")), Some(Refusal::Loopback));
+        assert_eq!(p.protected(&net("::1/128")), Some(Refusal::Loopback));
+        assert_eq!(
+            p.protected(&net("198.51.100.7/32")),
+            Some(Refusal::NeverBlock)
+        );
+        assert_eq!(
+            p.protected(&net("192.0.2.10/32")),
+            Some(Refusal::OwnAddress)
+        );
+        assert_eq!(p.protected(&net("192.0.2.1/32")), Some(Refusal::Gateway));
         // A list entry covering our own address is refused too.
-        assert_eq!(p.protected(&net("192.0.2.0/24")), Some("own_address"));
+        assert_eq!(p.protected(&net("192.0.2.0/24")), Some(Refusal::OwnAddress));
         assert_eq!(p.protected(&net("203.0.113.9/32")), None);
     }
 
@@ -513,55 +347,5 @@ mod tests {
         assert_eq!(bad.len(), 2);
         assert_eq!((bad[0].line, bad[0].text.as_str()), (7, "not-an-ip"));
         assert_eq!(bad[1].line, 9);
-    }
-
-    #[test]
-    fn lpm_keys_round_trip() {
-        for s in ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/48", "::/0"] {
-            let net: IpNet = s.parse().unwrap();
-            assert_eq!(lpm_network(&lpm_key(&net)), net);
-        }
-    }
-
-    fn entry(expires_ns: u64) -> BlockEntry {
-        BlockEntry {
-            added_ns: 1,
-            expires_ns,
-            packets: 0,
-            bytes: 0,
-            reason: 0,
-            offenses: 1,
-            note: [0; BLOCK_NOTE_LEN],
-        }
-    }
-
-    #[test]
-    fn sweep_removes_expired_and_counts_what_is_left() {
-        let entries = vec![
-            (1, entry(50)),
-            (2, entry(0)),
-            (3, entry(200)),
-            (4, entry(100)),
-        ];
-        let mut removed = Vec::new();
-        let swept = sweep(entries.into_iter(), 100, |k| {
-            removed.push(*k);
-            true
-        });
-        assert_eq!(removed, [1, 4]);
-        assert_eq!(
-            swept,
-            Swept {
-                removed: 2,
-                left: 2
-            }
-        );
-    }
-
-    #[test]
-    fn notes_truncate_on_char_boundaries() {
-        let n = note(&"é".repeat(40));
-        assert_eq!(note_text(&n).chars().count(), 24);
-        assert_eq!(note_text(&note("port_scan")), "port_scan");
     }
 }

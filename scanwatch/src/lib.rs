@@ -7,11 +7,14 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod detect;
 pub mod enforce;
+pub mod kernel;
 pub mod loader;
 pub mod metrics;
+pub mod net;
 pub mod object;
 pub mod pins;

@@ -1,7 +1,7 @@
 //! Loading the XDP object, attaching it to interfaces and detaching it again, with errors that
 //! tell the operator what to do next.
 
-use std::{ffi::CString, io, path::Path};
+use std::{io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -13,7 +13,12 @@ use aya::{
 use log::{info, warn};
 use scanwatch_common::maps;
 
-use crate::{config::XdpMode, object::XDP_OBJECT, pins::Instance};
+use crate::{
+    config::XdpMode,
+    net::{self, HostNetwork},
+    object::XDP_OBJECT,
+    pins::Instance,
+};
 
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "scanwatch";
@@ -76,122 +81,30 @@ pub struct Attachment {
     egress: Option<SchedClassifierLinkId>,
 }
 
-/// True when running as root or with both CAP_BPF (39) and CAP_NET_ADMIN (12) effective.
+/// True when running as root or with both CAP_BPF and CAP_NET_ADMIN effective.
 pub fn has_privileges() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 39) != 0 && caps & (1 << 12) != 0)
+    use caps::{CapSet, Capability};
+    let effective = |cap| caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
+    nix::unistd::geteuid().is_root()
+        || (effective(Capability::CAP_BPF) && effective(Capability::CAP_NET_ADMIN))
 }
 
 /// Index of an interface, or an error listing the ones that exist.
 pub fn ifindex(name: &str) -> Result<u32, LoadError> {
-    let no_such = || LoadError::NoSuchInterface {
+    net::ifindex(name).ok_or_else(|| LoadError::NoSuchInterface {
         name: name.to_owned(),
-        available: available_interfaces(),
-    };
-    let c_name = CString::new(name).map_err(|_| no_such())?;
-    // SAFETY: c_name is a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 {
-        Err(no_such())
-    } else {
-        Ok(index)
-    }
+        available: net::interface_names().join(", "),
+    })
 }
 
-/// Name of an interface index, or the index as text.
-pub fn ifname(index: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return index.to_string();
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Interfaces of this network namespace (`if_nameindex`, which unlike `/sys/class/net` follows
-/// the caller's namespace).
-fn available_interfaces() -> String {
-    let mut names = Vec::new();
-    // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
-    unsafe {
-        let list = libc::if_nameindex();
-        if !list.is_null() {
-            let mut entry = list;
-            while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
-                names.push(
-                    std::ffi::CStr::from_ptr((*entry).if_name)
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-                entry = entry.add(1);
-            }
-            libc::if_freenameindex(list);
-        }
-    }
-    names.sort();
-    names.join(", ")
-}
-
-/// The interface of the default route (IPv4 first, then IPv6).
-pub fn default_interface() -> Result<String, LoadError> {
-    std::fs::read_to_string("/proc/net/route")
+/// The interface of the default route (IPv4 first, then IPv6), read through netlink.
+pub async fn default_interface() -> Result<String, LoadError> {
+    HostNetwork::read()
+        .await
         .ok()
-        .and_then(|t| default_route_v4(&t))
-        .or_else(|| {
-            std::fs::read_to_string("/proc/net/ipv6_route")
-                .ok()
-                .and_then(|t| default_route_v6(&t))
-        })
+        .and_then(|host| host.default_interface())
+        .map(net::ifname)
         .ok_or(LoadError::NoDefaultInterface)
-}
-
-/// Picks the lowest-metric `0.0.0.0/0` route from `/proc/net/route`.
-fn default_route_v4(table: &str) -> Option<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-            (f.len() >= 8 && f[1] == "00000000" && f[7] == "00000000")
-                .then(|| (f[6].parse::<u32>().unwrap_or(u32::MAX), f[0].to_owned()))
-        })
-        .min()
-        .map(|(_, iface)| iface)
-}
-
-/// Picks the lowest-metric `::/0` route from `/proc/net/ipv6_route`.
-fn default_route_v6(table: &str) -> Option<String> {
-    table
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // dst dst_len src src_len next_hop metric refcnt use flags iface
-            (f.len() >= 10 && f[0].chars().all(|c| c == '0') && f[1] == "00" && f[9] != "lo").then(
-                || {
-                    (
-                        u32::from_str_radix(f[5], 16).unwrap_or(u32::MAX),
-                        f[9].to_owned(),
-                    )
-                },
-            )
-        })
-        .min()
-        .map(|(_, iface)| iface)
 }
 
 /// Loads the object and the program into the kernel (not attached yet). With `pins`, the block
@@ -253,18 +166,14 @@ pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, Load
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (later ones use memcg accounting).
 fn raise_memlock_limit() {
-    let limit = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid rlimit struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) } != 0 {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, setrlimit};
+    if setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY).is_err() {
         log::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
     }
 }
 
 /// Attaches the loaded program to `interface`.
-pub fn attach(
+pub async fn attach(
     ebpf: &mut Ebpf,
     interface: &str,
     mode: XdpMode,
@@ -276,7 +185,7 @@ pub fn attach(
         .expect("program was loaded")
         .try_into()?;
     if force {
-        remove_foreign_xdp(interface);
+        remove_foreign_xdp(interface, ifindex).await;
     }
     let attempt = |program: &mut Xdp, aya_mode| program.attach_to_if_index(ifindex, aya_mode);
     let classify = |e: ProgramError| {
@@ -360,15 +269,27 @@ fn attach_egress(ebpf: &mut Ebpf, interface: &str) -> Result<SchedClassifierLink
     Ok(link)
 }
 
-/// `--force`: removes an XDP program attached through netlink by someone else.
-fn remove_foreign_xdp(interface: &str) {
-    match std::process::Command::new("ip")
-        .args(["link", "set", "dev", interface, "xdp", "off"])
-        .status()
-    {
-        Ok(s) if s.success() => warn!("--force: removed any XDP program on {interface}"),
-        Ok(s) => warn!("--force: `ip link set dev {interface} xdp off` exited with {s}"),
-        Err(e) => warn!("--force: could not run `ip`: {e}"),
+/// `--force`: removes an XDP program attached through netlink by someone else (what
+/// `ip link set dev IFACE xdp off` does: IFLA_XDP with fd -1).
+async fn remove_foreign_xdp(interface: &str, ifindex: u32) {
+    use rtnetlink::{
+        LinkUnspec,
+        packet_route::link::{LinkAttribute, LinkXdp},
+    };
+    let result = async {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        let task = tokio::spawn(connection);
+        let message = LinkUnspec::new_with_index(ifindex)
+            .append_extra_attribute(LinkAttribute::Xdp(vec![LinkXdp::Fd(-1)]))
+            .build();
+        let done = handle.link().set(message).execute().await;
+        task.abort();
+        done.map_err(io::Error::other)
+    }
+    .await;
+    match result {
+        Ok(()) => warn!("--force: removed any XDP program on {interface}"),
+        Err(e) => warn!("--force: removing the XDP program on {interface} failed: {e}"),
     }
 }
 
@@ -414,23 +335,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_route_v4_picks_lowest_metric() {
-        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                     eth1\t00000000\t0101A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n\
-                     eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
-                     eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        assert_eq!(default_route_v4(table).as_deref(), Some("eth0"));
-        assert_eq!(default_route_v4("Iface\n"), None);
-    }
-
-    #[test]
-    fn default_route_v6_skips_loopback() {
-        let table = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n\
-                     00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth9\n";
-        assert_eq!(default_route_v6(table).as_deref(), Some("eth9"));
-    }
 
     #[test]
     fn unknown_interface_lists_available() {

@@ -2,7 +2,14 @@
 //! (no per-source label except the opt-in, hard-capped top-N gauge), served over HTTP with
 //! `/healthz`.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use log::{debug, warn};
@@ -55,9 +62,10 @@ pub struct Metrics {
     pub flow_fill_ratio: Gauge,
     /// Flows evicted from the full LRU map before their lifetime (recorded − present).
     pub flow_evictions: IntCounter,
-    flows_recorded_total: u64,
+    flows_recorded_total: AtomicU64,
     /// Kernel statistics as last read, to turn absolute values into counter increments.
-    last_kernel: Vec<u64>,
+    /// The last kernel statistics read, to turn totals into counter increments.
+    last_kernel: Mutex<Vec<u64>>,
 }
 
 /// Help text of a data-path counter.
@@ -339,14 +347,19 @@ impl Metrics {
             flow_capacity,
             flow_fill_ratio,
             flow_evictions,
-            flows_recorded_total: 0,
-            last_kernel: vec![0; STATS_LEN as usize],
+            flows_recorded_total: AtomicU64::new(0),
+            last_kernel: Mutex::new(vec![0; STATS_LEN as usize]),
         })
     }
 
     /// Folds a fresh read of the kernel statistics (summed over CPUs, indexed by slot) into the
     /// counters.
-    pub fn update_kernel(&mut self, stats: &[u64]) {
+    pub fn update_kernel(&self, stats: &[u64]) {
+        let mut last = self
+            .last_kernel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = &mut *last;
         let delta = |slot: u32, last: &mut Vec<u64>| {
             let i = slot as usize;
             let now = stats.get(i).copied().unwrap_or(0);
@@ -356,31 +369,25 @@ impl Metrics {
         };
         let mut all = 0;
         for class in PacketClass::ALL {
-            let d = delta(class_slot(class), &mut self.last_kernel);
+            let d = delta(class_slot(class), last);
             all += d;
             self.packets.with_label_values(&[class.name()]).inc_by(d);
         }
         for reason in ParseError::ALL {
-            let d = delta(parse_error_slot(reason), &mut self.last_kernel);
+            let d = delta(parse_error_slot(reason), last);
             self.parse_errors
                 .with_label_values(&[reason.name()])
                 .inc_by(d);
         }
         for (counter, metric) in &self.datapath {
-            metric.inc_by(delta(counter_slot(*counter), &mut self.last_kernel));
+            metric.inc_by(delta(counter_slot(*counter), last));
         }
         for reason in BlockReason::ALL {
-            let p = delta(
-                counter_slot(Counter::dropped_packets(reason)),
-                &mut self.last_kernel,
-            );
+            let p = delta(counter_slot(Counter::dropped_packets(reason)), last);
             self.dropped_packets
                 .with_label_values(&[reason.name()])
                 .inc_by(p);
-            let b = delta(
-                counter_slot(Counter::dropped_bytes(reason)),
-                &mut self.last_kernel,
-            );
+            let b = delta(counter_slot(Counter::dropped_bytes(reason)), last);
             self.dropped_bytes
                 .with_label_values(&[reason.name()])
                 .inc_by(b);
@@ -390,14 +397,17 @@ impl Metrics {
             (Counter::RepliesUdp, "udp"),
             (Counter::RepliesIcmp, "icmp"),
         ] {
-            let d = delta(counter_slot(counter), &mut self.last_kernel);
+            let d = delta(counter_slot(counter), last);
             self.replies.with_label_values(&[protocol]).inc_by(d);
         }
-        self.flows_recorded_total = stats
-            .get(counter_slot(Counter::FlowsRecorded) as usize)
-            .copied()
-            .unwrap_or(0);
-        let drops = delta(counter_slot(Counter::VerdictDrop), &mut self.last_kernel);
+        self.flows_recorded_total.store(
+            stats
+                .get(counter_slot(Counter::FlowsRecorded) as usize)
+                .copied()
+                .unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        let drops = delta(counter_slot(Counter::VerdictDrop), last);
         self.verdicts.with_label_values(&["drop"]).inc_by(drops);
         self.verdicts
             .with_label_values(&["pass"])
@@ -418,7 +428,10 @@ impl Metrics {
         self.flows.set(present as i64);
         let capacity = self.flow_capacity.get().max(1);
         self.flow_fill_ratio.set(present as f64 / capacity as f64);
-        let evicted = self.flows_recorded_total.saturating_sub(present as u64);
+        let evicted = self
+            .flows_recorded_total
+            .load(Ordering::Relaxed)
+            .saturating_sub(present as u64);
         let known = self.flow_evictions.get();
         if evicted > known {
             self.flow_evictions.inc_by(evicted - known);
@@ -448,7 +461,7 @@ impl Metrics {
 /// Serves `/metrics` and `/healthz` until the task is dropped.
 pub async fn serve(
     addr: SocketAddr,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("binding the metrics endpoint {addr} (is it in use? set --metrics-addr)")
@@ -458,7 +471,7 @@ pub async fn serve(
             let Ok((mut stream, peer)) = listener.accept().await else {
                 continue;
             };
-            let render = render.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let Ok(Some(head)) =
                     tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)).await
@@ -471,7 +484,7 @@ pub async fn serve(
                     "/metrics" => (
                         "200 OK",
                         "text/plain; version=0.0.4; charset=utf-8",
-                        render(),
+                        metrics.render(),
                     ),
                     "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
                     _ => (
@@ -539,7 +552,7 @@ mod tests {
 
     #[test]
     fn kernel_deltas_become_counter_increments() {
-        let mut m = Metrics::new(1024).unwrap();
+        let m = Metrics::new(1024).unwrap();
         let mut stats = vec![0u64; STATS_LEN as usize];
         stats[class_slot(PacketClass::TcpSyn) as usize] = 10;
         stats[class_slot(PacketClass::TcpEstablished) as usize] = 5;

@@ -10,10 +10,10 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Mode;
+
 /// bpffs mount point.
 pub const BPFFS: &str = "/sys/fs/bpf";
-/// `BPF_FS_MAGIC` from `linux/magic.h`.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Where one agent keeps its pinned maps and status file. The default instance uses
 /// `/sys/fs/bpf/scanwatch/` and `/run/scanwatch/status.json`; `--instance NAME` uses
@@ -56,22 +56,15 @@ impl Instance {
     pub fn ensure_pin_dir(&self) -> anyhow::Result<()> {
         if !is_bpffs(Path::new(BPFFS)) {
             std::fs::create_dir_all(BPFFS).ok();
-            let src = c"bpf";
-            let target = c"/sys/fs/bpf";
-            // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
-            let rc = unsafe {
-                libc::mount(
-                    src.as_ptr(),
-                    target.as_ptr(),
-                    src.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error())
-                    .context("mounting bpffs at /sys/fs/bpf (needed to pin the block maps)");
-            }
+            nix::mount::mount(
+                Some("bpf"),
+                BPFFS,
+                Some("bpf"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(io::Error::from)
+            .context("mounting bpffs at /sys/fs/bpf (needed to pin the block maps)")?;
             log::info!("mounted bpffs at {BPFFS}");
         }
         std::fs::create_dir_all(&self.pin_dir)
@@ -96,19 +89,14 @@ impl Instance {
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: zeroed statfs is a valid out-parameter.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is NUL-terminated; st is writable.
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), &raw mut st) };
-    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
 }
 
 fn process_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    // Signal 0 only checks that the process exists.
+    i32::try_from(pid)
+        .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }
 
 /// What `scanwatch status` shows about the running agent.
@@ -116,8 +104,7 @@ fn process_alive(pid: u32) -> bool {
 pub struct AgentStatus {
     pub pid: u32,
     pub started: String,
-    /// `monitor` or `drop` (with `dry_run`).
-    pub mode: String,
+    pub mode: Mode,
     pub dry_run: bool,
     /// (interface, attach mode).
     pub interfaces: Vec<(String, String)>,

@@ -3,8 +3,12 @@
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::lpm_trie::Key,
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+};
+use scanwatch::{
+    kernel::{Events, Maps},
+    net::lpm_network,
 };
 use scanwatch_common::{
     addr::SourceKey,
@@ -14,11 +18,11 @@ use scanwatch_common::{
     event::ScanEvent,
     maps,
     state::SourceState,
-    stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
+    stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
 };
 
 /// Name of the product object's TC egress program.
-pub const EGRESS_PROGRAM: &str = "scanwatch_egress";
+pub const EGRESS_PROGRAM: &str = scanwatch::loader::EGRESS_PROGRAM;
 
 /// XDP verdicts.
 pub const XDP_DROP: u32 = 1;
@@ -35,11 +39,13 @@ pub enum Object {
     Empty,
 }
 
-/// A loaded XDP program with its maps.
+/// A loaded XDP program with its maps (the daemon's own typed handles).
 pub struct Harness {
     ebpf: Ebpf,
     program: &'static str,
-    events: Option<RingBuf<MapData>>,
+    /// `None` for the empty baseline, which has no maps.
+    maps: Option<Maps>,
+    events: Option<Events>,
 }
 
 impl Harness {
@@ -61,7 +67,7 @@ impl Harness {
     /// program is loaded too, sharing the maps.
     pub fn load_sized(object: Object, sizes: &[(&'static str, u32)]) -> Result<Self> {
         let (bytes, program) = match object {
-            Object::Product => (scanwatch::object::XDP_OBJECT, "scanwatch"),
+            Object::Product => (scanwatch::object::XDP_OBJECT, scanwatch::loader::PROGRAM),
             Object::SpoofBench => (
                 scanwatch::object::SPOOF_BENCH_OBJECT,
                 "scanwatch_spoof_bench",
@@ -83,16 +89,16 @@ impl Harness {
             tc.load()
                 .context("verifier rejected the TC egress program")?;
         }
-        let events = ebpf
-            .take_map(maps::EVENTS)
-            .map(RingBuf::try_from)
-            .transpose()?;
+        let has_maps = ebpf.map(maps::CONFIG).is_some();
+        let maps = has_maps.then(|| Maps::take(&mut ebpf)).transpose()?;
+        let events = has_maps.then(|| Events::take(&mut ebpf)).transpose()?;
         let mut h = Self {
             ebpf,
             program,
+            maps,
             events,
         };
-        if h.ebpf.map(maps::CONFIG).is_some() {
+        if h.maps.is_some() {
             h.set_config(&KernelConfig::default())?;
         }
         Ok(h)
@@ -160,37 +166,37 @@ impl Harness {
         ))
     }
 
+    fn maps(&self) -> Result<&Maps> {
+        self.maps
+            .as_ref()
+            .ok_or_else(|| anyhow!("this object has no scanwatch maps"))
+    }
+
+    fn maps_mut(&mut self) -> Result<&mut Maps> {
+        self.maps
+            .as_mut()
+            .ok_or_else(|| anyhow!("this object has no scanwatch maps"))
+    }
+
     /// The egress-detection state of a local source, if any.
     pub fn egress_state(&self, key: &SourceKey) -> Result<Option<SourceState>> {
-        let map: HashMap<&MapData, SourceKey, SourceState> =
-            HashMap::try_from(self.ebpf.map(maps::EGRESS).context("EGRESS")?)?;
-        match map.get(key, 0) {
-            Ok(state) => Ok(Some(state)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.maps()?.egress.get(key)
     }
 
     /// Writes the runtime configuration.
     pub fn set_config(&mut self, config: &KernelConfig) -> Result<()> {
-        let mut array: Array<&mut MapData, KernelConfig> =
-            Array::try_from(self.ebpf.map_mut(maps::CONFIG).context("CONFIG")?)?;
-        array.set(0, config, 0)?;
-        Ok(())
+        self.maps_mut()?.config.write(config)
     }
 
     /// Sum over CPUs of one statistics slot.
     pub fn stat(&self, slot: u32) -> Result<u64> {
-        assert!(slot < STATS_LEN);
-        let array: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map(maps::STATS).context("STATS")?)?;
-        Ok(array.get(&slot, 0)?.iter().sum())
+        self.maps()?.stats.get(slot)
     }
 
     /// Every statistics slot, summed over CPUs, indexed by slot: one snapshot to diff against
     /// another when a test must show that nothing else moved.
     pub fn stats(&self) -> Result<Vec<u64>> {
-        (0..STATS_LEN).map(|slot| self.stat(slot)).collect()
+        self.maps()?.stats.read()
     }
 
     /// Packets counted in `class`.
@@ -210,27 +216,17 @@ impl Harness {
 
     /// The tracker's state for `key`, if tracked.
     pub fn tracked(&self, key: &SourceKey) -> Result<Option<SourceState>> {
-        let map: HashMap<&MapData, SourceKey, SourceState> =
-            HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
-        match map.get(key, 0) {
-            Ok(state) => Ok(Some(state)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.maps()?.tracker.get(key)
     }
 
     /// Number of sources in the tracker.
     pub fn tracked_count(&self) -> Result<usize> {
-        let map: HashMap<&MapData, SourceKey, SourceState> =
-            HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
-        Ok(map.keys().filter_map(Result::ok).count())
+        Ok(self.maps()?.tracker.len())
     }
 
     /// Every source key in the tracker.
     pub fn tracked_keys(&self) -> Result<Vec<SourceKey>> {
-        let map: HashMap<&MapData, SourceKey, SourceState> =
-            HashMap::try_from(self.ebpf.map(maps::TRACKER).context("TRACKER")?)?;
-        Ok(map.keys().filter_map(Result::ok).collect())
+        Ok(self.maps()?.tracker.keys())
     }
 
     /// Adds an ignore-list prefix (16-byte address, prefix length in IPv6 terms) and bumps
@@ -241,18 +237,15 @@ impl Harness {
         prefix_len: u32,
         config: &mut KernelConfig,
     ) -> Result<()> {
-        let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
-            LpmTrie::try_from(self.ebpf.map_mut(maps::IGNORE).context("IGNORE")?)?;
-        trie.insert(&Key::new(prefix_len, addr), 1, 0)?;
+        let net = lpm_network(&Key::new(prefix_len, addr));
+        self.maps_mut()?.ignore.insert(&net)?;
         config.ignore_entries += 1;
         self.set_config(config)
     }
 
     /// Adds a per-source block (the detection-block hash).
     pub fn block_source(&mut self, key: &SourceKey, entry: &BlockEntry) -> Result<()> {
-        let mut map: HashMap<&mut MapData, SourceKey, BlockEntry> =
-            HashMap::try_from(self.ebpf.map_mut(maps::BLOCKS).context("BLOCKS")?)?;
-        map.insert(key, entry, 0)?;
+        self.maps_mut()?.blocks.insert(key, entry)?;
         Ok(())
     }
 
@@ -263,22 +256,21 @@ impl Harness {
         prefix_len: u32,
         entry: &BlockEntry,
     ) -> Result<()> {
-        let mut trie: LpmTrie<&mut MapData, [u8; 16], BlockEntry> =
-            LpmTrie::try_from(self.ebpf.map_mut(maps::BLOCKLIST).context("BLOCKLIST")?)?;
-        trie.insert(&Key::new(prefix_len, addr), entry, 0)?;
+        let net = lpm_network(&Key::new(prefix_len, addr));
+        self.maps_mut()?.blocklist.insert(&net, entry)?;
         Ok(())
     }
 
     /// Drains the events the program has sent.
     pub fn events(&mut self) -> Vec<ScanEvent> {
-        let mut out = Vec::new();
-        if let Some(ring) = self.events.as_mut() {
-            while let Some(item) = ring.next() {
-                assert_eq!(item.len(), size_of::<ScanEvent>());
-                // SAFETY: the kernel wrote a ScanEvent of exactly this size.
-                out.push(unsafe { item.as_ptr().cast::<ScanEvent>().read_unaligned() });
-            }
-        }
-        out
+        let Some(events) = self.events.as_mut() else {
+            return Vec::new();
+        };
+        let drained = events.drain();
+        assert_eq!(
+            drained.wrong_size, 0,
+            "ring records that are not a ScanEvent"
+        );
+        drained.events
     }
 }

@@ -1,0 +1,519 @@
+//! The kernel maps, one typed handle each: the only place user space reads or writes them. The
+//! running agent takes its handles out of the loaded object ([`Maps::take`]); the control CLI
+//! opens the pinned block maps ([`Blocks::open_pinned`], [`BlockList::open_pinned`]); the tests
+//! use the same handles on the objects they load.
+//!
+//! Who writes what: the agent writes `CONFIG` and `IGNORE` (configuration), `BLOCKS` (findings
+//! in drop mode) and `BLOCKLIST` (block lists); the control CLI writes both block maps; the
+//! kernel writes everything else. The agent reads `STATS` (metrics), `TRACKER` and `FLOWS`
+//! (gauges, status) and drains `EVENTS` (findings).
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd, RawFd},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf, lpm_trie::Key},
+};
+use ipnet::IpNet;
+use scanwatch_common::{
+    addr::SourceKey,
+    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
+    config::KernelConfig,
+    event::ScanEvent,
+    flow::{FlowKey, FlowState},
+    maps,
+    state::SourceState,
+    stats::STATS_LEN,
+};
+
+use crate::{
+    net::{lpm_key, lpm_network},
+    pins::Instance,
+};
+
+/// Takes map `name` out of a loaded object.
+fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+}
+
+/// `Ok(None)` for a key that is not there.
+fn found<V>(result: Result<V, MapError>) -> anyhow::Result<Option<V>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every map of the product object but the event ring ([`Events::take`]), taken out of it
+/// once after loading.
+pub struct Maps {
+    pub config: ConfigMap,
+    pub ignore: IgnoreList,
+    pub stats: Stats,
+    /// Per-source ingress state.
+    pub tracker: Tracker,
+    /// Per-local-source egress state (same layout as the tracker).
+    pub egress: Tracker,
+    pub flows: Flows,
+    pub blocks: Blocks,
+    pub blocklist: BlockList,
+}
+
+impl Maps {
+    /// Takes every map out of a loaded product object (the programs keep using them).
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        Ok(Self {
+            config: ConfigMap(Array::try_from(take(ebpf, maps::CONFIG)?)?),
+            ignore: IgnoreList(LpmTrie::try_from(take(ebpf, maps::IGNORE)?)?),
+            stats: Stats(PerCpuArray::try_from(take(ebpf, maps::STATS)?)?),
+            tracker: Tracker(HashMap::try_from(take(ebpf, maps::TRACKER)?)?),
+            egress: Tracker(HashMap::try_from(take(ebpf, maps::EGRESS)?)?),
+            flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
+            blocks: Blocks(HashMap::try_from(take(ebpf, maps::BLOCKS)?)?),
+            blocklist: BlockList(LpmTrie::try_from(take(ebpf, maps::BLOCKLIST)?)?),
+        })
+    }
+}
+
+/// `CONFIG`: the kernel's runtime configuration (one slot; takes effect on the next packet).
+pub struct ConfigMap(Array<MapData, KernelConfig>);
+
+impl ConfigMap {
+    pub fn write(&mut self, config: &KernelConfig) -> anyhow::Result<()> {
+        self.0.set(0, config, 0).context("writing CONFIG")
+    }
+}
+
+/// `IGNORE`: CIDRs whose probes are never tracked.
+pub struct IgnoreList(LpmTrie<MapData, [u8; 16], u32>);
+
+impl IgnoreList {
+    /// Makes the trie hold exactly `nets`.
+    pub fn replace(&mut self, nets: &[IpNet]) -> anyhow::Result<()> {
+        let old: Vec<Key<[u8; 16]>> = self.0.keys().filter_map(Result::ok).collect();
+        for net in nets {
+            self.0
+                .insert(&lpm_key(net), 1, 0)
+                .with_context(|| format!("adding {net} to the ignore list"))?;
+        }
+        let wanted: Vec<Key<[u8; 16]>> = nets.iter().map(lpm_key).collect();
+        for key in old {
+            let stale = !wanted
+                .iter()
+                .any(|w| w.prefix_len() == key.prefix_len() && w.data() == key.data());
+            if stale {
+                self.0
+                    .remove(&key)
+                    .context("removing a stale ignore-list entry")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one network.
+    pub fn insert(&mut self, net: &IpNet) -> anyhow::Result<()> {
+        self.0
+            .insert(&lpm_key(net), 1, 0)
+            .with_context(|| format!("adding {net} to the ignore list"))
+    }
+}
+
+/// `STATS`: per-CPU counters, laid out by `scanwatch_common::stats`.
+pub struct Stats(PerCpuArray<MapData, u64>);
+
+impl Stats {
+    /// One slot summed over CPUs.
+    pub fn get(&self, slot: u32) -> anyhow::Result<u64> {
+        if slot >= STATS_LEN {
+            bail!("statistics slot {slot} out of range (0..{STATS_LEN})");
+        }
+        Ok(self.0.get(&slot, 0)?.iter().sum())
+    }
+
+    /// Every slot summed over CPUs, indexed by slot.
+    pub fn read(&self) -> anyhow::Result<Vec<u64>> {
+        (0..STATS_LEN).map(|slot| self.get(slot)).collect()
+    }
+}
+
+/// `TRACKER` (ingress) or `EGRESS` (this host's own probes): per-source detection state.
+pub struct Tracker(HashMap<MapData, SourceKey, SourceState>);
+
+impl Tracker {
+    pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<SourceState>> {
+        found(self.0.get(key, 0))
+    }
+
+    pub fn keys(&self) -> Vec<SourceKey> {
+        self.0.keys().filter_map(Result::ok).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.keys().filter_map(Result::ok).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of sources, and the `top` most active (probes in their window), most first.
+    pub fn top(&self, top: usize) -> (usize, Vec<(SourceKey, u64)>) {
+        if top == 0 {
+            return (self.len(), Vec::new());
+        }
+        let mut all: Vec<(SourceKey, u64)> = self
+            .0
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, s)| (k, s.probes.iter().map(|n| u64::from(*n)).sum()))
+            .collect();
+        let tracked = all.len();
+        all.sort_unstable_by_key(|(_, probes)| std::cmp::Reverse(*probes));
+        all.truncate(top);
+        (tracked, all)
+    }
+}
+
+/// `FLOWS`: flows this host opened (written by the egress program).
+pub struct Flows(HashMap<MapData, FlowKey, FlowState>);
+
+impl Flows {
+    pub fn len(&self) -> usize {
+        self.0.keys().filter_map(Result::ok).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a block could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockWriteError {
+    #[error("the block map is full")]
+    Full,
+    #[error("{0}")]
+    Map(#[from] MapError),
+}
+
+impl BlockWriteError {
+    fn from_map(e: MapError) -> Self {
+        match &e {
+            MapError::SyscallError(s)
+                if matches!(s.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) =>
+            {
+                Self::Full
+            }
+            _ => Self::Map(e),
+        }
+    }
+}
+
+/// A new block entry, with nothing dropped yet. `ttl: None` never expires.
+pub fn new_block(
+    reason: BlockReason,
+    now_ns: u64,
+    ttl: Option<Duration>,
+    offenses: u32,
+    note: &str,
+) -> BlockEntry {
+    BlockEntry {
+        added_ns: now_ns,
+        expires_ns: ttl.map_or(0, |t| now_ns + t.as_nanos() as u64),
+        packets: 0,
+        bytes: 0,
+        reason: reason as u32,
+        offenses,
+        note: note_bytes(note),
+    }
+}
+
+/// A NUL-padded note, cut on a character boundary.
+fn note_bytes(text: &str) -> [u8; BLOCK_NOTE_LEN] {
+    let mut out = [0u8; BLOCK_NOTE_LEN];
+    let mut end = text.len().min(BLOCK_NOTE_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&text.as_bytes()[..end]);
+    out
+}
+
+/// The text of a block entry's note.
+pub fn note_text(entry: &BlockEntry) -> String {
+    let end = entry
+        .note
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(entry.note.len());
+    String::from_utf8_lossy(&entry.note[..end]).into_owned()
+}
+
+/// What one sweep of a block map did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub removed: usize,
+    /// Entries left in the map.
+    pub left: usize,
+}
+
+/// Removes expired blocks among `entries` (one walk of a block map) with `remove`; counts
+/// what was removed and what is left, so the caller need not walk the map again.
+fn sweep<K>(
+    entries: impl Iterator<Item = (K, BlockEntry)>,
+    now_ns: u64,
+    mut remove: impl FnMut(&K) -> bool,
+) -> Swept {
+    let mut total = 0;
+    let expired: Vec<K> = entries
+        .inspect(|_| total += 1)
+        .filter(|(_, e)| e.expired(now_ns))
+        .map(|(k, _)| k)
+        .collect();
+    let removed = expired.iter().filter(|k| remove(k)).count();
+    Swept {
+        removed,
+        left: total - removed,
+    }
+}
+
+/// Opens a pinned map of a running agent, or explains that none is running.
+fn open_pinned(instance: &Instance, name: &str) -> anyhow::Result<MapData> {
+    let path = instance.pin_path(name);
+    if !Path::new(&path).exists() {
+        bail!(
+            "no pinned {name} map at {} — is a scanwatch agent running (`scanwatch run`) with \
+             the same --instance?",
+            path.display()
+        );
+    }
+    MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// `BLOCKS`: per-source blocks (exact tracker keys) from findings, pinned.
+pub struct Blocks(HashMap<MapData, SourceKey, BlockEntry>);
+
+impl Blocks {
+    /// The running agent's pinned map.
+    pub fn open_pinned(instance: &Instance) -> anyhow::Result<Self> {
+        let map = Map::HashMap(open_pinned(instance, maps::BLOCKS)?);
+        Ok(Self(HashMap::try_from(map)?))
+    }
+
+    pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<BlockEntry>> {
+        found(self.0.get(key, 0))
+    }
+
+    pub fn insert(&mut self, key: &SourceKey, entry: &BlockEntry) -> Result<(), BlockWriteError> {
+        self.0
+            .insert(key, entry, 0)
+            .map_err(BlockWriteError::from_map)
+    }
+
+    /// True when the key was there.
+    pub fn remove(&mut self, key: &SourceKey) -> bool {
+        self.0.remove(key).is_ok()
+    }
+
+    pub fn entries(&self) -> Vec<(SourceKey, BlockEntry)> {
+        self.0.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Removes expired entries.
+    pub fn sweep(&mut self, now_ns: u64) -> Swept {
+        let entries = self.entries();
+        sweep(entries.into_iter(), now_ns, |k| self.remove(k))
+    }
+}
+
+/// `BLOCKLIST`: CIDR blocks (block lists and manual blocks), pinned.
+pub struct BlockList(LpmTrie<MapData, [u8; 16], BlockEntry>);
+
+impl BlockList {
+    /// The running agent's pinned map.
+    pub fn open_pinned(instance: &Instance) -> anyhow::Result<Self> {
+        let map = Map::LpmTrie(open_pinned(instance, maps::BLOCKLIST)?);
+        Ok(Self(LpmTrie::try_from(map)?))
+    }
+
+    pub fn insert(&mut self, net: &IpNet, entry: &BlockEntry) -> Result<(), BlockWriteError> {
+        self.0
+            .insert(&lpm_key(net), entry, 0)
+            .map_err(BlockWriteError::from_map)
+    }
+
+    /// True when `net` was there.
+    pub fn remove(&mut self, net: &IpNet) -> bool {
+        self.0.remove(&lpm_key(net)).is_ok()
+    }
+
+    fn entries_raw(&self) -> Vec<(Key<[u8; 16]>, BlockEntry)> {
+        self.0.iter().filter_map(Result::ok).collect()
+    }
+
+    pub fn entries(&self) -> Vec<(IpNet, BlockEntry)> {
+        self.entries_raw()
+            .into_iter()
+            .map(|(k, e)| (lpm_network(&k), e))
+            .collect()
+    }
+
+    /// Removes expired (manual, TTL'd) entries.
+    pub fn sweep(&mut self, now_ns: u64) -> Swept {
+        let entries = self.entries_raw();
+        sweep(entries.into_iter(), now_ns, |k| self.0.remove(k).is_ok())
+    }
+
+    /// Makes the block-list entries of the trie equal `wanted`, leaving manual entries alone;
+    /// returns (added, removed). Inserts in batches, yielding between them: large LPM updates
+    /// can stall the kernel.
+    pub async fn sync_lists(
+        &mut self,
+        wanted: &[IpNet],
+        now_ns: u64,
+    ) -> anyhow::Result<(usize, usize)> {
+        const BATCH: usize = 1000;
+        let current: Vec<Key<[u8; 16]>> = self
+            .entries_raw()
+            .into_iter()
+            .filter(|(_, e)| e.reason == BlockReason::List as u32)
+            .map(|(k, _)| k)
+            .collect();
+        let wanted_keys: std::collections::HashSet<(u32, [u8; 16])> = wanted
+            .iter()
+            .map(|n| {
+                let k = lpm_key(n);
+                (k.prefix_len(), k.data())
+            })
+            .collect();
+        let mut removed = 0;
+        for key in &current {
+            if !wanted_keys.contains(&(key.prefix_len(), key.data())) && self.0.remove(key).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        let entry = new_block(BlockReason::List, now_ns, None, 0, "block list");
+        let mut added = 0;
+        for chunk in wanted.chunks(BATCH) {
+            for net in chunk {
+                let key = lpm_key(net);
+                if self.0.get(&key, 0).is_ok() {
+                    continue; // present (list or manual): keep its counters
+                }
+                self.0
+                    .insert(&key, entry, 0)
+                    .map_err(|e| anyhow!("loading block list entry {net}: {e}"))?;
+                added += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok((added, removed))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.keys().filter_map(Result::ok).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `EVENTS`: the ring buffer of threshold events.
+pub struct Events(RingBuf<MapData>);
+
+impl Events {
+    /// Takes the ring out of a loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        Ok(Self(RingBuf::try_from(take(ebpf, maps::EVENTS)?)?))
+    }
+
+    /// Every event waiting in the ring; records of another size (none are written) are
+    /// counted in [`Drained::wrong_size`].
+    pub fn drain(&mut self) -> Drained {
+        let mut out = Drained::default();
+        while let Some(item) = self.0.next() {
+            if item.len() == size_of::<ScanEvent>() {
+                // SAFETY: the kernel wrote a ScanEvent, a plain-integer repr(C) type, of
+                // exactly this size; read_unaligned copies it out of the ring.
+                out.events
+                    .push(unsafe { item.as_ptr().cast::<ScanEvent>().read_unaligned() });
+            } else {
+                out.wrong_size += 1;
+            }
+        }
+        out
+    }
+}
+
+impl AsRawFd for Events {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// What one drain of the event ring found.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub events: Vec<ScanEvent>,
+    pub wrong_size: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(expires_ns: u64) -> BlockEntry {
+        BlockEntry {
+            expires_ns,
+            ..new_block(BlockReason::Detection, 1, None, 1, "")
+        }
+    }
+
+    #[test]
+    fn sweep_removes_expired_and_counts_what_is_left() {
+        let entries = vec![
+            (1, entry(50)),
+            (2, entry(0)),
+            (3, entry(200)),
+            (4, entry(100)),
+        ];
+        let mut removed = Vec::new();
+        let swept = sweep(entries.into_iter(), 100, |k| {
+            removed.push(*k);
+            true
+        });
+        assert_eq!(removed, [1, 4]);
+        assert_eq!(
+            swept,
+            Swept {
+                removed: 2,
+                left: 2
+            }
+        );
+    }
+
+    #[test]
+    fn notes_truncate_on_char_boundaries() {
+        let e = new_block(BlockReason::Manual, 5, None, 1, &"é".repeat(40));
+        assert_eq!(note_text(&e).chars().count(), 24);
+        let e = new_block(
+            BlockReason::Detection,
+            5,
+            Some(Duration::from_secs(2)),
+            3,
+            "port_scan",
+        );
+        assert_eq!(note_text(&e), "port_scan");
+        assert_eq!(e.expires_ns, 5 + 2_000_000_000);
+        assert_eq!((e.offenses, e.reason), (3, BlockReason::Detection as u32));
+    }
+}
