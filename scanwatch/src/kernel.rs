@@ -20,6 +20,7 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ipnet::IpNet;
+use nix::errno::Errno;
 use scanwatch_common::{
     addr::SourceKey,
     block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
@@ -205,12 +206,12 @@ pub enum BlockWriteError {
 
 impl BlockWriteError {
     fn from_map(e: MapError) -> Self {
-        match &e {
-            MapError::SyscallError(s)
-                if matches!(s.io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) =>
-            {
-                Self::Full
-            }
+        let errno = match &e {
+            MapError::SyscallError(s) => s.io_error.raw_os_error().map(Errno::from_raw),
+            _ => None,
+        };
+        match errno {
+            Some(Errno::E2BIG | Errno::ENOSPC) => Self::Full,
             _ => Self::Map(e),
         }
     }
