@@ -92,23 +92,8 @@ impl Lab {
             (&self.attacker, &self.attacker_if, 2),
             (&self.benign, &self.benign_if, 3),
         ] {
-            // Addresses usable at once: no duplicate address detection.
-            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-            let port = format!("{iface}p");
-            self.veths.push(Veth::new(ns, iface, &self.switch, &port)?);
-            self.switch
-                .ip(&["link", "set", &port, "master", "br0", "up"])?;
-            ns.ip(&["addr", "add", &format!("10.{k}.0.{host}/24"), "dev", iface])?;
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("fd5c:a7:0:{k:x}::{host}/64"),
-                "dev",
-                iface,
-                "nodad",
-            ])?;
-            ns.ip(&["link", "set", iface, "up"])?;
+            let veth = self.plug(ns, iface, host)?;
+            self.veths.push(veth);
         }
         self.target.ip(&[
             "route",
@@ -130,14 +115,43 @@ impl Lab {
         // The bridge forwards at once (no STP), but carrier comes up asynchronously: wait
         // until the attacker and the benign host reach the target.
         for ns in [&self.attacker, &self.benign] {
-            let target = self.target_v4();
-            let reached = in_netns(ns.name(), move || {
-                (0..40).any(|_| {
-                    crate::scanner::ping(target, Duration::from_millis(250)).unwrap_or(false)
-                })
-            })?;
-            ensure!(reached, "{} cannot reach the target {target}", ns.name());
+            self.wait_reaches_target(ns)?;
         }
+        Ok(())
+    }
+
+    /// Plugs `ns` into the bridge as host `host`: veth `iface` in `ns` (its peer `<iface>p` a
+    /// port of the bridge), up, with `10.K.0.<host>/24` and `fd5c:a7:0:K::<host>/64`.
+    fn plug(&self, ns: &Netns, iface: &str, host: u8) -> Result<Veth> {
+        let k = self.k();
+        // Addresses usable at once: no duplicate address detection.
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        let port = format!("{iface}p");
+        let veth = Veth::new(ns, iface, &self.switch, &port)?;
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        ns.ip(&["addr", "add", &format!("10.{k}.0.{host}/24"), "dev", iface])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("fd5c:a7:0:{k:x}::{host}/64"),
+            "dev",
+            iface,
+            "nodad",
+        ])?;
+        ns.ip(&["link", "set", iface, "up"])?;
+        Ok(veth)
+    }
+
+    /// Waits until `ns` reaches the target (40 pings, 250 ms each at most), or fails.
+    fn wait_reaches_target(&self, ns: &Netns) -> Result<()> {
+        let target = self.target_v4();
+        let reached = in_netns(ns.name(), move || {
+            (0..40)
+                .any(|_| crate::scanner::ping(target, Duration::from_millis(250)).unwrap_or(false))
+        })?;
+        ensure!(reached, "{} cannot reach the target {target}", ns.name());
         Ok(())
     }
 
@@ -151,36 +165,15 @@ impl Lab {
             (4..=254).contains(&host),
             "host {host}: use 4..=254 (1..=3 are the target, the attacker and the benign host)"
         );
-        let k = self.k();
         let ns = Netns::new(&format!(
             "{NETNS_PREFIX}{}-{}-{role}",
             std::process::id(),
             self.id
         ))?;
-        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
         let iface = self.if_name(&format!("h{host:02x}"));
-        let port = format!("{iface}p");
-        self.veths
-            .push(Veth::new(&ns, &iface, &self.switch, &port)?);
-        self.switch
-            .ip(&["link", "set", &port, "master", "br0", "up"])?;
-        ns.ip(&["addr", "add", &format!("10.{k}.0.{host}/24"), "dev", &iface])?;
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("fd5c:a7:0:{k:x}::{host}/64"),
-            "dev",
-            &iface,
-            "nodad",
-        ])?;
-        ns.ip(&["link", "set", &iface, "up"])?;
-        let target = self.target_v4();
-        let reached = in_netns(ns.name(), move || {
-            (0..40)
-                .any(|_| crate::scanner::ping(target, Duration::from_millis(250)).unwrap_or(false))
-        })?;
-        ensure!(reached, "{} cannot reach the target {target}", ns.name());
+        let veth = self.plug(&ns, &iface, host)?;
+        self.veths.push(veth);
+        self.wait_reaches_target(&ns)?;
         Ok(ns)
     }
 
