@@ -15,7 +15,7 @@ use crate::{
     lab::Lab,
     metrics,
     netns::in_netns,
-    require_root,
+    require_root, scanner,
 };
 
 /// How soon after a scan ends its alert must be in the log; also how long late alerts get.
@@ -46,6 +46,24 @@ pub fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<()> 
 /// Whether `ns` opens a TCP connection to `addr` within [`CONNECT_TIMEOUT`].
 pub fn connects(ns: &str, addr: SocketAddr) -> bool {
     connect(ns, addr, CONNECT_TIMEOUT).is_ok()
+}
+
+/// The attacker SYN-scans ports 1..=60 of the target (a port_scan at the default threshold of
+/// 20, well below the next report at 80 distinct ports); fails unless every probe was sent.
+pub fn attacker_syn_scan(lab: &Lab) {
+    let target = lab.target_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
+    })
+    .expect("entering the attacker ns")
+    .expect("SYN scan");
+    assert_eq!(sent, 60, "the scan sent every probe");
+}
+
+/// [`attacker_syn_scan`], then the port_scan alert naming the attacker ([`expect_alert`]).
+pub fn attacker_port_scan_alert(lab: &Lab, daemon: &Daemon<'_>, what: &str) -> Value {
+    attacker_syn_scan(lab);
+    expect_alert(daemon, &lab.attacker_v4().to_string(), &["port_scan"], what)
 }
 
 /// Waits up to [`ALERT_WITHIN`] for an alert of one of `kinds` naming `source`, or fails

@@ -24,8 +24,8 @@ use std::{
 use scanwatch_tests::{
     daemon::{Daemon, alert_is},
     e2e::{
-        ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, SCAN_BUDGET, connect, connects,
-        expect_alert, lab,
+        ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, SCAN_BUDGET, attacker_port_scan_alert,
+        attacker_syn_scan, connect, connects, expect_alert, lab,
     },
     http,
     lab::Lab,
@@ -65,18 +65,6 @@ fn assert_connect_times_out(ns: &str, addr: SocketAddr, what: &str) {
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
         other => panic!("{what}: a connect to {addr} should time out (dropped), got {other:?}"),
     }
-}
-
-/// The attacker SYN-scans ports 1..=60 of the target (a port_scan at the default threshold of
-/// 20, well below the next report at 80 distinct ports).
-fn syn_scan(lab: &Lab) {
-    let target = lab.target_v4();
-    let sent = in_netns(lab.attacker.name(), move || {
-        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
-    })
-    .expect("entering the attacker ns")
-    .expect("SYN scan");
-    assert_eq!(sent, 60, "the scan sent every probe");
 }
 
 /// Waits until the daemon counts a finding not blocked for `reason`, and checks that nothing was
@@ -202,13 +190,7 @@ fn detected_scanner_is_dropped_for_its_ttl_while_a_benign_client_is_served() {
     let client = Client::start(lab.benign.name(), addr);
 
     let scan_started = Instant::now();
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "drop",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "drop");
     let alert_seen = Instant::now();
     assert_eq!(alert["action"], "block", "{alert}");
     assert_eq!(
@@ -315,7 +297,7 @@ fn second_finding_from_a_blocked_source_adds_no_block() {
     // outruns the daemon, so both findings can be queued before the first block lands; a
     // paused daemon makes that certain.
     daemon.signal(libc::SIGSTOP).unwrap();
-    let scanned = std::panic::catch_unwind(|| syn_scan(&lab));
+    let scanned = std::panic::catch_unwind(|| attacker_syn_scan(&lab));
     daemon.signal(libc::SIGCONT).unwrap();
     if let Err(panic) = scanned {
         std::panic::resume_unwind(panic);
@@ -369,13 +351,7 @@ fn never_block_scanner_is_alerted_but_not_dropped() {
     let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
     let (_service, addr) = service(&lab);
 
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "never_block",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "never_block");
     assert_eq!(alert["action"], "alert", "{alert}");
     assert_eq!(alert["not_blocked"], "never_block", "{alert}");
     assert!(alert.get("block_ttl_seconds").is_none(), "{alert}");
@@ -600,13 +576,7 @@ fn blocks_survive_a_daemon_restart_and_reset_state_clears_them() {
     let attacker = lab.attacker.name();
     let source = format!("{}/32", lab.attacker_v4());
 
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "restart",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "restart");
     assert_eq!(alert["action"], "block", "{alert}");
     assert_connect_times_out(attacker, addr, "the blocked scanner");
     assert!(
@@ -651,13 +621,7 @@ fn dry_run_reports_would_block_and_drops_nothing() {
         Daemon::start_with(&lab, &["--mode", "drop", "--dry-run"]).expect("starting scanwatch");
     let (_service, addr) = service(&lab);
 
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "dry run",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "dry run");
     assert_eq!(alert["action"], "would_block", "{alert}");
     assert!(
         alert["block_ttl_seconds"].as_u64().unwrap_or(0) > 0,

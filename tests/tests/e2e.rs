@@ -17,7 +17,10 @@ use std::{
 
 use scanwatch_tests::{
     daemon::{Daemon, alert_is, daemon_binary},
-    e2e::{ALERT_WITHIN, NMAP_TIMEOUT, SCAN_BUDGET, connects, expect_alert, lab},
+    e2e::{
+        ALERT_WITHIN, NMAP_TIMEOUT, SCAN_BUDGET, attacker_port_scan_alert, connects, expect_alert,
+        lab,
+    },
     http,
     lab::Lab,
     metrics::{self, metric_sum},
@@ -297,17 +300,7 @@ fn monitor_mode_never_drops_a_detected_scanner() {
     let daemon = daemon(&lab);
     let _listener = open_port(&lab, 8080);
     let target = lab.target_v4();
-    in_netns(lab.attacker.name(), || {
-        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
-    })
-    .unwrap()
-    .unwrap();
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "monitor",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "monitor");
     assert_eq!(alert["action"], "alert", "{alert}");
     assert!(
         connects(lab.attacker.name(), SocketAddr::from((target, 8080))),
@@ -331,17 +324,7 @@ fn drop_mode_blocks_the_scanner_but_not_the_benign_host() {
         connects(lab.attacker.name(), service),
         "reachable before the scan"
     );
-    in_netns(lab.attacker.name(), || {
-        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
-    })
-    .unwrap()
-    .unwrap();
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "drop",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "drop");
     assert_eq!(alert["action"], "block", "{alert}");
     assert!(
         !connects(lab.attacker.name(), service),
