@@ -117,11 +117,8 @@ fn run_diff(h: &mut Harness, frame: &[u8]) -> (u32, Vec<u64>) {
     (verdict, diff)
 }
 
-/// Runs `frame` and checks that it passed, was counted in `class` and nowhere else among the
-/// classes, and raised no parse error.
-fn assert_class(h: &mut Harness, frame: &[u8], class: PacketClass, what: &str) {
-    let (verdict, diff) = run_diff(h, frame);
-    assert_eq!(verdict, XDP_PASS, "{what}: verdict");
+/// Checks a statistics diff: `class` moved by one, every other class not at all.
+fn assert_only_class_moved(diff: &[u64], class: PacketClass, what: &str) {
     for c in PacketClass::ALL {
         let expected = u64::from(c == class);
         assert_eq!(
@@ -133,6 +130,14 @@ fn assert_class(h: &mut Harness, frame: &[u8], class: PacketClass, what: &str) {
             class.name()
         );
     }
+}
+
+/// Runs `frame` and checks that it passed, was counted in `class` and nowhere else among the
+/// classes, and raised no parse error.
+fn assert_class(h: &mut Harness, frame: &[u8], class: PacketClass, what: &str) {
+    let (verdict, diff) = run_diff(h, frame);
+    assert_eq!(verdict, XDP_PASS, "{what}: verdict");
+    assert_only_class_moved(&diff, class, what);
     let errors: u64 = diff[PARSE_ERROR_BASE as usize..][..PARSE_ERRORS]
         .iter()
         .sum();
@@ -144,15 +149,7 @@ fn assert_class(h: &mut Harness, frame: &[u8], class: PacketClass, what: &str) {
 fn assert_malformed(h: &mut Harness, frame: &[u8], reason: ParseError, what: &str) {
     let (verdict, diff) = run_diff(h, frame);
     assert_eq!(verdict, XDP_PASS, "{what}: malformed frames must pass");
-    for c in PacketClass::ALL {
-        let expected = u64::from(c == PacketClass::Malformed);
-        assert_eq!(
-            diff[class_slot(c) as usize],
-            expected,
-            "{what}: class {} moved",
-            c.name()
-        );
-    }
+    assert_only_class_moved(&diff, PacketClass::Malformed, what);
     for r in ParseError::ALL {
         let expected = u64::from(r == reason);
         assert_eq!(
