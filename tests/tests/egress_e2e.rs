@@ -276,6 +276,24 @@ fn naming_neighbours<'a>(hood: &Hood, alerts: &'a [Value]) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Waits [`ALERT_WITHIN`] for late alerts, then checks that the host's everyday traffic (`load`)
+/// raised no egress alert and that no answer of a neighbour was taken for a probe; every alert.
+fn alerts_after_everyday_traffic(hood: &Hood, daemon: &Daemon<'_>, load: &Everyday) -> Vec<Value> {
+    thread::sleep(ALERT_WITHIN);
+    let alerts = daemon.alerts();
+    let egress = in_direction(&alerts, "egress");
+    assert!(
+        egress.is_empty(),
+        "the host's everyday traffic raised egress alerts: {egress:#?}\nload: {load:?}"
+    );
+    let ingress = naming_neighbours(hood, &alerts);
+    assert!(
+        ingress.is_empty(),
+        "the answers of the host's neighbours were taken for probes: {ingress:#?}"
+    );
+    alerts
+}
+
 /// An egress alert of one of `kinds` naming the monitored host.
 fn egress_alert_of(hood: &Hood, kinds: &[&str]) -> impl Fn(&Value) -> bool + use<> {
     let host = hood.lab.target_v4().to_string();
@@ -300,19 +318,7 @@ fn hosts_everyday_traffic_raises_no_alert_and_its_replies_are_recognised() {
     assert!(dns.stop().unwrap() >= EVERYDAY_COUNT);
     drop(web);
 
-    // Late alerts would arrive within this.
-    thread::sleep(ALERT_WITHIN);
-    let alerts = daemon.alerts();
-    let egress = in_direction(&alerts, "egress");
-    assert!(
-        egress.is_empty(),
-        "the host's everyday traffic raised egress alerts: {egress:#?}\nload: {load:?}"
-    );
-    let ingress = naming_neighbours(&hood, &alerts);
-    assert!(
-        ingress.is_empty(),
-        "the answers of the host's neighbours were taken for probes: {ingress:#?}"
-    );
+    let alerts = alerts_after_everyday_traffic(&hood, &daemon, &load);
     assert!(alerts.is_empty(), "unexpected alerts: {alerts:#?}");
 
     let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
@@ -567,16 +573,5 @@ fn ingress_scan_is_detected_next_to_the_hosts_own_traffic() {
     });
     assert_load_ran(&hood, &load);
 
-    thread::sleep(ALERT_WITHIN);
-    let alerts = daemon.alerts();
-    let egress = in_direction(&alerts, "egress");
-    assert!(
-        egress.is_empty(),
-        "the host's everyday traffic raised egress alerts: {egress:#?}"
-    );
-    let neighbours = naming_neighbours(&hood, &alerts);
-    assert!(
-        neighbours.is_empty(),
-        "the neighbours' answers were taken for probes: {neighbours:#?}"
-    );
+    alerts_after_everyday_traffic(&hood, &daemon, &load);
 }
