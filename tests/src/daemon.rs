@@ -236,10 +236,12 @@ impl<'lab> Daemon<'lab> {
         }
     }
 
+    /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
+    /// Where `/metrics` and `/healthz` answer, inside the target namespace.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
     }

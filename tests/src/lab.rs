@@ -196,14 +196,17 @@ impl Lab {
         (10 + self.id % 240) as u8
     }
 
+    /// The target's IPv4 address, `10.K.0.1`.
     pub fn target_v4(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, self.k(), 0, 1)
     }
 
+    /// The attacker's IPv4 address, `10.K.0.2`.
     pub fn attacker_v4(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, self.k(), 0, 2)
     }
 
+    /// The benign's IPv4 address, `10.K.0.3`.
     pub fn benign_v4(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, self.k(), 0, 3)
     }
@@ -212,14 +215,17 @@ impl Lab {
         Ipv6Addr::new(0xfd5c, 0xa7, 0, u16::from(self.k()), 0, 0, 0, host)
     }
 
+    /// The target's IPv6 address, `fd5c:a7:0:K::1`.
     pub fn target_v6(&self) -> Ipv6Addr {
         self.v6(1)
     }
 
+    /// The attacker's IPv6 address, `fd5c:a7:0:K::2`.
     pub fn attacker_v6(&self) -> Ipv6Addr {
         self.v6(2)
     }
 
+    /// The benign's IPv6 address, `fd5c:a7:0:K::3`.
     pub fn benign_v6(&self) -> Ipv6Addr {
         self.v6(3)
     }

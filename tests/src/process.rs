@@ -85,6 +85,7 @@ impl TempDir {
         Ok(Self { path })
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -118,6 +119,7 @@ impl Proc {
         })
     }
 
+    /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
