@@ -1,10 +1,35 @@
-//! Test support for scanwatch: a packet builder, a harness that loads the real XDP object and
-//! drives it with `BPF_PROG_TEST_RUN`, and (for end-to-end tests) network-namespace guards.
+//! Test support for scanwatch.
+//!
+//! Kernel tests: a packet builder ([`packet`]) and a harness that loads the real XDP object and
+//! drives it with `BPF_PROG_TEST_RUN` ([`harness`]).
+//!
+//! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
+//! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
+//! services the lab runs ([`services`]), an HTTP client ([`http`]), the metrics text
+//! ([`metrics`]), a scanner ([`scanner`]) and the helpers the end-to-end test files share
+//! ([`e2e`]).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub mod daemon;
+pub mod e2e;
 pub mod harness;
+pub mod http;
 pub mod lab;
+pub mod metrics;
+pub mod netns;
 pub mod packet;
+pub mod process;
 pub mod scanner;
+pub mod services;
+
+/// Per-process counter behind unique names.
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A unique number for this process (labs, namespaces, temp dirs).
+pub(crate) fn next_id() -> u32 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Fails the calling test with a clear message unless running as root: the kernel and
 /// end-to-end tests load BPF programs and create network namespaces. Never skipped, in CI or

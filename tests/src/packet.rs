@@ -269,7 +269,7 @@ impl PacketBuilder {
         for b in &mut h[20..] {
             *b = 1; // NOP options
         }
-        let sum = checksum(&h);
+        let sum = checksum(&[&h]);
         h[10..12].copy_from_slice(&sum.to_be_bytes());
         frame.extend_from_slice(&h);
         frame.extend_from_slice(l4);
@@ -323,12 +323,18 @@ pub fn ethernet_frame(ethertype: u16, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// Internet checksum.
-fn checksum(bytes: &[u8]) -> u16 {
+/// The internet checksum (RFC 1071) of `chunks`, taken as one byte sequence: every chunk but
+/// the last has an even length (a pseudo-header, then the header it covers).
+pub fn checksum(chunks: &[&[u8]]) -> u16 {
     let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
+    for chunk in chunks {
+        let mut pairs = chunk.chunks_exact(2);
+        for pair in pairs.by_ref() {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        if let [last] = pairs.remainder() {
+            sum += u32::from(*last) << 8;
+        }
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);

@@ -1,7 +1,7 @@
 //! A small scanner for the end-to-end tests, so they do not depend on nmap: TCP SYN and
 //! FIN/NULL/Xmas probes through a raw socket (our own TCP header, checksummed), a connect()
 //! scan, UDP probes and an ICMP echo sweep. Call it on a thread inside the attacker's namespace
-//! ([`crate::lab::in_netns`]). Every scan is bounded by its list of targets and by a time
+//! ([`crate::netns::in_netns`]). Every scan is bounded by its list of targets and by a time
 //! budget; each returns how many probes it sent.
 
 use std::{
@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::packet::checksum;
 pub use crate::packet::tcp_flags;
 
 /// FIN|PSH|URG, nmap's -sX.
@@ -20,25 +21,6 @@ pub const XMAS: u8 = tcp_flags::FIN | tcp_flags::PSH | tcp_flags::URG;
 
 /// Source port of raw TCP probes (nmap also uses one fixed source port per scan).
 const RAW_SOURCE_PORT: u16 = 47_311;
-
-/// The internet checksum of `chunks`, taken as one byte sequence of even-length chunks but the
-/// last.
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in chunks {
-        let mut pairs = chunk.chunks_exact(2);
-        for pair in pairs.by_ref() {
-            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-        }
-        if let [last] = pairs.remainder() {
-            sum += u32::from(*last) << 8;
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// A 20-byte TCP header with `flags`, checksummed over the IPv4 pseudo-header.
 pub fn tcp_header(

@@ -11,7 +11,7 @@
 
 use std::{
     io,
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{
         Arc,
@@ -22,34 +22,27 @@ use std::{
 };
 
 use scanwatch_tests::{
-    lab::{
-        Daemon, Lab, Service, TempDir, alert_is, describe, http_get, in_netns, metric_sample,
-        metric_sum, poll_until, service_body, spawn_in_netns,
+    daemon::{Daemon, alert_is},
+    e2e::{
+        ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, SCAN_BUDGET, attacker_port_scan_alert,
+        attacker_syn_scan, connect, connects, expect_alert, lab,
     },
-    require_root, scanner,
+    http,
+    lab::Lab,
+    metrics::{self, sample, total},
+    netns::{in_netns, spawn_in_netns},
+    process::{TempDir, describe, poll_until},
+    scanner,
+    services::{Service, service_body},
 };
 use serde_json::Value;
 
-/// How soon after a scan ends its alert must be in the log.
-const ALERT_WITHIN: Duration = Duration::from_secs(2);
-/// Upper bound on every scan of our own scanner.
-const SCAN_BUDGET: Duration = Duration::from_secs(5);
 /// The service the clients use on the target.
 const SERVICE_PORT: u16 = 8080;
 /// The detection block TTL of the TTL test.
 const BLOCK_TTL: Duration = Duration::from_secs(3);
-/// How long a blocked connect is given before it counts as timed out.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The daemon folds kernel counters into `/metrics` once a second; this covers two folds.
-const METRICS_WITHIN: Duration = Duration::from_millis(2500);
 /// How soon a control-CLI change must be enforced.
 const CLI_WITHIN: Duration = Duration::from_secs(1);
-
-/// A fresh lab (root required).
-fn lab() -> Lab {
-    require_root();
-    Lab::new().expect("building the lab")
-}
 
 /// Writes `body` as the daemon's configuration file in `dir`; its path as an argument.
 fn config_file(dir: &TempDir, body: &str) -> String {
@@ -65,19 +58,6 @@ fn service(lab: &Lab) -> (Service, SocketAddr) {
     (service, addr)
 }
 
-/// A TCP connect from namespace `ns` to `addr`, bounded by `timeout`.
-fn connect(ns: &str, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
-    in_netns(ns, move || {
-        TcpStream::connect_timeout(&addr, timeout).map(drop)
-    })
-    .expect("entering a namespace")
-}
-
-/// Whether `ns` opens a TCP connection to `addr` within [`CONNECT_TIMEOUT`].
-fn connects(ns: &str, addr: SocketAddr) -> bool {
-    connect(ns, addr, CONNECT_TIMEOUT).is_ok()
-}
-
 /// Asserts that a connect from `ns` to `addr` times out: its SYNs vanish (a refused or
 /// unreachable connect would mean something else answered).
 fn assert_connect_times_out(ns: &str, addr: SocketAddr, what: &str) {
@@ -85,42 +65,6 @@ fn assert_connect_times_out(ns: &str, addr: SocketAddr, what: &str) {
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
         other => panic!("{what}: a connect to {addr} should time out (dropped), got {other:?}"),
     }
-}
-
-/// The attacker SYN-scans ports 1..=60 of the target (a port_scan at the default threshold of
-/// 20, well below the next report at 80 distinct ports).
-fn syn_scan(lab: &Lab) {
-    let target = lab.target_v4();
-    let sent = in_netns(lab.attacker.name(), move || {
-        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
-    })
-    .expect("entering the attacker ns")
-    .expect("SYN scan");
-    assert_eq!(sent, 60, "the scan sent every probe");
-}
-
-/// Waits for an alert of one of `kinds` naming `source`, or fails showing what was seen.
-fn expect_alert(daemon: &Daemon<'_>, source: &str, kinds: &[&str], what: &str) -> Value {
-    daemon
-        .wait_for_alert(ALERT_WITHIN, alert_is(source, kinds))
-        .unwrap_or_else(|| {
-            panic!(
-                "{what}: no {kinds:?} alert naming {source} within {ALERT_WITHIN:?}.\nalerts: \
-                 {:#?}\ndaemon log:\n{}",
-                daemon.alerts(),
-                daemon.log()
-            )
-        })
-}
-
-/// One series of the metrics text (a counter or a gauge of whole things), 0 when absent.
-fn sample(metrics: &str, series: &str) -> u64 {
-    metric_sample(metrics, series).map_or(0, |v| v as u64)
-}
-
-/// The sum of every series of metric `name`, 0 when absent.
-fn total(metrics: &str, name: &str) -> u64 {
-    metric_sum(metrics, name).map_or(0, |v| v as u64)
 }
 
 /// Waits until the daemon counts a finding not blocked for `reason`, and checks that nothing was
@@ -145,16 +89,11 @@ fn refused_and_nothing_dropped(daemon: &Daemon, reason: &str) -> String {
 }
 
 /// The enforcement lines of the metrics text, for failure messages.
-fn enforcement(metrics: &str) -> String {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("scanwatch_dropped")
-                || l.starts_with("scanwatch_block")
-                || l.starts_with("scanwatch_verdicts")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+fn enforcement(text: &str) -> String {
+    metrics::lines(
+        text,
+        &["scanwatch_dropped", "scanwatch_block", "scanwatch_verdicts"],
+    )
 }
 
 /// `scanwatch list --json` (with `--all` when `all`), parsed.
@@ -197,7 +136,7 @@ impl Client {
                 let want = service_body(addr.port());
                 let mut report = ClientReport::default();
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    match http_get(addr, "/", Duration::from_secs(2)) {
+                    match http::get(addr, "/", Duration::from_secs(2)) {
                         Ok((200, body)) if body == want => report.ok += 1,
                         Ok((status, body)) => report.failed.push(format!("{status}: {body:?}")),
                         Err(e) => report.failed.push(format!("{e:#}")),
@@ -251,13 +190,7 @@ fn detected_scanner_is_dropped_for_its_ttl_while_a_benign_client_is_served() {
     let client = Client::start(lab.benign.name(), addr);
 
     let scan_started = Instant::now();
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "drop",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "drop");
     let alert_seen = Instant::now();
     assert_eq!(alert["action"], "block", "{alert}");
     assert_eq!(
@@ -364,7 +297,7 @@ fn second_finding_from_a_blocked_source_adds_no_block() {
     // outruns the daemon, so both findings can be queued before the first block lands; a
     // paused daemon makes that certain.
     daemon.signal(libc::SIGSTOP).unwrap();
-    let scanned = std::panic::catch_unwind(|| syn_scan(&lab));
+    let scanned = std::panic::catch_unwind(|| attacker_syn_scan(&lab));
     daemon.signal(libc::SIGCONT).unwrap();
     if let Err(panic) = scanned {
         std::panic::resume_unwind(panic);
@@ -418,13 +351,7 @@ fn never_block_scanner_is_alerted_but_not_dropped() {
     let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
     let (_service, addr) = service(&lab);
 
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "never_block",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "never_block");
     assert_eq!(alert["action"], "alert", "{alert}");
     assert_eq!(alert["not_blocked"], "never_block", "{alert}");
     assert!(alert.get("block_ttl_seconds").is_none(), "{alert}");
@@ -649,13 +576,7 @@ fn blocks_survive_a_daemon_restart_and_reset_state_clears_them() {
     let attacker = lab.attacker.name();
     let source = format!("{}/32", lab.attacker_v4());
 
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "restart",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "restart");
     assert_eq!(alert["action"], "block", "{alert}");
     assert_connect_times_out(attacker, addr, "the blocked scanner");
     assert!(
@@ -700,13 +621,7 @@ fn dry_run_reports_would_block_and_drops_nothing() {
         Daemon::start_with(&lab, &["--mode", "drop", "--dry-run"]).expect("starting scanwatch");
     let (_service, addr) = service(&lab);
 
-    syn_scan(&lab);
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "dry run",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "dry run");
     assert_eq!(alert["action"], "would_block", "{alert}");
     assert!(
         alert["block_ttl_seconds"].as_u64().unwrap_or(0) > 0,

@@ -11,73 +11,30 @@ use std::{
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::{Command, Output, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
     thread,
     time::{Duration, Instant},
 };
 
 use scanwatch_tests::{
-    lab::{
-        Daemon, Lab, Netns, Proc, TempDir, alert_is, daemon_binary, describe, http_get, in_netns,
-        metric_sum, spawn_in_netns, tool_or_skip, url_encode,
+    daemon::{Daemon, alert_is, daemon_binary},
+    e2e::{
+        ALERT_WITHIN, NMAP_TIMEOUT, SCAN_BUDGET, attacker_port_scan_alert, connects, expect_alert,
+        lab,
     },
+    http,
+    lab::Lab,
+    metrics::{self, metric_sum},
+    netns::{Netns, in_netns, spawn_in_netns},
+    process::{Proc, TempDir, describe, tool_or_skip},
     require_root,
     scanner::{self, XMAS, tcp_flags},
+    services::Service,
 };
 use serde_json::Value;
-
-/// How soon after a scan ends its alert must be in the log.
-const ALERT_WITHIN: Duration = Duration::from_secs(2);
-/// Upper bound on every scan of our own scanner.
-const SCAN_BUDGET: Duration = Duration::from_secs(5);
-/// Upper bound on one nmap run (it is killed after this).
-const NMAP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A fresh lab (root required).
-fn lab() -> Lab {
-    require_root();
-    Lab::new().expect("building the lab")
-}
 
 /// The daemon, with default settings, watching the lab's target.
 fn daemon(lab: &Lab) -> Daemon<'_> {
     Daemon::start(lab).expect("starting scanwatch")
-}
-
-/// Waits for an alert of one of `kinds` naming `source`, or fails showing what was seen.
-fn expect_alert(daemon: &Daemon<'_>, source: &str, kinds: &[&str], what: &str) -> Value {
-    let started = Instant::now();
-    daemon
-        .wait_for_alert(ALERT_WITHIN, alert_is(source, kinds))
-        .unwrap_or_else(|| {
-            panic!(
-                "{what}: no {kinds:?} alert naming {source} within {:?} of the scan.\nalerts: \
-                 {:#?}\nmetrics excerpt:\n{}\ndaemon log:\n{}",
-                started.elapsed(),
-                daemon.alerts(),
-                excerpt(&daemon.metrics().unwrap_or_default()),
-                daemon.log()
-            )
-        })
-}
-
-/// The data-path metrics a failing test shows.
-fn excerpt(metrics: &str) -> String {
-    metrics
-        .lines()
-        .filter(|l| {
-            !l.starts_with('#')
-                && (l.starts_with("scanwatch_packets_total")
-                    || l.starts_with("scanwatch_detections_total")
-                    || l.starts_with("scanwatch_admission")
-                    || l.starts_with("scanwatch_events"))
-                && !l.ends_with(" 0")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Checks the fields every alert of this lab carries.
@@ -337,31 +294,13 @@ fn open_port(lab: &Lab, port: u16) -> TcpListener {
         .expect("binding a listener on the target")
 }
 
-/// Whether `ns` can open a TCP connection to `addr` within a second.
-fn connects(ns: &str, addr: SocketAddr) -> bool {
-    in_netns(ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-    })
-    .unwrap()
-}
-
 #[test]
 fn monitor_mode_never_drops_a_detected_scanner() {
     let lab = lab();
     let daemon = daemon(&lab);
     let _listener = open_port(&lab, 8080);
     let target = lab.target_v4();
-    in_netns(lab.attacker.name(), || {
-        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
-    })
-    .unwrap()
-    .unwrap();
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "monitor",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "monitor");
     assert_eq!(alert["action"], "alert", "{alert}");
     assert!(
         connects(lab.attacker.name(), SocketAddr::from((target, 8080))),
@@ -385,17 +324,7 @@ fn drop_mode_blocks_the_scanner_but_not_the_benign_host() {
         connects(lab.attacker.name(), service),
         "reachable before the scan"
     );
-    in_netns(lab.attacker.name(), || {
-        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
-    })
-    .unwrap()
-    .unwrap();
-    let alert = expect_alert(
-        &daemon,
-        &lab.attacker_v4().to_string(),
-        &["port_scan"],
-        "drop",
-    );
+    let alert = attacker_port_scan_alert(&lab, &daemon, "drop");
     assert_eq!(alert["action"], "block", "{alert}");
     assert!(
         !connects(lab.attacker.name(), service),
@@ -419,11 +348,7 @@ fn drop_mode_blocks_the_scanner_but_not_the_benign_host() {
     assert!(
         metric_sum(&metrics, "scanwatch_dropped_packets_total").unwrap_or(0.0) > 0.0,
         "drops are counted:\n{}",
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("scanwatch_dropped") || l.starts_with("scanwatch_block"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        metrics::lines(&metrics, &["scanwatch_dropped", "scanwatch_block"])
     );
 }
 
@@ -443,120 +368,9 @@ const SERVICE_ROUNDS: usize = 10;
 /// Pings, one a second.
 const PINGS: usize = 6;
 
-/// Tiny servers inside the target namespace: each TCP port answers one HTTP-ish response per
-/// connection, the UDP port echoes. They count what they served and stop when `stop` is set.
-struct Servers {
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicUsize>,
-    threads: Vec<thread::JoinHandle<anyhow::Result<anyhow::Result<()>>>>,
-}
-
-impl Servers {
-    fn start(lab: &Lab) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicUsize::new(0));
-        let addr = lab.target_v4();
-        let mut threads = Vec::new();
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        for port in std::iter::once(WEB_PORT).chain(OTHER_TCP_SERVICES) {
-            let (stop, served, bound_tx) = (stop.clone(), served.clone(), bound_tx.clone());
-            threads.push(spawn_in_netns(lab.target.name(), move || -> anyhow::Result<()> {
-                let listener = TcpListener::bind((addr, port))?;
-                listener.set_nonblocking(true)?;
-                bound_tx.send(())?;
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut conn, _)) => {
-                            conn.set_nonblocking(false)?;
-                            conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-                            if read_request(&mut conn).is_ok() {
-                                let body = format!("hello from port {port}\n");
-                                let ok = write!(
-                                    conn,
-                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                                    body.len()
-                                );
-                                if ok.is_ok() {
-                                    served.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            thread::sleep(Duration::from_millis(2));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Ok(())
-            }));
-        }
-        {
-            let (stop, served) = (stop.clone(), served.clone());
-            threads.push(spawn_in_netns(
-                lab.target.name(),
-                move || -> anyhow::Result<()> {
-                    let socket = UdpSocket::bind((addr, UDP_SERVICE))?;
-                    socket.set_read_timeout(Some(Duration::from_millis(50)))?;
-                    bound_tx.send(())?;
-                    let mut buf = [0u8; 512];
-                    while !stop.load(Ordering::Relaxed) {
-                        if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                            socket.send_to(&buf[..n], from)?;
-                            served.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(())
-                },
-            ));
-        }
-        for _ in 0..threads.len() {
-            bound_rx
-                .recv_timeout(Duration::from_secs(5))
-                .expect("a server did not start");
-        }
-        Self {
-            stop,
-            served,
-            threads,
-        }
-    }
-
-    /// Stops the servers; how many requests they served.
-    fn stop(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in std::mem::take(&mut self.threads) {
-            t.join()
-                .expect("server thread")
-                .expect("entering the target ns")
-                .expect("server");
-        }
-        self.served.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Reads an HTTP request head (up to the blank line), bounded.
-fn read_request(conn: &mut TcpStream) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf)?;
-        if n == 0 || head.len() > 8192 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Ok(())
-}
-
 /// One HTTP request to `addr`; true when it got a 200 and the body.
 fn request(addr: SocketAddr) -> bool {
-    http_get(addr, "/", Duration::from_secs(2))
+    http::get(addr, "/", Duration::from_secs(2))
         .is_ok_and(|(status, body)| status == 200 && body.starts_with("hello from port"))
 }
 
@@ -574,8 +388,14 @@ fn udp_request(socket: &UdpSocket, addr: SocketAddr, n: usize) -> bool {
 fn benign_clients_next_to_scans_raise_no_alert() {
     let lab = lab();
     let daemon = daemon(&lab);
-    let servers = Servers::start(&lab);
     let target = lab.target_v4();
+    let tcp_ports: Vec<u16> = std::iter::once(WEB_PORT)
+        .chain(OTHER_TCP_SERVICES)
+        .collect();
+    let tcp_servers =
+        Service::tcp(&lab.target, target.into(), &tcp_ports).expect("the TCP servers");
+    let udp_server = Service::udp_echo(&lab.target, SocketAddr::from((target, UDP_SERVICE)))
+        .expect("the UDP server");
 
     // The benign host: a busy web client, a client of a handful of services, a pinger.
     let web = spawn_in_netns(lab.benign.name(), move || {
@@ -648,7 +468,7 @@ fn benign_clients_next_to_scans_raise_no_alert() {
         .join()
         .expect("pinger")
         .expect("entering the benign ns");
-    let served = servers.stop();
+    let served = tcp_servers.stop().expect("TCP servers") + udp_server.stop().expect("UDP server");
 
     // Late alerts would arrive within this.
     thread::sleep(ALERT_WITHIN);
@@ -692,10 +512,10 @@ const PROMETHEUS_PORT: u16 = 9090;
 
 /// A Prometheus API query from inside the target namespace; the `data.result` array.
 fn prom_query(lab: &Lab, query: &str) -> anyhow::Result<Vec<Value>> {
-    let path = format!("/api/v1/query?query={}", url_encode(query));
+    let path = "/api/v1/query";
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PROMETHEUS_PORT));
     let (status, body) = in_netns(lab.target.name(), || {
-        http_get(addr, &path, Duration::from_secs(2))
+        http::get_query(addr, path, &[("query", query)], Duration::from_secs(2))
     })??;
     anyhow::ensure!(status == 200, "{path}: HTTP {status}: {body}");
     let v: Value = serde_json::from_str(&body)?;

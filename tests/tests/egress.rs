@@ -64,6 +64,21 @@ fn ingress(h: &mut Harness, p: &PacketBuilder) {
     assert_eq!(h.run(&p.build()).expect("ingress run"), XDP_PASS);
 }
 
+/// This host's SYN from port 41000 to `port` of the remote, answered with a segment with
+/// `flags` (a RST: the port is closed).
+fn refused_connect(h: &mut Harness, port: u16, flags: u8) {
+    egress(
+        h,
+        &PacketBuilder::new(LOCAL, REMOTE).syn(port).src_port(41_000),
+    );
+    ingress(
+        h,
+        &PacketBuilder::new(REMOTE, LOCAL)
+            .src_port(port)
+            .tcp(41_000, flags),
+    );
+}
+
 /// A DNS-style query from this host's `port` to the resolver's port 53.
 fn dns_query(port: u16) -> PacketBuilder {
     PacketBuilder::new(LOCAL, REMOTE).udp(53).src_port(port)
@@ -231,16 +246,7 @@ fn expired_flow_no_longer_matches() {
 fn refused_outbound_connections_to_many_ports_are_an_egress_port_scan() {
     let mut h = load(&config());
     for port in 1..=30u16 {
-        egress(
-            &mut h,
-            &PacketBuilder::new(LOCAL, REMOTE).syn(port).src_port(41_000),
-        );
-        ingress(
-            &mut h,
-            &PacketBuilder::new(REMOTE, LOCAL)
-                .src_port(port)
-                .tcp(41_000, RST | ACK),
-        );
+        refused_connect(&mut h, port, RST | ACK);
     }
     let events = h.events();
     let scan = events
@@ -342,16 +348,7 @@ fn egress_switch_off_keeps_reply_recognition() {
     c.flags |= FLAG_NO_EGRESS;
     let mut h = load(&c);
     for port in 1..=30u16 {
-        egress(
-            &mut h,
-            &PacketBuilder::new(LOCAL, REMOTE).syn(port).src_port(41_000),
-        );
-        ingress(
-            &mut h,
-            &PacketBuilder::new(REMOTE, LOCAL)
-                .src_port(port)
-                .tcp(41_000, RST),
-        );
+        refused_connect(&mut h, port, RST);
         egress(&mut h, &dns_query(port));
         ingress(&mut h, &dns_answer(port));
     }

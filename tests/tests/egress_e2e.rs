@@ -25,23 +25,21 @@ use std::{
 };
 
 use scanwatch_tests::{
-    lab::{
-        Daemon, Lab, Netns, Service, Veth, alert_is, http_get, in_netns, metric_sample,
-        service_body, spawn_in_netns, tool_or_skip,
+    daemon::{Daemon, alert_is},
+    e2e::{
+        ALERT_WITHIN, METRICS_WITHIN, NMAP_TIMEOUT, SCAN_BUDGET, excerpt, expect_alert_matching,
     },
+    http,
+    lab::Lab,
+    metrics::sample,
+    netns::{Netns, Veth, in_netns, spawn_in_netns},
+    process::tool_or_skip,
     require_root,
     scanner::{self, TraceReport},
+    services::{Service, service_body},
 };
 use serde_json::Value;
 
-/// How soon after a scan ends its alert must be in the log; also how long late alerts get.
-const ALERT_WITHIN: Duration = Duration::from_secs(2);
-/// Upper bound on every scan of our own scanner.
-const SCAN_BUDGET: Duration = Duration::from_secs(5);
-/// Upper bound on one nmap run (it is killed after this).
-const NMAP_TIMEOUT: Duration = Duration::from_secs(30);
-/// The daemon folds kernel counters into `/metrics` once a second; this covers two folds.
-const METRICS_WITHIN: Duration = Duration::from_millis(2500);
 /// The neighbour's open and closed ports.
 const OPEN_PORT: u16 = 8080;
 const CLOSED_PORT: u16 = 8081;
@@ -278,39 +276,22 @@ fn naming_neighbours<'a>(hood: &Hood, alerts: &'a [Value]) -> Vec<&'a Value> {
         .collect()
 }
 
-/// One series of the metrics text (a counter or a gauge of whole things), 0 when absent.
-fn sample(metrics: &str, series: &str) -> u64 {
-    metric_sample(metrics, series).map_or(0, |v| v as u64)
-}
-
-/// The reply and egress lines of the metrics text, for failure messages.
-fn excerpt(metrics: &str) -> String {
-    metrics
-        .lines()
-        .filter(|l| {
-            !l.starts_with('#')
-                && (l.starts_with("scanwatch_replies")
-                    || l.starts_with("scanwatch_egress")
-                    || l.starts_with("scanwatch_flows")
-                    || l.starts_with("scanwatch_detections"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Waits for an alert matching `pred`, or fails showing what was seen.
-fn expect_alert(daemon: &Daemon<'_>, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    daemon.wait_for_alert(ALERT_WITHIN, pred).unwrap_or_else(|| {
-        panic!(
-            "{what}: no such alert within {:?} of the scan.\nalerts: {:#?}\nmetrics excerpt:\n{}\
-             \ndaemon log:\n{}",
-            started.elapsed(),
-            daemon.alerts(),
-            excerpt(&daemon.metrics().unwrap_or_default()),
-            daemon.log()
-        )
-    })
+/// Waits [`ALERT_WITHIN`] for late alerts, then checks that the host's everyday traffic (`load`)
+/// raised no egress alert and that no answer of a neighbour was taken for a probe; every alert.
+fn alerts_after_everyday_traffic(hood: &Hood, daemon: &Daemon<'_>, load: &Everyday) -> Vec<Value> {
+    thread::sleep(ALERT_WITHIN);
+    let alerts = daemon.alerts();
+    let egress = in_direction(&alerts, "egress");
+    assert!(
+        egress.is_empty(),
+        "the host's everyday traffic raised egress alerts: {egress:#?}\nload: {load:?}"
+    );
+    let ingress = naming_neighbours(hood, &alerts);
+    assert!(
+        ingress.is_empty(),
+        "the answers of the host's neighbours were taken for probes: {ingress:#?}"
+    );
+    alerts
 }
 
 /// An egress alert of one of `kinds` naming the monitored host.
@@ -337,19 +318,7 @@ fn hosts_everyday_traffic_raises_no_alert_and_its_replies_are_recognised() {
     assert!(dns.stop().unwrap() >= EVERYDAY_COUNT);
     drop(web);
 
-    // Late alerts would arrive within this.
-    thread::sleep(ALERT_WITHIN);
-    let alerts = daemon.alerts();
-    let egress = in_direction(&alerts, "egress");
-    assert!(
-        egress.is_empty(),
-        "the host's everyday traffic raised egress alerts: {egress:#?}\nload: {load:?}"
-    );
-    let ingress = naming_neighbours(&hood, &alerts);
-    assert!(
-        ingress.is_empty(),
-        "the answers of the host's neighbours were taken for probes: {ingress:#?}"
-    );
+    let alerts = alerts_after_everyday_traffic(&hood, &daemon, &load);
     assert!(alerts.is_empty(), "unexpected alerts: {alerts:#?}");
 
     let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
@@ -405,7 +374,7 @@ fn monitoring_loop_over_fifty_services_raises_no_alert() {
                     break;
                 }
                 let addr = SocketAddr::from((neighbour, port));
-                match http_get(addr, "/health", Duration::from_secs(2)) {
+                match http::get(addr, "/health", Duration::from_secs(2)) {
                     Ok((200, body)) if body == service_body(port) => ok += 1,
                     other => failed.push(format!("{addr}: {other:?}")),
                 }
@@ -478,7 +447,7 @@ fn nmap_syn_scan_from_the_host_raises_egress_port_scan_and_is_never_blocked() {
         stdout.contains("80/tcp open"),
         "nmap finds the neighbour's open port:\n{stdout}"
     );
-    let alert = expect_alert(
+    let alert = expect_alert_matching(
         &daemon,
         "nmap -sS from the host",
         egress_alert_of(&hood, &["port_scan"]),
@@ -507,7 +476,7 @@ fn nmap_syn_scan_from_the_host_raises_egress_port_scan_and_is_never_blocked() {
     let target = hood.lab.target_v4();
     let web = SocketAddr::from((hood.neighbour_v4(), 80));
     let reaches = in_netns(hood.target(), move || {
-        http_get(web, "/", Duration::from_secs(2)).is_ok_and(|(status, _)| status == 200)
+        http::get(web, "/", Duration::from_secs(2)).is_ok_and(|(status, _)| status == 200)
     })
     .unwrap();
     assert!(
@@ -557,7 +526,7 @@ fn nmap_ping_sweep_from_the_host_raises_egress_sweep() {
         stdout.contains("256 hosts up"),
         "every host of the neighbour's /24 answers:\n{stdout}"
     );
-    let alert = expect_alert(
+    let alert = expect_alert_matching(
         &daemon,
         "nmap -sn from the host",
         egress_alert_of(&hood, &["icmp_sweep", "host_sweep"]),
@@ -592,7 +561,7 @@ fn ingress_scan_is_detected_next_to_the_hosts_own_traffic() {
         .expect("entering the attacker ns")
         .expect("SYN scan");
         assert_eq!(sent, 60);
-        let alert = expect_alert(&daemon, "SYN scan of the host", |a| {
+        let alert = expect_alert_matching(&daemon, "SYN scan of the host", |a| {
             a["direction"] == "ingress"
                 && alert_is(&hood.lab.attacker_v4().to_string(), &["port_scan"])(a)
         });
@@ -604,16 +573,5 @@ fn ingress_scan_is_detected_next_to_the_hosts_own_traffic() {
     });
     assert_load_ran(&hood, &load);
 
-    thread::sleep(ALERT_WITHIN);
-    let alerts = daemon.alerts();
-    let egress = in_direction(&alerts, "egress");
-    assert!(
-        egress.is_empty(),
-        "the host's everyday traffic raised egress alerts: {egress:#?}"
-    );
-    let neighbours = naming_neighbours(&hood, &alerts);
-    assert!(
-        neighbours.is_empty(),
-        "the neighbours' answers were taken for probes: {neighbours:#?}"
-    );
+    alerts_after_everyday_traffic(&hood, &daemon, &load);
 }

@@ -13,7 +13,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use scanwatch_tests::{
-    lab::{Daemon, Lab, describe, in_netns, metric_sum, on_path},
+    daemon::Daemon,
+    lab::Lab,
+    metrics::metric_sum,
+    netns::in_netns,
+    process::{describe, on_path},
     scanner,
 };
 

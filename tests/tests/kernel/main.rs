@@ -1,0 +1,201 @@
+//! Kernel tests: the real scanwatch XDP object under `BPF_PROG_TEST_RUN`, one file per feature.
+//!
+//! Every test loads a fresh program (so fresh maps), feeds it frames built by `PacketBuilder`
+//! and checks outcomes: the verdict, the statistics slots, the tracker's per-source state and
+//! the events in the ring buffer. Packets use documentation addresses only (RFC 5737, RFC 3849)
+//! and never leave the test run.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::Error;
+use scanwatch_common::{
+    addr::{DEFAULT_IPV6_PREFIX_LEN, SourceKey},
+    classify::PacketClass,
+    config::{FLAG_NO_ADMISSION, KernelConfig},
+    state::SourceState,
+    stats::{Counter, PARSE_ERROR_BASE, PARSE_ERRORS, ParseError, class_slot, parse_error_slot},
+};
+use scanwatch_tests::{
+    harness::{Harness, XDP_PASS},
+    packet::PacketBuilder,
+    require_root,
+};
+
+// One file per feature; the helpers below are theirs to share.
+mod classify;
+mod encapsulation;
+mod estimates;
+mod events;
+mod flood;
+mod ignore;
+mod load;
+mod malformed;
+mod replies;
+mod tracking;
+
+// ---------------------------------------------------------------------------------------------
+// Addresses, keys and configurations
+// ---------------------------------------------------------------------------------------------
+
+/// The IPv4 scanner of most tests (TEST-NET-1).
+const SCANNER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+/// The IPv4 target of most tests (TEST-NET-2).
+const TARGET_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The IPv6 scanner of most tests (documentation prefix).
+const SCANNER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x5ca7, 0, 0, 0, 0, 0x10);
+/// The IPv6 target of most tests.
+const TARGET_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x7a7, 0, 0, 0, 0, 1);
+
+/// A clock value for tests that drive windows: far from zero, so `now - window` never wraps.
+const T0: u64 = 1_000 * 1_000_000_000;
+const SECOND: u64 = 1_000_000_000;
+
+/// Hash seeds the estimator tests repeat with.
+const SEEDS: [u64; 3] = [1, 0x5eed_5eed, 0xdead_beef_cafe_f00d];
+
+/// The tracker key of `ip` under the default configuration.
+fn key_of(ip: impl Into<IpAddr>) -> SourceKey {
+    match ip.into() {
+        IpAddr::V4(a) => SourceKey::from_ipv4(a.octets()),
+        IpAddr::V6(a) => SourceKey::from_ipv6(a.octets(), DEFAULT_IPV6_PREFIX_LEN),
+    }
+}
+
+/// An address of 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 by index (0..768).
+fn doc_v4(i: u32) -> Ipv4Addr {
+    let nets = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+    let [a, b, c] = nets[(i / 256) as usize];
+    Ipv4Addr::new(a, b, c, (i % 256) as u8)
+}
+
+/// The `i`th host of 2001:db8:7a7::/48 (the IPv6 targets).
+fn doc_v6_target(i: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x7a7, 0, 0, 0, (i >> 16) as u16, i as u16)
+}
+
+/// A packet from `SCANNER_V4` to `TARGET_V4` (a SYN to port 80 unless changed).
+fn scan_v4() -> PacketBuilder {
+    PacketBuilder::new(SCANNER_V4, TARGET_V4)
+}
+
+/// A packet from `SCANNER_V6` to `TARGET_V6` (a SYN to port 80 unless changed).
+fn scan_v6() -> PacketBuilder {
+    PacketBuilder::new(SCANNER_V6, TARGET_V6)
+}
+
+/// A configuration that tracks a source from its first probe, so counts are exact.
+fn no_admission() -> KernelConfig {
+    KernelConfig {
+        flags: FLAG_NO_ADMISSION,
+        ..KernelConfig::default()
+    }
+}
+
+/// Fails the test unless running as root, then loads the product program.
+fn load() -> Harness {
+    require_root();
+    Harness::load().expect("loading the scanwatch XDP program")
+}
+
+/// Loads the product program and writes `config`.
+fn load_with(config: &KernelConfig) -> Harness {
+    let mut h = load();
+    h.set_config(config).unwrap();
+    h
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running frames and checking what moved
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `frame` once; returns the verdict and how much each statistics slot moved.
+fn run_diff(h: &mut Harness, frame: &[u8]) -> (u32, Vec<u64>) {
+    let before = h.stats().unwrap();
+    let verdict = h.run(frame).unwrap();
+    let after = h.stats().unwrap();
+    let diff = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    (verdict, diff)
+}
+
+/// Checks a statistics diff: `class` moved by one, every other class not at all.
+fn assert_only_class_moved(diff: &[u64], class: PacketClass, what: &str) {
+    for c in PacketClass::ALL {
+        let expected = u64::from(c == class);
+        assert_eq!(
+            diff[class_slot(c) as usize],
+            expected,
+            "{what}: class {} moved by {} (expected the packet in {})",
+            c.name(),
+            diff[class_slot(c) as usize],
+            class.name()
+        );
+    }
+}
+
+/// Runs `frame` and checks that it passed, was counted in `class` and nowhere else among the
+/// classes, and raised no parse error.
+fn assert_class(h: &mut Harness, frame: &[u8], class: PacketClass, what: &str) {
+    let (verdict, diff) = run_diff(h, frame);
+    assert_eq!(verdict, XDP_PASS, "{what}: verdict");
+    assert_only_class_moved(&diff, class, what);
+    let errors: u64 = diff[PARSE_ERROR_BASE as usize..][..PARSE_ERRORS]
+        .iter()
+        .sum();
+    assert_eq!(errors, 0, "{what}: unexpected parse error");
+}
+
+/// Runs `frame` and checks that it passed, was counted as `Malformed` with exactly one parse
+/// error, `reason`.
+fn assert_malformed(h: &mut Harness, frame: &[u8], reason: ParseError, what: &str) {
+    let (verdict, diff) = run_diff(h, frame);
+    assert_eq!(verdict, XDP_PASS, "{what}: malformed frames must pass");
+    assert_only_class_moved(&diff, PacketClass::Malformed, what);
+    for r in ParseError::ALL {
+        let expected = u64::from(r == reason);
+        assert_eq!(
+            diff[parse_error_slot(r) as usize],
+            expected,
+            "{what}: parse error {} moved by {} (expected {})",
+            r.name(),
+            diff[parse_error_slot(r) as usize],
+            reason.name()
+        );
+    }
+}
+
+/// Builds `packet` and sends it once, checking the verdict.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "callers build the packet inline; by value keeps every call site short"
+)]
+fn send(h: &mut Harness, packet: PacketBuilder) {
+    pass(h, &packet.build());
+}
+
+/// Runs `frame` once and checks the verdict.
+fn pass(h: &mut Harness, frame: &[u8]) {
+    assert_eq!(h.run(frame).unwrap(), XDP_PASS);
+}
+
+/// The tracker's state for `key`; fails the test when the source is not tracked.
+fn state_of(h: &Harness, key: &SourceKey) -> SourceState {
+    h.tracked(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("source {:?} should be tracked", key.addr))
+}
+
+/// The admission-filter and insert counters, which must not move on the fast path.
+fn tracking_counters(h: &Harness) -> [u64; 3] {
+    [
+        h.counter(Counter::AdmissionDeferred).unwrap(),
+        h.counter(Counter::Admitted).unwrap(),
+        h.counter(Counter::TrackerInserts).unwrap(),
+    ]
+}
+
+/// The errno of a failed `BPF_PROG_TEST_RUN`, if the error carries one.
+fn errno(err: &Error) -> Option<i32> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error)
+}
