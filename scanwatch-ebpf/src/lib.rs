@@ -8,6 +8,10 @@
 //! Egress (TC, [`handle_egress`]): record the host's outbound flows and count the probes it
 //! sends. Never changes a packet.
 #![no_std]
+#![expect(
+    clippy::inline_always,
+    reason = "per-packet code: inlining keeps BPF-to-BPF calls and verifier work down; functions that need their own stack frame say #[inline(never)]"
+)]
 
 pub mod block;
 pub mod egress;

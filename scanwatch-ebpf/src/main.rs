@@ -8,11 +8,19 @@ use aya_ebpf::{
 };
 
 #[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the program macro hands the context over by value"
+)]
 pub fn scanwatch(ctx: XdpContext) -> u32 {
     scanwatch_ebpf::handle(&ctx)
 }
 
 #[classifier]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the program macro hands the context over by value"
+)]
 pub fn scanwatch_egress(ctx: TcContext) -> i32 {
     scanwatch_ebpf::handle_egress(&ctx)
 }
