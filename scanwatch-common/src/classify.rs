@@ -119,15 +119,10 @@ impl PacketClass {
     }
 }
 
-/// TCP flag bits (byte 13 of the TCP header).
-pub mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-}
+pub use crate::proto::tcp_flags;
+use crate::proto::{
+    ICMP_ADDRESS, ICMP_ECHO, ICMP_INFO_REQUEST, ICMP_TIMESTAMP, ICMPV6_ECHO_REQUEST,
+};
 
 /// Classifies a TCP segment by its flags. ECE/CWR (0xc0) are ignored: ECN-setup SYNs are SYNs.
 #[inline(always)]
@@ -153,9 +148,9 @@ pub const fn classify_tcp(flags: u8) -> PacketClass {
 #[inline(always)]
 pub const fn classify_icmpv4(icmp_type: u8) -> PacketClass {
     match icmp_type {
-        8 => PacketClass::IcmpEcho,
-        13 | 15 => PacketClass::IcmpTimestamp,
-        17 => PacketClass::IcmpAddrMask,
+        ICMP_ECHO => PacketClass::IcmpEcho,
+        ICMP_TIMESTAMP | ICMP_INFO_REQUEST => PacketClass::IcmpTimestamp,
+        ICMP_ADDRESS => PacketClass::IcmpAddrMask,
         _ => PacketClass::IcmpOther,
     }
 }
@@ -164,7 +159,7 @@ pub const fn classify_icmpv4(icmp_type: u8) -> PacketClass {
 #[inline(always)]
 pub const fn classify_icmpv6(icmp_type: u8) -> PacketClass {
     match icmp_type {
-        128 => PacketClass::IcmpEcho,
+        ICMPV6_ECHO_REQUEST => PacketClass::IcmpEcho,
         _ => PacketClass::IcmpOther,
     }
 }

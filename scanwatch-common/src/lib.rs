@@ -22,6 +22,7 @@ pub mod event;
 pub mod flow;
 pub mod hash;
 pub mod maps;
+pub mod proto;
 pub mod state;
 pub mod stats;
 

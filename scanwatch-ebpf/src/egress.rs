@@ -16,6 +16,7 @@ use scanwatch_common::{
     config::KernelConfig,
     event::{DIRECTION_EGRESS, DetectionKind},
     hash::{hash_addr, hash_port},
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
     stats::Counter,
 };
@@ -25,9 +26,6 @@ use crate::{
     stats::count,
     track::{Origin, bump_measure, roll_window},
 };
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 
 /// The egress state of a local source, created on first use (no admission filter: these are
 /// our own addresses).

@@ -26,8 +26,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use scanwatch_common::{
-    classify::{PacketClass, tcp_flags},
+    classify::PacketClass,
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
+    proto::{IPPROTO_UDP, tcp_flags},
     stats::{Counter, parse_error_slot},
 };
 
@@ -92,7 +93,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
         | PacketClass::TcpMaimon => {
             let now = track::now(config);
             if flows::is_reply(packet, &src, &dst, config, now) {
-                stats::count(if packet.proto == 17 {
+                stats::count(if packet.proto == IPPROTO_UDP {
                     Counter::RepliesUdp
                 } else {
                     Counter::RepliesTcp

@@ -18,6 +18,7 @@ use scanwatch_common::{
     event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
     hash::{hash_addr, hash_port},
     maps::ADMISSION_SLOTS,
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
     stats::Counter,
 };
@@ -30,8 +31,6 @@ use crate::{
 
 /// Salt that separates the admission filter's hash from the estimators'.
 const ADMISSION_SALT: u64 = 0x5ca7_5ca7_5ca7_5ca7;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 
 /// The tracker (and block) key of a source address: IPv6 aggregated to the prefix.
 #[inline(always)]
