@@ -71,8 +71,19 @@ impl BlockEntry {
     /// True once `now_ns` has reached the expiry time.
     #[inline(always)]
     pub const fn expired(&self, now_ns: u64) -> bool {
-        self.expires_ns != 0 && now_ns >= self.expires_ns
+        expired(self.expires_ns, now_ns)
     }
 }
 
+/// True once `now_ns` has reached `expires_ns` (0 = never): [`BlockEntry::expired`] for a
+/// caller that reads the field alone (the kernel, which never borrows a whole entry that other
+/// CPUs are counting into).
+#[inline(always)]
+pub const fn expired(expires_ns: u64, now_ns: u64) -> bool {
+    expires_ns != 0 && now_ns >= expires_ns
+}
+
 const _: () = assert!(core::mem::size_of::<BlockEntry>() == 88);
+// The kernel adds to `packets` and `bytes` with 8-byte atomics: they must stay 8-aligned.
+const _: () = assert!(core::mem::offset_of!(BlockEntry, packets) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(BlockEntry, bytes) % 8 == 0);
