@@ -13,6 +13,9 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[macro_use]
+mod indexed;
+
 pub mod addr;
 pub mod block;
 pub mod classify;
