@@ -25,6 +25,7 @@ pub mod event;
 pub mod flow;
 pub mod hash;
 pub mod maps;
+pub mod programs;
 pub mod proto;
 pub mod state;
 pub mod stats;

@@ -36,6 +36,26 @@ use scanwatch_common::{
 
 use crate::parse::Packet;
 
+/// Checks at compile time that program function `$program` exists and that its name, which
+/// aya-ebpf's program macros give the program, is `$name` (a `scanwatch_common::programs`
+/// constant the loader and tests use).
+#[macro_export]
+macro_rules! program_name {
+    ($program:ident, $name:expr) => {
+        const _: () = {
+            let _ = $program;
+            assert!(
+                ::scanwatch_common::programs::same_name(stringify!($program), $name),
+                concat!(
+                    "program `",
+                    stringify!($program),
+                    "` is not named as in scanwatch_common::programs"
+                )
+            );
+        };
+    };
+}
+
 /// `TC_ACT_UNSPEC` (and tcx's `TCX_NEXT`): let the next filter or program decide, so a foreign
 /// clsact filter behind ours still runs.
 pub const TC_ACT_UNSPEC: i32 = -1;

@@ -6,6 +6,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
+use scanwatch_common::programs;
 
 #[xdp]
 #[expect(
@@ -24,6 +25,9 @@ pub fn scanwatch(ctx: XdpContext) -> u32 {
 pub fn scanwatch_egress(ctx: TcContext) -> i32 {
     scanwatch_ebpf::handle_egress(&ctx)
 }
+
+scanwatch_ebpf::program_name!(scanwatch, programs::XDP);
+scanwatch_ebpf::program_name!(scanwatch_egress, programs::EGRESS);
 
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

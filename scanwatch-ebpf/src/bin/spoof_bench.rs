@@ -24,6 +24,11 @@ pub fn scanwatch_spoof_bench(ctx: XdpContext) -> u32 {
     scanwatch_ebpf::handle(&ctx)
 }
 
+scanwatch_ebpf::program_name!(
+    scanwatch_spoof_bench,
+    scanwatch_common::programs::SPOOF_BENCH
+);
+
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
