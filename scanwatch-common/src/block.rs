@@ -5,43 +5,18 @@
 //! - `BLOCKLIST`, an LPM trie of CIDRs: static block lists (FireHOL, Spamhaus DROP) and manual
 //!   `scanwatch block CIDR` entries.
 
-/// Why a source is blocked; also the label of the drop counters.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BlockReason {
-    /// The daemon blocked a source it detected scanning.
-    Detection = 0,
-    /// An operator ran `scanwatch block`.
-    Manual = 1,
-    /// A static block-list file.
-    List = 2,
-}
-
-/// Number of block reasons.
-pub const BLOCK_REASONS: usize = 3;
-
-impl BlockReason {
-    /// Every reason, in index order.
-    pub const ALL: [BlockReason; BLOCK_REASONS] = [Self::Detection, Self::Manual, Self::List];
-
-    /// Reason from its index.
-    pub const fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::Detection),
-            1 => Some(Self::Manual),
-            2 => Some(Self::List),
-            _ => None,
-        }
+indexed_enum! {
+    /// Why a source is blocked; also the label of the drop counters.
+    pub enum BlockReason {
+        /// The daemon blocked a source it detected scanning.
+        Detection = 0 => "detection",
+        /// An operator ran `scanwatch block`.
+        Manual = 1 => "manual",
+        /// A static block-list file.
+        List = 2 => "block_list",
     }
-
-    /// Stable label for metrics and the CLI.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Detection => "detection",
-            Self::Manual => "manual",
-            Self::List => "block_list",
-        }
-    }
+    /// Number of block reasons.
+    pub const BLOCK_REASONS: usize;
 }
 
 /// Bytes of free text kept with a block (the operator's `--reason`, or the finding's kind).
@@ -71,8 +46,19 @@ impl BlockEntry {
     /// True once `now_ns` has reached the expiry time.
     #[inline(always)]
     pub const fn expired(&self, now_ns: u64) -> bool {
-        self.expires_ns != 0 && now_ns >= self.expires_ns
+        expired(self.expires_ns, now_ns)
     }
 }
 
+/// True once `now_ns` has reached `expires_ns` (0 = never): [`BlockEntry::expired`] for a
+/// caller that reads the field alone (the kernel, which never borrows a whole entry that other
+/// CPUs are counting into).
+#[inline(always)]
+pub const fn expired(expires_ns: u64, now_ns: u64) -> bool {
+    expires_ns != 0 && now_ns >= expires_ns
+}
+
 const _: () = assert!(core::mem::size_of::<BlockEntry>() == 88);
+// The kernel adds to `packets` and `bytes` with 8-byte atomics: they must stay 8-aligned.
+const _: () = assert!(core::mem::offset_of!(BlockEntry, packets) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(BlockEntry, bytes) % 8 == 0);

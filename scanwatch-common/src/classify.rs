@@ -1,76 +1,55 @@
 //! What a packet is, for scan detection: the probe classes that count toward a finding and the
 //! non-probe classes that take the fast path. Pure tables, shared by the kernel and the tests.
 
-/// Every packet gets exactly one class. The first [`PROBE_CLASSES`] are probes: they update
-/// per-source state. The rest pass with no state update.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PacketClass {
-    /// TCP SYN without ACK: a connection attempt (nmap -sS/-sT).
-    TcpSyn = 0,
-    /// TCP FIN alone (nmap -sF).
-    TcpFin = 1,
-    /// TCP with no flags (nmap -sN).
-    TcpNull = 2,
-    /// TCP FIN|PSH|URG (nmap -sX).
-    TcpXmas = 3,
-    /// TCP FIN|ACK (nmap --scanflags / -sM). Also a normal close; counted by distinct port, so a
-    /// client closing many connections to one service is not a scan.
-    TcpMaimon = 4,
-    /// A UDP datagram.
-    Udp = 5,
-    /// ICMP echo request / ICMPv6 echo request.
-    IcmpEcho = 6,
-    /// ICMP timestamp request (type 13) or information request (15).
-    IcmpTimestamp = 7,
-    /// ICMP address-mask request (type 17).
-    IcmpAddrMask = 8,
-    /// The first fragment of a datagram that is too short to hold its complete L4 header: the
-    /// tiny-fragment trick (RFC 1858, nmap -f) used to slip probes past filters.
-    Fragment = 9,
-    /// TCP with ACK and without SYN/FIN/RST: established traffic, the fast path.
-    TcpEstablished = 10,
-    /// Other TCP: SYN-ACK, RST, RST-ACK, odd flag mixes. Replies, never probes.
-    TcpOther = 11,
-    /// Other ICMP/ICMPv6: echo replies, errors, neighbour discovery.
-    IcmpOther = 12,
-    /// A non-first fragment (its L4 header is in another packet).
-    NonFirstFragment = 13,
-    /// Another IP protocol (GRE, ESP, SCTP, ...).
-    OtherL4 = 14,
-    /// Not IP (ARP, LLDP, ...).
-    NonIp = 15,
-    /// Could not be parsed; see the parse-error counters.
-    Malformed = 16,
+indexed_enum! {
+    /// Every packet gets exactly one class. The first [`PROBE_CLASSES`] are probes: they update
+    /// per-source state. The rest pass with no state update.
+    pub enum PacketClass {
+        /// TCP SYN without ACK: a connection attempt (nmap -sS/-sT).
+        TcpSyn = 0 => "tcp_syn",
+        /// TCP FIN alone (nmap -sF).
+        TcpFin = 1 => "tcp_fin",
+        /// TCP with no flags (nmap -sN).
+        TcpNull = 2 => "tcp_null",
+        /// TCP FIN|PSH|URG (nmap -sX).
+        TcpXmas = 3 => "tcp_xmas",
+        /// TCP FIN|ACK (nmap --scanflags / -sM). Also a normal close; counted by distinct port, so a
+        /// client closing many connections to one service is not a scan.
+        TcpMaimon = 4 => "tcp_maimon",
+        /// A UDP datagram.
+        Udp = 5 => "udp",
+        /// ICMP echo request / ICMPv6 echo request.
+        IcmpEcho = 6 => "icmp_echo",
+        /// ICMP timestamp request (type 13) or information request (15).
+        IcmpTimestamp = 7 => "icmp_timestamp",
+        /// ICMP address-mask request (type 17).
+        IcmpAddrMask = 8 => "icmp_addr_mask",
+        /// The first fragment of a datagram that is too short to hold its complete L4 header: the
+        /// tiny-fragment trick (RFC 1858, nmap -f) used to slip probes past filters.
+        Fragment = 9 => "fragment",
+        /// TCP with ACK and without SYN/FIN/RST: established traffic, the fast path.
+        TcpEstablished = 10 => "tcp_established",
+        /// Other TCP: SYN-ACK, RST, RST-ACK, odd flag mixes. Replies, never probes.
+        TcpOther = 11 => "tcp_other",
+        /// Other ICMP/ICMPv6: echo replies, errors, neighbour discovery.
+        IcmpOther = 12 => "icmp_other",
+        /// A non-first fragment (its L4 header is in another packet).
+        NonFirstFragment = 13 => "non_first_fragment",
+        /// Another IP protocol (GRE, ESP, SCTP, ...).
+        OtherL4 = 14 => "other_l4",
+        /// Not IP (ARP, LLDP, ...).
+        NonIp = 15 => "non_ip",
+        /// Could not be parsed; see the parse-error counters.
+        Malformed = 16 => "malformed",
+    }
+    /// Number of packet classes.
+    pub const PACKET_CLASSES: usize;
 }
 
 /// Number of probe classes (the first classes of [`PacketClass`]).
 pub const PROBE_CLASSES: usize = 10;
-/// Number of packet classes.
-pub const PACKET_CLASSES: usize = 17;
 
 impl PacketClass {
-    /// Every class, in index order.
-    pub const ALL: [PacketClass; PACKET_CLASSES] = [
-        Self::TcpSyn,
-        Self::TcpFin,
-        Self::TcpNull,
-        Self::TcpXmas,
-        Self::TcpMaimon,
-        Self::Udp,
-        Self::IcmpEcho,
-        Self::IcmpTimestamp,
-        Self::IcmpAddrMask,
-        Self::Fragment,
-        Self::TcpEstablished,
-        Self::TcpOther,
-        Self::IcmpOther,
-        Self::NonFirstFragment,
-        Self::OtherL4,
-        Self::NonIp,
-        Self::Malformed,
-    ];
-
     /// True for classes that update per-source state.
     #[inline(always)]
     pub const fn is_probe(self) -> bool {
@@ -94,40 +73,12 @@ impl PacketClass {
             Self::IcmpEcho | Self::IcmpTimestamp | Self::IcmpAddrMask
         )
     }
-
-    /// Stable label for metrics and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::TcpSyn => "tcp_syn",
-            Self::TcpFin => "tcp_fin",
-            Self::TcpNull => "tcp_null",
-            Self::TcpXmas => "tcp_xmas",
-            Self::TcpMaimon => "tcp_maimon",
-            Self::Udp => "udp",
-            Self::IcmpEcho => "icmp_echo",
-            Self::IcmpTimestamp => "icmp_timestamp",
-            Self::IcmpAddrMask => "icmp_addr_mask",
-            Self::Fragment => "fragment",
-            Self::TcpEstablished => "tcp_established",
-            Self::TcpOther => "tcp_other",
-            Self::IcmpOther => "icmp_other",
-            Self::NonFirstFragment => "non_first_fragment",
-            Self::OtherL4 => "other_l4",
-            Self::NonIp => "non_ip",
-            Self::Malformed => "malformed",
-        }
-    }
 }
 
-/// TCP flag bits (byte 13 of the TCP header).
-pub mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-}
+pub use crate::proto::tcp_flags;
+use crate::proto::{
+    ICMP_ADDRESS, ICMP_ECHO, ICMP_INFO_REQUEST, ICMP_TIMESTAMP, ICMPV6_ECHO_REQUEST,
+};
 
 /// Classifies a TCP segment by its flags. ECE/CWR (0xc0) are ignored: ECN-setup SYNs are SYNs.
 #[inline(always)]
@@ -153,9 +104,9 @@ pub const fn classify_tcp(flags: u8) -> PacketClass {
 #[inline(always)]
 pub const fn classify_icmpv4(icmp_type: u8) -> PacketClass {
     match icmp_type {
-        8 => PacketClass::IcmpEcho,
-        13 | 15 => PacketClass::IcmpTimestamp,
-        17 => PacketClass::IcmpAddrMask,
+        ICMP_ECHO => PacketClass::IcmpEcho,
+        ICMP_TIMESTAMP | ICMP_INFO_REQUEST => PacketClass::IcmpTimestamp,
+        ICMP_ADDRESS => PacketClass::IcmpAddrMask,
         _ => PacketClass::IcmpOther,
     }
 }
@@ -164,7 +115,7 @@ pub const fn classify_icmpv4(icmp_type: u8) -> PacketClass {
 #[inline(always)]
 pub const fn classify_icmpv6(icmp_type: u8) -> PacketClass {
     match icmp_type {
-        128 => PacketClass::IcmpEcho,
+        ICMPV6_ECHO_REQUEST => PacketClass::IcmpEcho,
         _ => PacketClass::IcmpOther,
     }
 }

@@ -2,63 +2,27 @@
 
 use crate::{addr::SourceKey, classify::PROBE_CLASSES};
 
-/// What a finding is. Each maps to a MITRE ATT&CK technique.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DetectionKind {
-    /// Many distinct destination TCP ports (SYN probes). T1046.
-    PortScan = 0,
-    /// Many distinct destination hosts. T1595.001.
-    HostSweep = 1,
-    /// ICMP echo/timestamp/address-mask requests to many hosts. T1595.001.
-    IcmpSweep = 2,
-    /// FIN/NULL/Xmas/Maimon probes to many ports. T1046.
-    StealthScan = 3,
-    /// Many distinct destination UDP ports. T1046.
-    UdpScan = 4,
-    /// Tiny first fragments that hide their L4 header. T1046.
-    FragmentScan = 5,
+indexed_enum! {
+    /// What a finding is. Each maps to a MITRE ATT&CK technique.
+    pub enum DetectionKind {
+        /// Many distinct destination TCP ports (SYN probes). T1046.
+        PortScan = 0 => "port_scan",
+        /// Many distinct destination hosts. T1595.001.
+        HostSweep = 1 => "host_sweep",
+        /// ICMP echo/timestamp/address-mask requests to many hosts. T1595.001.
+        IcmpSweep = 2 => "icmp_sweep",
+        /// FIN/NULL/Xmas/Maimon probes to many ports. T1046.
+        StealthScan = 3 => "stealth_scan",
+        /// Many distinct destination UDP ports. T1046.
+        UdpScan = 4 => "udp_scan",
+        /// Tiny first fragments that hide their L4 header. T1046.
+        FragmentScan = 5 => "fragment_scan",
+    }
+    /// Number of detection kinds.
+    pub const DETECTION_KINDS: usize;
 }
 
-/// Number of detection kinds.
-pub const DETECTION_KINDS: usize = 6;
-
 impl DetectionKind {
-    /// Every kind, in index order.
-    pub const ALL: [DetectionKind; DETECTION_KINDS] = [
-        Self::PortScan,
-        Self::HostSweep,
-        Self::IcmpSweep,
-        Self::StealthScan,
-        Self::UdpScan,
-        Self::FragmentScan,
-    ];
-
-    /// Kind from its index.
-    pub const fn from_index(i: u32) -> Option<Self> {
-        match i {
-            0 => Some(Self::PortScan),
-            1 => Some(Self::HostSweep),
-            2 => Some(Self::IcmpSweep),
-            3 => Some(Self::StealthScan),
-            4 => Some(Self::UdpScan),
-            5 => Some(Self::FragmentScan),
-            _ => None,
-        }
-    }
-
-    /// Stable label, as written in alerts and metrics.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::PortScan => "port_scan",
-            Self::HostSweep => "host_sweep",
-            Self::IcmpSweep => "icmp_sweep",
-            Self::StealthScan => "stealth_scan",
-            Self::UdpScan => "udp_scan",
-            Self::FragmentScan => "fragment_scan",
-        }
-    }
-
     /// MITRE ATT&CK technique ID.
     pub const fn technique(self) -> &'static str {
         match self {

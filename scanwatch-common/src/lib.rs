@@ -13,6 +13,9 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[macro_use]
+mod indexed;
+
 pub mod addr;
 pub mod block;
 pub mod classify;
@@ -22,6 +25,8 @@ pub mod event;
 pub mod flow;
 pub mod hash;
 pub mod maps;
+pub mod programs;
+pub mod proto;
 pub mod state;
 pub mod stats;
 

@@ -6,191 +6,93 @@ use crate::{
     classify::{PACKET_CLASSES, PacketClass},
 };
 
-/// Why a packet could not be parsed. Such packets always pass.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParseError {
-    /// Shorter than an Ethernet header (includes empty frames).
-    EthTruncated = 0,
-    /// A VLAN tag announced but cut off.
-    VlanTruncated = 1,
-    /// Shorter than the fixed IPv4 header.
-    Ipv4Truncated = 2,
-    /// IHL < 5, or the header runs past the packet.
-    Ipv4BadHeaderLength = 3,
-    /// Shorter than the fixed IPv6 header.
-    Ipv6Truncated = 4,
-    /// An IPv6 extension header runs past the packet.
-    Ipv6ExtTruncated = 5,
-    /// More IPv6 extension headers than the bounded walk follows.
-    Ipv6ExtChainTooLong = 6,
-    /// A complete (unfragmented) TCP segment shorter than 20 bytes.
-    TcpTruncated = 7,
-    /// TCP data offset < 5.
-    TcpBadDataOffset = 8,
-    /// A complete UDP datagram shorter than 8 bytes.
-    UdpTruncated = 9,
-    /// A complete ICMP message shorter than its 4-byte header.
-    IcmpTruncated = 10,
-    /// The IP version field disagrees with the EtherType.
-    BadIpVersion = 11,
-}
-
-/// Number of parse-error reasons.
-pub const PARSE_ERRORS: usize = 12;
-
-impl ParseError {
-    /// Every reason, in index order.
-    pub const ALL: [ParseError; PARSE_ERRORS] = [
-        Self::EthTruncated,
-        Self::VlanTruncated,
-        Self::Ipv4Truncated,
-        Self::Ipv4BadHeaderLength,
-        Self::Ipv6Truncated,
-        Self::Ipv6ExtTruncated,
-        Self::Ipv6ExtChainTooLong,
-        Self::TcpTruncated,
-        Self::TcpBadDataOffset,
-        Self::UdpTruncated,
-        Self::IcmpTruncated,
-        Self::BadIpVersion,
-    ];
-
-    /// Stable label for metrics.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::EthTruncated => "eth_truncated",
-            Self::VlanTruncated => "vlan_truncated",
-            Self::Ipv4Truncated => "ipv4_truncated",
-            Self::Ipv4BadHeaderLength => "ipv4_bad_header_length",
-            Self::Ipv6Truncated => "ipv6_truncated",
-            Self::Ipv6ExtTruncated => "ipv6_ext_truncated",
-            Self::Ipv6ExtChainTooLong => "ipv6_ext_chain_too_long",
-            Self::TcpTruncated => "tcp_truncated",
-            Self::TcpBadDataOffset => "tcp_bad_data_offset",
-            Self::UdpTruncated => "udp_truncated",
-            Self::IcmpTruncated => "icmp_truncated",
-            Self::BadIpVersion => "bad_ip_version",
-        }
+indexed_enum! {
+    /// Why a packet could not be parsed. Such packets always pass.
+    pub enum ParseError {
+        /// Shorter than an Ethernet header (includes empty frames).
+        EthTruncated = 0 => "eth_truncated",
+        /// A VLAN tag announced but cut off.
+        VlanTruncated = 1 => "vlan_truncated",
+        /// Shorter than the fixed IPv4 header.
+        Ipv4Truncated = 2 => "ipv4_truncated",
+        /// IHL < 5, or the header runs past the packet.
+        Ipv4BadHeaderLength = 3 => "ipv4_bad_header_length",
+        /// Shorter than the fixed IPv6 header.
+        Ipv6Truncated = 4 => "ipv6_truncated",
+        /// An IPv6 extension header runs past the packet.
+        Ipv6ExtTruncated = 5 => "ipv6_ext_truncated",
+        /// More IPv6 extension headers than the bounded walk follows.
+        Ipv6ExtChainTooLong = 6 => "ipv6_ext_chain_too_long",
+        /// A complete (unfragmented) TCP segment shorter than 20 bytes.
+        TcpTruncated = 7 => "tcp_truncated",
+        /// TCP data offset < 5.
+        TcpBadDataOffset = 8 => "tcp_bad_data_offset",
+        /// A complete UDP datagram shorter than 8 bytes.
+        UdpTruncated = 9 => "udp_truncated",
+        /// A complete ICMP message shorter than its 4-byte header.
+        IcmpTruncated = 10 => "icmp_truncated",
+        /// The IP version field disagrees with the EtherType.
+        BadIpVersion = 11 => "bad_ip_version",
     }
+    /// Number of parse-error reasons.
+    pub const PARSE_ERRORS: usize;
 }
 
-/// Data-path counters.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Counter {
-    /// Probes from a source on the ignore list (never tracked).
-    Ignored = 0,
-    /// First probe of an untracked source: remembered in the admission filter, not tracked.
-    AdmissionDeferred = 1,
-    /// Second probe of an untracked source: admitted to the tracker.
-    Admitted = 2,
-    /// New entries written into the tracker.
-    TrackerInserts = 3,
-    /// Tracker inserts or lookups that failed (map full without eviction, ENOMEM).
-    TrackerUpdateFailures = 4,
-    /// Per-source windows that expired and were restarted.
-    WindowResets = 5,
-    /// Threshold-crossing events sent to the daemon.
-    EventsEmitted = 6,
-    /// Events lost because the ring buffer was full.
-    EventsDropped = 7,
-    /// Packets handled while the config map had no entry (never expected).
-    ConfigMissing = 8,
-    /// XDP_DROP verdicts. Every other packet passes: passes = sum of classes - drops, so the
-    /// fast path pays for one counter increment, not two.
-    VerdictDrop = 9,
-    /// Packets dropped because their source was blocked for a finding.
-    DroppedDetection = 10,
-    /// Packets dropped because of a manual block.
-    DroppedManual = 11,
-    /// Packets dropped because of a block list.
-    DroppedList = 12,
-    /// Bytes dropped because their source was blocked for a finding.
-    DroppedBytesDetection = 13,
-    /// Bytes dropped because of a manual block.
-    DroppedBytesManual = 14,
-    /// Bytes dropped because of a block list.
-    DroppedBytesList = 15,
-    /// Packets that matched a block entry whose TTL had run out, and so passed.
-    BlockExpiredPass = 16,
-    /// Outbound flow openers recorded as new flows by the egress program.
-    FlowsRecorded = 17,
-    /// Ingress TCP packets recognised as replies to our own flows (SYN-ACK, RST, FIN|ACK, ...).
-    RepliesTcp = 18,
-    /// Ingress UDP datagrams recognised as replies (DNS answers, NTP, ...).
-    RepliesUdp = 19,
-    /// ICMP errors recognised as quoting one of our own datagrams.
-    RepliesIcmp = 20,
-    /// Packets seen by the egress program.
-    EgressPackets = 21,
-    /// Egress packets that could not be parsed (passed untouched).
-    EgressParseErrors = 22,
-    /// Failed outbound attempts (RST or ICMP unreachable answering our own flow).
-    EgressFailures = 23,
-}
-
-/// Number of data-path counters.
-pub const COUNTERS: usize = 24;
-
-impl Counter {
-    /// Every counter, in index order.
-    pub const ALL: [Counter; COUNTERS] = [
-        Self::Ignored,
-        Self::AdmissionDeferred,
-        Self::Admitted,
-        Self::TrackerInserts,
-        Self::TrackerUpdateFailures,
-        Self::WindowResets,
-        Self::EventsEmitted,
-        Self::EventsDropped,
-        Self::ConfigMissing,
-        Self::VerdictDrop,
-        Self::DroppedDetection,
-        Self::DroppedManual,
-        Self::DroppedList,
-        Self::DroppedBytesDetection,
-        Self::DroppedBytesManual,
-        Self::DroppedBytesList,
-        Self::BlockExpiredPass,
-        Self::FlowsRecorded,
-        Self::RepliesTcp,
-        Self::RepliesUdp,
-        Self::RepliesIcmp,
-        Self::EgressPackets,
-        Self::EgressParseErrors,
-        Self::EgressFailures,
-    ];
-
-    /// Stable label for metrics.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Ignored => "ignored",
-            Self::AdmissionDeferred => "admission_deferred",
-            Self::Admitted => "admitted",
-            Self::TrackerInserts => "tracker_inserts",
-            Self::TrackerUpdateFailures => "tracker_update_failures",
-            Self::WindowResets => "window_resets",
-            Self::EventsEmitted => "events_emitted",
-            Self::EventsDropped => "events_dropped",
-            Self::ConfigMissing => "config_missing",
-            Self::VerdictDrop => "verdict_drop",
-            Self::DroppedDetection => "dropped_detection",
-            Self::DroppedManual => "dropped_manual",
-            Self::DroppedList => "dropped_list",
-            Self::DroppedBytesDetection => "dropped_bytes_detection",
-            Self::DroppedBytesManual => "dropped_bytes_manual",
-            Self::DroppedBytesList => "dropped_bytes_list",
-            Self::BlockExpiredPass => "block_expired_pass",
-            Self::FlowsRecorded => "flows_recorded",
-            Self::RepliesTcp => "replies_tcp",
-            Self::RepliesUdp => "replies_udp",
-            Self::RepliesIcmp => "replies_icmp",
-            Self::EgressPackets => "egress_packets",
-            Self::EgressParseErrors => "egress_parse_errors",
-            Self::EgressFailures => "egress_failures",
-        }
+indexed_enum! {
+    /// Data-path counters.
+    pub enum Counter {
+        /// Probes from a source on the ignore list (never tracked).
+        Ignored = 0 => "ignored",
+        /// First probe of an untracked source: remembered in the admission filter, not tracked.
+        AdmissionDeferred = 1 => "admission_deferred",
+        /// Second probe of an untracked source: admitted to the tracker.
+        Admitted = 2 => "admitted",
+        /// New entries written into the tracker.
+        TrackerInserts = 3 => "tracker_inserts",
+        /// Tracker inserts or lookups that failed (map full without eviction, ENOMEM).
+        TrackerUpdateFailures = 4 => "tracker_update_failures",
+        /// Per-source windows that expired and were restarted.
+        WindowResets = 5 => "window_resets",
+        /// Threshold-crossing events sent to the daemon.
+        EventsEmitted = 6 => "events_emitted",
+        /// Events lost because the ring buffer was full.
+        EventsDropped = 7 => "events_dropped",
+        /// Packets handled while the config map had no entry (never expected).
+        ConfigMissing = 8 => "config_missing",
+        /// XDP_DROP verdicts. Every other packet passes: passes = sum of classes - drops, so the
+        /// fast path pays for one counter increment, not two.
+        VerdictDrop = 9 => "verdict_drop",
+        /// Packets dropped because their source was blocked for a finding.
+        DroppedDetection = 10 => "dropped_detection",
+        /// Packets dropped because of a manual block.
+        DroppedManual = 11 => "dropped_manual",
+        /// Packets dropped because of a block list.
+        DroppedList = 12 => "dropped_list",
+        /// Bytes dropped because their source was blocked for a finding.
+        DroppedBytesDetection = 13 => "dropped_bytes_detection",
+        /// Bytes dropped because of a manual block.
+        DroppedBytesManual = 14 => "dropped_bytes_manual",
+        /// Bytes dropped because of a block list.
+        DroppedBytesList = 15 => "dropped_bytes_list",
+        /// Packets that matched a block entry whose TTL had run out, and so passed.
+        BlockExpiredPass = 16 => "block_expired_pass",
+        /// Outbound flow openers recorded as new flows by the egress program.
+        FlowsRecorded = 17 => "flows_recorded",
+        /// Ingress TCP packets recognised as replies to our own flows (SYN-ACK, RST, FIN|ACK, ...).
+        RepliesTcp = 18 => "replies_tcp",
+        /// Ingress UDP datagrams recognised as replies (DNS answers, NTP, ...).
+        RepliesUdp = 19 => "replies_udp",
+        /// ICMP errors recognised as quoting one of our own datagrams.
+        RepliesIcmp = 20 => "replies_icmp",
+        /// Packets seen by the egress program.
+        EgressPackets = 21 => "egress_packets",
+        /// Egress packets that could not be parsed (passed untouched).
+        EgressParseErrors = 22 => "egress_parse_errors",
+        /// Failed outbound attempts (RST or ICMP unreachable answering our own flow).
+        EgressFailures = 23 => "egress_failures",
     }
+    /// Number of data-path counters.
+    pub const COUNTERS: usize;
 }
 
 impl Counter {

@@ -1,13 +1,21 @@
 //! Drop mode: the first check after parsing. A packet whose source is in `BLOCKS` (exact
 //! tracker key) or `BLOCKLIST` (CIDR) is dropped unless the entry's TTL has run out; expired
 //! entries pass at once, before the daemon's sweep removes them.
+//!
+//! An entry's `packets` and `bytes` are shared by every CPU that drops for it, so they are
+//! updated with atomic adds (one BPF atomic instruction each) through a raw pointer to the map
+//! value; no reference to an entry is ever formed, since another CPU may be adding to it.
 
-use aya_ebpf::programs::XdpContext;
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::{
+    bindings::bpf_map_def, helpers::bpf_map_lookup_elem, maps::LpmTrie, programs::XdpContext,
+};
 use scanwatch_common::{
     addr::SourceKey,
-    block::{BlockEntry, BlockReason},
+    block::{BlockEntry, BlockReason, expired},
     config::KernelConfig,
-    stats::Counter,
+    stats::{Counter, counter_slot},
 };
 
 use crate::{
@@ -17,6 +25,43 @@ use crate::{
     track::{now, source_key},
 };
 
+// `blocklist_entry` passes the map's address as its definition, as aya-ebpf's own maps do:
+// they are `repr(transparent)` over `UnsafeCell<bpf_map_def>`.
+const _: () = assert!(size_of::<LpmTrie<[u8; 16], BlockEntry>>() == size_of::<bpf_map_def>());
+
+/// The `BLOCKLIST` entry covering `addr`, as a raw pointer from `bpf_map_lookup_elem`:
+/// aya-ebpf's `LpmTrie::get` hands out shared references only, and a shared reference must
+/// not be written through.
+#[inline(always)]
+fn blocklist_entry(addr: &SourceKey) -> Option<*mut BlockEntry> {
+    let key = lpm_key(addr)?;
+    let map = ptr::from_ref(&BLOCKLIST).cast_mut().cast::<c_void>();
+    // SAFETY: `map` is the map definition the loader relocates to the map; `key` points to a
+    // full `Key<[u8; 16]>`, the trie's key type.
+    let entry = unsafe { bpf_map_lookup_elem(map, ptr::from_ref(key).cast()) };
+    (!entry.is_null()).then_some(entry.cast())
+}
+
+/// Adds `n` to `*counter` with one BPF atomic add (`BPF_ATOMIC | BPF_ADD`, in every kernel
+/// with eBPF). `AtomicU64::fetch_add` is not available: the BPF target has no compare-and-swap,
+/// so Rust offers atomic loads and stores only.
+///
+/// # Safety
+/// `counter` points to an 8-aligned `u64` in map memory, valid for this run, that others
+/// update only atomically.
+#[inline(always)]
+unsafe fn atomic_add(counter: *mut u64, n: u64) {
+    // SAFETY: the caller's contract; the instruction reads and writes `*counter` only.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({counter} + 0) += {n}",
+            counter = in(reg) counter,
+            n = in(reg) n,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 /// True when the packet must be dropped; counts the drop.
 #[inline(always)]
 pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> bool {
@@ -24,30 +69,32 @@ pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> b
         return false;
     };
     let key: SourceKey = source_key(&src, packet.ipv6, config);
-    let entry = match BLOCKS.get_ptr_mut(key) {
-        Some(e) => e,
-        // aya-ebpf's LpmTrie hands out shared references only; the value lives in writable map
-        // memory like any other map value.
-        None => match lpm_key(&src).and_then(|k| BLOCKLIST.get(k)) {
-            Some(e) => core::ptr::from_ref(e).cast_mut(),
-            None => return false,
-        },
+    let Some(entry) = BLOCKS.get_ptr_mut(key).or_else(|| blocklist_entry(&src)) else {
+        return false;
     };
-    // SAFETY: pointer into a map value, valid for this run.
-    let entry: &mut BlockEntry = unsafe { &mut *entry };
-    if entry.expired(now(config)) {
+    // SAFETY: `entry` points to a map value, valid for this run. `expires_ns` and `reason`
+    // are written by the daemon only (through the map), never by the program.
+    let (expires_ns, reason) = unsafe {
+        (
+            (&raw const (*entry).expires_ns).read(),
+            (&raw const (*entry).reason).read(),
+        )
+    };
+    if expired(expires_ns, now(config)) {
         count(Counter::BlockExpiredPass);
         return false;
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    entry.packets = entry.packets.wrapping_add(1);
-    entry.bytes = entry.bytes.wrapping_add(bytes);
-    let reason = BlockReason::from_index(entry.reason).unwrap_or(BlockReason::Manual);
+    // SAFETY: 8-aligned `u64` fields of a map value (map values are 8-aligned; the offsets are
+    // asserted in `scanwatch_common::block`), valid for this run; every CPU updates them
+    // through `atomic_add` only.
+    unsafe {
+        atomic_add(&raw mut (*entry).packets, 1);
+        atomic_add(&raw mut (*entry).bytes, bytes);
+    }
+    let reason = BlockReason::from_index(reason).unwrap_or(BlockReason::Manual);
     count(Counter::dropped_packets(reason));
-    add(
-        scanwatch_common::stats::counter_slot(Counter::dropped_bytes(reason)),
-        bytes,
-    );
+    add(counter_slot(Counter::dropped_bytes(reason)), bytes);
     count(Counter::VerdictDrop);
     true
 }

@@ -16,6 +16,7 @@ use scanwatch_common::{
     config::KernelConfig,
     event::{DIRECTION_EGRESS, DetectionKind},
     hash::{hash_addr, hash_port},
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
     stats::Counter,
 };
@@ -23,11 +24,8 @@ use scanwatch_common::{
 use crate::{
     maps::{EGRESS, EMPTY_STATE},
     stats::count,
-    track::{Origin, bump_measure, roll_window},
+    track::{Origin, Probe, observe},
 };
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 
 /// The egress state of a local source, created on first use (no admission filter: these are
 /// our own addresses).
@@ -80,37 +78,28 @@ pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
     let Some(s) = state(&local, now) else {
         return;
     };
-    roll_window(s, now, config);
-    s.last_seen_ns = now;
-    s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
-    if let Some(p) = s.probes.get_mut(class as usize) {
-        *p = p.wrapping_add(1);
-    }
     let seed = config.hash_seed;
-    let new = match kind {
-        DetectionKind::IcmpSweep => s.icmp_hosts.insert(hash_addr(seed, &remote) as u32),
-        DetectionKind::StealthScan => s
-            .stealth_ports
-            .insert(hash_addr(seed ^ u64::from(remote_port), &remote) as u32),
-        _ => true,
-    };
-    if new {
-        let origin = Origin {
-            ifindex,
-            direction: DIRECTION_EGRESS,
-            target: remote,
-            target_port: remote_port,
+    let measure = |s: &mut SourceState| {
+        let new = match kind {
+            DetectionKind::IcmpSweep => s.icmp_hosts.insert(hash_addr(seed, &remote) as u32),
+            DetectionKind::StealthScan => s
+                .stealth_ports
+                .insert(hash_addr(seed ^ u64::from(remote_port), &remote) as u32),
+            _ => true,
         };
-        bump_measure(
-            s,
-            &local,
-            kind,
-            &config.egress_thresholds,
-            config,
-            now,
-            &origin,
-        );
-    }
+        new.then_some(kind)
+    };
+    let probe = Probe {
+        class: Some(class),
+        host: None,
+    };
+    let origin = Origin {
+        ifindex,
+        direction: DIRECTION_EGRESS,
+        target: remote,
+        target_port: remote_port,
+    };
+    observe(s, &local, &probe, measure, config, now, &origin);
 }
 
 /// A failed outbound attempt, from our side of the flow.
@@ -133,11 +122,6 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
         proto,
         ifindex,
     } = *failure;
-    let kind = match proto {
-        IPPROTO_TCP => DetectionKind::PortScan,
-        IPPROTO_UDP => DetectionKind::UdpScan,
-        _ => DetectionKind::HostSweep,
-    };
     count(Counter::EgressFailures);
     let seed = config.hash_seed;
     let host = hash_addr(seed, &remote) as u32;
@@ -149,32 +133,22 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
     let Some(s) = state(&local, now) else {
         return;
     };
-    roll_window(s, now, config);
-    s.last_seen_ns = now;
+    // A failure counts toward host_sweep, and toward port_scan or udp_scan by protocol; it is
+    // not a packet the local source sent here, so no probe class is counted.
+    let probe = Probe {
+        class: None,
+        host: Some(host),
+    };
+    let measure = |s: &mut SourceState| match proto {
+        IPPROTO_TCP => s.tcp_ports.insert(pair).then_some(DetectionKind::PortScan),
+        IPPROTO_UDP => s.udp_ports.insert(pair).then_some(DetectionKind::UdpScan),
+        _ => None,
+    };
     let origin = Origin {
         ifindex,
         direction: DIRECTION_EGRESS,
         target: remote,
         target_port: remote_port,
     };
-    let thresholds = &config.egress_thresholds;
-    if s.hosts.insert(host) {
-        bump_measure(
-            s,
-            &local,
-            DetectionKind::HostSweep,
-            thresholds,
-            config,
-            now,
-            &origin,
-        );
-    }
-    let new = match kind {
-        DetectionKind::PortScan => s.tcp_ports.insert(pair),
-        DetectionKind::UdpScan => s.udp_ports.insert(pair),
-        _ => false,
-    };
-    if new {
-        bump_measure(s, &local, kind, thresholds, config, now, &origin);
-    }
+    observe(s, &local, &probe, measure, config, now, &origin);
 }

@@ -6,6 +6,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::KernelConfig,
     flow::{FlowKey, FlowState},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6},
     stats::Counter,
 };
 
@@ -14,9 +15,6 @@ use crate::{
     parse::{Packet, Quoted},
     stats::count,
 };
-
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
 
 #[inline(always)]
 fn key(

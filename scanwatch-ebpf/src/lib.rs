@@ -8,6 +8,12 @@
 //! Egress (TC, [`handle_egress`]): record the host's outbound flows and count the probes it
 //! sends. Never changes a packet.
 #![no_std]
+// Inline BPF assembly (`block`'s atomic add), as aya-ebpf itself uses on this target.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
+#![expect(
+    clippy::inline_always,
+    reason = "per-packet code: inlining keeps BPF-to-BPF calls and verifier work down; functions that need their own stack frame say #[inline(never)]"
+)]
 
 pub mod block;
 pub mod egress;
@@ -22,12 +28,33 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use scanwatch_common::{
-    classify::{PacketClass, tcp_flags},
+    classify::PacketClass,
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
+    proto::{IPPROTO_UDP, tcp_flags},
     stats::{Counter, parse_error_slot},
 };
 
 use crate::parse::Packet;
+
+/// Checks at compile time that program function `$program` exists and that its name, which
+/// aya-ebpf's program macros give the program, is `$name` (a `scanwatch_common::programs`
+/// constant the loader and tests use).
+#[macro_export]
+macro_rules! program_name {
+    ($program:ident, $name:expr) => {
+        const _: () = {
+            let _ = $program;
+            assert!(
+                ::scanwatch_common::programs::same_name(stringify!($program), $name),
+                concat!(
+                    "program `",
+                    stringify!($program),
+                    "` is not named as in scanwatch_common::programs"
+                )
+            );
+        };
+    };
+}
 
 /// `TC_ACT_UNSPEC` (and tcx's `TCX_NEXT`): let the next filter or program decide, so a foreign
 /// clsact filter behind ours still runs.
@@ -88,7 +115,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
         | PacketClass::TcpMaimon => {
             let now = track::now(config);
             if flows::is_reply(packet, &src, &dst, config, now) {
-                stats::count(if packet.proto == 17 {
+                stats::count(if packet.proto == IPPROTO_UDP {
                     Counter::RepliesUdp
                 } else {
                     Counter::RepliesTcp

@@ -12,25 +12,19 @@ use aya_ebpf::programs::{TcContext, XdpContext};
 use scanwatch_common::{
     addr::SourceKey,
     classify::{PacketClass, classify_icmpv4, classify_icmpv6, classify_tcp},
+    proto::{
+        self, ETH_HLEN, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH,
+        ICMPV6_TIME_EXCEED, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
+    },
     stats::ParseError,
 };
 
-const ETH_HLEN: usize = 14;
 // EtherTypes as they lie in memory (network order) when loaded as a u16.
-const ETH_P_IPV4: u16 = 0x0800u16.to_be();
-const ETH_P_IPV6: u16 = 0x86ddu16.to_be();
-const ETH_P_8021Q: u16 = 0x8100u16.to_be();
-const ETH_P_8021AD: u16 = 0x88a8u16.to_be();
-
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_AH: u8 = 51;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_DSTOPTS: u8 = 60;
+const ETH_P_IP_BE: u16 = proto::ETH_P_IP.to_be();
+const ETH_P_IPV6_BE: u16 = proto::ETH_P_IPV6.to_be();
+const ETH_P_8021Q_BE: u16 = proto::ETH_P_8021Q.to_be();
+const ETH_P_8021AD_BE: u16 = proto::ETH_P_8021AD.to_be();
 
 /// IPv6 extension headers followed before giving up (`Ipv6ExtChainTooLong`). Real traffic
 /// rarely carries more than two; eight covers every legitimate combination (RFC 8200 §4.1).
@@ -183,7 +177,7 @@ pub fn parse<C: Frame>(ctx: &C, packet: &mut Packet) -> Result<(), ParseError> {
     let mut offset = ETH_HLEN;
     // Up to two tags: 802.1Q, or 802.1ad outer + 802.1Q inner (QinQ).
     for _ in 0..2 {
-        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        if ethertype == ETH_P_8021Q_BE || ethertype == ETH_P_8021AD_BE {
             ethertype = load(ctx, offset + 2).ok_or(ParseError::VlanTruncated)?;
             offset += 4;
         }
@@ -193,8 +187,8 @@ pub fn parse<C: Frame>(ctx: &C, packet: &mut Packet) -> Result<(), ParseError> {
     }
     packet.l3 = offset as u16;
     match ethertype {
-        ETH_P_IPV4 => parse_ipv4(ctx, offset, packet),
-        ETH_P_IPV6 => parse_ipv6(ctx, offset, packet),
+        ETH_P_IP_BE => parse_ipv4(ctx, offset, packet),
+        ETH_P_IPV6_BE => parse_ipv6(ctx, offset, packet),
         _ => Ok(()),
     }
 }
@@ -383,9 +377,15 @@ fn classify_l4<C: Frame>(
                 packet.src_port = u16::from_be(id);
             }
             let (unreachable, exceeded) = if packet.ipv6 {
-                (icmp_type == 1, icmp_type == 3)
+                (
+                    icmp_type == ICMPV6_DEST_UNREACH,
+                    icmp_type == ICMPV6_TIME_EXCEED,
+                )
             } else {
-                (icmp_type == 3, icmp_type == 11)
+                (
+                    icmp_type == ICMP_DEST_UNREACH,
+                    icmp_type == ICMP_TIME_EXCEEDED,
+                )
             };
             if (unreachable || exceeded) && offset + 8 <= MAX_L4_OFFSET {
                 packet.quoted_l3 = (offset + 8) as u16;

@@ -15,9 +15,10 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
-    event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
+    event::{DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
     hash::{hash_addr, hash_port},
     maps::ADMISSION_SLOTS,
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
     stats::Counter,
 };
@@ -30,8 +31,6 @@ use crate::{
 
 /// Salt that separates the admission filter's hash from the estimators'.
 const ADMISSION_SALT: u64 = 0x5ca7_5ca7_5ca7_5ca7;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 
 /// The tracker (and block) key of a source address: IPv6 aggregated to the prefix.
 #[inline(always)]
@@ -95,7 +94,21 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         target: dst,
         target_port: packet.dst_port,
     };
-    update(state, &key, packet, config, now, &origin);
+    let seed = config.hash_seed;
+    let host = hash_addr(seed, &dst) as u32;
+    let probe = Probe {
+        class: Some(packet.class),
+        host: Some(host),
+    };
+    observe(
+        state,
+        &key,
+        &probe,
+        |s| measure(s, packet, host, seed),
+        config,
+        now,
+        &origin,
+    );
 }
 
 /// Where a measure's event comes from: the interface, direction and the probe's target.
@@ -155,7 +168,7 @@ fn admit(key: &SourceKey, seed: u64) -> bool {
 
 /// Starts a new tumbling window if the current one is over.
 #[inline(always)]
-pub fn roll_window(s: &mut SourceState, now: u64, config: &KernelConfig) {
+fn roll_window(s: &mut SourceState, now: u64, config: &KernelConfig) {
     if now.wrapping_sub(s.window_start_ns) >= config.window() {
         reset_window(s, now);
         count(Counter::WindowResets);
@@ -176,38 +189,11 @@ fn reset_window(s: &mut SourceState, now: u64) {
     s.icmp_hosts.clear();
 }
 
+/// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that
+/// kind when the bit was new (fragments are a plain count: always).
 #[inline(always)]
-fn update(
-    s: &mut SourceState,
-    key: &SourceKey,
-    packet: &Packet,
-    config: &KernelConfig,
-    now: u64,
-    origin: &Origin,
-) {
-    roll_window(s, now, config);
-    s.last_seen_ns = now;
-    s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
-    let class = packet.class;
-    if let Some(p) = s.probes.get_mut(class as usize) {
-        *p = p.wrapping_add(1);
-    }
-
-    let seed = config.hash_seed;
-    let host = hash_addr(seed, &origin.target) as u32;
-    let thresholds = &config.thresholds;
-    if s.hosts.insert(host) {
-        bump_measure(
-            s,
-            key,
-            DetectionKind::HostSweep,
-            thresholds,
-            config,
-            now,
-            origin,
-        );
-    }
-    let kind = match class {
+fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option<DetectionKind> {
+    match packet.class {
         PacketClass::TcpSyn => s
             .tcp_ports
             .insert(hash_port(seed, IPPROTO_TCP, packet.dst_port))
@@ -229,8 +215,65 @@ fn update(
             .then_some(DetectionKind::IcmpSweep),
         PacketClass::Fragment => Some(DetectionKind::FragmentScan),
         _ => None,
+    }
+}
+
+/// What one probe adds to a source's state besides its kind's estimator bit.
+#[derive(Clone, Copy)]
+pub struct Probe {
+    /// The probe's class, counted in the window's `probes`; `None` for evidence that is not a
+    /// packet the source sent (a failed attempt of ours, seen through its answer).
+    pub class: Option<PacketClass>,
+    /// Hash of the destination host, for `host_sweep`; `None` when the probe does not count
+    /// toward it.
+    pub host: Option<u32>,
+}
+
+/// The per-probe update of a source's state, ingress and egress alike: rolls the window,
+/// counts the probe, sets its host bit, lets `measure` set the bit of the kind it measures
+/// (returning the kind when that bit was new), and bumps each measure whose bit was new, which
+/// sends an event at the threshold and at each doubling. Thresholds follow the direction.
+///
+/// `measure` is a closure so each caller keeps its own one-level dispatch from class to
+/// estimator: no second match on the kind per probe.
+#[inline(always)]
+pub fn observe(
+    s: &mut SourceState,
+    key: &SourceKey,
+    probe: &Probe,
+    measure: impl FnOnce(&mut SourceState) -> Option<DetectionKind>,
+    config: &KernelConfig,
+    now: u64,
+    origin: &Origin,
+) {
+    // `direction` is a constant at every (inlined) call site, so this folds away.
+    let thresholds = if origin.direction == DIRECTION_EGRESS {
+        &config.egress_thresholds
+    } else {
+        &config.thresholds
     };
-    if let Some(kind) = kind {
+    roll_window(s, now, config);
+    s.last_seen_ns = now;
+    if let Some(class) = probe.class {
+        s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
+        if let Some(p) = s.probes.get_mut(class as usize) {
+            *p = p.wrapping_add(1);
+        }
+    }
+    if let Some(host) = probe.host
+        && s.hosts.insert(host)
+    {
+        bump_measure(
+            s,
+            key,
+            DetectionKind::HostSweep,
+            thresholds,
+            config,
+            now,
+            origin,
+        );
+    }
+    if let Some(kind) = measure(s) {
         bump_measure(s, key, kind, thresholds, config, now, origin);
     }
 }
@@ -242,7 +285,7 @@ const MAX_REPORTS: u32 = 8;
 /// Adds one to a kind's measure and sends an event when it reaches its threshold, and again
 /// each time it doubles, within the window. `reported` keeps a 4-bit report count per kind.
 #[inline(always)]
-pub fn bump_measure(
+fn bump_measure(
     s: &mut SourceState,
     key: &SourceKey,
     kind: DetectionKind,

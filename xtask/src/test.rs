@@ -1,6 +1,6 @@
-//! `cargo xtask test`: clippy on every host crate, then every test (host unit tests, kernel
-//! tests under `BPF_PROG_TEST_RUN`, end-to-end tests in network namespaces), then a one-line
-//! summary.
+//! `cargo xtask test`: clippy on every host crate and on the eBPF crate (for its BPF target),
+//! then every test (host unit tests, kernel tests under `BPF_PROG_TEST_RUN`, end-to-end tests in
+//! network namespaces), then a one-line summary.
 
 use std::{
     ffi::OsString,
@@ -38,6 +38,8 @@ pub fn test(args: &[OsString]) -> Result<ExitCode> {
     clippy.args(["--", "-D", "warnings"]);
     // Clippy failing does not stop the tests: their results are worth seeing either way.
     let clippy_ok = cmd::status(&mut clippy)?.success();
+    let ebpf_clippy_ok = cmd::status(&mut ebpf_clippy())?.success();
+    let clippy_ok = clippy_ok && ebpf_clippy_ok;
 
     // The end-to-end tests run the daemon binary (target/debug/scanwatch), which `cargo test`
     // does not build for another package.
@@ -83,6 +85,21 @@ pub fn test(args: &[OsString]) -> Result<ExitCode> {
             .filter(|&code| code != 0)
             .map_or(ExitCode::FAILURE, |code| ExitCode::from(code as u8))
     })
+}
+
+/// Clippy on the eBPF crate, for the target it is built for: nightly, `bpfel-unknown-none`,
+/// `-Z build-std=core`, as `scanwatch/build.rs` builds it (aya lints its eBPF crates this way).
+fn ebpf_clippy() -> std::process::Command {
+    let mut cmd = std::process::Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo", "clippy", "--package", EBPF_CRATE])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--", "-D", "warnings"])
+        .current_dir(cmd::workspace_root())
+        // The outer cargo's compiler settings are for the host toolchain, not nightly's.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTFLAGS");
+    cmd
 }
 
 /// Totals of the `test result:` lines libtest prints, one per test binary.

@@ -23,6 +23,9 @@ pub fn scanwatch_empty_tc(_ctx: TcContext) -> i32 {
     scanwatch_ebpf::TC_ACT_UNSPEC
 }
 
+scanwatch_ebpf::program_name!(scanwatch_empty, scanwatch_common::programs::EMPTY);
+scanwatch_ebpf::program_name!(scanwatch_empty_tc, scanwatch_common::programs::EMPTY_TC);
+
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

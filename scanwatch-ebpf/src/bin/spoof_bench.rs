@@ -10,6 +10,10 @@ use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::xdp, programs::XdpContext};
 const IPV4_SRC: usize = 14 + 12;
 
 #[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the program macro hands the context over by value"
+)]
 pub fn scanwatch_spoof_bench(ctx: XdpContext) -> u32 {
     let start = ctx.data();
     if start + IPV4_SRC + 4 <= ctx.data_end() {
@@ -19,6 +23,11 @@ pub fn scanwatch_spoof_bench(ctx: XdpContext) -> u32 {
     }
     scanwatch_ebpf::handle(&ctx)
 }
+
+scanwatch_ebpf::program_name!(
+    scanwatch_spoof_bench,
+    scanwatch_common::programs::SPOOF_BENCH
+);
 
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

@@ -1,0 +1,43 @@
+//! Names of the eBPF programs (their ELF symbols), for the loader, the tests and the benchmark
+//! to find them by. The kernel crate checks at compile time that its program functions carry
+//! these names: aya-ebpf's `#[xdp]` and `#[classifier]` name a program after its function and
+//! take no name argument.
+
+/// The XDP program: ingress parsing, drop mode, replies and probe tracking.
+pub const XDP: &str = "scanwatch";
+/// The TC egress program: the host's own flows and the probes it sends.
+pub const EGRESS: &str = "scanwatch_egress";
+/// Bench-only XDP program that spoofs a random IPv4 source before handling each packet.
+pub const SPOOF_BENCH: &str = "scanwatch_spoof_bench";
+/// Bench-only XDP baseline: returns XDP_PASS and does nothing else.
+pub const EMPTY: &str = "scanwatch_empty";
+/// Bench-only TC baseline: lets the packet go on and does nothing else.
+pub const EMPTY_TC: &str = "scanwatch_empty_tc";
+
+/// Byte-wise string equality usable in constants (`str::eq` is not `const`).
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_names_byte_for_byte() {
+        assert!(same_name(XDP, "scanwatch"));
+        assert!(!same_name(XDP, EGRESS));
+        assert!(!same_name("scanwatch_a", "scanwatch_b"));
+    }
+}
