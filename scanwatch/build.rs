@@ -19,9 +19,27 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-/// The eBPF package and the programs (binaries) it builds.
+/// The eBPF package.
 const PACKAGE: &str = "scanwatch-ebpf";
-const PROGRAMS: [&str; 3] = ["scanwatch", "scanwatch-spoof-bench", "scanwatch-empty"];
+/// The objects (binaries of the eBPF package) to embed, each as the static that
+/// `src/object.rs` gets from the generated `objects.rs`, with its doc comment.
+const OBJECTS: [(&str, &str, &str); 3] = [
+    (
+        "scanwatch",
+        "XDP_OBJECT",
+        "The XDP and TC egress programs the daemon loads.",
+    ),
+    (
+        "scanwatch-spoof-bench",
+        "SPOOF_BENCH_OBJECT",
+        "Bench-only variant that rewrites the IPv4 source on every run (spoofed-source storm).",
+    ),
+    (
+        "scanwatch-empty",
+        "EMPTY_OBJECT",
+        "Bench-only baselines: an empty XDP_PASS program and an empty TC program.",
+    ),
+];
 const TARGET: &str = "bpfel-unknown-none";
 
 fn main() -> anyhow::Result<()> {
@@ -29,10 +47,10 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
         println!("cargo:warning=AYA_BUILD_SKIP set: embedding empty eBPF objects");
-        for name in PROGRAMS {
+        for (name, _, _) in OBJECTS {
             std::fs::write(out_dir.join(name), [])?;
         }
-        return Ok(());
+        return write_objects_rs(&out_dir);
     }
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("no manifest dir")?);
     let workspace = manifest_dir.parent().context("no workspace dir")?;
@@ -42,11 +60,25 @@ fn main() -> anyhow::Result<()> {
     let target_dir = out_dir.join("ebpf-target");
     build(workspace, &target_dir)?;
     let built = target_dir.join(TARGET).join("release");
-    for name in PROGRAMS {
+    for (name, _, _) in OBJECTS {
         std::fs::copy(built.join(name), out_dir.join(name))
             .with_context(|| format!("copying the eBPF program {name}"))?;
     }
-    Ok(())
+    write_objects_rs(&out_dir)
+}
+
+/// Writes `objects.rs`: one aligned `static` per embedded object.
+fn write_objects_rs(out_dir: &Path) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut code = String::new();
+    for (file, name, doc) in OBJECTS {
+        writeln!(
+            code,
+            "/// {doc}\npub static {name}: &[u8] =\n    \
+             aya::include_bytes_aligned!(concat!(env!(\"OUT_DIR\"), \"/{file}\"));"
+        )?;
+    }
+    std::fs::write(out_dir.join("objects.rs"), code).context("writing objects.rs")
 }
 
 fn build(workspace: &Path, target_dir: &Path) -> anyhow::Result<()> {

@@ -12,7 +12,10 @@ use std::{
 use anyhow::anyhow;
 use aya::Ebpf;
 use log::{error, info, warn};
-use scanwatch_common::{block::BlockReason, event::ScanEvent};
+use scanwatch_common::{
+    block::BlockReason,
+    event::{DetectionKind, ScanEvent},
+};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
@@ -304,7 +307,7 @@ impl<'i> Agent<'i> {
         f.examples = self.examples.add(event);
         self.metrics
             .detections
-            .with_label_values(&[f.kind, f.direction.name()])
+            .with_label_values(&[f.kind.name(), f.direction.name()])
             .inc();
         let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
@@ -323,7 +326,7 @@ impl<'i> Agent<'i> {
 
     /// Blocks the source of an ingress finding in drop mode (egress findings are this host's
     /// own probes: alert only, never a block), and counts what was done.
-    fn enforce(&mut self, event: &ScanEvent, kind: &str) -> Verdict {
+    fn enforce(&mut self, event: &ScanEvent, kind: DetectionKind) -> Verdict {
         if Direction::of(event) == Direction::Egress {
             return Verdict::Alert;
         }
@@ -331,7 +334,7 @@ impl<'i> Agent<'i> {
             &mut self.maps.blocks,
             &event.source,
             self.config.ipv6_prefix,
-            kind,
+            kind.name(),
             Clock::monotonic_ns(),
         );
         match &verdict {

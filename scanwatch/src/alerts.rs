@@ -79,7 +79,7 @@ mod tests {
         Finding {
             timestamp: "2026-01-01T00:00:00.000Z".into(),
             source: source.into(),
-            kind: "port_scan",
+            kind: scanwatch_common::event::DetectionKind::PortScan,
             technique: "T1046",
             direction: crate::detect::Direction::Ingress,
             distinct_ports: 20,

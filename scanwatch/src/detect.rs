@@ -70,7 +70,7 @@ pub struct Finding {
     pub timestamp: String,
     /// The scanning source: an address, or `prefix/len` for aggregated IPv6.
     pub source: String,
-    pub kind: &'static str,
+    pub kind: DetectionKind,
     /// MITRE ATT&CK technique.
     pub technique: &'static str,
     /// `ingress`: probes arriving at this host; `egress`: probes this host sends (`source` is
@@ -199,7 +199,7 @@ pub fn finding(
                 Direction::Ingress => ipv6_prefix,
             },
         ),
-        kind: kind.name(),
+        kind,
         technique: kind.technique(),
         direction,
         distinct_ports: estimated(ports_kind, &event.measures),
@@ -312,7 +312,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.source, "192.0.2.9");
-        assert_eq!(f.kind, "port_scan");
+        assert_eq!(f.kind, DetectionKind::PortScan);
         assert_eq!(f.technique, "T1046");
         assert_eq!(f.distinct_ports, 30);
         assert_eq!(f.distinct_hosts, 1);

@@ -11,7 +11,10 @@ use aya::{
     },
 };
 use log::{info, warn};
-use scanwatch_common::maps;
+use scanwatch_common::{
+    maps,
+    programs::{EGRESS as EGRESS_PROGRAM, XDP as PROGRAM},
+};
 
 use crate::{
     config::XdpMode,
@@ -19,11 +22,6 @@ use crate::{
     object::XDP_OBJECT,
     pins::Instance,
 };
-
-/// Name of the XDP program in the object.
-pub const PROGRAM: &str = "scanwatch";
-/// Name of the TC egress program in the object.
-pub const EGRESS_PROGRAM: &str = "scanwatch_egress";
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]

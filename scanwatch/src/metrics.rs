@@ -68,9 +68,11 @@ pub struct Metrics {
     last_kernel: Mutex<Vec<u64>>,
 }
 
-/// Help text of a data-path counter.
-fn counter_help(c: Counter) -> &'static str {
-    match c {
+/// Help text of a data-path counter exported as a metric of its own, `scanwatch_<name>_total`;
+/// `None` for those exported under a label of a shared metric (replies by protocol, drops by
+/// reason, verdicts).
+fn counter_help(c: Counter) -> Option<&'static str> {
+    let help = match c {
         Counter::Ignored => "Probes from sources on the ignore list (never tracked).",
         Counter::AdmissionDeferred => {
             "First probes of untracked sources held back by the admission filter (spoofed-flood defence)."
@@ -88,26 +90,23 @@ fn counter_help(c: Counter) -> &'static str {
         Counter::FlowsRecorded => {
             "Outbound flows this host opened, recorded by the egress program."
         }
-        Counter::RepliesTcp => {
-            "Ingress TCP packets recognised as replies to this host's own flows."
-        }
-        Counter::RepliesUdp => {
-            "Ingress UDP datagrams recognised as replies to this host's own flows (DNS answers...)."
-        }
-        Counter::RepliesIcmp => "ICMP errors recognised as quoting this host's own datagrams.",
         Counter::EgressPackets => "Packets seen by the egress program.",
         Counter::EgressParseErrors => "Egress packets that could not be parsed (passed untouched).",
         Counter::EgressFailures => {
             "Failed outbound attempts (RST or ICMP unreachable answering this host)."
         }
-        Counter::VerdictDrop
+        Counter::RepliesTcp
+        | Counter::RepliesUdp
+        | Counter::RepliesIcmp
+        | Counter::VerdictDrop
         | Counter::DroppedDetection
         | Counter::DroppedManual
         | Counter::DroppedList
         | Counter::DroppedBytesDetection
         | Counter::DroppedBytesManual
-        | Counter::DroppedBytesList => "Exported by reason in scanwatch_dropped_*_total.",
-    }
+        | Counter::DroppedBytesList => return None,
+    };
+    Some(help)
 }
 
 /// Creates metrics already registered in one registry, so none can be forgotten.
@@ -187,24 +186,10 @@ impl Metrics {
         )?;
         let datapath = Counter::ALL
             .iter()
-            .filter(|c| {
-                !matches!(
-                    c,
-                    Counter::VerdictDrop
-                        | Counter::DroppedDetection
-                        | Counter::DroppedManual
-                        | Counter::DroppedList
-                        | Counter::DroppedBytesDetection
-                        | Counter::DroppedBytesManual
-                        | Counter::DroppedBytesList
-                        | Counter::RepliesTcp
-                        | Counter::RepliesUdp
-                        | Counter::RepliesIcmp
-                )
-            })
-            .map(|c| {
-                r.counter(&format!("scanwatch_{}_total", c.name()), counter_help(*c))
-                    .map(|m| (*c, m))
+            .filter_map(|c| counter_help(*c).map(|help| (*c, help)))
+            .map(|(c, help)| {
+                r.counter(&format!("scanwatch_{}_total", c.name()), help)
+                    .map(|m| (c, m))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let detections = r.add(IntCounterVec::new(

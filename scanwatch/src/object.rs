@@ -1,12 +1,5 @@
-//! The eBPF objects built by `build.rs` and embedded in the binary.
+//! The eBPF objects built by `build.rs` and embedded in the binary (`XDP_OBJECT`, and the
+//! bench-only `SPOOF_BENCH_OBJECT` and `EMPTY_OBJECT`). Their file names live in `build.rs`,
+//! their program names in `scanwatch_common::programs`.
 
-/// The XDP program the daemon loads.
-pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/scanwatch"));
-
-/// Bench-only variant that rewrites the IPv4 source on every run (spoofed-source storm).
-pub static SPOOF_BENCH_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/scanwatch-spoof-bench"));
-
-/// Bench-only baseline: an empty XDP_PASS program.
-pub static EMPTY_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/scanwatch-empty"));
+include!(concat!(env!("OUT_DIR"), "/objects.rs"));

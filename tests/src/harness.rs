@@ -17,12 +17,10 @@ use scanwatch_common::{
     config::KernelConfig,
     event::ScanEvent,
     maps,
+    programs::{EGRESS, EMPTY, EMPTY_TC, SPOOF_BENCH, XDP},
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
 };
-
-/// Name of the product object's TC egress program.
-pub const EGRESS_PROGRAM: &str = scanwatch::loader::EGRESS_PROGRAM;
 
 /// XDP verdicts.
 pub const XDP_DROP: u32 = 1;
@@ -67,12 +65,9 @@ impl Harness {
     /// program is loaded too, sharing the maps.
     pub fn load_sized(object: Object, sizes: &[(&'static str, u32)]) -> Result<Self> {
         let (bytes, program) = match object {
-            Object::Product => (scanwatch::object::XDP_OBJECT, scanwatch::loader::PROGRAM),
-            Object::SpoofBench => (
-                scanwatch::object::SPOOF_BENCH_OBJECT,
-                "scanwatch_spoof_bench",
-            ),
-            Object::Empty => (scanwatch::object::EMPTY_OBJECT, "scanwatch_empty"),
+            Object::Product => (scanwatch::object::XDP_OBJECT, XDP),
+            Object::SpoofBench => (scanwatch::object::SPOOF_BENCH_OBJECT, SPOOF_BENCH),
+            Object::Empty => (scanwatch::object::EMPTY_OBJECT, EMPTY),
         };
         let mut loader = EbpfLoader::new();
         for (map, size) in sizes {
@@ -84,7 +79,7 @@ impl Harness {
             .ok_or_else(|| anyhow!("program {program} not in object"))?
             .try_into()?;
         xdp.load().context("verifier rejected the XDP program")?;
-        if let Some(tc) = ebpf.program_mut(EGRESS_PROGRAM) {
+        if let Some(tc) = ebpf.program_mut(EGRESS) {
             let tc: &mut SchedClassifier = tc.try_into()?;
             tc.load()
                 .context("verifier rejected the TC egress program")?;
@@ -138,10 +133,10 @@ impl Harness {
     /// Runs the TC egress program `repeat` times; returns the action and the kernel's average
     /// duration per run in nanoseconds.
     pub fn run_egress_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<(i32, u64)> {
-        let name = if matches!(self.program, "scanwatch_empty") {
-            "scanwatch_empty_tc"
+        let name = if self.program == EMPTY {
+            EMPTY_TC
         } else {
-            EGRESS_PROGRAM
+            EGRESS
         };
         let tc: &mut SchedClassifier = self
             .ebpf
