@@ -14,7 +14,7 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::KernelConfig,
-    event::{DIRECTION_EGRESS, DetectionKind},
+    event::DetectionKind,
     hash::{hash_addr, hash_port},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
@@ -93,13 +93,15 @@ pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
         class: Some(class),
         host: None,
     };
-    let origin = Origin {
-        ifindex,
-        direction: DIRECTION_EGRESS,
-        target: remote,
-        target_port: remote_port,
-    };
-    observe(s, &local, &probe, measure, config, now, &origin);
+    observe(
+        s,
+        &local,
+        &probe,
+        measure,
+        config,
+        now,
+        &Origin::egress(ifindex, remote, remote_port),
+    );
 }
 
 /// A failed outbound attempt, from our side of the flow.
@@ -144,11 +146,13 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
         IPPROTO_UDP => s.udp_ports.insert(pair).then_some(DetectionKind::UdpScan),
         _ => None,
     };
-    let origin = Origin {
-        ifindex,
-        direction: DIRECTION_EGRESS,
-        target: remote,
-        target_port: remote_port,
-    };
-    observe(s, &local, &probe, measure, config, now, &origin);
+    observe(
+        s,
+        &local,
+        &probe,
+        measure,
+        config,
+        now,
+        &Origin::egress(ifindex, remote, remote_port),
+    );
 }

@@ -119,6 +119,19 @@ pub struct Origin {
     pub target_port: u16,
 }
 
+impl Origin {
+    /// An egress event: the local source probed `target:target_port`.
+    #[inline(always)]
+    pub const fn egress(ifindex: u32, target: SourceKey, target_port: u16) -> Self {
+        Self {
+            ifindex,
+            direction: scanwatch_common::event::DIRECTION_EGRESS,
+            target,
+            target_port,
+        }
+    }
+}
+
 /// The tracker entry for `key`, creating it if the admission filter lets the source in.
 #[inline(always)]
 fn lookup_or_admit(key: &SourceKey, config: &KernelConfig) -> Option<*mut SourceState> {

@@ -361,22 +361,15 @@ impl<'i> Agent<'i> {
     /// Removes expired per-source blocks and refreshes their gauge.
     fn sweep_blocks(&mut self) {
         let swept = self.maps.blocks.sweep(Clock::monotonic_ns());
-        self.metrics.blocks_expired.inc_by(swept.removed as u64);
         self.metrics
-            .blocked_sources
-            .with_label_values(&["detection"])
-            .set(swept.left as i64);
+            .record_sweep("detection", swept.removed, swept.left);
     }
 
     /// Removes expired blocks from both maps and refreshes both gauges.
     fn sweep_blocklist(&mut self) {
         self.sweep_blocks();
         let swept = self.maps.blocklist.sweep(Clock::monotonic_ns());
-        self.metrics.blocks_expired.inc_by(swept.removed as u64);
-        self.metrics
-            .blocked_sources
-            .with_label_values(&["cidr"])
-            .set(swept.left as i64);
+        self.metrics.record_sweep("cidr", swept.removed, swept.left);
     }
 
     fn refresh_stats(&self) {

@@ -399,6 +399,14 @@ impl Metrics {
             .inc_by(all.saturating_sub(drops));
     }
 
+    /// Counts the blocks a sweep of `map` (`detection` or `cidr`) removed and sets what is left.
+    pub fn record_sweep(&self, map: &str, removed: usize, left: usize) {
+        self.blocks_expired.inc_by(removed as u64);
+        self.blocked_sources
+            .with_label_values(&[map])
+            .set(left as i64);
+    }
+
     /// Sets the tracker gauges after a walk.
     pub fn set_tracked(&self, tracked: usize) {
         self.tracked_sources.set(tracked as i64);
