@@ -24,6 +24,7 @@ pub mod distinct;
 pub mod event;
 pub mod flow;
 pub mod hash;
+pub mod icmp;
 pub mod maps;
 pub mod programs;
 pub mod proto;
