@@ -158,8 +158,11 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
             };
             let now = track::now(config);
             if flows::quotes_our_flow(&q, config, now) {
+                // Every error quoting our flow is a reply; only those meaning the destination
+                // cannot be reached are failed attempts (scanwatch_common::icmp): path MTU,
+                // time exceeded and redirects come from any router on the way.
                 stats::count(Counter::RepliesIcmp);
-                if q.unreachable && config.flags & FLAG_NO_EGRESS == 0 {
+                if q.failure && config.flags & FLAG_NO_EGRESS == 0 {
                     let failure = egress::Failure {
                         local: q.src,
                         remote: q.dst,

@@ -12,9 +12,9 @@ use aya_ebpf::programs::{TcContext, XdpContext};
 use scanwatch_common::{
     addr::SourceKey,
     classify::{PacketClass, classify_icmpv4, classify_icmpv6, classify_tcp},
+    icmp::{icmpv4_meaning, icmpv6_meaning},
     proto::{
-        self, ETH_HLEN, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH,
-        ICMPV6_TIME_EXCEED, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+        self, ETH_HLEN, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
         IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
     },
     stats::ParseError,
@@ -73,8 +73,10 @@ pub struct Quoted {
     pub dst: SourceKey,
     pub src_port: u16,
     pub dst_port: u16,
-    /// Destination unreachable (port/host/admin), as opposed to time exceeded.
-    pub unreachable: bool,
+    /// The error is a failed attempt ([`IcmpMeaning::Failure`]), not only a path report.
+    ///
+    /// [`IcmpMeaning::Failure`]: scanwatch_common::icmp::IcmpMeaning::Failure
+    pub failure: bool,
 }
 
 /// What the programs need to know about a packet: 16 bytes, 8-aligned, so it lives on the stack
@@ -96,8 +98,8 @@ pub struct Packet {
     /// TCP flags (0 for other protocols).
     pub tcp_flags: u8,
     pub ipv6: bool,
-    /// The ICMP error is a destination unreachable (not a time exceeded).
-    pub quoted_unreachable: bool,
+    /// The ICMP error is a failed attempt (see [`Quoted::failure`]).
+    pub quoted_failure: bool,
 }
 
 impl Packet {
@@ -148,7 +150,7 @@ impl Packet {
             ctx,
             usize::from(self.quoted_l3),
             self.ipv6,
-            self.quoted_unreachable,
+            self.quoted_failure,
         )
     }
 }
@@ -364,7 +366,7 @@ fn classify_l4<C: Frame>(
         }
         _ => {
             let icmp: u32 = load(ctx, offset).ok_or(truncated)?;
-            let icmp_type = icmp.to_ne_bytes()[0];
+            let [icmp_type, code, _, _] = icmp.to_ne_bytes();
             packet.class = if packet.ipv6 {
                 classify_icmpv6(icmp_type)
             } else {
@@ -376,20 +378,14 @@ fn classify_l4<C: Frame>(
             {
                 packet.src_port = u16::from_be(id);
             }
-            let (unreachable, exceeded) = if packet.ipv6 {
-                (
-                    icmp_type == ICMPV6_DEST_UNREACH,
-                    icmp_type == ICMPV6_TIME_EXCEED,
-                )
+            let meaning = if packet.ipv6 {
+                icmpv6_meaning(icmp_type, code)
             } else {
-                (
-                    icmp_type == ICMP_DEST_UNREACH,
-                    icmp_type == ICMP_TIME_EXCEEDED,
-                )
+                icmpv4_meaning(icmp_type, code)
             };
-            if (unreachable || exceeded) && offset + 8 <= MAX_L4_OFFSET {
+            if meaning.quotes_datagram() && offset + 8 <= MAX_L4_OFFSET {
                 packet.quoted_l3 = (offset + 8) as u16;
-                packet.quoted_unreachable = unreachable;
+                packet.quoted_failure = meaning.is_failure();
             }
         }
     }
@@ -408,7 +404,7 @@ fn set_ports(packet: &mut Packet, ports: u32) {
 /// bytes of its L4 header (RFC 792 / RFC 4443 guarantee at least these). No extension-header
 /// walk for IPv6: a quoted datagram with extension headers is simply not matched.
 #[inline(always)]
-fn parse_quoted<C: Frame>(ctx: &C, offset: usize, ipv6: bool, unreachable: bool) -> Option<Quoted> {
+fn parse_quoted<C: Frame>(ctx: &C, offset: usize, ipv6: bool, failure: bool) -> Option<Quoted> {
     if offset > MAX_L4_OFFSET {
         return None;
     }
@@ -449,7 +445,7 @@ fn parse_quoted<C: Frame>(ctx: &C, offset: usize, ipv6: bool, unreachable: bool)
         dst,
         src_port,
         dst_port,
-        unreachable,
+        failure,
     })
 }
 

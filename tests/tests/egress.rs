@@ -2,10 +2,10 @@
 //! program recognises replies to them (never probes), and failed outbound attempts feed egress
 //! scan detection. Both programs run under `BPF_PROG_TEST_RUN` on one set of maps.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use scanwatch_common::{
-    addr::SourceKey,
+    addr::{DEFAULT_IPV6_PREFIX_LEN, SourceKey},
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EGRESS, KernelConfig},
     distinct::bits_for_count,
@@ -26,6 +26,9 @@ use scanwatch_tests::{
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// A resolver / server it talks to.
 const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+/// This host and a server, over IPv6.
+const LOCAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x53, 0, 0, 0, 0x53);
 /// TC_ACT_UNSPEC: the egress program never decides a packet's fate.
 const TC_ACT_UNSPEC: i32 = -1;
 const T0: u64 = 1_000 * 1_000_000_000;
@@ -412,5 +415,76 @@ fn reset_of_an_answered_connection_is_not_a_failure() {
             .src_port(443)
             .tcp(43_001, RST | ACK),
     );
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+}
+
+#[test]
+fn path_mtu_time_exceeded_and_redirect_errors_are_replies_not_failures() {
+    let mut h = load(&config());
+    let udp = PacketBuilder::new(LOCAL, REMOTE)
+        .udp(33_434)
+        .src_port(50_000);
+    let tcp = PacketBuilder::new(LOCAL, REMOTE).syn(443).src_port(41_000);
+    egress(&mut h, &udp);
+    egress(&mut h, &tcp);
+    // Fragmentation needed, time exceeded (TTL and reassembly), redirect, parameter problem,
+    // source quench: from any router on the path, answering both flows.
+    let not_failures = [(3, 4), (11, 0), (11, 1), (5, 1), (12, 0), (4, 0)];
+    for (t, c) in not_failures {
+        for flow in [&udp, &tcp] {
+            ingress(
+                &mut h,
+                &PacketBuilder::new(REMOTE, LOCAL).icmp_error_quoting(t, c, flow),
+            );
+        }
+    }
+    let replies = 2 * not_failures.len() as u64;
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), replies);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    assert!(h.tracked(&key(REMOTE)).unwrap().is_none());
+    // Port unreachable still is a failed attempt.
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE, LOCAL).icmp_error_quoting(3, 3, &udp),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), replies + 1);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+}
+
+#[test]
+fn icmpv6_packet_too_big_is_a_reply_and_port_unreachable_a_failure() {
+    let mut h = load(&config());
+    let udp = PacketBuilder::new(LOCAL6, REMOTE6)
+        .udp(33_434)
+        .src_port(50_000);
+    let tcp = PacketBuilder::new(LOCAL6, REMOTE6)
+        .syn(443)
+        .src_port(41_000);
+    egress(&mut h, &udp);
+    egress(&mut h, &tcp);
+    // Packet too big, time exceeded, parameter problem.
+    for (t, c) in [(2, 0), (3, 0), (4, 0)] {
+        for flow in [&udp, &tcp] {
+            ingress(
+                &mut h,
+                &PacketBuilder::new(REMOTE6, LOCAL6).icmp_error_quoting(t, c, flow),
+            );
+        }
+    }
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 6);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    assert!(
+        h.tracked(&SourceKey::from_ipv6(
+            REMOTE6.octets(),
+            DEFAULT_IPV6_PREFIX_LEN
+        ))
+        .unwrap()
+        .is_none()
+    );
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE6, LOCAL6).icmp_error_quoting(1, 4, &udp),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 7);
     assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
 }
