@@ -250,17 +250,63 @@ fn parse_ipv6<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
     packet.ipv6 = true;
     packet.class = PacketClass::OtherL4;
 
-    let packet_len = ctx.data_end() - ctx.data();
     let payload_len = usize::from(u16::from_be_bytes([head[4], head[5]]));
     // Payload length 0 means a jumbogram (RFC 2675): trust the frame.
     let ip_end = if payload_len == 0 {
-        packet_len
+        ctx.data_end() - ctx.data()
     } else {
         offset + 40 + payload_len
     };
-    let mut next = head[6];
-    let mut cursor = offset + 40;
-    let mut more_fragments = false;
+    let chain = walk_ipv6_ext(ctx, head[6], offset + 40)?;
+    if chain.is_non_first_fragment() {
+        packet.class = PacketClass::NonFirstFragment;
+        return Ok(());
+    }
+    classify_l4(
+        ctx,
+        packet,
+        chain.next,
+        chain.offset,
+        ip_end.saturating_sub(chain.offset),
+        chain.more_fragments(),
+    )
+}
+
+/// Where an IPv6 extension-header chain ends.
+struct ExtChain {
+    /// The header after the chain (the L4 protocol).
+    next: u8,
+    /// Offset of that header.
+    offset: usize,
+    /// Offset and flags of the last fragment header (0: none).
+    fragment: u16,
+}
+
+impl ExtChain {
+    /// A fragment other than the first: its L4 header is in another packet.
+    #[inline(always)]
+    fn is_non_first_fragment(&self) -> bool {
+        self.fragment >> 3 != 0
+    }
+
+    /// The first fragment of a fragmented datagram.
+    #[inline(always)]
+    fn more_fragments(&self) -> bool {
+        self.fragment & 1 != 0
+    }
+}
+
+/// Walks at most [`MAX_IPV6_EXT`] extension headers starting at `cursor` with header type
+/// `next`: for a packet's own IPv6 header and for the one an ICMPv6 error quotes. Stops early
+/// at a non-first fragment header.
+#[inline(always)]
+fn walk_ipv6_ext<C: Frame>(
+    ctx: &C,
+    mut next: u8,
+    mut cursor: usize,
+) -> Result<ExtChain, ParseError> {
+    let packet_len = ctx.data_end() - ctx.data();
+    let mut fragment = 0;
     for _ in 0..MAX_IPV6_EXT {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
@@ -280,12 +326,14 @@ fn parse_ipv6<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
                 }
                 let h = h.to_ne_bytes();
                 next = h[0];
-                let offset_flags = u16::from_be_bytes([h[2], h[3]]);
-                if offset_flags >> 3 != 0 {
-                    packet.class = PacketClass::NonFirstFragment;
-                    return Ok(());
+                fragment = u16::from_be_bytes([h[2], h[3]]);
+                if fragment >> 3 != 0 {
+                    return Ok(ExtChain {
+                        next,
+                        offset: cursor,
+                        fragment,
+                    });
                 }
-                more_fragments = offset_flags & 1 != 0;
                 8
             }
             _ => break,
@@ -301,14 +349,11 @@ fn parse_ipv6<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
     ) {
         return Err(ParseError::Ipv6ExtChainTooLong);
     }
-    classify_l4(
-        ctx,
-        packet,
+    Ok(ExtChain {
         next,
-        cursor,
-        ip_end.saturating_sub(cursor),
-        more_fragments,
-    )
+        offset: cursor,
+        fragment,
+    })
 }
 
 /// Classifies by the L4 header at `offset`. `l4_len` is what the IP header declares;
@@ -401,8 +446,9 @@ fn set_ports(packet: &mut Packet, ports: u32) {
 }
 
 /// Parses the datagram quoted by an ICMP error at `offset`: its IP header and the first 8
-/// bytes of its L4 header (RFC 792 / RFC 4443 guarantee at least these). No extension-header
-/// walk for IPv6: a quoted datagram with extension headers is simply not matched.
+/// bytes of its L4 header (RFC 792 / RFC 4443 guarantee at least these). A quoted IPv6
+/// datagram's extension headers are walked as the packet's own are (RFC 4443 §2.4(c): the error
+/// carries as much of it as fits); a quoted non-first fragment has no ports and matches nothing.
 #[inline(always)]
 fn parse_quoted<C: Frame>(ctx: &C, offset: usize, ipv6: bool, failure: bool) -> Option<Quoted> {
     if offset > MAX_L4_OFFSET {
@@ -410,11 +456,15 @@ fn parse_quoted<C: Frame>(ctx: &C, offset: usize, ipv6: bool, failure: bool) -> 
     }
     let (proto, src, dst, l4) = if ipv6 {
         let [head, src_hi, src_lo, dst_hi, dst_lo]: [u64; 5] = load(ctx, offset)?;
+        let chain = walk_ipv6_ext(ctx, head.to_ne_bytes()[6], offset + 40).ok()?;
+        if chain.is_non_first_fragment() {
+            return None;
+        }
         (
-            head.to_ne_bytes()[6],
+            chain.next,
             SourceKey::from_words([src_hi, src_lo]),
             SourceKey::from_words([dst_hi, dst_lo]),
-            offset + 40,
+            chain.offset,
         )
     } else {
         let [first, _, ttl_proto, src, dst]: [u32; 5] = load(ctx, offset)?;

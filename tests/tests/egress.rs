@@ -16,7 +16,7 @@ use scanwatch_common::{
 use scanwatch_tests::{
     harness::{Harness, Object, XDP_PASS},
     packet::{
-        PacketBuilder,
+        Ext, PacketBuilder,
         tcp_flags::{ACK, FIN, RST, SYN},
     },
     require_root,
@@ -487,4 +487,49 @@ fn icmpv6_packet_too_big_is_a_reply_and_port_unreachable_a_failure() {
     );
     assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 7);
     assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+}
+
+#[test]
+fn icmpv6_error_quoting_datagram_with_extension_headers_is_a_reply() {
+    let mut h = load(&config());
+    let flows = [
+        vec![Ext::HopByHop],
+        vec![Ext::DestOpts],
+        vec![Ext::HopByHop, Ext::DestOpts],
+        vec![Ext::HopByHop, Ext::Routing, Ext::DestOpts],
+    ];
+    for (i, exts) in flows.iter().enumerate() {
+        let port = 50_000 + i as u16;
+        let mut probe = PacketBuilder::new(LOCAL6, REMOTE6)
+            .udp(33_434)
+            .src_port(port);
+        for ext in exts {
+            probe = probe.ext(*ext);
+        }
+        egress(&mut h, &probe);
+        ingress(
+            &mut h,
+            &PacketBuilder::new(REMOTE6, LOCAL6).icmp_error_quoting(1, 4, &probe),
+        );
+        assert_eq!(
+            h.counter(Counter::RepliesIcmp).unwrap(),
+            i as u64 + 1,
+            "{exts:?}"
+        );
+        assert_eq!(h.counter(Counter::EgressFailures).unwrap(), i as u64 + 1);
+    }
+    // The same error quoting a datagram we never sent still matches nothing.
+    let forged = PacketBuilder::new(LOCAL6, REMOTE6)
+        .udp(33_435)
+        .src_port(60_000)
+        .ext(Ext::HopByHop);
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE6, LOCAL6).icmp_error_quoting(1, 4, &forged),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), flows.len() as u64);
+    assert_eq!(
+        h.counter(Counter::EgressFailures).unwrap(),
+        flows.len() as u64
+    );
 }
