@@ -533,3 +533,35 @@ fn icmpv6_error_quoting_datagram_with_extension_headers_is_a_reply() {
         flows.len() as u64
     );
 }
+
+#[test]
+fn icmpv6_error_quoting_a_non_first_fragment_matches_nothing() {
+    let mut h = load(&config());
+    let probe = PacketBuilder::new(LOCAL6, REMOTE6)
+        .udp(33_434)
+        .src_port(50_000);
+    egress(&mut h, &probe);
+    // A later fragment carries payload where the ports would be: not a quote of our flow,
+    // even when those bytes look like its ports.
+    let fragment = probe.clone().ext(Ext::Fragment {
+        offset: 185,
+        more: false,
+    });
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE6, LOCAL6).icmp_error_quoting(1, 4, &fragment),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 0);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    // The first fragment has the ports: it is our flow.
+    let first = probe.ext(Ext::Fragment {
+        offset: 0,
+        more: true,
+    });
+    ingress(
+        &mut h,
+        &PacketBuilder::new(REMOTE6, LOCAL6).icmp_error_quoting(1, 4, &first),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 1);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
+}
