@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::lpm_trie::Key;
 use futures_util::TryStreamExt as _;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use rtnetlink::{
     Handle, RouteMessageBuilder,
     packet_route::{
@@ -17,15 +17,55 @@ use rtnetlink::{
 use scanwatch_common::addr::SourceKey;
 
 /// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address (a host route); host bits are
-/// cleared.
+/// cleared, and IPv4-mapped IPv6 (`::ffff:a.b.c.d`, `::ffff:a.b.c.d/n` with n ≥ 96) becomes the
+/// IPv4 network it stands for, so `::ffff:0:0/96` is `0.0.0.0/0`. The one parser of addresses
+/// for the configuration, the control CLI and block lists: every protection check sees
+/// normalised networks.
 pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("`{text}` is not an address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)")
+        })?,
+    };
+    Ok(normalize(net.trunc()))
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:0:0/96` or longer) as the IPv4 network it stands for;
+/// any other network unchanged.
+pub fn normalize(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), n.prefix_len() - 96)
+                .expect("prefix length within the family's bound"),
+            None => net,
+        },
+        _ => net,
     }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!("`{text}` is not an address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)")
-    })
+}
+
+/// A network in the kernel's address space, where IPv4 is v4-mapped IPv6 (`a.b.c.d/n` is
+/// `::ffff:a.b.c.d/(96+n)`): overlap checks done here see that `::/0` or `::ffff:0:0/95` cover
+/// IPv4 too, as they would in the LPM trie.
+pub fn kernel_space(net: &IpNet) -> Ipv6Net {
+    match net {
+        IpNet::V4(n) => Ipv6Net::new(n.network().to_ipv6_mapped(), n.prefix_len() + 96)
+            .expect("prefix length within the family's bound"),
+        IpNet::V6(n) => n.trunc(),
+    }
+}
+
+/// True when `a` and `b` share an address (one contains the other), in the kernel's address
+/// space, whatever their families.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    let (a, b) = (kernel_space(a), kernel_space(b));
+    a.contains(&b) || b.contains(&a)
+}
+
+/// True when `outer` contains all of `inner`, in the kernel's address space.
+pub fn covers(outer: &IpNet, inner: &IpNet) -> bool {
+    kernel_space(outer).contains(&kernel_space(inner))
 }
 
 /// The address of a kernel key: IPv4 keys are stored v4-mapped (`::ffff:a.b.c.d`) and come back
@@ -128,6 +168,9 @@ pub fn interface_names() -> Vec<String> {
 pub struct HostNetwork {
     /// The host's own addresses, as host routes (/32, /128).
     pub addresses: Vec<IpNet>,
+    /// The networks the host's addresses sit in (address and prefix length), host bits
+    /// cleared: its connected networks.
+    pub connected: Vec<IpNet>,
     /// Default routes of the main table, IPv4 first.
     pub default_routes: Vec<DefaultRoute>,
 }
@@ -167,6 +210,7 @@ impl HostNetwork {
 
     async fn read_with(handle: &Handle) -> Result<Self, rtnetlink::Error> {
         let mut addresses = Vec::new();
+        let mut connected = Vec::new();
         let mut dump = handle.address().get().execute();
         while let Some(msg) = dump.try_next().await? {
             // IFA_LOCAL is the local end on point-to-point links (IFA_ADDRESS is the peer).
@@ -180,6 +224,9 @@ impl HostNetwork {
             });
             if let Some(ip) = local.or(address) {
                 addresses.push(IpNet::from(ip));
+                if let Ok(net) = IpNet::new(ip, msg.header.prefix_len) {
+                    connected.push(normalize(net.trunc()));
+                }
             }
         }
         let mut default_routes = Vec::new();
@@ -192,8 +239,11 @@ impl HostNetwork {
                 default_routes.extend(default_route(&msg));
             }
         }
+        connected.sort_unstable();
+        connected.dedup();
         Ok(Self {
             addresses,
+            connected,
             default_routes,
         })
     }
@@ -307,6 +357,33 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_ipv6_becomes_ipv4() {
+        let parse = |s: &str| parse_cidr(s).unwrap().to_string();
+        assert_eq!(parse("::ffff:10.0.0.5"), "10.0.0.5/32");
+        assert_eq!(parse("::ffff:10.0.0.5/128"), "10.0.0.5/32");
+        assert_eq!(parse("::ffff:10.1.2.3/104"), "10.0.0.0/8");
+        assert_eq!(parse("::ffff:0:0/96"), "0.0.0.0/0");
+        assert_eq!(parse("::FFFF:c000:0201"), "192.0.2.1/32");
+        // Shorter than /96, or not mapped: IPv6 stays IPv6.
+        assert_eq!(parse("::ffff:0:0/95"), "::fffe:0:0/95");
+        assert_eq!(parse("64:ff9b::1.2.3.4"), "64:ff9b::102:304/128");
+        assert_eq!(parse("::1.2.3.4"), "::102:304/128");
+    }
+
+    #[test]
+    fn overlap_checks_work_across_families_in_kernel_space() {
+        let net = |s: &str| parse_cidr(s).unwrap();
+        assert!(overlaps(&net("::/0"), &net("10.0.0.1")));
+        assert!(overlaps(&net("::ffff:0:0/95"), &net("10.0.0.1")));
+        assert!(covers(&net("::ffff:0:0/95"), &net("0.0.0.0/0")));
+        assert!(!overlaps(&net("2001:db8::/32"), &net("10.0.0.1")));
+        assert!(overlaps(&net("10.0.0.0/8"), &net("10.2.3.4")));
+        assert!(covers(&net("10.0.0.0/8"), &net("10.2.0.0/16")));
+        assert!(!covers(&net("10.2.0.0/16"), &net("10.0.0.0/8")));
+        assert!(!overlaps(&net("10.0.0.0/8"), &net("11.0.0.0/8")));
+    }
+
+    #[test]
     fn default_routes_of_the_main_table_only() {
         let mut main = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(Ipv4Addr::new(10, 0, 0, 1))
@@ -337,6 +414,7 @@ mod tests {
         };
         let host = HostNetwork {
             addresses: Vec::new(),
+            connected: Vec::new(),
             default_routes: vec![
                 route(true, 3, 1),
                 route(false, 5, 200),
@@ -346,6 +424,7 @@ mod tests {
         assert_eq!(host.default_interface(), Some(4));
         let v6_only = HostNetwork {
             addresses: Vec::new(),
+            connected: Vec::new(),
             default_routes: vec![route(true, 3, 1)],
         };
         assert_eq!(v6_only.default_interface(), Some(3));
@@ -357,6 +436,10 @@ mod tests {
         let host = HostNetwork::read_blocking().unwrap();
         assert!(
             host.addresses.iter().any(|a| a.addr().is_loopback()),
+            "{host:?}"
+        );
+        assert!(
+            host.connected.iter().any(|n| n.to_string() == "127.0.0.0/8"),
             "{host:?}"
         );
         assert!(interface_names().contains(&"lo".to_owned()));
