@@ -311,7 +311,7 @@ impl<'i> Agent<'i> {
             .inc();
         let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
-        if !self.budget.take(Instant::now()) {
+        if !self.budget.take(f.kind, f.direction, Instant::now()) {
             self.metrics.alerts_suppressed.inc();
             return;
         }

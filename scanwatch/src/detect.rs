@@ -15,11 +15,13 @@ use scanwatch_common::{
     state::SourceState,
 };
 use serde::Serialize;
+use strum::VariantArray as _;
 
 use crate::{
     clock::{Clock, rfc3339},
     enforce::{Refusal, Verdict},
     net::{format_source, format_target},
+    rate::TokenBucket,
 };
 
 /// Which way a finding's probes went.
@@ -217,36 +219,32 @@ pub fn finding(
     })
 }
 
-/// Token bucket over alert output: under attack, unthrottled alert logs become their own
-/// denial of service. Findings over the budget are counted, not written.
+/// Token buckets over alert output, one per (kind, direction): under attack, unthrottled
+/// alert logs become their own denial of service, and one shared budget would let a forged
+/// flood of one kind mute every other. Findings over their kind's budget are counted, not
+/// written.
 #[derive(Debug)]
 pub struct AlertBudget {
-    per_second: f64,
-    tokens: f64,
-    last: Instant,
+    buckets: Vec<TokenBucket>,
 }
 
 impl AlertBudget {
-    /// A bucket of `per_second` tokens refilled continuously, starting full.
+    /// `per_second` alerts per (kind, direction), in bursts of as many, starting full.
     pub fn new(per_second: u32) -> Self {
+        Self::starting_at(per_second, Instant::now())
+    }
+
+    fn starting_at(per_second: u32, now: Instant) -> Self {
+        let bucket = TokenBucket::starting_at(per_second, per_second, now);
         Self {
-            per_second: f64::from(per_second),
-            tokens: f64::from(per_second),
-            last: Instant::now(),
+            buckets: vec![bucket; DetectionKind::ALL.len() * Direction::VARIANTS.len()],
         }
     }
 
-    /// Takes a token at `now`; false when the budget is spent.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// Takes a token of `kind` in `direction` at `now`; false when that budget is spent.
+    pub fn take(&mut self, kind: DetectionKind, direction: Direction, now: Instant) -> bool {
+        let index = kind as usize * Direction::VARIANTS.len() + direction as usize;
+        self.buckets[index].take(now)
     }
 }
 
@@ -369,10 +367,36 @@ mod tests {
     #[test]
     fn budget_limits_burst_and_refills() {
         let start = Instant::now();
-        let mut b = AlertBudget::new(3);
-        assert!(b.take(start) && b.take(start) && b.take(start));
-        assert!(!b.take(start));
-        assert!(b.take(start + Duration::from_millis(400)));
-        assert!(!b.take(start + Duration::from_millis(400)));
+        let mut b = AlertBudget::starting_at(3, start);
+        let (port, ingress) = (DetectionKind::PortScan, Direction::Ingress);
+        let take = |b: &mut AlertBudget, at| b.take(port, ingress, at);
+        assert!(take(&mut b, start) && take(&mut b, start) && take(&mut b, start));
+        assert!(!take(&mut b, start));
+        assert!(take(&mut b, start + Duration::from_millis(400)));
+        assert!(!take(&mut b, start + Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn a_flood_of_one_kind_cannot_spend_another_kinds_budget() {
+        let start = Instant::now();
+        let mut b = AlertBudget::starting_at(50, start);
+        let flooded = (0..10_000)
+            .filter(|_| b.take(DetectionKind::PortScan, Direction::Ingress, start))
+            .count();
+        assert_eq!(flooded, 50);
+        for kind in DetectionKind::ALL {
+            assert!(
+                b.take(kind, Direction::Egress, start),
+                "egress {}",
+                kind.name()
+            );
+            if kind != DetectionKind::PortScan {
+                assert!(
+                    b.take(kind, Direction::Ingress, start),
+                    "ingress {}",
+                    kind.name()
+                );
+            }
+        }
     }
 }

@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod net;
 pub mod object;
 pub mod pins;
+pub mod rate;
