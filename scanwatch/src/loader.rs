@@ -61,6 +61,13 @@ pub enum LoadError {
     NativeUnsupported { interface: String, error: String },
     #[error("attaching XDP to {interface} failed: {error}")]
     Attach { interface: String, error: String },
+    #[error(
+        "attaching the TC egress program to {interface} failed ({error}). Drop mode needs it: \
+         without the host's own flows, replies to its connections (DNS answers, SYN-ACKs) look \
+         like probes and the servers it talks to would be blocked. Fix the cause, or run \
+         --mode monitor or --dry-run, which go on without it"
+    )]
+    EgressRequired { interface: String, error: String },
     #[error("loading the eBPF object failed: {0}")]
     Object(#[from] aya::EbpfError),
     #[error("{0}")]
@@ -170,12 +177,36 @@ fn raise_memlock_limit() {
     }
 }
 
-/// Attaches the loaded program to `interface`.
+/// Whether the agent may run without the TC egress program, and what to say: drop mode (not a
+/// dry run) may not, since it would block the peers whose replies it no longer recognises;
+/// monitor mode and dry runs go on with a warning.
+pub fn egress_attach_failed(
+    egress_required: bool,
+    interface: &str,
+    error: String,
+) -> Result<(), LoadError> {
+    if egress_required {
+        return Err(LoadError::EgressRequired {
+            interface: interface.to_owned(),
+            error,
+        });
+    }
+    warn!(
+        "attaching the egress program to {interface} failed ({error}); replies to this host's \
+         own connections will not be recognised and egress scans not detected"
+    );
+    Ok(())
+}
+
+/// Attaches the loaded programs to `interface`. When `egress_required` (drop mode, not a dry
+/// run) and the egress program cannot attach, the XDP program is detached again and the
+/// attach fails.
 pub async fn attach(
     ebpf: &mut Ebpf,
     interface: &str,
     mode: XdpMode,
     force: bool,
+    egress_required: bool,
 ) -> Result<Attachment, LoadError> {
     let ifindex = ifindex(interface)?;
     let program: &mut Xdp = ebpf
@@ -231,11 +262,16 @@ pub async fn attach(
     let egress = match attach_egress(ebpf, interface) {
         Ok(link) => Some(link),
         Err(e) => {
-            warn!(
-                "attaching the egress program to {interface} failed ({}); replies to this \
-                 host's own connections will not be recognised and egress scans not detected",
-                error_chain(&e)
-            );
+            if let Err(fatal) = egress_attach_failed(egress_required, interface, error_chain(&e)) {
+                let program: &mut Xdp = ebpf
+                    .program_mut(PROGRAM)
+                    .expect("program was loaded")
+                    .try_into()?;
+                if let Err(e) = program.detach(link) {
+                    warn!("detaching XDP from {interface} failed: {e}");
+                }
+                return Err(fatal);
+            }
             None
         }
     };
@@ -333,6 +369,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drop_mode_refuses_to_run_without_the_egress_program() {
+        let e = egress_attach_failed(true, "eth9", "ERANGE".into()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("eth9") && text.contains("ERANGE") && text.contains("--mode monitor"),
+            "{text}"
+        );
+        assert!(egress_attach_failed(false, "eth9", "ERANGE".into()).is_ok());
+    }
 
     #[test]
     fn unknown_interface_lists_available() {
