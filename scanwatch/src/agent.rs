@@ -26,12 +26,14 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     detect::{AlertBudget, Direction, Examples, finding},
-    enforce::{self, Enforcer, Policy, Refusal, Verdict},
-    kernel::{Events, Maps},
+    enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, Refusal, Verdict},
+    kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
     metrics::{self, Metrics},
-    net::{self, HostNetwork, format_source},
+    net::{self, format_source},
     pins::{AgentStatus, Instance},
+    protect::{self, Snapshot},
+    rate::TokenBucket,
 };
 
 /// How often kernel statistics are folded into the metrics.
@@ -45,6 +47,11 @@ const BLOCK_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const BLOCKLIST_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Sources listed in the status file's top list.
 const STATUS_TOP: usize = 10;
+/// How long the agent waits at start for the first read of the protected peers (until then,
+/// and whenever they cannot be read, nothing is auto-blocked).
+const PROTECTED_FIRST_READ: Duration = Duration::from_secs(5);
+/// Block-list trie updates per batch; the reload task yields between batches.
+const LIST_BATCH: usize = 1000;
 
 /// Where the configuration came from, so SIGHUP can rebuild it.
 pub struct ConfigSource {
@@ -125,7 +132,8 @@ async fn attach_all(
 ) -> anyhow::Result<Vec<Attachment>> {
     let mut attachments = Vec::new();
     for iface in interfaces {
-        match loader::attach(ebpf, iface, config.xdp_mode, force).await {
+        let egress_required = config.mode == Mode::Drop && !config.dry_run;
+        match loader::attach(ebpf, iface, config.xdp_mode, force, egress_required).await {
             Ok(a) => {
                 metrics
                     .attach_info
@@ -161,6 +169,12 @@ struct Agent<'i> {
     budget: AlertBudget,
     examples: Examples,
     enforcer: Enforcer,
+    /// The protected peers, kept current by [`protect::watch`].
+    protected: tokio::sync::watch::Receiver<Snapshot>,
+    protected_task: tokio::task::JoinHandle<()>,
+    /// The block-list reload in flight, if any, and whether another was asked for meanwhile.
+    list_reload: Option<tokio::task::JoinHandle<ListOutcome>>,
+    list_reload_again: bool,
     /// Names of the interfaces attached to, by index (events carry the index).
     ifnames: HashMap<u32, String>,
     status: AgentStatus,
@@ -208,8 +222,26 @@ impl<'i> Agent<'i> {
             tracker_capacity: config.tracker_capacity,
             ..AgentStatus::default()
         };
-        let enforcer = Enforcer::new(policy(&config).await);
+        let (mut protected, protected_task) = protect::watch(config.resolv_conf.clone());
+        if tokio::time::timeout(PROTECTED_FIRST_READ, protected.wait_for(Option::is_some))
+            .await
+            .is_err()
+        {
+            warn!(
+                "the protected peers (addresses, routes, resolvers) cannot be read yet: findings \
+                 are alert-only until they can (not_blocked: protected_set_unavailable)"
+            );
+        }
+        let snapshot = protected.borrow_and_update().clone();
+        metrics
+            .protected_set_available
+            .set(i64::from(snapshot.is_some()));
+        let enforcer = Enforcer::new(Policy::new(&config, snapshot), block_rate(&config));
         Self {
+            protected,
+            protected_task,
+            list_reload: None,
+            list_reload_again: false,
             budget: AlertBudget::new(config.max_alerts_per_second),
             alerts: AlertSink::Stdout,
             config,
@@ -241,7 +273,7 @@ impl<'i> Agent<'i> {
         let mut walk_tick = tokio::time::interval(TRACKER_WALK_INTERVAL);
         let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
-        self.load_block_lists().await;
+        self.load_block_lists();
         self.write_status(0, Vec::new());
         info!(
             "watching for scans: window {}s, thresholds {:?}",
@@ -266,13 +298,27 @@ impl<'i> Agent<'i> {
                 _ = list_sweep_tick.tick() => self.sweep_blocklist(),
                 _ = stats_tick.tick() => self.refresh_stats(),
                 _ = walk_tick.tick() => self.walk_maps(),
-                _ = signals.hangup.recv() => self.reload().await,
+                _ = signals.hangup.recv() => self.reload(),
+                changed = self.protected.changed() => match changed {
+                    Ok(()) => self.protected_changed(),
+                    Err(_) => break Err(anyhow!("the protected-peers watcher stopped")),
+                },
+                outcome = async {
+                    match self.list_reload.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                } => self.block_lists_loaded(outcome),
                 _ = signals.interrupt.recv() => break Ok(()),
                 _ = signals.terminate.recv() => break Ok(()),
             }
         };
         info!("shutting down: flushing alerts and detaching");
         server.abort();
+        self.protected_task.abort();
+        if let Some(task) = self.list_reload.take() {
+            task.abort();
+        }
         // Last events that arrived before the signal.
         let last = self.events.get_mut().drain().events;
         self.report_all(&last);
@@ -417,7 +463,7 @@ impl<'i> Agent<'i> {
 
     /// SIGHUP: reloads the configuration (keeping the old one when the new one is bad) and the
     /// block lists, and reopens the alert log.
-    async fn reload(&mut self) {
+    fn reload(&mut self) {
         info!("SIGHUP: reloading configuration and reopening the alert log");
         match self.source.load() {
             Ok(new) => {
@@ -434,9 +480,20 @@ impl<'i> Agent<'i> {
                         }
                     }
                     self.budget = AlertBudget::new(new.max_alerts_per_second);
-                    self.enforcer.policy = policy(&new).await;
+                    if new.resolv_conf != self.config.resolv_conf {
+                        self.protected_task.abort();
+                        (self.protected, self.protected_task) =
+                            protect::watch(new.resolv_conf.clone());
+                    }
+                    let snapshot = self.protected.borrow_and_update().clone();
+                    self.enforcer.policy = Policy::new(&new, snapshot);
+                    if (new.max_blocks_per_second, new.block_burst)
+                        != (self.config.max_blocks_per_second, self.config.block_burst)
+                    {
+                        self.enforcer.rate = block_rate(&new);
+                    }
                     self.config = new;
-                    self.load_block_lists().await;
+                    self.load_block_lists();
                 }
             }
             Err(e) => error!("configuration not reloaded, keeping the old one: {e:#}"),
@@ -446,8 +503,27 @@ impl<'i> Agent<'i> {
         }
     }
 
-    /// Loads the configured block lists into the trie (drop mode, not dry run).
-    async fn load_block_lists(&mut self) {
+    /// The protected peers changed (or became unreadable, or readable again): enforcement
+    /// uses the new set at once, and the block lists are re-filtered against it.
+    fn protected_changed(&mut self) {
+        let snapshot = self.protected.borrow_and_update().clone();
+        let was_known = self.enforcer.policy.peers.is_some();
+        let known = snapshot.is_some();
+        self.enforcer.policy.peers = snapshot;
+        self.metrics.protected_set_available.set(i64::from(known));
+        if known {
+            if !was_known {
+                info!("the protected peers can be read again: automatic blocks resume");
+            }
+            self.load_block_lists();
+        }
+    }
+
+    /// Starts reloading the configured block lists into the trie (drop mode, not dry run), off
+    /// the event loop: files are parsed on a blocking thread, the trie is updated by a task of
+    /// its own through a second handle on the pinned map, in batches. If a reload is running,
+    /// another follows it.
+    fn load_block_lists(&mut self) {
         if self.config.mode != Mode::Drop || self.config.dry_run {
             if !self.config.block_lists.is_empty() {
                 info!(
@@ -456,35 +532,77 @@ impl<'i> Agent<'i> {
             }
             return;
         }
-        let wanted = enforce::read_block_lists(&self.config.block_lists, &self.enforcer.policy);
-        let trie = &mut self.maps.blocklist;
-        match trie.sync_lists(&wanted, Clock::monotonic_ns()).await {
-            Ok((added, removed)) => {
+        if self.list_reload.is_some() {
+            self.list_reload_again = true;
+            return;
+        }
+        let paths = self.config.block_lists.clone();
+        let policy = self.enforcer.policy.clone();
+        let instance = self.instance.clone();
+        self.list_reload = Some(tokio::spawn(async move {
+            let wanted = tokio::task::spawn_blocking(move || {
+                enforce::read_block_lists(&paths, &policy, MAX_LIST_ENTRIES)
+            })
+            .await
+            .map_err(|e| anyhow!("reading the block lists: {e}"))??;
+            let mut trie = BlockList::open_pinned(&instance)?;
+            let count = wanted.len();
+            let (added, removed) = trie
+                .sync_lists(&wanted, Clock::monotonic_ns(), LIST_BATCH)
+                .await?;
+            Ok(ListLoad {
+                count,
+                added,
+                removed,
+                entries: trie.len(),
+            })
+        }));
+    }
+
+    /// A block-list reload ended: log it, count it, start the next if one was asked for.
+    fn block_lists_loaded(&mut self, outcome: Result<ListOutcome, tokio::task::JoinError>) {
+        self.list_reload = None;
+        match outcome {
+            Ok(Ok(done)) => {
                 info!(
-                    "block lists: {} CIDRs enforced ({added} added, {removed} removed)",
-                    wanted.len()
+                    "block lists: {} CIDRs enforced ({} added, {} removed)",
+                    done.count, done.added, done.removed
                 );
                 self.metrics
                     .blocks_added
                     .with_label_values(&[BlockReason::List.name()])
-                    .inc_by(added as u64);
+                    .inc_by(done.added as u64);
                 self.metrics
                     .blocked_sources
                     .with_label_values(&["cidr"])
-                    .set(trie.len() as i64);
+                    .set(done.entries as i64);
             }
-            Err(e) => error!("{e:#}"),
+            Ok(Err(e)) => error!("{e:#}"),
+            Err(e) => error!("the block-list reload task failed: {e}"),
+        }
+        if std::mem::take(&mut self.list_reload_again) {
+            self.load_block_lists();
         }
     }
 }
 
-/// The enforcement policy of a configuration, with this host's addresses and gateways.
-async fn policy(config: &Config) -> Policy {
-    let host = HostNetwork::read().await.unwrap_or_else(|e| {
-        warn!("reading this host's addresses and routes (netlink) failed: {e}");
-        HostNetwork::default()
-    });
-    Policy::new(config, &host)
+/// What a block-list reload did.
+#[derive(Debug)]
+struct ListLoad {
+    /// Entries of the new set.
+    count: usize,
+    added: usize,
+    removed: usize,
+    /// Entries in the trie afterwards (lists and manual blocks).
+    entries: usize,
+}
+
+/// A block-list reload's result; on an error the trie holds the previous lists.
+type ListOutcome = anyhow::Result<ListLoad>;
+
+/// The token bucket of new automatic blocks of a configuration.
+fn block_rate(config: &Config) -> TokenBucket {
+    TokenBucket::new(config.max_blocks_per_second, config.block_burst)
 }
 
 fn warn_restart_only(old: &Config, new: &Config) {

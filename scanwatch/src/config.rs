@@ -190,6 +190,10 @@ pub struct FileConfig {
     pub max_block_ttl: Option<String>,
     pub never_block: Option<Vec<String>>,
     pub block_lists: Option<Vec<PathBuf>>,
+    pub resolv_conf: Option<Vec<PathBuf>>,
+    pub max_blocks_per_second: Option<u32>,
+    pub block_burst: Option<u32>,
+    pub answered_peer_window: Option<String>,
 }
 
 impl FileConfig {
@@ -254,6 +258,21 @@ pub struct Config {
     /// Static block-list files (FireHOL/Spamhaus DROP format), loaded at start and on SIGHUP,
     /// enforced in drop mode.
     pub block_lists: Vec<PathBuf>,
+    /// Files naming the host's DNS resolvers (`nameserver` lines), which are never blocked;
+    /// watched for changes. Default `/etc/resolv.conf` and systemd-resolved's upstream list
+    /// `/run/systemd/resolve/resolv.conf` (a missing file names none).
+    pub resolv_conf: Vec<PathBuf>,
+    /// New automatic blocks per second, at most (a token bucket). Default 10: at a 1 h
+    /// `block_ttl` a flood of forged findings holds at most 10 · 3600 + burst ≈ 36,100
+    /// detection blocks, so the 65,536-entry map never fills and blocks expire as fast as they
+    /// are added.
+    pub max_blocks_per_second: u32,
+    /// Tokens of that bucket: new blocks allowed at once. Default 100 (a real attack wave of
+    /// many scanners, e.g. a botnet sweep, is blocked at once, up to 100 sources).
+    pub block_burst: u32,
+    /// A remote that answered a flow this host opened this recently is never auto-blocked.
+    /// Default 10 min.
+    pub answered_peer_window: Duration,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -400,7 +419,32 @@ impl Config {
         for entry in file.never_block.iter().flatten() {
             never_block.push(parse_cidr(entry).map_err(|reason| invalid("never_block", reason))?);
         }
+        let max_blocks_per_second = file.max_blocks_per_second.unwrap_or(10);
+        let block_burst = file.block_burst.unwrap_or(100);
+        for (key, value) in [
+            ("max_blocks_per_second", max_blocks_per_second),
+            ("block_burst", block_burst),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        let answered_peer_window = parse_duration(
+            "answered_peer_window",
+            file.answered_peer_window.as_deref(),
+            Duration::from_secs(600),
+        )?;
+        let resolv_conf = file.resolv_conf.clone().unwrap_or_else(|| {
+            crate::protect::DEFAULT_RESOLV_CONF
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        });
         Ok(Self {
+            resolv_conf,
+            max_blocks_per_second,
+            block_burst,
+            answered_peer_window,
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             dry_run: flags.dry_run || file.dry_run.unwrap_or(false),
             block_ttl,

@@ -1,7 +1,7 @@
 //! The control CLI: `scanwatch block`, `unblock`, `list` and `status`, working on a running
 //! agent's pinned block maps and status file.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
@@ -11,10 +11,11 @@ use serde::Serialize;
 use crate::{
     clock::{Clock, rfc3339},
     config::Mode,
-    enforce::{self, Policy},
+    enforce::{self, NoAnswerEvidence, Policy},
     kernel::{BlockList, Blocks, new_block, note_text},
-    net::{HostNetwork, key_network, parse_cidr},
+    net::{key_network, parse_cidr},
     pins::{AgentStatus, Instance},
+    protect::ProtectedPeers,
 };
 
 /// `scanwatch block`: adds a manual CIDR block (permanent unless `ttl`).
@@ -26,8 +27,9 @@ pub fn block(
 ) -> anyhow::Result<()> {
     let net = parse_cidr(target).map_err(|e| anyhow::anyhow!(e))?;
     let status = AgentStatus::read_running(instance)?;
-    let host = HostNetwork::read_blocking()
-        .context("reading this host's addresses and routes (netlink)")?;
+    let peers = ProtectedPeers::read_blocking(&status.resolv_conf).map_err(|e| {
+        anyhow::anyhow!("refusing to block {net}: the protected peers cannot be read ({e})")
+    })?;
     let policy = Policy {
         drop: true,
         dry_run: false,
@@ -38,8 +40,9 @@ pub fn block(
             .iter()
             .filter_map(|s| parse_cidr(s).ok())
             .collect(),
-        own: host.addresses.clone(),
-        gateways: host.gateways(),
+        peers: Some(Arc::new(peers)),
+        answered: Arc::new(NoAnswerEvidence),
+        answered_within: Duration::ZERO,
     };
     if let Some(why) = policy.protected(&net) {
         bail!(
@@ -217,7 +220,7 @@ pub fn status(instance: &Instance, json: bool) -> anyhow::Result<()> {
 
 /// Reads a block-list file and reports what `scanwatch run` would load (for operators).
 pub fn check_block_list(path: &Path) -> anyhow::Result<Vec<IpNet>> {
-    let (nets, bad) = enforce::read_block_list_file(path)
+    let (entries, bad) = enforce::read_block_list_file(path)
         .with_context(|| format!("reading {}", path.display()))?;
     for b in &bad {
         eprintln!(
@@ -228,5 +231,5 @@ pub fn check_block_list(path: &Path) -> anyhow::Result<Vec<IpNet>> {
             b.reason
         );
     }
-    Ok(nets)
+    Ok(entries.into_iter().map(|e| e.net).collect())
 }

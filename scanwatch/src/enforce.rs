@@ -1,16 +1,21 @@
 //! Drop mode: deciding whether a finding's source may be blocked, writing blocks with TTLs into
 //! the kernel, expiring them, and loading static block lists.
 //!
-//! Never blocked, whatever a finding says: `never_block` CIDRs (still tracked and alerted), the
-//! host's own addresses, its default gateways, and loopback. Repeat offenders get doubling TTLs
-//! up to a cap. When the block map is full, new blocks are refused and counted (an attacker must
-//! not be able to lift a block by flooding the map).
+//! Never blocked, whatever a finding says: loopback, `never_block` CIDRs (still tracked and
+//! alerted), and the protected peers (`protect.rs`: the host's own addresses, its default
+//! gateways, its resolvers; no block may cover one of its connected networks), plus remotes
+//! that answered a flow this host opened ([`AnsweredPeers`]). While the protected peers cannot
+//! be read, nothing is auto-blocked (fail closed). New automatic blocks pass a token bucket, so
+//! a flood of forged findings adds blocks at a bounded rate. Repeat offenders get doubling TTLs
+//! up to a cap. When the block map is full, new blocks are refused and counted (an attacker
+//! must not be able to lift a block by flooding the map).
 
 use std::{
     collections::HashMap as StdHashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
-    time::Duration,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -19,7 +24,9 @@ use serde::Serialize;
 
 use crate::{
     kernel::{BlockWriteError, Blocks, new_block},
-    net::{HostNetwork, key_network, parse_cidr},
+    net::{covers, key_network, overlaps, parse_cidr},
+    protect::{ProtectedPeers, Snapshot},
+    rate::TokenBucket,
 };
 
 /// Why a finding in drop mode was not blocked (the alert's `not_blocked`, and the `reason`
@@ -38,7 +45,17 @@ pub enum Refusal {
     OwnAddress,
     /// One of this host's default gateways.
     Gateway,
+    /// One of this host's configured DNS resolvers.
+    Resolver,
+    /// The block would cover one of this host's connected networks.
+    ConnectedNetwork,
+    /// A remote that answered a flow this host opened, recently.
+    AnsweredPeer,
     Loopback,
+    /// The protected set (addresses, routes, resolvers) cannot be read: fail closed.
+    ProtectedSetUnavailable,
+    /// Over the token bucket of new automatic blocks (`max_blocks_per_second`).
+    RateLimited,
     /// The block map is full (blocks are never evicted to make room).
     Full,
     /// Writing the block failed.
@@ -57,7 +74,14 @@ impl Refusal {
             Self::Loopback => "a loopback address",
             Self::OwnAddress => "an address of this host",
             Self::Gateway => "a default gateway",
+            Self::Resolver => "a DNS resolver of this host",
+            Self::ConnectedNetwork => "a network this host is connected to",
+            Self::AnsweredPeer => "a peer that answered this host's own connection",
             Self::NeverBlock => "a never_block network",
+            Self::ProtectedSetUnavailable => {
+                "an unknown set of protected peers (they cannot be read)"
+            }
+            Self::RateLimited => "a spent block rate budget",
             Self::DryRun => "dry run",
             Self::Full => "a full block map",
             Self::Error => "an error",
@@ -80,6 +104,28 @@ pub enum Verdict {
     NotBlocked(Refusal),
 }
 
+/// Remotes that answered a flow this host opened: their address is proven by the answer, so
+/// findings naming them are forged or collateral, and they are never auto-blocked.
+///
+/// The hook the enforcement policy consults for every candidate block. Today no evidence
+/// source is wired ([`NoAnswerEvidence`]); a kernel map of answered flows will implement it
+/// (looking `source` up among remotes whose answer arrived within `within`, the
+/// `answered_peer_window` setting).
+pub trait AnsweredPeers: Send + Sync + std::fmt::Debug {
+    /// True when an address in `source` answered a flow of this host within `within`.
+    fn answered(&self, source: &IpNet, within: Duration) -> bool;
+}
+
+/// No evidence of answered flows yet: protects no one.
+#[derive(Debug, Default)]
+pub struct NoAnswerEvidence;
+
+impl AnsweredPeers for NoAnswerEvidence {
+    fn answered(&self, _source: &IpNet, _within: Duration) -> bool {
+        false
+    }
+}
+
 /// Who may never be blocked, and how long blocks last.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -88,46 +134,64 @@ pub struct Policy {
     pub ttl: Duration,
     pub max_ttl: Duration,
     pub never_block: Vec<IpNet>,
-    /// The host's own addresses (host routes).
-    pub own: Vec<IpNet>,
-    /// The host's default gateways (host routes).
-    pub gateways: Vec<IpNet>,
+    /// The protected peers; `None` while they cannot be read (then nothing is blocked).
+    pub peers: Snapshot,
+    /// Remotes that answered this host's flows (see [`AnsweredPeers`]).
+    pub answered: Arc<dyn AnsweredPeers>,
+    /// How recent an answer protects its remote.
+    pub answered_within: Duration,
 }
 
 impl Policy {
-    /// The policy of a configuration, protecting what netlink says this host's addresses and
-    /// default gateways are.
-    pub fn new(config: &crate::config::Config, host: &HostNetwork) -> Self {
+    /// The policy of a configuration with the protected peers of `peers`.
+    pub fn new(config: &crate::config::Config, peers: Snapshot) -> Self {
         Self {
             drop: config.mode == crate::config::Mode::Drop,
             dry_run: config.dry_run,
             ttl: config.block_ttl,
             max_ttl: config.max_block_ttl,
             never_block: config.never_block.clone(),
-            own: host.addresses.clone(),
-            gateways: host.gateways(),
+            peers,
+            answered: Arc::new(NoAnswerEvidence),
+            answered_within: config.answered_peer_window,
         }
     }
 
-    /// Why a network may not be blocked, if it may not: it is loopback, or contains or lies
-    /// inside a protected network.
+    /// Why a network may not be blocked, if it may not: it overlaps loopback, a `never_block`
+    /// network, an own address, a gateway or a resolver; it covers a connected network; it
+    /// answered one of our flows; or the protected peers are unknown. Compared in the kernel's
+    /// address space, so `::ffff:0:0/96` or `::/0` are seen to cover IPv4 peers.
     pub fn protected(&self, net: &IpNet) -> Option<Refusal> {
         let loopback: [IpNet; 2] = [
             IpNet::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8).expect("valid"),
             IpNet::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("valid"),
         ];
-        let overlaps = |list: &[IpNet]| {
-            list.iter()
-                .any(|p| p.contains(net) || net.contains(p) || same_family_overlap(p, net))
+        let overlap = |list: &[IpNet]| list.iter().any(|p| overlaps(p, net));
+        if overlap(&loopback) {
+            return Some(Refusal::Loopback);
+        }
+        if overlap(&self.never_block) {
+            return Some(Refusal::NeverBlock);
+        }
+        let Some(peers) = self.peers.as_deref() else {
+            return Some(Refusal::ProtectedSetUnavailable);
         };
-        if overlaps(&loopback) {
-            Some(Refusal::Loopback)
-        } else if overlaps(&self.never_block) {
-            Some(Refusal::NeverBlock)
-        } else if overlaps(&self.own) {
+        let ProtectedPeers {
+            own,
+            connected,
+            gateways,
+            resolvers,
+        } = peers;
+        if overlap(own) {
             Some(Refusal::OwnAddress)
-        } else if overlaps(&self.gateways) {
+        } else if overlap(gateways) {
             Some(Refusal::Gateway)
+        } else if overlap(resolvers) {
+            Some(Refusal::Resolver)
+        } else if connected.iter().any(|c| covers(net, c)) {
+            Some(Refusal::ConnectedNetwork)
+        } else if self.answered.answered(net, self.answered_within) {
+            Some(Refusal::AnsweredPeer)
         } else {
             None
         }
@@ -140,13 +204,11 @@ impl Policy {
     }
 }
 
-fn same_family_overlap(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
-}
-
 /// Blocks the daemon adds for findings, in the pinned `BLOCKS` hash.
 pub struct Enforcer {
     pub policy: Policy,
+    /// New automatic blocks (`max_blocks_per_second`, `block_burst`).
+    pub rate: TokenBucket,
     /// Offences per source, remembered across expiries (bounded: cleared past the cap).
     offenses: StdHashMap<SourceKey, u32>,
 }
@@ -155,9 +217,10 @@ pub struct Enforcer {
 const OFFENSE_MEMORY: usize = 65_536;
 
 impl Enforcer {
-    pub fn new(policy: Policy) -> Self {
+    pub fn new(policy: Policy, rate: TokenBucket) -> Self {
         Self {
             policy,
+            rate,
             offenses: StdHashMap::new(),
         }
     }
@@ -192,6 +255,11 @@ impl Enforcer {
         let remembered = self.offenses.entry(*key).or_insert(0);
         let offenses = (*remembered).max(existing.map_or(0, |e| e.offenses)) + 1;
         let ttl = self.policy.ttl_for(offenses);
+        // After the checks that cost no block, before any write: a flood of forged findings
+        // spends this bucket, not the block map.
+        if !self.rate.take(Instant::now()) {
+            return Verdict::NotBlocked(Refusal::RateLimited);
+        }
         if self.policy.dry_run {
             return Verdict::WouldBlock { ttl };
         }
@@ -216,18 +284,28 @@ pub struct BadLine {
     pub reason: String,
 }
 
+/// One entry of a block-list file, with its line number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    pub line: usize,
+    pub net: IpNet,
+}
+
 /// Parses a block list: one CIDR or address per line, `#` and `;` start comments (the FireHOL
-/// `.netset` and Spamhaus DROP formats). Bad lines are returned, not fatal.
-pub fn parse_block_list(text: &str) -> (Vec<IpNet>, Vec<BadLine>) {
-    let mut nets = Vec::new();
+/// `.netset` and Spamhaus DROP formats). Works on bytes: each line is decoded on its own
+/// (invalid UTF-8 becomes U+FFFD), so a stray byte spoils one line, not the file. Bad lines are
+/// returned, not fatal.
+pub fn parse_block_list(bytes: &[u8]) -> (Vec<ListEntry>, Vec<BadLine>) {
+    let mut entries = Vec::new();
     let mut bad = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let entry = raw.split(['#', ';']).next().unwrap_or("").trim();
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let text = String::from_utf8_lossy(raw);
+        let entry = text.split(['#', ';']).next().unwrap_or("").trim();
         if entry.is_empty() {
             continue;
         }
         match parse_cidr(entry) {
-            Ok(net) => nets.push(net),
+            Ok(net) => entries.push(ListEntry { line: i + 1, net }),
             Err(reason) => bad.push(BadLine {
                 line: i + 1,
                 text: entry.to_owned(),
@@ -235,22 +313,48 @@ pub fn parse_block_list(text: &str) -> (Vec<IpNet>, Vec<BadLine>) {
             }),
         }
     }
-    (nets, bad)
+    (entries, bad)
 }
 
-/// Reads every block-list file; bad lines and unreadable files are logged with file and line
-/// and skipped. Entries the policy protects are skipped with a warning.
-pub fn read_block_lists(paths: &[std::path::PathBuf], policy: &Policy) -> Vec<IpNet> {
+/// Why a set of block lists was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(
+        "block lists hold {count} entries, more than the block-list map's capacity of {cap}; \
+         nothing reloaded (the previous lists stay enforced): shorten or drop a list"
+    )]
+    TooLarge { count: usize, cap: usize },
+    #[error(
+        "the protected peers (addresses, routes, resolvers) cannot be read, so entries covering \
+         them cannot be skipped; block lists not reloaded (the previous lists stay enforced)"
+    )]
+    ProtectedSetUnavailable,
+}
+
+/// Most block-list entries, all lists together: the trie's capacity.
+pub const MAX_LIST_ENTRIES: usize = scanwatch_common::maps::BLOCKLIST_CAPACITY as usize;
+
+/// Reads every block-list file: bad lines, unreadable files and entries the policy protects
+/// are logged with file and line and skipped. The result is sorted and deduplicated; more
+/// than `cap` entries refuse the whole set, as does an unknown protected set.
+pub fn read_block_lists(
+    paths: &[PathBuf],
+    policy: &Policy,
+    cap: usize,
+) -> Result<Vec<IpNet>, ListError> {
+    if policy.peers.is_none() {
+        return Err(ListError::ProtectedSetUnavailable);
+    }
     let mut all = Vec::new();
     for path in paths {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) => {
                 log::error!("block list {}: cannot read: {e}; skipped", path.display());
                 continue;
             }
         };
-        let (nets, bad) = parse_block_list(&text);
+        let (entries, bad) = parse_block_list(&bytes);
         for b in &bad {
             log::warn!(
                 "block list {}:{}: `{}` skipped: {}",
@@ -261,18 +365,24 @@ pub fn read_block_lists(paths: &[std::path::PathBuf], policy: &Policy) -> Vec<Ip
             );
         }
         let before = all.len();
-        for net in nets {
+        let mut protected = 0;
+        for ListEntry { line, net } in entries {
             match policy.protected(&net) {
-                Some(why) => log::warn!(
-                    "block list {}: {net} not loaded: it covers a {} address",
-                    path.display(),
-                    why.name()
-                ),
+                Some(why) => {
+                    protected += 1;
+                    log::warn!(
+                        "block list {}:{line}: {net} skipped: it covers {} ({})",
+                        path.display(),
+                        why.describe(),
+                        why.name()
+                    );
+                }
                 None => all.push(net),
             }
         }
         log::info!(
-            "block list {}: {} entries loaded, {} bad lines",
+            "block list {}: {} entries loaded, {} bad lines, {protected} protected entries \
+             skipped",
             path.display(),
             all.len() - before,
             bad.len()
@@ -280,17 +390,36 @@ pub fn read_block_lists(paths: &[std::path::PathBuf], policy: &Policy) -> Vec<Ip
     }
     all.sort_unstable();
     all.dedup();
-    all
+    if all.len() > cap {
+        return Err(ListError::TooLarge {
+            count: all.len(),
+            cap,
+        });
+    }
+    Ok(all)
 }
 
 /// Reads a block list file's entries (for tests and the CLI).
-pub fn read_block_list_file(path: &Path) -> std::io::Result<(Vec<IpNet>, Vec<BadLine>)> {
-    Ok(parse_block_list(&std::fs::read_to_string(path)?))
+pub fn read_block_list_file(path: &Path) -> std::io::Result<(Vec<ListEntry>, Vec<BadLine>)> {
+    Ok(parse_block_list(&std::fs::read(path)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(s: &str) -> IpNet {
+        parse_cidr(s).unwrap()
+    }
+
+    fn peers() -> ProtectedPeers {
+        ProtectedPeers {
+            own: vec![net("192.0.2.10")],
+            connected: vec![net("192.0.2.0/24"), net("2001:db8:1:2::/64")],
+            gateways: vec![net("192.0.2.1")],
+            resolvers: vec![net("203.0.113.53"), net("2001:db8:53::53")],
+        }
+    }
 
     fn policy() -> Policy {
         Policy {
@@ -298,16 +427,26 @@ mod tests {
             dry_run: false,
             ttl: Duration::from_secs(3600),
             max_ttl: Duration::from_secs(86400),
-            never_block: vec!["198.51.100.0/24".parse().unwrap()],
-            own: vec!["192.0.2.10/32".parse().unwrap()],
-            gateways: vec!["192.0.2.1/32".parse().unwrap()],
+            never_block: vec![net("198.51.100.0/24")],
+            peers: Some(Arc::new(peers())),
+            answered: Arc::new(NoAnswerEvidence),
+            answered_within: Duration::from_secs(600),
+        }
+    }
+
+    /// Remotes that answered, as a fixed list: what the kernel map will provide.
+    #[derive(Debug)]
+    struct FakeAnswered(Vec<IpNet>, Duration);
+
+    impl AnsweredPeers for FakeAnswered {
+        fn answered(&self, source: &IpNet, within: Duration) -> bool {
+            within >= self.1 && self.0.iter().any(|a| overlaps(a, source))
         }
     }
 
     #[test]
     fn protected_networks_are_never_blocked() {
         let p = policy();
-        let net = |s: &str| s.parse::<IpNet>().unwrap();
         assert_eq!(p.protected(&net("127.0.0.5/32")), Some(Refusal::Loopback));
         assert_eq!(p.protected(&net("::1/128")), Some(Refusal::Loopback));
         assert_eq!(
@@ -325,6 +464,91 @@ mod tests {
     }
 
     #[test]
+    fn resolvers_and_connected_networks_are_protected() {
+        let p = policy();
+        assert_eq!(p.protected(&net("203.0.113.53")), Some(Refusal::Resolver));
+        assert_eq!(
+            p.protected(&net("2001:db8:53::/64")),
+            Some(Refusal::Resolver)
+        );
+        // A scanner on the LAN may be blocked, its address alone ...
+        assert_eq!(p.protected(&net("192.0.2.77")), None);
+        // ... but no block may cover the LAN: not a list's /8 (which also covers our own
+        // address here), not an IPv6 source's /64.
+        assert_eq!(p.protected(&net("192.0.0.0/8")), Some(Refusal::OwnAddress));
+        assert_eq!(
+            p.protected(&net("2001:db8:1::/48")),
+            Some(Refusal::ConnectedNetwork)
+        );
+        assert_eq!(
+            p.protected(&net("2001:db8:1:2::/64")),
+            Some(Refusal::ConnectedNetwork)
+        );
+        assert_eq!(p.protected(&net("2001:db8:1:3::/64")), None);
+    }
+
+    #[test]
+    fn mapped_and_all_covering_networks_are_refused() {
+        let p = policy();
+        // `::ffff:0:0/96` is all of IPv4 (loopback and gateway included), `::/0` everything.
+        assert_eq!(p.protected(&net("::ffff:0:0/96")), Some(Refusal::Loopback));
+        assert_eq!(p.protected(&net("::/0")), Some(Refusal::Loopback));
+        assert_eq!(
+            p.protected(&net("::ffff:192.0.2.0/120")),
+            Some(Refusal::OwnAddress)
+        );
+        assert_eq!(
+            p.protected(&net("::ffff:192.0.2.1")),
+            Some(Refusal::Gateway)
+        );
+    }
+
+    #[test]
+    fn unknown_protected_set_fails_closed() {
+        let p = Policy {
+            peers: None,
+            ..policy()
+        };
+        assert_eq!(
+            p.protected(&net("203.0.113.9")),
+            Some(Refusal::ProtectedSetUnavailable)
+        );
+        // What is known without the set still says why.
+        assert_eq!(p.protected(&net("127.0.0.1")), Some(Refusal::Loopback));
+    }
+
+    #[test]
+    fn remotes_that_answered_our_flows_are_protected() {
+        let p = Policy {
+            answered: Arc::new(FakeAnswered(
+                vec![net("203.0.113.80")],
+                Duration::from_secs(600),
+            )),
+            ..policy()
+        };
+        assert_eq!(
+            p.protected(&net("203.0.113.80")),
+            Some(Refusal::AnsweredPeer)
+        );
+        assert_eq!(p.protected(&net("203.0.113.81")), None);
+        let short = Policy {
+            answered_within: Duration::from_secs(1),
+            ..p
+        };
+        assert_eq!(short.protected(&net("203.0.113.80")), None);
+    }
+
+    #[test]
+    fn refusal_names_are_the_alert_values() {
+        assert_eq!(
+            Refusal::ProtectedSetUnavailable.name(),
+            "protected_set_unavailable"
+        );
+        assert_eq!(Refusal::RateLimited.name(), "rate_limited");
+        assert_eq!(Refusal::Resolver.name(), "resolver");
+    }
+
+    #[test]
     fn repeat_offenders_get_doubling_ttls_up_to_the_cap() {
         let p = policy();
         assert_eq!(p.ttl_for(1), Duration::from_secs(3600));
@@ -338,8 +562,8 @@ mod tests {
     fn block_list_formats_parse_with_bad_lines_reported() {
         let text = "# FireHOL level1\n1.2.3.0/24\n5.6.7.8\n\n; Spamhaus DROP\n\
                     10.20.0.0/16 ; SBL123456\nnot-an-ip\n2001:db8::/32 # v6\n300.1.1.1/8\n";
-        let (nets, bad) = parse_block_list(text);
-        let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        let (nets, bad) = parse_block_list(text.as_bytes());
+        let nets: Vec<String> = nets.iter().map(|e| e.net.to_string()).collect();
         assert_eq!(
             nets,
             ["1.2.3.0/24", "5.6.7.8/32", "10.20.0.0/16", "2001:db8::/32"]
@@ -347,5 +571,65 @@ mod tests {
         assert_eq!(bad.len(), 2);
         assert_eq!((bad[0].line, bad[0].text.as_str()), (7, "not-an-ip"));
         assert_eq!(bad[1].line, 9);
+    }
+
+    #[test]
+    fn a_non_utf8_byte_spoils_one_line_not_the_file() {
+        let bytes = b"1.2.3.0/24\n5.6.\xff7.8\n# caf\xe9 comment\n9.9.9.0/24\n";
+        let (nets, bad) = parse_block_list(bytes);
+        let lines: Vec<(usize, String)> =
+            nets.iter().map(|e| (e.line, e.net.to_string())).collect();
+        assert_eq!(
+            lines,
+            [(1, "1.2.3.0/24".to_owned()), (4, "9.9.9.0/24".to_owned())]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 2);
+    }
+
+    #[test]
+    fn mapped_list_entries_are_ipv4() {
+        let (nets, bad) = parse_block_list(b"::ffff:10.0.0.5\n::ffff:0:0/96\n");
+        assert!(bad.is_empty());
+        assert_eq!(nets[0].net.to_string(), "10.0.0.5/32");
+        assert_eq!(nets[1].net.to_string(), "0.0.0.0/0");
+    }
+
+    fn list_file(name: &str, body: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("scanwatch-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    #[test]
+    fn lists_skip_what_covers_the_host_and_keep_the_rest() {
+        let path = list_file(
+            "firehol.netset",
+            b"0.0.0.0/8\n10.0.0.0/8\n192.0.0.0/16\n203.0.113.53\n100.64.0.0/10\n\
+              ::ffff:192.0.2.0/120\n",
+        );
+        let nets = read_block_lists(&[path], &policy(), MAX_LIST_ENTRIES).unwrap();
+        let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        // 192.0.0.0/16 covers the connected 192.0.2.0/24, 203.0.113.53 is the resolver, the
+        // mapped /120 the own address.
+        assert_eq!(nets, ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10"]);
+    }
+
+    #[test]
+    fn lists_over_the_cap_or_without_a_protected_set_are_refused_whole() {
+        let path = list_file("big.netset", b"1.0.0.0/24\n2.0.0.0/24\n3.0.0.0/24\n");
+        let e = read_block_lists(std::slice::from_ref(&path), &policy(), 2).unwrap_err();
+        assert!(matches!(e, ListError::TooLarge { count: 3, cap: 2 }), "{e}");
+        assert!(e.to_string().contains('3') && e.to_string().contains('2'));
+        let blind = Policy {
+            peers: None,
+            ..policy()
+        };
+        assert!(matches!(
+            read_block_lists(&[path], &blind, 10),
+            Err(ListError::ProtectedSetUnavailable)
+        ));
     }
 }

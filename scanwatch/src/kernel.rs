@@ -373,50 +373,17 @@ impl BlockList {
     }
 
     /// Makes the block-list entries of the trie equal `wanted`, leaving manual entries alone;
-    /// returns (added, removed). Inserts in batches, yielding between them: large LPM updates
-    /// can stall the kernel.
+    /// returns (added, removed). All or nothing: on a trie error (full, or another failure)
+    /// what was added is removed and what was removed restored, so the old lists stay
+    /// enforced. Works in batches of `batch`, yielding between them: large LPM updates can
+    /// stall the kernel, and the caller's other tasks must keep running.
     pub async fn sync_lists(
         &mut self,
         wanted: &[IpNet],
         now_ns: u64,
-    ) -> anyhow::Result<(usize, usize)> {
-        const BATCH: usize = 1000;
-        let current: Vec<Key<[u8; 16]>> = self
-            .entries_raw()
-            .into_iter()
-            .filter(|(_, e)| e.reason == BlockReason::List as u32)
-            .map(|(k, _)| k)
-            .collect();
-        let wanted_keys: std::collections::HashSet<(u32, [u8; 16])> = wanted
-            .iter()
-            .map(|n| {
-                let k = lpm_key(n);
-                (k.prefix_len(), k.data())
-            })
-            .collect();
-        let mut removed = 0;
-        for key in &current {
-            if !wanted_keys.contains(&(key.prefix_len(), key.data())) && self.0.remove(key).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        let entry = new_block(BlockReason::List, now_ns, None, 0, "block list");
-        let mut added = 0;
-        for chunk in wanted.chunks(BATCH) {
-            for net in chunk {
-                let key = lpm_key(net);
-                if self.0.get(&key, 0).is_ok() {
-                    continue; // present (list or manual): keep its counters
-                }
-                self.0
-                    .insert(&key, entry, 0)
-                    .map_err(|e| anyhow!("loading block list entry {net}: {e}"))?;
-                added += 1;
-            }
-            tokio::task::yield_now().await;
-        }
-        Ok((added, removed))
+        batch: usize,
+    ) -> Result<(usize, usize), SyncError> {
+        sync_lists(&mut TrieOps(&mut self.0), wanted, now_ns, batch).await
     }
 
     pub fn len(&self) -> usize {
@@ -425,6 +392,134 @@ impl BlockList {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Why a block-list reload was refused; the trie holds the old lists.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(
+        "loading block list entry {net} failed ({error}); the reload was rolled back and the \
+         previous lists stay enforced"
+    )]
+    RolledBack { net: IpNet, error: String },
+    #[error(
+        "the block-list reload failed at {net} ({error}) and rolling it back failed too \
+         ({rollback}); restart the agent to reload the lists from scratch"
+    )]
+    RollbackFailed {
+        net: IpNet,
+        error: String,
+        rollback: String,
+    },
+}
+
+/// The operations a block-list sync needs of a trie (the kernel map, or a fake in tests).
+trait ListTrie {
+    fn entries(&self) -> Vec<(IpNet, BlockEntry)>;
+    fn insert(&mut self, net: &IpNet, entry: &BlockEntry) -> Result<(), String>;
+    fn remove(&mut self, net: &IpNet) -> Result<(), String>;
+}
+
+struct TrieOps<'a>(&'a mut LpmTrie<MapData, [u8; 16], BlockEntry>);
+
+impl ListTrie for TrieOps<'_> {
+    fn entries(&self) -> Vec<(IpNet, BlockEntry)> {
+        self.0
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, e)| (lpm_network(&k), e))
+            .collect()
+    }
+
+    fn insert(&mut self, net: &IpNet, entry: &BlockEntry) -> Result<(), String> {
+        self.0
+            .insert(&lpm_key(net), entry, 0)
+            .map_err(|e| BlockWriteError::from_map(e).to_string())
+    }
+
+    fn remove(&mut self, net: &IpNet) -> Result<(), String> {
+        self.0.remove(&lpm_key(net)).map_err(|e| e.to_string())
+    }
+}
+
+/// Removes stale list entries, then adds new ones, in batches; on an error, undoes both.
+async fn sync_lists(
+    trie: &mut impl ListTrie,
+    wanted: &[IpNet],
+    now_ns: u64,
+    batch: usize,
+) -> Result<(usize, usize), SyncError> {
+    let batch = batch.max(1);
+    let present = trie.entries();
+    let wanted_set: std::collections::HashSet<&IpNet> = wanted.iter().collect();
+    let present_set: std::collections::HashSet<IpNet> = present.iter().map(|(n, _)| *n).collect();
+    // Stale list entries, with their counters, to restore on a rollback.
+    let stale: Vec<(IpNet, BlockEntry)> = present
+        .into_iter()
+        .filter(|(n, e)| e.reason == BlockReason::List as u32 && !wanted_set.contains(n))
+        .collect();
+    // Present entries (list or manual) keep their counters.
+    let new: Vec<IpNet> = wanted
+        .iter()
+        .filter(|n| !present_set.contains(*n))
+        .copied()
+        .collect();
+    let entry = new_block(BlockReason::List, now_ns, None, 0, "block list");
+    let mut removed = 0;
+    let mut added = 0;
+    let mut failure = None;
+    'work: {
+        for chunk in stale.chunks(batch) {
+            for (net, _) in chunk {
+                if let Err(error) = trie.remove(net) {
+                    failure = Some((*net, error));
+                    break 'work;
+                }
+                removed += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        for chunk in new.chunks(batch) {
+            for net in chunk {
+                if let Err(error) = trie.insert(net, &entry) {
+                    failure = Some((*net, error));
+                    break 'work;
+                }
+                added += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    let Some((net, error)) = failure else {
+        return Ok((added, removed));
+    };
+    // Roll back: first take out what was added (frees room), then restore what was removed.
+    let mut rollback = Vec::new();
+    for (i, n) in new[..added].iter().enumerate() {
+        if let Err(e) = trie.remove(n) {
+            rollback.push(format!("removing {n}: {e}"));
+        }
+        if i % batch == batch - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for (i, (n, e)) in stale[..removed].iter().enumerate() {
+        if let Err(err) = trie.insert(n, e) {
+            rollback.push(format!("restoring {n}: {err}"));
+        }
+        if i % batch == batch - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    if rollback.is_empty() {
+        Err(SyncError::RolledBack { net, error })
+    } else {
+        Err(SyncError::RollbackFailed {
+            net,
+            error,
+            rollback: rollback.join("; "),
+        })
     }
 }
 
@@ -516,5 +611,106 @@ mod tests {
         assert_eq!(note_text(&e), "port_scan");
         assert_eq!(e.expires_ns, 5 + 2_000_000_000);
         assert_eq!((e.offenses, e.reason), (3, BlockReason::Detection as u32));
+    }
+
+    /// A trie of fixed capacity, as the kernel's LPM trie refuses inserts when full.
+    #[derive(Default)]
+    struct FakeTrie {
+        entries: std::collections::BTreeMap<IpNet, BlockEntry>,
+        capacity: usize,
+        fail_on: Option<IpNet>,
+    }
+
+    impl ListTrie for FakeTrie {
+        fn entries(&self) -> Vec<(IpNet, BlockEntry)> {
+            self.entries.iter().map(|(n, e)| (*n, *e)).collect()
+        }
+
+        fn insert(&mut self, net: &IpNet, entry: &BlockEntry) -> Result<(), String> {
+            if Some(*net) == self.fail_on {
+                return Err("injected failure".into());
+            }
+            if !self.entries.contains_key(net) && self.entries.len() >= self.capacity {
+                return Err("the block map is full".into());
+            }
+            self.entries.insert(*net, *entry);
+            Ok(())
+        }
+
+        fn remove(&mut self, net: &IpNet) -> Result<(), String> {
+            self.entries
+                .remove(net)
+                .map(|_| ())
+                .ok_or("no such key".into())
+        }
+    }
+
+    fn nets(prefix: u8, n: u32) -> Vec<IpNet> {
+        (0..n)
+            .map(|i| {
+                let [_, _, b, c] = i.to_be_bytes();
+                IpNet::new(std::net::IpAddr::from([prefix, b, c, 0]), 24).unwrap()
+            })
+            .collect()
+    }
+
+    fn listed(trie: &FakeTrie) -> Vec<IpNet> {
+        trie.entries
+            .iter()
+            .filter(|(_, e)| e.reason == BlockReason::List as u32)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sync_replaces_lists_and_keeps_manual_entries_and_counters() {
+        let mut trie = FakeTrie {
+            capacity: 100,
+            ..FakeTrie::default()
+        };
+        let manual: IpNet = "203.0.113.0/24".parse().unwrap();
+        trie.insert(&manual, &new_block(BlockReason::Manual, 1, None, 1, "m"))
+            .unwrap();
+        let old = nets(1, 10);
+        assert_eq!(sync_lists(&mut trie, &old, 1, 3).await.unwrap(), (10, 0));
+        trie.entries.get_mut(&old[0]).unwrap().packets = 7;
+        let mut wanted = old[..5].to_vec();
+        wanted.extend(nets(2, 20));
+        assert_eq!(sync_lists(&mut trie, &wanted, 2, 3).await.unwrap(), (20, 5));
+        let mut sorted = wanted.clone();
+        sorted.sort();
+        assert_eq!(listed(&trie), sorted);
+        assert_eq!(
+            trie.entries[&old[0]].packets, 7,
+            "kept entries keep counters"
+        );
+        assert!(trie.entries.contains_key(&manual));
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_leaves_the_old_lists_exactly() {
+        let mut trie = FakeTrie {
+            capacity: 30,
+            ..FakeTrie::default()
+        };
+        let old = nets(1, 20);
+        sync_lists(&mut trie, &old, 1, 4).await.unwrap();
+        trie.entries.get_mut(&old[3]).unwrap().packets = 9;
+        let before = trie.entries.clone();
+        // Too many for the trie: fails part-way through the adds, after the removals.
+        let mut wanted = old[..10].to_vec();
+        wanted.extend(nets(2, 25));
+        let e = sync_lists(&mut trie, &wanted, 2, 4).await.unwrap_err();
+        assert!(matches!(e, SyncError::RolledBack { .. }), "{e}");
+        assert_eq!(
+            trie.entries, before,
+            "old lists restored, counters included"
+        );
+        // Any other trie error rolls back too.
+        let mut wanted = old[5..].to_vec();
+        wanted.extend(nets(3, 5));
+        trie.fail_on = Some(wanted[wanted.len() - 1]);
+        sync_lists(&mut trie, &wanted, 3, 2).await.unwrap_err();
+        assert_eq!(trie.entries, before);
     }
 }

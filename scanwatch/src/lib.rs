@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod net;
 pub mod object;
 pub mod pins;
+pub mod protect;
 pub mod rate;

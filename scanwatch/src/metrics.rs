@@ -50,9 +50,11 @@ pub struct Metrics {
     pub blocks_added: IntCounterVec,
     /// Blocks removed by the expiry sweep.
     pub blocks_expired: IntCounter,
-    /// Findings not blocked, by why (`never_block`, `own_address`, `gateway`, `loopback`,
-    /// `full`, `error`, `dry_run`).
+    /// Findings not blocked, by why (`enforce::Refusal` names: `never_block`, `own_address`,
+    /// `gateway`, `resolver`, `rate_limited`, `protected_set_unavailable`, `full`, ...).
     pub blocks_refused: IntCounterVec,
+    /// 1 while the protected peers are known, 0 while they cannot be read (fail closed).
+    pub protected_set_available: IntGauge,
     /// Entries in the block maps, by map (`detection`, `cidr`).
     pub blocked_sources: IntGaugeVec,
     replies: IntCounterVec,
@@ -298,6 +300,11 @@ impl Metrics {
             "reason",
             &[],
         )?;
+        let protected_set_available = r.gauge(
+            "scanwatch_protected_set_available",
+            "1 while the protected peers (addresses, connected networks, gateways, resolvers) are \
+             known; 0 while they cannot be read and drop mode blocks nothing automatically.",
+        )?;
         let blocked_sources = r.gauges(
             "scanwatch_blocked_sources",
             "Entries in the block maps: detection (per source) and cidr (manual and block lists).",
@@ -326,6 +333,7 @@ impl Metrics {
             blocks_added,
             blocks_expired,
             blocks_refused,
+            protected_set_available,
             blocked_sources,
             replies,
             flows,

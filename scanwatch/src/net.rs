@@ -439,7 +439,9 @@ mod tests {
             "{host:?}"
         );
         assert!(
-            host.connected.iter().any(|n| n.to_string() == "127.0.0.0/8"),
+            host.connected
+                .iter()
+                .any(|n| n.to_string() == "127.0.0.0/8"),
             "{host:?}"
         );
         assert!(interface_names().contains(&"lo".to_owned()));

@@ -116,6 +116,9 @@ pub struct AgentStatus {
     pub never_block: Vec<String>,
     /// IPv6 aggregation prefix of the tracker and block keys.
     pub ipv6_prefix: u32,
+    /// The agent's resolver files, so the CLI protects the same resolvers.
+    #[serde(default)]
+    pub resolv_conf: Vec<std::path::PathBuf>,
 }
 
 impl AgentStatus {
