@@ -456,6 +456,7 @@ impl<'i> Agent<'i> {
             .map(ToString::to_string)
             .collect();
         status.ipv6_prefix = self.config.ipv6_prefix;
+        status.resolv_conf.clone_from(&self.config.resolv_conf);
         if let Err(e) = status.write(self.instance) {
             warn!("writing the status file: {e:#}");
         }

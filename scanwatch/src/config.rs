@@ -677,4 +677,37 @@ mod tests {
             Err(ConfigError::Parse { .. })
         ));
     }
+
+    #[test]
+    fn drop_safety_keys_have_documented_defaults_and_bounds() {
+        let c = parse("").unwrap();
+        assert_eq!((c.max_blocks_per_second, c.block_burst), (10, 100));
+        assert_eq!(c.answered_peer_window, Duration::from_secs(600));
+        assert_eq!(
+            c.resolv_conf,
+            [
+                PathBuf::from("/etc/resolv.conf"),
+                PathBuf::from("/run/systemd/resolve/resolv.conf")
+            ]
+        );
+        let c = parse(
+            "resolv_conf = [\"/tmp/r.conf\"]\nmax_blocks_per_second = 2\nblock_burst = 5\n\
+             answered_peer_window = \"1m\"",
+        )
+        .unwrap();
+        assert_eq!(c.resolv_conf, [PathBuf::from("/tmp/r.conf")]);
+        assert_eq!((c.max_blocks_per_second, c.block_burst), (2, 5));
+        for bad in ["max_blocks_per_second = 0", "block_burst = 0"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_in_config_are_ipv4() {
+        let c = parse("never_block = [\"::ffff:10.0.0.5\"]\nignore = [\"::ffff:10.9.0.0/112\"]")
+            .unwrap();
+        assert_eq!(c.never_block[0].to_string(), "10.0.0.5/32");
+        assert_eq!(c.ignore[0].to_string(), "10.9.0.0/16");
+    }
 }
