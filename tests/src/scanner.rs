@@ -173,6 +173,61 @@ pub fn syn_scan(
     tcp_flag_scan(dst, ports, tcp_flags::SYN, budget)
 }
 
+/// A raw socket that sends whole IPv4 packets, header included (`IPPROTO_RAW`): the source
+/// address is ours to forge.
+pub struct Forger(OwnedFd);
+
+impl Forger {
+    /// Opens the socket (in the caller's namespace).
+    pub fn new() -> io::Result<Self> {
+        raw_socket(libc::IPPROTO_RAW).map(Self)
+    }
+
+    /// Sends a TCP segment with `flags` from `src` (forged) to `dst:port`, with IP TTL `ttl`.
+    pub fn tcp(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        port: u16,
+        flags: u8,
+        ttl: u8,
+    ) -> io::Result<()> {
+        let mut packet = [0u8; 40];
+        packet[0] = 0x45;
+        packet[2..4].copy_from_slice(&40u16.to_be_bytes());
+        packet[6] = 0x40; // DF
+        packet[8] = ttl;
+        packet[9] = libc::IPPROTO_TCP as u8;
+        packet[12..16].copy_from_slice(&src.octets());
+        packet[16..20].copy_from_slice(&dst.octets());
+        let sum = checksum(&[&packet[..20]]);
+        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        let seq = 0x0f0e_0000 | u32::from(port);
+        packet[20..].copy_from_slice(&tcp_header(src, dst, RAW_SOURCE_PORT, port, seq, flags));
+        send_to(&self.0, &packet, dst)
+    }
+
+    /// A SYN scan of `ports` on `dst` forged from `src`, within `budget`; returns probes sent.
+    pub fn syn_scan(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ports: impl IntoIterator<Item = u16>,
+        budget: Duration,
+    ) -> io::Result<usize> {
+        let deadline = Instant::now() + budget;
+        let mut sent = 0;
+        for port in ports {
+            if Instant::now() >= deadline {
+                break;
+            }
+            self.tcp(src, dst, port, tcp_flags::SYN, 64)?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}
+
 /// What a connect() scan found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectReport {

@@ -1,0 +1,468 @@
+//! End-to-end tests of drop mode under forged evidence: the real daemon in a throwaway lab
+//! refuses to block the host's resolver when a scan is forged with its address, adds blocks no
+//! faster than its token bucket under a flood of forged scanners (while a real scanner is still
+//! blocked and reported), normalises `::ffff:` addresses in the CLI and in block lists, skips
+//! block-list entries that cover the host, loads the rest of a list past a non-UTF-8 line, and
+//! reloads a 262,000-entry list without delaying alerts.
+//!
+//! Forged packets come from the attacker's namespace through a raw socket that writes its own
+//! IPv4 header ([`scanner::Forger`]). Every test builds its own lab and daemon and tears both
+//! down on exit, also on failure.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    thread,
+    time::{Duration, Instant},
+};
+
+use scanwatch_tests::{
+    daemon::Daemon,
+    e2e::{
+        ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, attacker_port_scan_alert, connect, connects,
+        expect_alert, lab,
+    },
+    lab::Lab,
+    metrics::{self, metric_sample, sample},
+    netns::in_netns,
+    process::{TempDir, poll_until},
+    scanner::{self, Forger},
+    services::Service,
+};
+use serde_json::Value;
+
+/// The service port the tests connect to.
+const SERVICE_PORT: u16 = 8080;
+
+/// Writes `body` to `name` in `dir`; its path as text.
+fn write_file(dir: &TempDir, name: &str, body: &[u8]) -> String {
+    let path: PathBuf = dir.path().join(name);
+    std::fs::write(&path, body).expect("writing a test file");
+    path.to_string_lossy().into_owned()
+}
+
+/// The enforcement lines of the metrics text, for failure messages.
+fn enforcement(text: &str) -> String {
+    metrics::lines(
+        text,
+        &[
+            "scanwatch_dropped",
+            "scanwatch_block",
+            "scanwatch_alerts_suppressed",
+            "scanwatch_detections",
+            "scanwatch_protected",
+        ],
+    )
+}
+
+/// Asserts that a connect from the attacker to the target's `addr` times out (dropped).
+fn assert_dropped(lab: &Lab, addr: SocketAddr, what: &str) {
+    match connect(lab.attacker.name(), addr, CONNECT_TIMEOUT) {
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+        other => panic!("{what}: a connect to {addr} should time out (dropped), got {other:?}"),
+    }
+}
+
+/// DNS queries from the target to `resolver`: how many of `n` were answered.
+fn dns_answers(lab: &Lab, resolver: SocketAddr, n: u16) -> usize {
+    in_netns(lab.target.name(), move || {
+        (0..n)
+            .filter(|i| {
+                scanner::dns_query(resolver, 0x5300 + i, "example.org", Duration::from_secs(1))
+                    .unwrap_or(false)
+            })
+            .count()
+    })
+    .expect("entering the target namespace")
+}
+
+#[test]
+fn forged_scan_from_the_resolver_blocks_nothing_and_a_real_scanner_is_still_blocked() {
+    let lab = lab();
+    let dir = TempDir::new("trust-resolver").unwrap();
+    // The benign host is the target's resolver.
+    let resolver_ip = lab.benign_v4();
+    let resolv = write_file(
+        &dir,
+        "resolv.conf",
+        format!("# test\nnameserver {resolver_ip}\n").as_bytes(),
+    );
+    let config = write_file(
+        &dir,
+        "scanwatch.toml",
+        format!("mode = \"drop\"\nresolv_conf = [\"{resolv}\"]\n").as_bytes(),
+    );
+    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let resolver = SocketAddr::from((resolver_ip, 53));
+    let dns = Service::udp(&lab.benign, resolver).expect("the resolver");
+    assert_eq!(dns_answers(&lab, resolver, 5), 5, "the resolver answers");
+
+    // 40 SYNs to 40 ports, forged with the resolver's address, sent from the attacker.
+    let target = lab.target_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        Forger::new()?.syn_scan(resolver_ip, target, 3000..3040, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(sent, 40);
+    let alert = expect_alert(
+        &daemon,
+        &resolver_ip.to_string(),
+        &["port_scan"],
+        "forged scan",
+    );
+    assert_eq!(alert["action"], "alert", "{alert}");
+    assert_eq!(alert["not_blocked"], "resolver", "{alert}");
+    assert_eq!(
+        dns_answers(&lab, resolver, 5),
+        5,
+        "the resolver keeps answering after a forged scan in its name"
+    );
+
+    // A real scanner is still blocked.
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    let addr = SocketAddr::from((target, SERVICE_PORT));
+    let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner");
+    assert_eq!(alert["action"], "block", "{alert}");
+    assert_dropped(&lab, addr, "the real scanner");
+    let metrics = daemon.metrics().unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "scanwatch_blocks_refused_total{reason=\"resolver\"}"
+        ) >= 1,
+        "{}",
+        enforcement(&metrics)
+    );
+    assert_eq!(sample(&metrics, "scanwatch_protected_set_available"), 1);
+    drop(service);
+    dns.stop().unwrap();
+}
+
+#[test]
+fn forged_scanner_flood_adds_blocks_within_the_token_bucket_and_a_real_scanner_is_reported() {
+    // A small bucket, so the bound is tight against what the flood could have done.
+    const RATE: u64 = 5;
+    const BURST: u64 = 20;
+    /// Forged sources, or as many as fit in the flood's time.
+    const SOURCES: u32 = 2000;
+    const FLOOD_FOR: Duration = Duration::from_secs(8);
+    let lab = lab();
+    let dir = TempDir::new("trust-flood").unwrap();
+    let config = write_file(
+        &dir,
+        "scanwatch.toml",
+        format!("mode = \"drop\"\nmax_blocks_per_second = {RATE}\nblock_burst = {BURST}\n")
+            .as_bytes(),
+    );
+    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let target = lab.target_v4();
+
+    // Each forged source (198.18.0.0/15, the benchmarking range) SYN-scans 22 ports: the first
+    // probe primes the admission filter, 21 cross the port_scan threshold of 20.
+    let started = Instant::now();
+    let flood = thread::spawn({
+        let ns = lab.attacker.name().to_owned();
+        move || {
+            in_netns(&ns, move || -> std::io::Result<u32> {
+                let forger = Forger::new()?;
+                let deadline = Instant::now() + FLOOD_FOR;
+                let mut sources = 0;
+                while sources < SOURCES && Instant::now() < deadline {
+                    let [_, _, hi, lo] = (sources + 256).to_be_bytes();
+                    let src = Ipv4Addr::new(198, 18, hi, lo);
+                    forger.syn_scan(src, target, 2000..2022, FLOOD_FOR)?;
+                    sources += 1;
+                    // Spread the flood over its time: ~250 sources a second.
+                    thread::sleep(Duration::from_millis(4));
+                }
+                Ok(sources)
+            })
+        }
+    });
+    // Meanwhile the real scanner probes UDP ports: another kind, whose alert budget the
+    // forged port scans cannot spend.
+    thread::sleep(Duration::from_secs(2));
+    let attacker = lab.attacker_v4().to_string();
+    in_netns(lab.attacker.name(), move || {
+        scanner::udp_scan(target.into(), 4000..4030, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    let udp = expect_alert(
+        &daemon,
+        &attacker,
+        &["udp_scan"],
+        "real scanner in the flood",
+    );
+    let sources = flood.join().unwrap().unwrap().unwrap();
+    let flood_time = started.elapsed();
+    assert!(sources >= 500, "the flood forged {sources} sources");
+
+    // Blocks added stay within the bucket: burst + rate · elapsed (+1 s of slack for events
+    // still queued when the flood stopped).
+    thread::sleep(Duration::from_secs(1));
+    let metrics = daemon.metrics().unwrap();
+    let added = sample(
+        &metrics,
+        "scanwatch_blocks_added_total{reason=\"detection\"}",
+    );
+    let bound = BURST + RATE * (started.elapsed().as_secs() + 1);
+    let detections = sample(
+        &metrics,
+        "scanwatch_detections_total{direction=\"ingress\",kind=\"port_scan\"}",
+    );
+    assert!(
+        added <= bound,
+        "{added} blocks added in {flood_time:?} (bucket {RATE}/s, burst {BURST}): {}",
+        enforcement(&metrics)
+    );
+    assert!(
+        detections >= u64::from(sources) / 2,
+        "the forged scans were detected ({detections} of {sources}): {}",
+        enforcement(&metrics)
+    );
+    assert!(
+        sample(
+            &metrics,
+            "scanwatch_blocks_refused_total{reason=\"rate_limited\"}"
+        ) > 0,
+        "{}",
+        enforcement(&metrics)
+    );
+
+    // The real scanner is blocked: in the flood if its UDP finding drew a token, else at its
+    // next finding (a SYN scan after the flood: the bucket refilled, the block map is far
+    // from full).
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    if udp["action"] != "block" {
+        assert_eq!(udp["not_blocked"], "rate_limited", "{udp}");
+        let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner after the flood");
+        assert_eq!(alert["action"], "block", "{alert}");
+    }
+    assert_dropped(
+        &lab,
+        SocketAddr::from((target, SERVICE_PORT)),
+        "the real scanner",
+    );
+    drop(service);
+}
+
+/// The `list --json --all` rows of a daemon (block-list entries included).
+fn list(daemon: &Daemon<'_>) -> Vec<Value> {
+    let out = daemon
+        .ctl_ok(&["list", "--json", "--all"])
+        .expect("scanwatch list");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("no JSON ({e}): {out}"))
+}
+
+#[test]
+fn mapped_ipv6_forms_are_ipv4_in_the_cli_and_in_block_lists() {
+    let lab = lab();
+    let dir = TempDir::new("trust-mapped").unwrap();
+    let benign = lab.benign_v4();
+    let list_path = write_file(
+        &dir,
+        "mapped.netset",
+        format!("::ffff:{benign}\n::ffff:0:0/96\n").as_bytes(),
+    );
+    let config = write_file(
+        &dir,
+        "scanwatch.toml",
+        format!("mode = \"drop\"\nblock_lists = [\"{list_path}\"]\n").as_bytes(),
+    );
+    let daemon = Daemon::start_shared(&lab, &["--config", &config]).expect("starting scanwatch");
+    let target = lab.target_v4();
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    let addr = SocketAddr::from((target, SERVICE_PORT));
+
+    // The list's mapped benign address is enforced as IPv4; `::ffff:0:0/96` (all of IPv4) is
+    // skipped with a warning naming file and line.
+    assert!(
+        poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
+            !connects(lab.benign.name(), addr)
+        }),
+        "the list's ::ffff: entry is enforced; log:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("{list_path}:2: 0.0.0.0/0 skipped")),
+        "the all-IPv4 entry is skipped with file and line:\n{log}"
+    );
+    assert!(
+        list(&daemon)
+            .iter()
+            .any(|r| r["source"] == format!("{benign}/32")),
+        "{:#?}",
+        list(&daemon)
+    );
+
+    // The CLI normalises too: the attacker blocked as ::ffff:a.b.c.d shows as IPv4 and drops.
+    let attacker = lab.attacker_v4();
+    assert!(connects(lab.attacker.name(), addr));
+    daemon
+        .ctl_ok(&["block", &format!("::ffff:{attacker}")])
+        .expect("scanwatch block ::ffff:");
+    assert!(
+        list(&daemon)
+            .iter()
+            .any(|r| r["source"] == format!("{attacker}/32")),
+        "{:#?}",
+        list(&daemon)
+    );
+    assert_dropped(
+        &lab,
+        addr,
+        "the attacker blocked through its mapped address",
+    );
+    let refused = daemon.ctl(&["block", "::ffff:0:0/96"]).unwrap();
+    assert!(
+        !refused.status.success(),
+        "blocking all of IPv4 through ::ffff:0:0/96 is refused"
+    );
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("0.0.0.0/0"), "{text}");
+    daemon
+        .ctl_ok(&["unblock", &format!("::ffff:{attacker}")])
+        .expect("scanwatch unblock ::ffff:");
+    assert!(
+        poll_until(Duration::from_secs(2), Duration::from_millis(100), || {
+            connects(lab.attacker.name(), addr)
+        }),
+        "unblocked through the mapped form"
+    );
+    drop(service);
+}
+
+#[test]
+fn block_lists_skip_entries_covering_the_host_and_load_past_a_non_utf8_line() {
+    let lab = lab();
+    let dir = TempDir::new("trust-lists").unwrap();
+    let attacker = lab.attacker_v4();
+    // A FireHOL level1 excerpt: bogons and RFC 1918 ranges. The lab lives in 10.0.0.0/8.
+    let mut body = b"# firehol_level1\n0.0.0.0/8\n10.0.0.0/8\n100.64.0.0/10\n".to_vec();
+    body.extend_from_slice(b"172.16.0.0/12\n192.168.0.0/16\n# caf\xe9\n203.0.\xff113.0/24\n");
+    body.extend_from_slice(format!("{attacker}\n").as_bytes());
+    let list_path = write_file(&dir, "firehol_level1.netset", &body);
+    let config = write_file(
+        &dir,
+        "scanwatch.toml",
+        format!("mode = \"drop\"\nblock_lists = [\"{list_path}\"]\n").as_bytes(),
+    );
+    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let target = lab.target_v4();
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    let addr = SocketAddr::from((target, SERVICE_PORT));
+
+    // The line after the bad byte loads: the attacker is dropped ...
+    assert!(
+        poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
+            !connects(lab.attacker.name(), addr)
+        }),
+        "the entry after the non-UTF-8 line is enforced; log:\n{}",
+        daemon.log()
+    );
+    // ... the benign host, inside the skipped 10.0.0.0/8, is served.
+    assert!(connects(lab.benign.name(), addr), "10.0.0.0/8 was loaded");
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("{list_path}:3: 10.0.0.0/8 skipped")),
+        "the covering entry is skipped with file and line:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("{list_path}:8:")),
+        "the bad line is reported:\n{log}"
+    );
+    let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
+        sample(m, "scanwatch_blocked_sources{map=\"cidr\"}") == 5
+    });
+    // 0/8, 100.64/10, 172.16/12, 192.168/16, the attacker.
+    assert_eq!(
+        sample(&metrics, "scanwatch_blocked_sources{map=\"cidr\"}"),
+        5,
+        "{}",
+        enforcement(&metrics)
+    );
+    drop(service);
+}
+
+/// Entries of the big list: /32s in 100.64.0.0/10 (CGNAT space, not the lab's).
+const BIG_LIST: u32 = 262_000;
+
+#[test]
+fn reloading_262k_block_list_entries_under_a_scan_keeps_alert_latency_under_100ms() {
+    let lab = lab();
+    let dir = TempDir::new("trust-reload").unwrap();
+    let list_path = dir.path().join("big.netset");
+    std::fs::write(&list_path, "").unwrap();
+    let config = write_file(
+        &dir,
+        "scanwatch.toml",
+        format!(
+            "mode = \"drop\"\nblock_lists = [\"{}\"]\n",
+            list_path.display()
+        )
+        .as_bytes(),
+    );
+    let mut daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let mut body = String::with_capacity(BIG_LIST as usize * 16);
+    for i in 0..BIG_LIST {
+        let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i);
+        body.push_str(&format!("{a}\n"));
+    }
+    std::fs::write(&list_path, body).unwrap();
+
+    // Forged scanners, one after another, while the list reloads.
+    let target = lab.target_v4();
+    let reload_started = Instant::now();
+    daemon.signal(libc::SIGHUP).unwrap();
+    let scanned = in_netns(lab.attacker.name(), move || -> std::io::Result<u32> {
+        let forger = Forger::new()?;
+        let mut n: u32 = 0;
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            let [_, _, hi, lo] = (n + 256).to_be_bytes();
+            forger.syn_scan(
+                Ipv4Addr::new(198, 19, hi, lo),
+                target,
+                2000..2022,
+                ALERT_WITHIN,
+            )?;
+            n += 1;
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(n)
+    })
+    .unwrap()
+    .unwrap();
+    let loaded = format!("block lists: {BIG_LIST} CIDRs enforced");
+    assert!(
+        poll_until(Duration::from_secs(60), Duration::from_millis(200), || {
+            daemon.log().contains(&loaded)
+        }),
+        "the reload finished; log:\n{}",
+        daemon.log()
+    );
+    let reload_time = reload_started.elapsed();
+    let metrics = daemon.wait_for_metrics(METRICS_WITHIN, |m| {
+        sample(m, "scanwatch_blocked_sources{map=\"cidr\"}") == u64::from(BIG_LIST)
+    });
+    let count =
+        metric_sample(&metrics, "scanwatch_event_to_alert_latency_seconds_count").unwrap_or(0.0);
+    let fast = metric_sample(
+        &metrics,
+        "scanwatch_event_to_alert_latency_seconds_bucket{le=\"0.1\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(
+        count >= f64::from(scanned) / 2.0,
+        "the forged scans were reported ({count} alerts, {scanned} scanners)"
+    );
+    assert_eq!(
+        fast,
+        count,
+        "every alert within 100 ms during a {reload_time:?} reload of {BIG_LIST} entries:\n{}",
+        metrics::lines(&metrics, &["scanwatch_event_to_alert"])
+    );
+}
