@@ -22,6 +22,7 @@ pub mod packet;
 pub mod process;
 pub mod scanner;
 pub mod services;
+pub mod tcx;
 
 /// Per-process counter behind unique names.
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);

@@ -29,6 +29,7 @@ use scanwatch_tests::{
     process::{TempDir, poll_until},
     scanner::{self, Forger},
     services::Service,
+    tcx::TcxFill,
 };
 use serde_json::Value;
 
@@ -464,4 +465,47 @@ fn reloading_262k_block_list_entries_under_a_scan_keeps_alert_latency_under_100m
         "every alert within 100 ms during a {reload_time:?} reload of {BIG_LIST} entries:\n{}",
         metrics::lines(&metrics, &["scanwatch_event_to_alert"])
     );
+}
+
+#[test]
+fn drop_mode_exits_with_an_error_when_the_egress_program_cannot_attach() {
+    let lab = lab();
+    // The target interface's tcx egress chain, full: scanwatch's egress attach gets ERANGE.
+    let ifname = lab.target_if.clone();
+    let fill = in_netns(lab.target.name(), move || {
+        let name = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: a NUL-terminated interface name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(ifindex, 0, "the target interface");
+        TcxFill::fill(ifindex)
+    })
+    .unwrap()
+    .expect("filling the tcx egress chain");
+    assert!(fill.len() >= 32, "{} filler programs", fill.len());
+
+    let e = Daemon::start_with(&lab, &["--mode", "drop"])
+        .expect_err("drop mode must not run without reply recognition");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("exited during start-up")
+            && text.contains("attaching the TC egress program")
+            && text.contains("--mode monitor"),
+        "a clear error: {text}"
+    );
+    assert!(!text.contains("exit status: 0"), "a failing status: {text}");
+    assert!(
+        !lab.target_has_xdp().unwrap(),
+        "the XDP program was detached again"
+    );
+
+    // A dry run goes on with the warning, as monitor mode does (both: egress not required).
+    let daemon = Daemon::start_with(&lab, &["--mode", "drop", "--dry-run"])
+        .expect("a dry run goes on without the egress program");
+    assert!(
+        daemon.log().contains("attaching the egress program"),
+        "{}",
+        daemon.log()
+    );
+    drop(daemon);
+    drop(fill);
 }
