@@ -481,12 +481,14 @@ impl<'i> Agent<'i> {
                         }
                     }
                     self.budget = AlertBudget::new(new.max_alerts_per_second);
+                    // The current set stays in force until a new watcher (other resolver
+                    // files) publishes its first read.
+                    let snapshot = self.enforcer.policy.peers.clone();
                     if new.resolv_conf != self.config.resolv_conf {
                         self.protected_task.abort();
                         (self.protected, self.protected_task) =
                             protect::watch(new.resolv_conf.clone());
                     }
-                    let snapshot = self.protected.borrow_and_update().clone();
                     self.enforcer.policy = Policy::new(&new, snapshot);
                     if (new.max_blocks_per_second, new.block_burst)
                         != (self.config.max_blocks_per_second, self.config.block_burst)
@@ -514,9 +516,12 @@ impl<'i> Agent<'i> {
         self.metrics.protected_set_available.set(i64::from(known));
         if known {
             if !was_known {
-                info!("the protected peers can be read again: automatic blocks resume");
+                info!("the protected peers can be read: automatic blocks resume");
             }
-            self.load_block_lists();
+            let enforcing = self.config.mode == Mode::Drop && !self.config.dry_run;
+            if enforcing && !self.config.block_lists.is_empty() {
+                self.load_block_lists();
+            }
         }
     }
 

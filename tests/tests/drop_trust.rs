@@ -509,3 +509,57 @@ fn drop_mode_exits_with_an_error_when_the_egress_program_cannot_attach() {
     drop(daemon);
     drop(fill);
 }
+
+/// A SYN scan of `ports` forged from `src`, sent from the attacker's namespace.
+fn forged_scan(lab: &Lab, src: Ipv4Addr, ports: std::ops::Range<u16>) {
+    let target = lab.target_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        Forger::new()?.syn_scan(src, target, ports, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    assert!(sent >= 21, "{sent} forged probes");
+}
+
+#[test]
+fn protected_peers_follow_resolv_conf_and_address_changes_without_a_reload() {
+    let lab = lab();
+    let dir = TempDir::new("trust-live").unwrap();
+    let resolv = write_file(&dir, "resolv.conf", b"# no resolver yet\n");
+    let config = write_file(
+        &dir,
+        "scanwatch.toml",
+        format!("mode = \"drop\"\nresolv_conf = [\"{resolv}\"]\n").as_bytes(),
+    );
+    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+
+    // A resolver appears in resolv.conf: protected within a few seconds, no SIGHUP.
+    let resolver = lab.benign_v4();
+    std::fs::write(&resolv, format!("nameserver {resolver}\n")).unwrap();
+    assert!(
+        poll_until(Duration::from_secs(6), Duration::from_millis(100), || {
+            daemon.log().contains(&format!("resolvers [{resolver}/32]"))
+        }),
+        "the new resolver is noticed; log:\n{}",
+        daemon.log()
+    );
+    forged_scan(&lab, resolver, 3000..3030);
+    let alert = expect_alert(&daemon, &resolver.to_string(), &["port_scan"], "resolver");
+    assert_eq!(alert["not_blocked"], "resolver", "{alert}");
+
+    // An address is added to the target: protected at once (a netlink notification).
+    let added = Ipv4Addr::new(10, lab.k(), 0, 50);
+    lab.target
+        .ip(&["addr", "add", &format!("{added}/24"), "dev", &lab.target_if])
+        .unwrap();
+    assert!(
+        poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
+            daemon.log().contains(&format!("{added}/32"))
+        }),
+        "the new address is noticed; log:\n{}",
+        daemon.log()
+    );
+    forged_scan(&lab, added, 3100..3130);
+    let alert = expect_alert(&daemon, &added.to_string(), &["port_scan"], "own address");
+    assert_eq!(alert["not_blocked"], "own_address", "{alert}");
+}
