@@ -2,8 +2,9 @@
 //! refuses to block the host's resolver when a scan is forged with its address, adds blocks no
 //! faster than its token bucket under a flood of forged scanners (while a real scanner is still
 //! blocked and reported), normalises `::ffff:` addresses in the CLI and in block lists, skips
-//! block-list entries that cover the host, loads the rest of a list past a non-UTF-8 line, and
-//! reloads a 262,000-entry list without delaying alerts.
+//! block-list entries that cover the host, loads the rest of a list past a non-UTF-8 line,
+//! reloads a 262,000-entry list without delaying alerts, follows resolver and address changes
+//! without a reload, and refuses to run in drop mode when its egress program cannot attach.
 //!
 //! Forged packets come from the attacker's namespace through a raw socket that writes its own
 //! IPv4 header ([`scanner::Forger`]). Every test builds its own lab and daemon and tears both
