@@ -26,6 +26,7 @@ pub mod flow;
 pub mod hash;
 pub mod icmp;
 pub mod maps;
+pub mod presence;
 pub mod programs;
 pub mod proto;
 pub mod state;
