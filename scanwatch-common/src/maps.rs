@@ -21,6 +21,11 @@ pub const BLOCKS: &str = "BLOCKS";
 /// LPM trie of blocked CIDRs (keys as in `IGNORE`) → `BlockEntry`, pinned by the daemon.
 pub const BLOCKLIST: &str = "BLOCKLIST";
 
+/// Array of `u64` words, one bit per IPv4 /24 and per hashed IPv6 /48 that any block covers
+/// (`presence`): consulted before `BLOCKS` and `BLOCKLIST`; memory-mapped and pinned by the
+/// daemon.
+pub const BLOCK_PRESENCE: &str = "BLOCK_PRESENCE";
+
 /// LRU hash of the host's outbound flows (`FlowKey` → `FlowState`), written by the TC egress
 /// program, read by the XDP program.
 pub const FLOWS: &str = "FLOWS";

@@ -129,7 +129,11 @@ fn v4_words(addr: &SourceKey, len: u32) -> (u32, u32, u64) {
         return (word, 1, mask);
     }
     let net = u32::from_be_bytes([addr.addr[12], addr.addr[13], addr.addr[14], addr.addr[15]]);
-    let net = if len == 0 { 0 } else { net & (u32::MAX << (32 - len)) };
+    let net = if len == 0 {
+        0
+    } else {
+        net & (u32::MAX << (32 - len))
+    };
     let first_bit = net >> 8;
     let bits = 1u32 << (24 - len);
     if bits >= 64 {
@@ -154,11 +158,7 @@ mod tests {
     }
 
     fn covers(addr: [u8; 16], len: u32, source: &SourceKey, ipv4: bool) -> bool {
-        let (word, mask) = if ipv4 {
-            v4_bit(source)
-        } else {
-            v6_bit(source)
-        };
+        let (word, mask) = if ipv4 { v4_bit(source) } else { v6_bit(source) };
         words(addr, len)
             .iter()
             .any(|(w, m)| *w == word && m & mask != 0)
@@ -185,9 +185,17 @@ mod tests {
         let w8 = words(v4([10, 0, 0, 0]).addr, 96 + 8);
         assert_eq!(w8.len(), 1024);
         for a in [[10, 0, 0, 1], [10, 255, 255, 255], [10, 77, 3, 9]] {
-            assert!(covers(v4([10, 0, 0, 0]).addr, 96 + 8, &v4(a), true), "{a:?}");
+            assert!(
+                covers(v4([10, 0, 0, 0]).addr, 96 + 8, &v4(a), true),
+                "{a:?}"
+            );
         }
-        assert!(!covers(v4([10, 0, 0, 0]).addr, 96 + 8, &v4([11, 0, 0, 0]), true));
+        assert!(!covers(
+            v4([10, 0, 0, 0]).addr,
+            96 + 8,
+            &v4([11, 0, 0, 0]),
+            true
+        ));
         for len in 0..=32u32 {
             let src = v4([203, 0, 113, 200]);
             assert!(covers(src.addr, 96 + len, &src, true), "/{len}");

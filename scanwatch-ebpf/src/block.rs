@@ -1,6 +1,11 @@
-//! Drop mode: the first check after parsing. A packet whose source is in `BLOCKS` (exact
+//! Drop mode: the first check once the source address is known (before any L4 header is
+//! parsed, so no header can hide a blocked source). A packet whose source is in `BLOCKS` (exact
 //! tracker key) or `BLOCKLIST` (CIDR) is dropped unless the entry's TTL has run out; expired
 //! entries pass at once, before the daemon's sweep removes them.
+//!
+//! Both lookups are skipped when the source's bit in `BLOCK_PRESENCE` is clear (no block covers
+//! its IPv4 /24 or IPv6 /48, see `scanwatch_common::presence`): an array lookup, which the
+//! verifier inlines, is all a source with no block near it pays.
 //!
 //! An entry's `packets` and `bytes` are shared by every CPU that drops for it, so they are
 //! updated with atomic adds (one BPF atomic instruction each) through a raw pointer to the map
@@ -15,11 +20,12 @@ use scanwatch_common::{
     addr::SourceKey,
     block::{BlockEntry, BlockReason, expired},
     config::KernelConfig,
+    presence::{V6_BIT_PREFIX, v4_bit, v6_bit},
     stats::{Counter, counter_slot},
 };
 
 use crate::{
-    maps::{BLOCKLIST, BLOCKS, lpm_key},
+    maps::{BLOCK_PRESENCE, BLOCKLIST, BLOCKS, lpm_key},
     parse::Packet,
     stats::{add, count},
     track::{now, source_key},
@@ -62,12 +68,34 @@ unsafe fn atomic_add(counter: *mut u64, n: u64) {
     }
 }
 
-/// True when the packet must be dropped; counts the drop.
+/// False when no block can cover `src`: its presence bit is clear. IPv6 sources aggregated to
+/// a prefix shorter than the bitmap's /48, and IPv6 packets from v4-mapped addresses (which
+/// the block trie matches against IPv4 entries), always take the full lookup.
+#[inline(always)]
+fn may_be_blocked(src: &SourceKey, ipv6: bool, config: &KernelConfig) -> bool {
+    let (word, mask) = if !ipv6 {
+        v4_bit(src)
+    } else {
+        let [hi, lo] = src.words();
+        let v4_mapped = hi == 0 && lo as u32 == u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+        if v4_mapped || config.ipv6_prefix() < V6_BIT_PREFIX {
+            return true;
+        }
+        v6_bit(src)
+    };
+    BLOCK_PRESENCE.get(word).is_none_or(|w| w & mask != 0)
+}
+
+/// True when the packet must be dropped; counts the drop. Needs only the network header:
+/// `packet.l3` and `packet.ipv6`.
 #[inline(always)]
 pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> bool {
     let Some(src) = packet.src(ctx) else {
         return false;
     };
+    if !may_be_blocked(&src, packet.ipv6, config) {
+        return false;
+    }
     let key: SourceKey = source_key(&src, packet.ipv6, config);
     let Some(entry) = BLOCKS.get_ptr_mut(key).or_else(|| blocklist_entry(&src)) else {
         return false;

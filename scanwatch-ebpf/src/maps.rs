@@ -1,6 +1,7 @@
 //! Map declarations. Sizes and reasons are documented in `scanwatch_common::maps`.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -13,6 +14,7 @@ use scanwatch_common::{
         ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES,
         FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
     },
+    presence::PRESENCE_WORDS,
     state::SourceState,
     stats::STATS_LEN,
 };
@@ -45,6 +47,13 @@ pub static BLOCKS: HashMap<SourceKey, BlockEntry> = HashMap::with_max_entries(BL
 #[map]
 pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
     LpmTrie::with_max_entries(BLOCKLIST_CAPACITY, 0);
+
+/// The block presence bitmap (`scanwatch_common::presence`), 2.125 MiB. Memory-mappable
+/// (`BPF_F_MMAPABLE`, Linux >= 5.5, commit fc9702273e2e) so user space sets bits with atomic
+/// ORs, never losing one to a concurrent read-modify-write.
+#[map]
+pub static BLOCK_PRESENCE: Array<u64> =
+    Array::with_max_entries(PRESENCE_WORDS, BPF_F_MMAPABLE as u32);
 
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);

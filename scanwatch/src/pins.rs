@@ -76,6 +76,7 @@ impl Instance {
         for map in [
             scanwatch_common::maps::BLOCKS,
             scanwatch_common::maps::BLOCKLIST,
+            scanwatch_common::maps::BLOCK_PRESENCE,
         ] {
             let path = self.pin_path(map);
             match std::fs::remove_file(&path) {
