@@ -62,3 +62,17 @@ const _: () = assert!(core::mem::size_of::<BlockEntry>() == 88);
 // The kernel adds to `packets` and `bytes` with 8-byte atomics: they must stay 8-aligned.
 const _: () = assert!(core::mem::offset_of!(BlockEntry, packets) % 8 == 0);
 const _: () = assert!(core::mem::offset_of!(BlockEntry, bytes) % 8 == 0);
+
+/// A `BLOCK_CACHE` entry: a source the block trie was found to block, so its next packets skip
+/// the trie walk. Valid while `generation` equals the block-list generation
+/// (`presence::GENERATION_WORD`), which user space bumps after every trie change.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedBlock {
+    pub generation: u64,
+    /// As the trie entry's.
+    pub expires_ns: u64,
+    /// As the trie entry's.
+    pub reason: u32,
+    pub reserved: u32,
+}

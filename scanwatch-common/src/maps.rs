@@ -26,6 +26,10 @@ pub const BLOCKLIST: &str = "BLOCKLIST";
 /// daemon.
 pub const BLOCK_PRESENCE: &str = "BLOCK_PRESENCE";
 
+/// LRU hash: source address (v4-mapped, full length) → `CachedBlock`, the trie's verdict for
+/// sources it blocks.
+pub const BLOCK_CACHE: &str = "BLOCK_CACHE";
+
 /// LRU hash of the host's outbound flows (`FlowKey` → `FlowState`), written by the TC egress
 /// program, read by the XDP program.
 pub const FLOWS: &str = "FLOWS";
@@ -50,6 +54,10 @@ pub const BLOCKS_CAPACITY: u32 = 65_536;
 /// Block-list CIDRs held at once (LPM trie, allocated per entry): room for the largest public
 /// lists (FireHOL level 1 ≈ 4500, Spamhaus DROP ≈ 1500) many times over.
 pub const BLOCKLIST_CAPACITY: u32 = 262_144;
+/// Sources whose block-list verdict is cached (LRU, 16384 × ~90 bytes ≈ 1.5 MiB): only blocked
+/// sources enter, so a flood from unlisted addresses never churns it; when it is full the
+/// least recently dropped source pays the trie walk again.
+pub const BLOCK_CACHE_CAPACITY: u32 = 16_384;
 /// Outbound flows remembered (LRU): 65536 × ~110 bytes ≈ 7 MiB. A busy resolver client opens a
 /// few hundred flows a second; with the 120 s lifetime this holds ~500 new flows/s before the
 /// oldest are evicted early.

@@ -29,9 +29,16 @@ pub const V6_BITS: u32 = 1 << 20;
 pub const V4_WORDS: u32 = V4_BITS / 64;
 /// Words of the IPv6 part (after the IPv4 part).
 pub const V6_WORDS: u32 = V6_BITS / 64;
-/// Entries (`u64` words) of the presence array: 278528 × 8 bytes = 2.125 MiB, a whole number
-/// of pages (the array is memory-mapped by user space).
+/// Bitmap words of the presence array: 278528 × 8 bytes = 2.125 MiB.
 pub const PRESENCE_WORDS: u32 = V4_WORDS + V6_WORDS;
+/// The word after the bitmap: the block-list generation, bumped by user space after every
+/// change to `BLOCKLIST`; entries of `BLOCK_CACHE` from another generation are ignored.
+pub const GENERATION_WORD: u32 = PRESENCE_WORDS;
+/// Entries of the presence array: the bitmap and the generation.
+pub const PRESENCE_ENTRIES: u32 = PRESENCE_WORDS + 1;
+/// Bytes user space maps: the array rounded up to whole pages, as the kernel allocates a
+/// memory-mappable array.
+pub const PRESENCE_MMAP_BYTES: usize = (PRESENCE_ENTRIES as usize * 8).div_ceil(4096) * 4096;
 /// The shortest IPv6 prefix the IPv6 bits resolve; shorter ones set every IPv6 bit.
 pub const V6_BIT_PREFIX: u32 = 48;
 
@@ -235,7 +242,7 @@ mod tests {
 
     #[test]
     fn layout_is_whole_pages() {
-        assert_eq!(PRESENCE_WORDS as usize * 8 % 4096, 0);
+        assert_eq!(PRESENCE_MMAP_BYTES, PRESENCE_WORDS as usize * 8 + 4096);
         let (w, _) = v6_bit(&SourceKey { addr: [0xff; 16] });
         assert!((V4_WORDS..PRESENCE_WORDS).contains(&w));
         let (w, _) = v4_bit(&v4([255, 255, 255, 255]));

@@ -18,14 +18,14 @@ use aya_ebpf::{
 };
 use scanwatch_common::{
     addr::SourceKey,
-    block::{BlockEntry, BlockReason, expired},
+    block::{BlockEntry, BlockReason, CachedBlock, expired},
     config::KernelConfig,
-    presence::{V6_BIT_PREFIX, v4_bit, v6_bit},
+    presence::{GENERATION_WORD, V6_BIT_PREFIX, v4_bit, v6_bit},
     stats::{Counter, counter_slot},
 };
 
 use crate::{
-    maps::{BLOCK_PRESENCE, BLOCKLIST, BLOCKS, lpm_key},
+    maps::{BLOCK_CACHE, BLOCK_PRESENCE, BLOCKLIST, BLOCKS, lpm_key},
     parse::Packet,
     stats::{add, count},
     track::{now, source_key},
@@ -86,6 +86,23 @@ fn may_be_blocked(src: &SourceKey, ipv6: bool, config: &KernelConfig) -> bool {
     BLOCK_PRESENCE.get(word).is_none_or(|w| w & mask != 0)
 }
 
+/// The verdict for a source the block trie blocked in this generation: dropped unless the
+/// entry has expired since. Counted per reason; the trie entry's own packet and byte counters
+/// see only the packet that filled the cache.
+#[inline(always)]
+fn drop_cached(ctx: &XdpContext, cached: &CachedBlock, config: &KernelConfig) -> bool {
+    if expired(cached.expires_ns, now(config)) {
+        count(Counter::BlockExpiredPass);
+        return false;
+    }
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let reason = BlockReason::from_index(cached.reason).unwrap_or(BlockReason::Manual);
+    count(Counter::dropped_packets(reason));
+    add(counter_slot(Counter::dropped_bytes(reason)), bytes);
+    count(Counter::VerdictDrop);
+    true
+}
+
 /// True when the packet must be dropped; counts the drop. Needs only the network header:
 /// `packet.l3` and `packet.ipv6`.
 #[inline(always)]
@@ -97,8 +114,32 @@ pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> b
         return false;
     }
     let key: SourceKey = source_key(&src, packet.ipv6, config);
-    let Some(entry) = BLOCKS.get_ptr_mut(key).or_else(|| blocklist_entry(&src)) else {
-        return false;
+    let entry = match BLOCKS.get_ptr_mut(key) {
+        Some(entry) => entry,
+        None => {
+            let generation = BLOCK_PRESENCE.get(GENERATION_WORD).copied().unwrap_or(0);
+            if let Some(cached) = BLOCK_CACHE.get_ptr(&src) {
+                // SAFETY: a map value, valid for this run; written whole by this program only.
+                let cached = unsafe { *cached };
+                if cached.generation == generation {
+                    return drop_cached(ctx, &cached, config);
+                }
+            }
+            let Some(entry) = blocklist_entry(&src) else {
+                return false;
+            };
+            // SAFETY: as below; `expires_ns` and `reason` are written by the daemon only.
+            let cached = unsafe {
+                CachedBlock {
+                    generation,
+                    expires_ns: (&raw const (*entry).expires_ns).read(),
+                    reason: (&raw const (*entry).reason).read(),
+                    reserved: 0,
+                }
+            };
+            let _ = BLOCK_CACHE.insert(&src, &cached, 0);
+            entry
+        }
     };
     // SAFETY: `entry` points to a map value, valid for this run. `expires_ns` and `reason`
     // are written by the daemon only (through the map), never by the program.

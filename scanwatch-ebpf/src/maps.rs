@@ -7,14 +7,14 @@ use aya_ebpf::{
 };
 use scanwatch_common::{
     addr::SourceKey,
-    block::BlockEntry,
+    block::{BlockEntry, CachedBlock},
     config::KernelConfig,
     flow::{FlowKey, FlowState},
     maps::{
-        ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES,
-        FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
+        ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
+        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
     },
-    presence::PRESENCE_WORDS,
+    presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
 };
@@ -53,7 +53,12 @@ pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
 /// ORs, never losing one to a concurrent read-modify-write.
 #[map]
 pub static BLOCK_PRESENCE: Array<u64> =
-    Array::with_max_entries(PRESENCE_WORDS, BPF_F_MMAPABLE as u32);
+    Array::with_max_entries(PRESENCE_ENTRIES, BPF_F_MMAPABLE as u32);
+
+/// The block trie's positive verdicts (`scanwatch_common::maps::BLOCK_CACHE`).
+#[map]
+pub static BLOCK_CACHE: LruHashMap<SourceKey, CachedBlock> =
+    LruHashMap::with_max_entries(BLOCK_CACHE_CAPACITY, 0);
 
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);

@@ -35,7 +35,7 @@ use scanwatch_common::{
     event::ScanEvent,
     flow::{FlowKey, FlowState},
     maps,
-    presence::{PRESENCE_WORDS, PrefixBits},
+    presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
     state::SourceState,
     stats::STATS_LEN,
 };
@@ -81,17 +81,15 @@ unsafe impl Send for Presence {}
 // SAFETY: as above.
 unsafe impl Sync for Presence {}
 
-const PRESENCE_BYTES: usize = PRESENCE_WORDS as usize * 8;
-
 impl Presence {
     /// Maps the array (created `BPF_F_MMAPABLE`) into this process.
     fn map(map: &MapData) -> anyhow::Result<Self> {
-        // SAFETY: a fresh shared mapping of the whole array, which is exactly PRESENCE_BYTES
-        // (a whole number of pages); unmapped in Drop, never handed out beyond `&self`.
+        // SAFETY: a fresh shared mapping of the whole array (PRESENCE_MMAP_BYTES, as the kernel
+        // allocates it); unmapped in Drop, never handed out beyond `&self`.
         let ptr = unsafe {
             nix::sys::mman::mmap(
                 None,
-                NonZeroUsize::new(PRESENCE_BYTES).expect("non-zero"),
+                NonZeroUsize::new(PRESENCE_MMAP_BYTES).expect("non-zero"),
                 nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
                 nix::sys::mman::MapFlags::MAP_SHARED,
                 map.fd().as_fd(),
@@ -108,6 +106,13 @@ impl Presence {
     fn words(&self) -> &[AtomicU64] {
         // SAFETY: PRESENCE_WORDS u64s of shared memory, 8-aligned (page-aligned mapping).
         unsafe { std::slice::from_raw_parts(self.words.as_ptr(), PRESENCE_WORDS as usize) }
+    }
+
+    /// Invalidates the kernel's cached block-list verdicts: called after every trie change.
+    fn bump_generation(&self) {
+        // SAFETY: the word after the bitmap, inside the mapping.
+        let generation = unsafe { &*self.words.as_ptr().add(GENERATION_WORD as usize) };
+        generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Sets the bits of `addr/prefix_len` (IPv6-terms length; a per-source key is /128).
@@ -132,7 +137,7 @@ impl Presence {
 impl Drop for Presence {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `map`, of that length.
-        let _ = unsafe { nix::sys::mman::munmap(self.words.cast(), PRESENCE_BYTES) };
+        let _ = unsafe { nix::sys::mman::munmap(self.words.cast(), PRESENCE_MMAP_BYTES) };
     }
 }
 
@@ -505,13 +510,16 @@ impl PresentTrie {
         flags: u64,
     ) -> Result<(), MapError> {
         self.presence.add(&key.data(), key.prefix_len());
-        self.trie.insert(key, entry, flags)?;
+        let inserted = self.trie.insert(key, entry, flags);
+        self.presence.bump_generation();
+        inserted?;
         self.presence.add(&key.data(), key.prefix_len());
         Ok(())
     }
 
     pub fn remove(&mut self, key: &Key<[u8; 16]>) -> Result<(), MapError> {
         self.trie.remove(key)?;
+        self.presence.bump_generation();
         self.presence.dirty.store(true, Ordering::SeqCst);
         Ok(())
     }

@@ -256,6 +256,12 @@ impl Harness {
         Ok(())
     }
 
+    /// Removes a CIDR block added with [`Harness::block_prefix`].
+    pub fn unblock_prefix(&mut self, addr: [u8; 16], prefix_len: u32) -> Result<bool> {
+        let net = lpm_network(&Key::new(prefix_len, addr));
+        Ok(self.maps_mut()?.blocklist.remove(&net))
+    }
+
     /// Drains the events the program has sent.
     pub fn events(&mut self) -> Vec<ScanEvent> {
         let Some(events) = self.events.as_mut() else {

@@ -239,3 +239,27 @@ fn monitor_mode_never_drops() {
     let syn = PacketBuilder::new(SCANNER_V4, TARGET_V4).syn(80).build();
     assert_eq!(h.run(&syn).unwrap(), XDP_PASS);
 }
+
+#[test]
+fn cached_list_verdicts_follow_list_changes() {
+    let mut h = load_with(&drop_mode());
+    let (addr, len) = v4_prefix([198, 51, 100, 0], 24);
+    let frame = PacketBuilder::new(Ipv4Addr::new(198, 51, 100, 7), TARGET_V4)
+        .syn(80)
+        .build();
+    h.block_prefix(addr, len, &entry(BlockReason::List, 0))
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(h.run(&frame).unwrap(), XDP_DROP, "listed, then cached");
+    }
+    assert_eq!(h.counter(Counter::DroppedList).unwrap(), 3);
+    // A shorter expiry written over the entry reaches cached sources at once.
+    h.block_prefix(addr, len, &entry(BlockReason::Manual, T0))
+        .unwrap();
+    assert_eq!(h.run(&frame).unwrap(), XDP_PASS, "expired entry");
+    h.block_prefix(addr, len, &entry(BlockReason::Manual, 0))
+        .unwrap();
+    assert_eq!(h.run(&frame).unwrap(), XDP_DROP);
+    assert!(h.unblock_prefix(addr, len).unwrap());
+    assert_eq!(h.run(&frame).unwrap(), XDP_PASS, "unlisted");
+}
