@@ -73,15 +73,15 @@ unsafe fn atomic_add(counter: *mut u64, n: u64) {
 /// the block trie matches against IPv4 entries), always take the full lookup.
 #[inline(always)]
 fn may_be_blocked(src: &SourceKey, ipv6: bool, config: &KernelConfig) -> bool {
-    let (word, mask) = if !ipv6 {
-        v4_bit(src)
-    } else {
+    let (word, mask) = if ipv6 {
         let [hi, lo] = src.words();
         let v4_mapped = hi == 0 && lo as u32 == u32::from_ne_bytes([0, 0, 0xff, 0xff]);
         if v4_mapped || config.ipv6_prefix() < V6_BIT_PREFIX {
             return true;
         }
         v6_bit(src)
+    } else {
+        v4_bit(src)
     };
     BLOCK_PRESENCE.get(word).is_none_or(|w| w & mask != 0)
 }
@@ -114,32 +114,31 @@ pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> b
         return false;
     }
     let key: SourceKey = source_key(&src, packet.ipv6, config);
-    let entry = match BLOCKS.get_ptr_mut(key) {
-        Some(entry) => entry,
-        None => {
-            let generation = BLOCK_PRESENCE.get(GENERATION_WORD).copied().unwrap_or(0);
-            if let Some(cached) = BLOCK_CACHE.get_ptr(&src) {
-                // SAFETY: a map value, valid for this run; written whole by this program only.
-                let cached = unsafe { *cached };
-                if cached.generation == generation {
-                    return drop_cached(ctx, &cached, config);
-                }
+    let entry = if let Some(entry) = BLOCKS.get_ptr_mut(key) {
+        entry
+    } else {
+        let generation = BLOCK_PRESENCE.get(GENERATION_WORD).copied().unwrap_or(0);
+        if let Some(cached) = BLOCK_CACHE.get_ptr(src) {
+            // SAFETY: a map value, valid for this run; written whole by this program only.
+            let cached = unsafe { *cached };
+            if cached.generation == generation {
+                return drop_cached(ctx, &cached, config);
             }
-            let Some(entry) = blocklist_entry(&src) else {
-                return false;
-            };
-            // SAFETY: as below; `expires_ns` and `reason` are written by the daemon only.
-            let cached = unsafe {
-                CachedBlock {
-                    generation,
-                    expires_ns: (&raw const (*entry).expires_ns).read(),
-                    reason: (&raw const (*entry).reason).read(),
-                    reserved: 0,
-                }
-            };
-            let _ = BLOCK_CACHE.insert(&src, &cached, 0);
-            entry
         }
+        let Some(entry) = blocklist_entry(&src) else {
+            return false;
+        };
+        // SAFETY: as below; `expires_ns` and `reason` are written by the daemon only.
+        let cached = unsafe {
+            CachedBlock {
+                generation,
+                expires_ns: (&raw const (*entry).expires_ns).read(),
+                reason: (&raw const (*entry).reason).read(),
+                reserved: 0,
+            }
+        };
+        let _ = BLOCK_CACHE.insert(src, cached, 0);
+        entry
     };
     // SAFETY: `entry` points to a map value, valid for this run. `expires_ns` and `reason`
     // are written by the daemon only (through the map), never by the program.

@@ -52,8 +52,7 @@ pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
 /// (`BPF_F_MMAPABLE`, Linux >= 5.5, commit fc9702273e2e) so user space sets bits with atomic
 /// ORs, never losing one to a concurrent read-modify-write.
 #[map]
-pub static BLOCK_PRESENCE: Array<u64> =
-    Array::with_max_entries(PRESENCE_ENTRIES, BPF_F_MMAPABLE as u32);
+pub static BLOCK_PRESENCE: Array<u64> = Array::with_max_entries(PRESENCE_ENTRIES, BPF_F_MMAPABLE);
 
 /// The block trie's positive verdicts (`scanwatch_common::maps::BLOCK_CACHE`).
 #[map]

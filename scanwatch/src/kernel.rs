@@ -437,10 +437,8 @@ impl PresentMap {
         Ok(())
     }
 
-    pub fn iter(
-        &self,
-    ) -> aya::maps::MapIter<'_, SourceKey, BlockEntry, HashMap<MapData, SourceKey, BlockEntry>>
-    {
+    /// Every entry (as `HashMap::iter`).
+    pub fn walk(&self) -> impl Iterator<Item = Result<(SourceKey, BlockEntry), MapError>> + '_ {
         self.map.iter()
     }
 }
@@ -475,7 +473,7 @@ impl Blocks {
     }
 
     pub fn entries(&self) -> Vec<(SourceKey, BlockEntry)> {
-        self.0.iter().filter_map(Result::ok).collect()
+        self.0.walk().filter_map(Result::ok).collect()
     }
 
     /// Removes expired entries.
@@ -524,10 +522,8 @@ impl PresentTrie {
         Ok(())
     }
 
-    pub fn iter(
-        &self,
-    ) -> aya::maps::MapIter<'_, Key<[u8; 16]>, BlockEntry, LpmTrie<MapData, [u8; 16], BlockEntry>>
-    {
+    /// Every entry (as `LpmTrie::iter`).
+    pub fn walk(&self) -> impl Iterator<Item = Result<(Key<[u8; 16]>, BlockEntry), MapError>> + '_ {
         self.trie.iter()
     }
 
@@ -602,7 +598,7 @@ impl BlockList {
     }
 
     fn entries_raw(&self) -> Vec<(Key<[u8; 16]>, BlockEntry)> {
-        self.0.iter().filter_map(Result::ok).collect()
+        self.0.walk().filter_map(Result::ok).collect()
     }
 
     pub fn entries(&self) -> Vec<(IpNet, BlockEntry)> {
