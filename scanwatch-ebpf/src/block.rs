@@ -87,16 +87,28 @@ fn may_be_blocked(src: &SourceKey, ipv6: bool, config: &KernelConfig) -> bool {
 }
 
 /// The verdict for a source the block trie blocked in this generation: dropped unless the
-/// entry has expired since. Counted per reason; the trie entry's own packet and byte counters
-/// see only the packet that filled the cache.
+/// entry has expired since. Counted per reason and in the cache entry, whose counts user space
+/// adds to the covering trie entry's (`BlockList::entries`).
 #[inline(always)]
-fn drop_cached(ctx: &XdpContext, cached: &CachedBlock, config: &KernelConfig) -> bool {
-    if expired(cached.expires_ns, now(config)) {
+fn drop_cached(
+    ctx: &XdpContext,
+    cached: *mut CachedBlock,
+    expires_ns: u64,
+    reason: u32,
+    config: &KernelConfig,
+) -> bool {
+    if expired(expires_ns, now(config)) {
         count(Counter::BlockExpiredPass);
         return false;
     }
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let reason = BlockReason::from_index(cached.reason).unwrap_or(BlockReason::Manual);
+    // SAFETY: 8-aligned `u64` fields of a map value (asserted in `scanwatch_common::block`),
+    // valid for this run; updated through `atomic_add` only.
+    unsafe {
+        atomic_add(&raw mut (*cached).packets, 1);
+        atomic_add(&raw mut (*cached).bytes, bytes);
+    }
+    let reason = BlockReason::from_index(reason).unwrap_or(BlockReason::Manual);
     count(Counter::dropped_packets(reason));
     add(counter_slot(Counter::dropped_bytes(reason)), bytes);
     count(Counter::VerdictDrop);
@@ -118,26 +130,48 @@ pub fn is_blocked(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) -> b
         entry
     } else {
         let generation = BLOCK_PRESENCE.get(GENERATION_WORD).copied().unwrap_or(0);
-        if let Some(cached) = BLOCK_CACHE.get_ptr(src) {
-            // SAFETY: a map value, valid for this run; written whole by this program only.
-            let cached = unsafe { *cached };
-            if cached.generation == generation {
-                return drop_cached(ctx, &cached, config);
+        let mut carried = (0, 0);
+        if let Some(cached) = BLOCK_CACHE.get_ptr_mut(src) {
+            // SAFETY: a map value, valid for this run. `generation`, `expires_ns` and `reason`
+            // are written only when the entry is (re)filled, whole.
+            let (cached_generation, expires_ns, reason) = unsafe {
+                (
+                    (&raw const (*cached).generation).read(),
+                    (&raw const (*cached).expires_ns).read(),
+                    (&raw const (*cached).reason).read(),
+                )
+            };
+            if cached_generation == generation {
+                return drop_cached(ctx, cached, expires_ns, reason, config);
             }
+            // SAFETY: as above; the counters are only ever added to atomically.
+            carried = unsafe {
+                (
+                    (&raw const (*cached).packets).read(),
+                    (&raw const (*cached).bytes).read(),
+                )
+            };
         }
         let Some(entry) = blocklist_entry(&src) else {
             return false;
         };
-        // SAFETY: as below; `expires_ns` and `reason` are written by the daemon only.
-        let cached = unsafe {
+        // SAFETY: as below; `expires_ns` and `reason` are written by the daemon only. A stale
+        // cache entry's drops move into the trie entry now covering the source.
+        let refill = unsafe {
+            if carried.0 != 0 {
+                atomic_add(&raw mut (*entry).packets, carried.0);
+                atomic_add(&raw mut (*entry).bytes, carried.1);
+            }
             CachedBlock {
                 generation,
                 expires_ns: (&raw const (*entry).expires_ns).read(),
+                packets: 0,
+                bytes: 0,
                 reason: (&raw const (*entry).reason).read(),
                 reserved: 0,
             }
         };
-        let _ = BLOCK_CACHE.insert(src, cached, 0);
+        let _ = BLOCK_CACHE.insert(src, refill, 0);
         entry
     };
     // SAFETY: `entry` points to a map value, valid for this run. `expires_ns` and `reason`

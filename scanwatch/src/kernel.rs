@@ -29,8 +29,8 @@ use aya::{
 use ipnet::IpNet;
 use nix::errno::Errno;
 use scanwatch_common::{
-    addr::SourceKey,
-    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
+    addr::{SourceKey, mask_ipv6},
+    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason, CachedBlock},
     config::KernelConfig,
     event::ScanEvent,
     flow::{FlowKey, FlowState},
@@ -54,7 +54,7 @@ fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Map> {
 /// The map data of map `name` of a loaded object.
 fn take_map_data(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
     match take(ebpf, name)? {
-        Map::Array(m) | Map::HashMap(m) | Map::LpmTrie(m) => Ok(m),
+        Map::Array(m) | Map::HashMap(m) | Map::LruHashMap(m) | Map::LpmTrie(m) => Ok(m),
         _ => bail!("map {name} has an unexpected type"),
     }
 }
@@ -108,11 +108,14 @@ impl Presence {
         unsafe { std::slice::from_raw_parts(self.words.as_ptr(), PRESENCE_WORDS as usize) }
     }
 
+    fn generation_word(&self) -> &AtomicU64 {
+        // SAFETY: the word after the bitmap, inside the mapping.
+        unsafe { &*self.words.as_ptr().add(GENERATION_WORD as usize) }
+    }
+
     /// Invalidates the kernel's cached block-list verdicts: called after every trie change.
     fn bump_generation(&self) {
-        // SAFETY: the word after the bitmap, inside the mapping.
-        let generation = unsafe { &*self.words.as_ptr().add(GENERATION_WORD as usize) };
-        generation.fetch_add(1, Ordering::SeqCst);
+        self.generation_word().fetch_add(1, Ordering::SeqCst);
     }
 
     /// Sets the bits of `addr/prefix_len` (IPv6-terms length; a per-source key is /128).
@@ -172,8 +175,12 @@ impl Maps {
         let blocks_dup = dup(&blocks)?;
         let presence = Arc::new(Presence::map(&take_map_data(ebpf, maps::BLOCK_PRESENCE)?)?);
         let blocks = Blocks::new(blocks, presence.clone())?;
-        let blocklist =
-            BlockList::new(take_map_data(ebpf, maps::BLOCKLIST)?, blocks_dup, presence)?;
+        let blocklist = BlockList::new(
+            take_map_data(ebpf, maps::BLOCKLIST)?,
+            blocks_dup,
+            take_map_data(ebpf, maps::BLOCK_CACHE)?,
+            presence,
+        )?;
         // Pinned blocks may predate this object's bitmap: bring it up to date.
         blocklist.rebuild_presence();
         Ok(Self {
@@ -491,6 +498,8 @@ pub struct BlockList(PresentTrie);
 pub struct PresentTrie {
     trie: LpmTrie<MapData, [u8; 16], BlockEntry>,
     blocks: HashMap<MapData, SourceKey, BlockEntry>,
+    /// `BLOCK_CACHE`: drops the kernel served from its cache, counted per source.
+    cache: HashMap<MapData, SourceKey, CachedBlock>,
     presence: Arc<Presence>,
 }
 
@@ -533,11 +542,18 @@ impl PresentTrie {
 }
 
 impl BlockList {
-    /// `blocks`: a handle on `BLOCKS`, read when rebuilding the bitmap.
-    fn new(map: MapData, blocks: MapData, presence: Arc<Presence>) -> anyhow::Result<Self> {
+    /// `blocks`: a handle on `BLOCKS`, read when rebuilding the bitmap; `cache`: on
+    /// `BLOCK_CACHE`, whose drop counts belong to the trie's entries.
+    fn new(
+        map: MapData,
+        blocks: MapData,
+        cache: MapData,
+        presence: Arc<Presence>,
+    ) -> anyhow::Result<Self> {
         Ok(Self(PresentTrie {
             trie: LpmTrie::try_from(Map::LpmTrie(map))?,
             blocks: HashMap::try_from(Map::HashMap(blocks))?,
+            cache: HashMap::try_from(Map::LruHashMap(cache))?,
             presence,
         }))
     }
@@ -548,6 +564,7 @@ impl BlockList {
         Self::new(
             open_pinned(instance, maps::BLOCKLIST)?,
             open_pinned(instance, maps::BLOCKS)?,
+            open_pinned(instance, maps::BLOCK_CACHE)?,
             Arc::new(presence),
         )
     }
@@ -597,8 +614,45 @@ impl BlockList {
         self.0.remove(&lpm_key(net)).is_ok()
     }
 
+    /// Every entry, with the drops the kernel served from its verdict cache added to the entry
+    /// covering each cached source.
     fn entries_raw(&self) -> Vec<(Key<[u8; 16]>, BlockEntry)> {
-        self.0.walk().filter_map(Result::ok).collect()
+        let mut entries: Vec<(Key<[u8; 16]>, BlockEntry)> =
+            self.0.walk().filter_map(Result::ok).collect();
+        let generation = self.0.presence.generation_word().load(Ordering::SeqCst);
+        let cached: Vec<(SourceKey, CachedBlock)> = self
+            .0
+            .cache
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, c)| c.generation == generation && c.packets != 0)
+            .collect();
+        if cached.is_empty() {
+            return entries;
+        }
+        let index: std::collections::HashMap<(u32, [u8; 16]), usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| ((k.prefix_len(), k.data()), i))
+            .collect();
+        let mut lengths: Vec<u32> = index.keys().map(|(len, _)| *len).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        for (src, c) in cached {
+            let covering = lengths.iter().find_map(|&len| {
+                let net = if len == 0 {
+                    [0; 16]
+                } else {
+                    mask_ipv6(src.addr, len)
+                };
+                index.get(&(len, net))
+            });
+            if let Some(&i) = covering {
+                entries[i].1.packets += c.packets;
+                entries[i].1.bytes += c.bytes;
+            }
+        }
+        entries
     }
 
     pub fn entries(&self) -> Vec<(IpNet, BlockEntry)> {

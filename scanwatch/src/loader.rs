@@ -124,7 +124,8 @@ pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, Load
             .map_pin_path(
                 maps::BLOCK_PRESENCE,
                 instance.pin_path(maps::BLOCK_PRESENCE),
-            );
+            )
+            .map_pin_path(maps::BLOCK_CACHE, instance.pin_path(maps::BLOCK_CACHE));
     }
     let mut ebpf = loader.load(XDP_OBJECT)?;
     let program: &mut Xdp = ebpf

@@ -77,6 +77,7 @@ impl Instance {
             scanwatch_common::maps::BLOCKS,
             scanwatch_common::maps::BLOCKLIST,
             scanwatch_common::maps::BLOCK_PRESENCE,
+            scanwatch_common::maps::BLOCK_CACHE,
         ] {
             let path = self.pin_path(map);
             match std::fs::remove_file(&path) {

@@ -253,6 +253,11 @@ fn cached_list_verdicts_follow_list_changes() {
         assert_eq!(h.run(&frame).unwrap(), XDP_DROP, "listed, then cached");
     }
     assert_eq!(h.counter(Counter::DroppedList).unwrap(), 3);
+    let listed = h.prefix_block(addr, len).unwrap().unwrap();
+    assert_eq!(
+        listed.packets, 3,
+        "cached drops count toward the list entry"
+    );
     // A shorter expiry written over the entry reaches cached sources at once.
     h.block_prefix(addr, len, &entry(BlockReason::Manual, T0))
         .unwrap();
@@ -260,6 +265,12 @@ fn cached_list_verdicts_follow_list_changes() {
     h.block_prefix(addr, len, &entry(BlockReason::Manual, 0))
         .unwrap();
     assert_eq!(h.run(&frame).unwrap(), XDP_DROP);
+    assert_eq!(h.run(&frame).unwrap(), XDP_DROP);
+    let manual = h.prefix_block(addr, len).unwrap().unwrap();
+    assert_eq!(
+        manual.packets, 2,
+        "the rewritten entry counts its own drops"
+    );
     assert!(h.unblock_prefix(addr, len).unwrap());
     assert_eq!(h.run(&frame).unwrap(), XDP_PASS, "unlisted");
 }
