@@ -62,3 +62,28 @@ const _: () = assert!(core::mem::size_of::<BlockEntry>() == 88);
 // The kernel adds to `packets` and `bytes` with 8-byte atomics: they must stay 8-aligned.
 const _: () = assert!(core::mem::offset_of!(BlockEntry, packets) % 8 == 0);
 const _: () = assert!(core::mem::offset_of!(BlockEntry, bytes) % 8 == 0);
+
+/// A `BLOCK_CACHE` entry: a source the block trie was found to block, so its next packets skip
+/// the trie walk. Valid while `generation` equals the block-list generation
+/// (`presence::GENERATION_WORD`), which user space bumps after every trie change.
+///
+/// Drops served from the cache are counted here (atomic adds, as in `BlockEntry`); user space
+/// adds them to the covering trie entry when it reads the trie, and the kernel moves them into
+/// that entry when it refills a stale cache entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedBlock {
+    pub generation: u64,
+    /// As the trie entry's.
+    pub expires_ns: u64,
+    /// Packets dropped through this cache entry.
+    pub packets: u64,
+    /// Bytes dropped through this cache entry.
+    pub bytes: u64,
+    /// As the trie entry's.
+    pub reason: u32,
+    pub reserved: u32,
+}
+
+const _: () = assert!(core::mem::offset_of!(CachedBlock, packets) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(CachedBlock, bytes) % 8 == 0);

@@ -29,6 +29,13 @@ pub const fn hash_port(seed: u64, proto: u8, port: u16) -> u32 {
     fmix32(((seed ^ (seed >> 32)) as u32) ^ ((proto as u32) << 16) ^ port as u32)
 }
 
+/// Hash of one fragmented datagram: its destination (`host`, already a seeded hash of the
+/// address) and its IP identification. A sender repeating one fragment hits one bit.
+#[inline(always)]
+pub const fn hash_datagram(host: u32, id: u32) -> u32 {
+    fmix32(host ^ id.wrapping_mul(0x9e37_79b9))
+}
+
 /// 64-bit hash of a 16-byte address (taken as two words, see `SourceKey::words`).
 #[inline(always)]
 pub const fn hash_addr(seed: u64, addr: &SourceKey) -> u64 {
@@ -46,6 +53,19 @@ mod tests {
         let a = SourceKey { addr: [1; 16] };
         assert_ne!(hash_addr(1, &a), hash_addr(2, &a));
         assert_ne!(hash_port(1 << 32, 6, 80), hash_port(2 << 32, 6, 80));
+    }
+
+    #[test]
+    fn datagram_hash_separates_ids_and_hosts() {
+        assert_eq!(hash_datagram(7, 0x1234), hash_datagram(7, 0x1234));
+        assert_ne!(hash_datagram(7, 0x1234), hash_datagram(7, 0x1235));
+        assert_ne!(hash_datagram(7, 0x1234), hash_datagram(8, 0x1234));
+        let mut seen = [false; 512];
+        for id in 0..512u32 {
+            seen[(hash_datagram(99, id) & 511) as usize] = true;
+        }
+        let filled = seen.iter().filter(|s| **s).count();
+        assert!((290..=360).contains(&filled), "filled {filled}");
     }
 
     #[test]

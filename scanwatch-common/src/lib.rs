@@ -26,6 +26,7 @@ pub mod flow;
 pub mod hash;
 pub mod icmp;
 pub mod maps;
+pub mod presence;
 pub mod programs;
 pub mod proto;
 pub mod state;
@@ -40,6 +41,7 @@ mod pod {
     unsafe impl aya::Pod for crate::state::SourceState {}
     unsafe impl aya::Pod for crate::event::ScanEvent {}
     unsafe impl aya::Pod for crate::block::BlockEntry {}
+    unsafe impl aya::Pod for crate::block::CachedBlock {}
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
 }

@@ -21,14 +21,23 @@ pub const BLOCKS: &str = "BLOCKS";
 /// LPM trie of blocked CIDRs (keys as in `IGNORE`) → `BlockEntry`, pinned by the daemon.
 pub const BLOCKLIST: &str = "BLOCKLIST";
 
+/// Array of `u64` words, one bit per IPv4 /24 and per hashed IPv6 /48 that any block covers
+/// (`presence`): consulted before `BLOCKS` and `BLOCKLIST`; memory-mapped and pinned by the
+/// daemon.
+pub const BLOCK_PRESENCE: &str = "BLOCK_PRESENCE";
+
+/// LRU hash: source address (v4-mapped, full length) → `CachedBlock`, the trie's verdict for
+/// sources it blocks.
+pub const BLOCK_CACHE: &str = "BLOCK_CACHE";
+
 /// LRU hash of the host's outbound flows (`FlowKey` → `FlowState`), written by the TC egress
 /// program, read by the XDP program.
 pub const FLOWS: &str = "FLOWS";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 
-/// Default tracker capacity. Each entry costs about 600 bytes of kernel memory (544-byte value,
-/// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 20 MiB. Adjustable at load time.
+/// Default tracker capacity. Each entry costs about 670 bytes of kernel memory (608-byte value,
+/// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 22 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
 /// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
 /// spoofed packets/s, a real scanner's first probe survives `Δ` seconds with probability
@@ -45,6 +54,10 @@ pub const BLOCKS_CAPACITY: u32 = 65_536;
 /// Block-list CIDRs held at once (LPM trie, allocated per entry): room for the largest public
 /// lists (FireHOL level 1 ≈ 4500, Spamhaus DROP ≈ 1500) many times over.
 pub const BLOCKLIST_CAPACITY: u32 = 262_144;
+/// Sources whose block-list verdict is cached (LRU, 16384 × ~90 bytes ≈ 1.5 MiB): only blocked
+/// sources enter, so a flood from unlisted addresses never churns it; when it is full the
+/// least recently dropped source pays the trie walk again.
+pub const BLOCK_CACHE_CAPACITY: u32 = 16_384;
 /// Outbound flows remembered (LRU): 65536 × ~110 bytes ≈ 7 MiB. A busy resolver client opens a
 /// few hundred flows a second; with the 120 s lifetime this holds ~500 new flows/s before the
 /// oldest are evicted early.

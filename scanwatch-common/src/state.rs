@@ -11,7 +11,7 @@ pub type WideBitmap = DistinctBitmap<16>;
 /// 512-bit estimator, for the rest.
 pub type NarrowBitmap = DistinctBitmap<8>;
 
-/// Everything the tracker knows about one source (544 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (608 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +26,8 @@ pub struct SourceState {
     /// Bits `4k..4k+4`: how many events for `DetectionKind` `k` were sent in this window (at the
     /// threshold, then at each doubling).
     pub reported: u32,
-    /// The kernel-unit measure of each detection kind (bits set, or fragment probes), indexed
-    /// by `DetectionKind`; compared against `KernelConfig::thresholds`.
+    /// The kernel-unit measure of each detection kind (bits set), indexed by `DetectionKind`;
+    /// compared against `KernelConfig::thresholds`.
     pub measures: [u32; DETECTION_KINDS],
     /// Distinct destination TCP ports of SYN probes.
     pub tcp_ports: WideBitmap,
@@ -39,19 +39,23 @@ pub struct SourceState {
     pub stealth_ports: NarrowBitmap,
     /// Distinct destination hosts of ICMP probes.
     pub icmp_hosts: NarrowBitmap,
+    /// Distinct datagrams (destination and IP identification) of tiny first fragments, so
+    /// repeating one forged fragment counts once.
+    pub fragments: NarrowBitmap,
 }
 
 impl SourceState {
-    /// The bit count of the estimator behind a distinct-count kind, or `None` for plain counts.
+    /// The bit count of the estimator behind a distinct-count kind, or `None` for plain counts
+    /// (none today: every kind counts distinct items).
     pub const fn estimator_bits(kind: DetectionKind) -> Option<u32> {
         match kind {
             DetectionKind::PortScan | DetectionKind::HostSweep => Some(WideBitmap::BITS),
-            DetectionKind::IcmpSweep | DetectionKind::StealthScan | DetectionKind::UdpScan => {
-                Some(NarrowBitmap::BITS)
-            }
-            DetectionKind::FragmentScan => None,
+            DetectionKind::IcmpSweep
+            | DetectionKind::StealthScan
+            | DetectionKind::UdpScan
+            | DetectionKind::FragmentScan => Some(NarrowBitmap::BITS),
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 544);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 608);

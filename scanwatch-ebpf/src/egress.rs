@@ -15,7 +15,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::KernelConfig,
     event::DetectionKind,
-    hash::{hash_addr, hash_port},
+    hash::{hash_addr, hash_datagram, hash_port},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
     stats::Counter,
@@ -85,7 +85,13 @@ pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
             DetectionKind::StealthScan => s
                 .stealth_ports
                 .insert(hash_addr(seed ^ u64::from(remote_port), &remote) as u32),
-            _ => true,
+            // Our own fragments cannot be forged, and the TC program does not see their
+            // identification: each one sets a bit chosen by the probe count, so the measure
+            // stays in estimator units (`estimate` of it ≈ fragments sent).
+            _ => s.fragments.insert(hash_datagram(
+                hash_addr(seed, &remote) as u32,
+                s.lifetime_probes,
+            )),
         };
         new.then_some(kind)
     };

@@ -31,7 +31,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
     proto::{IPPROTO_UDP, tcp_flags},
-    stats::{Counter, parse_error_slot},
+    stats::{Counter, ParseError, parse_error_slot},
 };
 
 use crate::parse::Packet;
@@ -61,29 +61,42 @@ macro_rules! program_name {
 pub const TC_ACT_UNSPEC: i32 = -1;
 
 /// Handles one ingress packet and returns its XDP verdict.
+///
+/// The block check needs only the source address: it runs whenever the network header was
+/// read, even when a later header is malformed, so nothing after the network header can carry
+/// a blocked source past it. Unblocked sources always pass.
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> u32 {
     let mut packet = Packet::new();
     let packet = &mut packet;
-    match parse::parse(ctx, packet) {
-        Ok(()) => {
-            stats::bump_class(packet.class);
-            if packet.class == PacketClass::NonIp {
-                return xdp_action::XDP_PASS;
-            }
-            let Some(config) = maps::CONFIG.get(0) else {
-                stats::count(Counter::ConfigMissing);
-                return xdp_action::XDP_PASS;
-            };
-            if config.flags & FLAG_DROP != 0 && block::is_blocked(ctx, packet, config) {
-                return xdp_action::XDP_DROP;
-            }
-            inspect(ctx, packet, config);
-        }
+    let parsed = parse::parse(ctx, packet);
+    match parsed {
+        Ok(()) => stats::bump_class(packet.class),
         Err(reason) => {
             stats::bump_class(PacketClass::Malformed);
             stats::bump(parse_error_slot(reason));
         }
+    }
+    // `NonIp` here: no network header (not IP, or cut before the source address).
+    if packet.class == PacketClass::NonIp {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(config) = maps::CONFIG.get(0) else {
+        stats::count(Counter::ConfigMissing);
+        return xdp_action::XDP_PASS;
+    };
+    if config.flags & FLAG_DROP != 0 && block::is_blocked(ctx, packet, config) {
+        return xdp_action::XDP_DROP;
+    }
+    match parsed {
+        Ok(()) => inspect(ctx, packet, config),
+        // More extension headers than the walk follows hide the L4 header from every filter
+        // that walks as far as we do: an evasion probe, counted like a tiny first fragment.
+        Err(ParseError::Ipv6ExtChainTooLong) => {
+            packet.class = PacketClass::Fragment;
+            inspect(ctx, packet, config);
+        }
+        Err(_) => {}
     }
     xdp_action::XDP_PASS
 }

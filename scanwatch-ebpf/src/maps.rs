@@ -1,18 +1,20 @@
 //! Map declarations. Sizes and reasons are documented in `scanwatch_common::maps`.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use scanwatch_common::{
     addr::SourceKey,
-    block::BlockEntry,
+    block::{BlockEntry, CachedBlock},
     config::KernelConfig,
     flow::{FlowKey, FlowState},
     maps::{
-        ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES,
-        FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
+        ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
+        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
     },
+    presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
 };
@@ -45,6 +47,17 @@ pub static BLOCKS: HashMap<SourceKey, BlockEntry> = HashMap::with_max_entries(BL
 #[map]
 pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
     LpmTrie::with_max_entries(BLOCKLIST_CAPACITY, 0);
+
+/// The block presence bitmap (`scanwatch_common::presence`), 2.125 MiB. Memory-mappable
+/// (`BPF_F_MMAPABLE`, Linux >= 5.5, commit fc9702273e2e) so user space sets bits with atomic
+/// ORs, never losing one to a concurrent read-modify-write.
+#[map]
+pub static BLOCK_PRESENCE: Array<u64> = Array::with_max_entries(PRESENCE_ENTRIES, BPF_F_MMAPABLE);
+
+/// The block trie's positive verdicts (`scanwatch_common::maps::BLOCK_CACHE`).
+#[map]
+pub static BLOCK_CACHE: LruHashMap<SourceKey, CachedBlock> =
+    LruHashMap::with_max_entries(BLOCK_CACHE_CAPACITY, 0);
 
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);

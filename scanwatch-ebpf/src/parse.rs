@@ -34,6 +34,9 @@ const MAX_IPV6_EXT: usize = 8;
 const MAX_L4_OFFSET: usize = 2048;
 /// The IP header starts within the first 22 bytes (Ethernet + two VLAN tags).
 const MAX_L3_OFFSET: usize = ETH_HLEN + 8;
+/// A mask that keeps every offset up to [`MAX_L3_OFFSET`].
+const L3_OFFSET_MASK: usize = 31;
+const _: () = assert!(MAX_L3_OFFSET <= L3_OFFSET_MASK);
 
 /// A packet buffer with bounds: the XDP and TC contexts.
 pub trait Frame {
@@ -80,7 +83,11 @@ pub struct Quoted {
 }
 
 /// What the programs need to know about a packet: 16 bytes, 8-aligned, so it lives on the stack
-/// and initialises with two stores (not a call to `memset`).
+/// and initialises with two stores (not a call to `memset`, which a 24-byte struct gets).
+///
+/// After a parse error, `class` tells whether the network header was read: `NonIp` if not,
+/// anything else if `l3` and `ipv6` locate a complete fixed IP header (so the source address
+/// can be read and checked against the block maps).
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
 pub struct Packet {
@@ -89,7 +96,9 @@ pub struct Packet {
     pub l3: u16,
     /// Offset of the datagram an ICMP error quotes (0: not an ICMP error).
     pub quoted_l3: u16,
-    /// Source port for TCP and UDP; the identifier for ICMP echo/timestamp; else 0.
+    /// Source port for TCP and UDP; the identifier for ICMP echo/timestamp; for a tiny first
+    /// fragment (class `Fragment`, whose ports are unknown), its datagram's identification
+    /// (IPv4: the 16-bit field; IPv6: the 32-bit one's halves XORed); else 0.
     pub src_port: u16,
     /// Destination port for TCP and UDP, else 0.
     pub dst_port: u16,
@@ -118,7 +127,9 @@ impl Packet {
     /// first failed and drops a branch, while the verifier cannot follow that proof.
     #[inline(always)]
     pub fn addrs<C: Frame>(&self, ctx: &C) -> Option<(SourceKey, SourceKey)> {
-        let l3 = usize::from(self.l3);
+        // The mask (a no-op: `l3 <= MAX_L3_OFFSET`) bounds the offset for the verifier, which
+        // cannot always see what `parse` stored in the stack slot.
+        let l3 = usize::from(self.l3) & L3_OFFSET_MASK;
         if self.ipv6 {
             let [src_hi, src_lo, dst_hi, dst_lo]: [u64; 4] = load(ctx, l3 + 8)?;
             Some((
@@ -208,6 +219,9 @@ fn parse_ipv4<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
     if ver_ihl >> 4 != 4 {
         return Err(ParseError::BadIpVersion);
     }
+    // The fixed header, with the addresses, is in the packet: the source can be checked.
+    packet.ipv6 = false;
+    packet.class = PacketClass::OtherL4;
     let header_len = usize::from(ver_ihl & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
     if header_len < 20 || total_len < header_len {
@@ -217,9 +231,7 @@ fn parse_ipv4<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
     if ctx.data() + l4_offset > ctx.data_end() {
         return Err(ParseError::Ipv4BadHeaderLength);
     }
-    packet.ipv6 = false;
-    packet.class = PacketClass::OtherL4;
-    let [_, _, frag_hi, frag_lo] = fragment.to_ne_bytes();
+    let [id_hi, id_lo, frag_hi, frag_lo] = fragment.to_ne_bytes();
     let fragment = u16::from_be_bytes([frag_hi, frag_lo]);
     if fragment & 0x1fff != 0 {
         packet.class = PacketClass::NonFirstFragment;
@@ -233,7 +245,11 @@ fn parse_ipv4<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
         l4_offset,
         total_len - header_len,
         more_fragments,
-    )
+    )?;
+    if packet.class == PacketClass::Fragment {
+        packet.src_port = u16::from_be_bytes([id_hi, id_lo]);
+    }
+    Ok(())
 }
 
 #[inline(always)]
@@ -269,7 +285,11 @@ fn parse_ipv6<C: Frame>(ctx: &C, offset: usize, packet: &mut Packet) -> Result<(
         chain.offset,
         ip_end.saturating_sub(chain.offset),
         chain.more_fragments(),
-    )
+    )?;
+    if packet.class == PacketClass::Fragment {
+        packet.src_port = (chain.id ^ (chain.id >> 16)) as u16;
+    }
+    Ok(())
 }
 
 /// Where an IPv6 extension-header chain ends.
@@ -280,6 +300,8 @@ struct ExtChain {
     offset: usize,
     /// Offset and flags of the last fragment header (0: none).
     fragment: u16,
+    /// Identification of the last fragment header (0: none).
+    id: u32,
 }
 
 impl ExtChain {
@@ -307,6 +329,7 @@ fn walk_ipv6_ext<C: Frame>(
 ) -> Result<ExtChain, ParseError> {
     let packet_len = ctx.data_end() - ctx.data();
     let mut fragment = 0;
+    let mut id = 0;
     for _ in 0..MAX_IPV6_EXT {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
@@ -320,18 +343,17 @@ fn walk_ipv6_ext<C: Frame>(
                 (usize::from(h[1]) + 2) * 4
             }
             IPPROTO_FRAGMENT => {
-                let h: u32 = load(ctx, cursor).ok_or(ParseError::Ipv6ExtTruncated)?;
-                if ctx.data() + cursor + 8 > ctx.data_end() {
-                    return Err(ParseError::Ipv6ExtTruncated);
-                }
+                let [h, ident]: [u32; 2] = load(ctx, cursor).ok_or(ParseError::Ipv6ExtTruncated)?;
                 let h = h.to_ne_bytes();
                 next = h[0];
                 fragment = u16::from_be_bytes([h[2], h[3]]);
+                id = u32::from_be(ident);
                 if fragment >> 3 != 0 {
                     return Ok(ExtChain {
                         next,
                         offset: cursor,
                         fragment,
+                        id,
                     });
                 }
                 8
@@ -353,6 +375,7 @@ fn walk_ipv6_ext<C: Frame>(
         next,
         offset: cursor,
         fragment,
+        id,
     })
 }
 

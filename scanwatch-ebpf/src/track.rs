@@ -16,7 +16,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
     event::{DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
-    hash::{hash_addr, hash_port},
+    hash::{hash_addr, hash_datagram, hash_port},
     maps::ADMISSION_SLOTS,
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
@@ -200,10 +200,11 @@ fn reset_window(s: &mut SourceState, now: u64) {
     s.udp_ports.clear();
     s.stealth_ports.clear();
     s.icmp_hosts.clear();
+    s.fragments.clear();
 }
 
 /// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that
-/// kind when the bit was new (fragments are a plain count: always).
+/// kind when the bit was new.
 #[inline(always)]
 fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option<DetectionKind> {
     match packet.class {
@@ -226,7 +227,10 @@ fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option
             .icmp_hosts
             .insert(host.rotate_left(16))
             .then_some(DetectionKind::IcmpSweep),
-        PacketClass::Fragment => Some(DetectionKind::FragmentScan),
+        PacketClass::Fragment => s
+            .fragments
+            .insert(hash_datagram(host, u32::from(packet.src_port)))
+            .then_some(DetectionKind::FragmentScan),
         _ => None,
     }
 }

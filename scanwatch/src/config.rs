@@ -61,18 +61,19 @@ pub enum Sensitivity {
 }
 
 impl Sensitivity {
-    /// Thresholds of the preset, by kind (distinct ports/hosts, or probes for fragments).
+    /// Thresholds of the preset, by kind (distinct ports, hosts or fragmented datagrams).
     ///
     /// Medium: port_scan 20 distinct TCP ports (between Zeek's 15 and scanlogd's weighted 21,
     /// since we count every SYN, not only failed connections as Zeek did); host_sweep 25 hosts
     /// (Zeek); icmp_sweep 15 hosts; stealth_scan 10 ports (FIN/NULL/Xmas are never legitimate;
     /// FIN|ACK is, so a few ports of slack); udp_scan 15 ports (CrowdSec's multi-port 15);
-    /// fragment_scan 5 tiny first fragments.
+    /// fragment_scan 20 distinct datagrams sent as tiny first fragments, as many as port_scan's
+    /// ports: a tiny fragment is as cheap to forge as a SYN, so it must not block sooner.
     pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 30, 20, 40, 10],
-            Self::Medium => [20, 25, 15, 10, 15, 5],
-            Self::High => [10, 15, 8, 5, 8, 3],
+            Self::Low => [50, 50, 30, 20, 40, 50],
+            Self::Medium => [20, 25, 15, 10, 15, 20],
+            Self::High => [10, 15, 8, 5, 8, 10],
         }
     }
 
@@ -145,7 +146,7 @@ impl Thresholds {
     }
 }
 
-/// A threshold per detection kind, in distinct items (probes for fragment_scan); 0 disables
+/// A threshold per detection kind, in distinct items; 0 disables
 /// the kind.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KindThresholds([u32; DETECTION_KINDS]);

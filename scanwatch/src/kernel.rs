@@ -9,8 +9,15 @@
 //! (gauges, status) and drains `EVENTS` (findings).
 
 use std::{
+    borrow::Borrow,
+    num::NonZeroUsize,
     os::fd::{AsFd as _, AsRawFd, RawFd},
     path::Path,
+    ptr::NonNull,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -22,12 +29,13 @@ use aya::{
 use ipnet::IpNet;
 use nix::errno::Errno;
 use scanwatch_common::{
-    addr::SourceKey,
-    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
+    addr::{SourceKey, mask_ipv6},
+    block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason, CachedBlock},
     config::KernelConfig,
     event::ScanEvent,
     flow::{FlowKey, FlowState},
     maps,
+    presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
     state::SourceState,
     stats::STATS_LEN,
 };
@@ -41,6 +49,99 @@ use crate::{
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Map> {
     ebpf.take_map(name)
         .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+}
+
+/// The map data of map `name` of a loaded object.
+fn take_map_data(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
+    match take(ebpf, name)? {
+        Map::Array(m) | Map::HashMap(m) | Map::LruHashMap(m) | Map::LpmTrie(m) => Ok(m),
+        _ => bail!("map {name} has an unexpected type"),
+    }
+}
+
+/// A second handle on the same map.
+fn dup(map: &MapData) -> anyhow::Result<MapData> {
+    let fd = map.fd().as_fd().try_clone_to_owned()?;
+    Ok(MapData::from_fd(fd)?)
+}
+
+/// `BLOCK_PRESENCE`, memory-mapped: which IPv4 /24s and hashed IPv6 /48s any block covers
+/// (`scanwatch_common::presence`). Bits are set with atomic ORs in shared memory, so the agent
+/// and the control CLI never lose each other's bits; a prefix's bits are set before its block
+/// entry is written and checked again after, and cleared only by [`BlockList::rebuild_presence`].
+pub struct Presence {
+    words: NonNull<AtomicU64>,
+    /// Set when a block was removed: the next sweep rebuilds the bitmap.
+    dirty: AtomicBool,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; it lives as long as
+// the `Presence`.
+unsafe impl Send for Presence {}
+// SAFETY: as above.
+unsafe impl Sync for Presence {}
+
+impl Presence {
+    /// Maps the array (created `BPF_F_MMAPABLE`) into this process.
+    fn map(map: &MapData) -> anyhow::Result<Self> {
+        // SAFETY: a fresh shared mapping of the whole array (PRESENCE_MMAP_BYTES, as the kernel
+        // allocates it); unmapped in Drop, never handed out beyond `&self`.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                NonZeroUsize::new(PRESENCE_MMAP_BYTES).expect("non-zero"),
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_SHARED,
+                map.fd().as_fd(),
+                0,
+            )
+        }
+        .context("memory-mapping the block presence bitmap")?;
+        Ok(Self {
+            words: ptr.cast(),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: PRESENCE_WORDS u64s of shared memory, 8-aligned (page-aligned mapping).
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr(), PRESENCE_WORDS as usize) }
+    }
+
+    fn generation_word(&self) -> &AtomicU64 {
+        // SAFETY: the word after the bitmap, inside the mapping.
+        unsafe { &*self.words.as_ptr().add(GENERATION_WORD as usize) }
+    }
+
+    /// Invalidates the kernel's cached block-list verdicts: called after every trie change.
+    fn bump_generation(&self) {
+        self.generation_word().fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Sets the bits of `addr/prefix_len` (IPv6-terms length; a per-source key is /128).
+    pub fn add(&self, addr: &[u8; 16], prefix_len: u32) {
+        let words = self.words();
+        PrefixBits::of(addr, prefix_len).for_each(|w, m| {
+            words[w as usize].fetch_or(m, Ordering::SeqCst);
+        });
+    }
+
+    /// True when bit `word`/`mask` is set (tests).
+    pub fn covers(&self, addr: &[u8; 16], prefix_len: u32) -> bool {
+        let words = self.words();
+        let mut all = true;
+        PrefixBits::of(addr, prefix_len).for_each(|w, m| {
+            all &= words[w as usize].load(Ordering::SeqCst) & m == m;
+        });
+        all
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, of that length.
+        let _ = unsafe { nix::sys::mman::munmap(self.words.cast(), PRESENCE_MMAP_BYTES) };
+    }
 }
 
 /// `Ok(None)` for a key that is not there.
@@ -70,6 +171,18 @@ pub struct Maps {
 impl Maps {
     /// Takes every map out of a loaded product object (the programs keep using them).
     pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let blocks = take_map_data(ebpf, maps::BLOCKS)?;
+        let blocks_dup = dup(&blocks)?;
+        let presence = Arc::new(Presence::map(&take_map_data(ebpf, maps::BLOCK_PRESENCE)?)?);
+        let blocks = Blocks::new(blocks, presence.clone())?;
+        let blocklist = BlockList::new(
+            take_map_data(ebpf, maps::BLOCKLIST)?,
+            blocks_dup,
+            take_map_data(ebpf, maps::BLOCK_CACHE)?,
+            presence,
+        )?;
+        // Pinned blocks may predate this object's bitmap: bring it up to date.
+        blocklist.rebuild_presence();
         Ok(Self {
             config: ConfigMap(Array::try_from(take(ebpf, maps::CONFIG)?)?),
             ignore: IgnoreList(LpmTrie::try_from(take(ebpf, maps::IGNORE)?)?),
@@ -77,8 +190,8 @@ impl Maps {
             tracker: Tracker(HashMap::try_from(take(ebpf, maps::TRACKER)?)?),
             egress: Tracker(HashMap::try_from(take(ebpf, maps::EGRESS)?)?),
             flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
-            blocks: Blocks(HashMap::try_from(take(ebpf, maps::BLOCKS)?)?),
-            blocklist: BlockList(LpmTrie::try_from(take(ebpf, maps::BLOCKLIST)?)?),
+            blocks,
+            blocklist,
         })
     }
 }
@@ -299,13 +412,56 @@ fn open_pinned(instance: &Instance, name: &str) -> anyhow::Result<MapData> {
 }
 
 /// `BLOCKS`: per-source blocks (exact tracker keys) from findings, pinned.
-pub struct Blocks(HashMap<MapData, SourceKey, BlockEntry>);
+pub struct Blocks(PresentMap);
+
+/// `BLOCKS` with its presence bits: every insert sets the key's bit first.
+pub struct PresentMap {
+    map: HashMap<MapData, SourceKey, BlockEntry>,
+    presence: Arc<Presence>,
+}
+
+impl PresentMap {
+    pub fn get(&self, key: &SourceKey, flags: u64) -> Result<BlockEntry, MapError> {
+        self.map.get(key, flags)
+    }
+
+    /// Sets the key's presence bit, writes the entry, then makes sure the bit is still set.
+    pub fn insert(
+        &mut self,
+        key: &SourceKey,
+        entry: impl Borrow<BlockEntry>,
+        flags: u64,
+    ) -> Result<(), MapError> {
+        self.presence.add(&key.addr, 128);
+        self.map.insert(key, entry, flags)?;
+        self.presence.add(&key.addr, 128);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, key: &SourceKey) -> Result<(), MapError> {
+        self.map.remove(key)?;
+        self.presence.dirty.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Every entry (as `HashMap::iter`).
+    pub fn walk(&self) -> impl Iterator<Item = Result<(SourceKey, BlockEntry), MapError>> + '_ {
+        self.map.iter()
+    }
+}
 
 impl Blocks {
+    fn new(map: MapData, presence: Arc<Presence>) -> anyhow::Result<Self> {
+        Ok(Self(PresentMap {
+            map: HashMap::try_from(Map::HashMap(map))?,
+            presence,
+        }))
+    }
+
     /// The running agent's pinned map.
     pub fn open_pinned(instance: &Instance) -> anyhow::Result<Self> {
-        let map = Map::HashMap(open_pinned(instance, maps::BLOCKS)?);
-        Ok(Self(HashMap::try_from(map)?))
+        let presence = Presence::map(&open_pinned(instance, maps::BLOCK_PRESENCE)?)?;
+        Self::new(open_pinned(instance, maps::BLOCKS)?, Arc::new(presence))
     }
 
     pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<BlockEntry>> {
@@ -324,7 +480,7 @@ impl Blocks {
     }
 
     pub fn entries(&self) -> Vec<(SourceKey, BlockEntry)> {
-        self.0.iter().filter_map(Result::ok).collect()
+        self.0.walk().filter_map(Result::ok).collect()
     }
 
     /// Removes expired entries.
@@ -335,13 +491,116 @@ impl Blocks {
 }
 
 /// `BLOCKLIST`: CIDR blocks (block lists and manual blocks), pinned.
-pub struct BlockList(LpmTrie<MapData, [u8; 16], BlockEntry>);
+pub struct BlockList(PresentTrie);
+
+/// `BLOCKLIST` with its presence bits: every insert sets the prefix's bits first. Holds a
+/// read-only handle on `BLOCKS` too, to rebuild the bitmap from both maps.
+pub struct PresentTrie {
+    trie: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    blocks: HashMap<MapData, SourceKey, BlockEntry>,
+    /// `BLOCK_CACHE`: drops the kernel served from its cache, counted per source.
+    cache: HashMap<MapData, SourceKey, CachedBlock>,
+    presence: Arc<Presence>,
+}
+
+impl PresentTrie {
+    pub fn get(&self, key: &Key<[u8; 16]>, flags: u64) -> Result<BlockEntry, MapError> {
+        self.trie.get(key, flags)
+    }
+
+    /// Sets the prefix's presence bits, writes the entry, then makes sure the bits are still
+    /// set (a concurrent rebuild may have cleared them in between).
+    pub fn insert(
+        &mut self,
+        key: &Key<[u8; 16]>,
+        entry: impl Borrow<BlockEntry>,
+        flags: u64,
+    ) -> Result<(), MapError> {
+        self.presence.add(&key.data(), key.prefix_len());
+        let inserted = self.trie.insert(key, entry, flags);
+        self.presence.bump_generation();
+        inserted?;
+        self.presence.add(&key.data(), key.prefix_len());
+        Ok(())
+    }
+
+    pub fn remove(&mut self, key: &Key<[u8; 16]>) -> Result<(), MapError> {
+        self.trie.remove(key)?;
+        self.presence.bump_generation();
+        self.presence.dirty.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Every entry (as `LpmTrie::iter`).
+    pub fn walk(&self) -> impl Iterator<Item = Result<(Key<[u8; 16]>, BlockEntry), MapError>> + '_ {
+        self.trie.iter()
+    }
+
+    pub fn keys(&self) -> aya::maps::MapKeys<'_, Key<[u8; 16]>> {
+        self.trie.keys()
+    }
+}
 
 impl BlockList {
+    /// `blocks`: a handle on `BLOCKS`, read when rebuilding the bitmap; `cache`: on
+    /// `BLOCK_CACHE`, whose drop counts belong to the trie's entries.
+    fn new(
+        map: MapData,
+        blocks: MapData,
+        cache: MapData,
+        presence: Arc<Presence>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self(PresentTrie {
+            trie: LpmTrie::try_from(Map::LpmTrie(map))?,
+            blocks: HashMap::try_from(Map::HashMap(blocks))?,
+            cache: HashMap::try_from(Map::LruHashMap(cache))?,
+            presence,
+        }))
+    }
+
     /// The running agent's pinned map.
     pub fn open_pinned(instance: &Instance) -> anyhow::Result<Self> {
-        let map = Map::LpmTrie(open_pinned(instance, maps::BLOCKLIST)?);
-        Ok(Self(LpmTrie::try_from(map)?))
+        let presence = Presence::map(&open_pinned(instance, maps::BLOCK_PRESENCE)?)?;
+        Self::new(
+            open_pinned(instance, maps::BLOCKLIST)?,
+            open_pinned(instance, maps::BLOCKS)?,
+            open_pinned(instance, maps::BLOCK_CACHE)?,
+            Arc::new(presence),
+        )
+    }
+
+    /// True when the presence bitmap covers `net` (tests).
+    pub fn presence_covers(&self, net: &IpNet) -> bool {
+        let key = lpm_key(net);
+        self.0.presence.covers(&key.data(), key.prefix_len())
+    }
+
+    /// Rebuilds the presence bitmap from both block maps, clearing the bits of removed blocks:
+    /// clears every bit no entry needs, then walks both maps again setting theirs, so an entry
+    /// written meanwhile (its writer sets its bits before and after) never loses its bits for
+    /// longer than this call.
+    pub fn rebuild_presence(&self) {
+        let t = &self.0;
+        t.presence.dirty.store(false, Ordering::SeqCst);
+        let mut fresh = vec![0u64; PRESENCE_WORDS as usize];
+        let mut set = |addr: &[u8; 16], len: u32| {
+            PrefixBits::of(addr, len).for_each(|w, m| fresh[w as usize] |= m);
+        };
+        for (k, _) in t.blocks.iter().filter_map(Result::ok) {
+            set(&k.addr, 128);
+        }
+        for (k, _) in t.trie.iter().filter_map(Result::ok) {
+            set(&k.data(), k.prefix_len());
+        }
+        for (word, keep) in t.presence.words().iter().zip(&fresh) {
+            word.fetch_and(*keep, Ordering::SeqCst);
+        }
+        for (k, _) in t.blocks.iter().filter_map(Result::ok) {
+            t.presence.add(&k.addr, 128);
+        }
+        for (k, _) in t.trie.iter().filter_map(Result::ok) {
+            t.presence.add(&k.data(), k.prefix_len());
+        }
     }
 
     pub fn insert(&mut self, net: &IpNet, entry: &BlockEntry) -> Result<(), BlockWriteError> {
@@ -355,8 +614,45 @@ impl BlockList {
         self.0.remove(&lpm_key(net)).is_ok()
     }
 
+    /// Every entry, with the drops the kernel served from its verdict cache added to the entry
+    /// covering each cached source.
     fn entries_raw(&self) -> Vec<(Key<[u8; 16]>, BlockEntry)> {
-        self.0.iter().filter_map(Result::ok).collect()
+        let mut entries: Vec<(Key<[u8; 16]>, BlockEntry)> =
+            self.0.walk().filter_map(Result::ok).collect();
+        let generation = self.0.presence.generation_word().load(Ordering::SeqCst);
+        let cached: Vec<(SourceKey, CachedBlock)> = self
+            .0
+            .cache
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, c)| c.generation == generation && c.packets != 0)
+            .collect();
+        if cached.is_empty() {
+            return entries;
+        }
+        let index: std::collections::HashMap<(u32, [u8; 16]), usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| ((k.prefix_len(), k.data()), i))
+            .collect();
+        let mut lengths: Vec<u32> = index.keys().map(|(len, _)| *len).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        for (src, c) in cached {
+            let covering = lengths.iter().find_map(|&len| {
+                let net = if len == 0 {
+                    [0; 16]
+                } else {
+                    mask_ipv6(src.addr, len)
+                };
+                index.get(&(len, net))
+            });
+            if let Some(&i) = covering {
+                entries[i].1.packets += c.packets;
+                entries[i].1.bytes += c.bytes;
+            }
+        }
+        entries
     }
 
     pub fn entries(&self) -> Vec<(IpNet, BlockEntry)> {
@@ -366,10 +662,15 @@ impl BlockList {
             .collect()
     }
 
-    /// Removes expired (manual, TTL'd) entries.
+    /// Removes expired (manual, TTL'd) entries; then, if any block (of either map) was
+    /// removed since the last rebuild, rebuilds the presence bitmap.
     pub fn sweep(&mut self, now_ns: u64) -> Swept {
         let entries = self.entries_raw();
-        sweep(entries.into_iter(), now_ns, |k| self.0.remove(k).is_ok())
+        let swept = sweep(entries.into_iter(), now_ns, |k| self.0.remove(k).is_ok());
+        if self.0.presence.dirty.load(Ordering::SeqCst) {
+            self.rebuild_presence();
+        }
+        swept
     }
 
     /// Makes the block-list entries of the trie equal `wanted`, leaving manual entries alone;

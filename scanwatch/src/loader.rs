@@ -127,7 +127,12 @@ pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, Load
     if let Some(instance) = pins {
         loader
             .map_pin_path(maps::BLOCKS, instance.pin_path(maps::BLOCKS))
-            .map_pin_path(maps::BLOCKLIST, instance.pin_path(maps::BLOCKLIST));
+            .map_pin_path(maps::BLOCKLIST, instance.pin_path(maps::BLOCKLIST))
+            .map_pin_path(
+                maps::BLOCK_PRESENCE,
+                instance.pin_path(maps::BLOCK_PRESENCE),
+            )
+            .map_pin_path(maps::BLOCK_CACHE, instance.pin_path(maps::BLOCK_CACHE));
     }
     let mut ebpf = loader.load(XDP_OBJECT)?;
     let program: &mut Xdp = ebpf

@@ -76,6 +76,8 @@ impl Instance {
         for map in [
             scanwatch_common::maps::BLOCKS,
             scanwatch_common::maps::BLOCKLIST,
+            scanwatch_common::maps::BLOCK_PRESENCE,
+            scanwatch_common::maps::BLOCK_CACHE,
         ] {
             let path = self.pin_path(map);
             match std::fs::remove_file(&path) {

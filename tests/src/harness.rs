@@ -256,6 +256,23 @@ impl Harness {
         Ok(())
     }
 
+    /// The CIDR block entry for exactly this prefix, as `scanwatch list` reads it.
+    pub fn prefix_block(&self, addr: [u8; 16], prefix_len: u32) -> Result<Option<BlockEntry>> {
+        let net = lpm_network(&Key::new(prefix_len, addr));
+        Ok(self
+            .maps()?
+            .blocklist
+            .entries()
+            .into_iter()
+            .find_map(|(n, e)| (n == net).then_some(e)))
+    }
+
+    /// Removes a CIDR block added with [`Harness::block_prefix`].
+    pub fn unblock_prefix(&mut self, addr: [u8; 16], prefix_len: u32) -> Result<bool> {
+        let net = lpm_network(&Key::new(prefix_len, addr));
+        Ok(self.maps_mut()?.blocklist.remove(&net))
+    }
+
     /// Drains the events the program has sent.
     pub fn events(&mut self) -> Vec<ScanEvent> {
         let Some(events) = self.events.as_mut() else {

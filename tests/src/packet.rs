@@ -58,6 +58,8 @@ pub struct PacketBuilder {
     src_port: u16,
     /// Bytes after the 8-byte ICMP header (an ICMP error's quoted datagram).
     icmp_body: Vec<u8>,
+    /// IP identification: IPv4's 16-bit field (low bits), IPv6 fragment headers' 32-bit one.
+    ident: Option<u32>,
 }
 
 impl PacketBuilder {
@@ -77,7 +79,16 @@ impl PacketBuilder {
             l4_len: None,
             src_port: 40000,
             icmp_body: Vec::new(),
+            ident: None,
         }
+    }
+
+    /// Sets the datagram's identification (IPv4: its low 16 bits; IPv6: every fragment
+    /// header's). Defaults: 0x1234 (IPv4), 1 (IPv6).
+    #[must_use]
+    pub fn ident(mut self, id: u32) -> Self {
+        self.ident = Some(id);
+        self
     }
 
     /// Sets the TCP/UDP source port, or the ICMP echo identifier.
@@ -257,7 +268,7 @@ impl PacketBuilder {
         let mut h = vec![0u8; header_len];
         h[0] = 0x40 | (header_len / 4) as u8;
         h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        h[4..6].copy_from_slice(&(self.ident.unwrap_or(0x1234) as u16).to_be_bytes());
         if let Some((offset, more)) = self.ipv4_fragment {
             let v = (offset & 0x1fff) | if more { 0x2000 } else { 0 };
             h[6..8].copy_from_slice(&v.to_be_bytes());
@@ -294,7 +305,7 @@ impl PacketBuilder {
                     let v = (offset << 3) | u16::from(*more);
                     ext_bytes.extend_from_slice(&[next, 0]);
                     ext_bytes.extend_from_slice(&v.to_be_bytes());
-                    ext_bytes.extend_from_slice(&[0, 0, 0, 1]);
+                    ext_bytes.extend_from_slice(&self.ident.unwrap_or(1).to_be_bytes());
                 }
                 Ext::Routing => ext_bytes.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]),
                 _ => ext_bytes.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]), // PadN

@@ -59,6 +59,11 @@ const CASES: &[Case] = &[
         prepare: established_tcp,
     },
     Case {
+        name: "established_drop_mode",
+        target: Some(2.0),
+        prepare: established_drop_mode,
+    },
+    Case {
         name: "tracked_syn",
         target: Some(2.5),
         prepare: tracked_syn,
@@ -89,6 +94,11 @@ const CASES: &[Case] = &[
         prepare: block_list_lpm,
     },
     Case {
+        name: "block_list_unlisted",
+        target: None,
+        prepare: block_list_unlisted,
+    },
+    Case {
         name: "reply_udp",
         target: Some(2.5),
         prepare: reply_udp,
@@ -98,6 +108,13 @@ const CASES: &[Case] = &[
         target: Some(2.5),
         prepare: tc_egress_syn,
     },
+];
+
+/// Cost targets between two cases of the same run: `case` at most `max` × `base`.
+const RELATIONS: &[(&str, &str, f64)] = &[
+    ("block_list_lpm", "blocked_drop", 2.0),
+    ("block_list_unlisted", "blocked_drop", 2.0),
+    ("established_drop_mode", "established_tcp", 1.5),
 ];
 
 /// A program `BPF_PROG_TEST_RUN` can time: the XDP harness now, other hooks later.
@@ -266,25 +283,68 @@ fn blocked_drop() -> Result<Prepared> {
     Prepared::xdp(h, frame, XDP_DROP)
 }
 
-/// Drop mode with 100 000 block-list prefixes loaded (random /16../32 IPv4 networks), the
-/// source inside one of them: the CIDR trie lookup after a hash miss.
-fn block_list_lpm() -> Result<Prepared> {
-    const PREFIXES: u32 = 100_000;
+/// Block-list prefixes loaded by the block-list cases.
+const PREFIXES: u32 = 100_000;
+/// A source no block is near: no loaded prefix covers its /24.
+const UNLISTED_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+/// Drop mode with [`PREFIXES`] block-list prefixes loaded: random /16../32 IPv4 networks
+/// (none covering [`UNLISTED_V4`]'s /24) and 192.0.2.0/24, which holds `SRC_V4`.
+fn loaded_block_list() -> Result<Harness> {
     let mut h = Harness::load()?;
     h.set_config(&drop_config())?;
     let entry = block_entry(BlockReason::List);
     let mut rng = rand::rng();
-    for _ in 0..PREFIXES - 1 {
+    let unlisted = u32::from(UNLISTED_V4);
+    let mut loaded = 1;
+    while loaded < PREFIXES {
         let len = rng.random_range(16..=32u32);
-        let addr = u32::from(Ipv4Addr::from(rng.random::<u32>())) & (u32::MAX << (32 - len));
+        let mask = u32::MAX << (32 - len);
+        let addr = rng.random::<u32>() & mask;
+        if addr == unlisted & mask || (addr ^ unlisted) >> 8 == 0 {
+            continue;
+        }
         let key = SourceKey::from_ipv4(addr.to_be_bytes());
         h.block_prefix(key.addr, 96 + len, &entry)?;
+        loaded += 1;
     }
     let net = SourceKey::from_ipv4([192, 0, 2, 0]);
     h.block_prefix(net.addr, 96 + 24, &entry)?;
+    Ok(h)
+}
+
+/// Drop mode with the block list loaded, the source inside one of its prefixes: the listed
+/// source's cost.
+fn block_list_lpm() -> Result<Prepared> {
+    let h = loaded_block_list()?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
     Ok(Prepared::xdp(h, frame, XDP_DROP)?
         .with_note(format!("{PREFIXES} prefixes in the block list")))
+}
+
+/// Drop mode with the block list loaded, a SYN from a source no prefix covers: what every
+/// other packet pays for drop mode.
+fn block_list_unlisted() -> Result<Prepared> {
+    let h = loaded_block_list()?;
+    let frame = PacketBuilder::new(UNLISTED_V4, DST_V4).syn(80).build();
+    let mut prepared = Prepared::xdp(h, frame, XDP_PASS)?;
+    // Warm the tracker like tracked_syn: the case times the block check, not admission.
+    for _ in 0..3 {
+        prepared.program.time(&prepared.frame, 1)?;
+    }
+    Ok(prepared.with_note(format!("{PREFIXES} prefixes, source in none")))
+}
+
+/// Established TCP in drop mode with the block list loaded, from an unlisted source.
+fn established_drop_mode() -> Result<Prepared> {
+    let h = loaded_block_list()?;
+    let frame = PacketBuilder::new(UNLISTED_V4, DST_V4)
+        .tcp(443, tcp_flags::ACK)
+        .build();
+    Ok(
+        Prepared::xdp(h, frame, XDP_PASS)?
+            .with_note(format!("{PREFIXES} prefixes, source in none")),
+    )
 }
 
 /// A DNS answer matching a query the egress program recorded: recognised as a reply.
@@ -407,6 +467,29 @@ fn table(outcomes: &[Outcome]) -> String {
     out
 }
 
+/// The [`RELATIONS`] whose two cases both ran, with their ratio in this run.
+fn relations_table(outcomes: &[Outcome]) -> String {
+    let ns = |name: &str| {
+        outcomes
+            .iter()
+            .find(|o| o.case == name)
+            .map(|o| o.ns_per_packet)
+    };
+    let mut out = String::new();
+    for (case, base, max) in RELATIONS {
+        let (Some(a), Some(b)) = (ns(case), ns(base)) else {
+            continue;
+        };
+        let ratio = a as f64 / b.max(1) as f64;
+        let verdict = if ratio <= *max { "met" } else { "over" };
+        let _ = writeln!(
+            out,
+            "{case} / {base} = {ratio:.2} (target <= {max})  {verdict}"
+        );
+    }
+    out
+}
+
 /// The results as a JSON array of `{"case", "ns_per_packet", "floor_ns", "ratio"}`.
 fn json(outcomes: &[Outcome]) -> String {
     let rows: Vec<String> = outcomes
@@ -459,6 +542,11 @@ fn main() -> Result<()> {
     }
     println!();
     print!("{}", table(&outcomes));
+    let relations = relations_table(&outcomes);
+    if !relations.is_empty() {
+        println!();
+        print!("{relations}");
+    }
 
     let path = results_path();
     fs::create_dir_all(path.parent().expect("results path has a parent"))

@@ -174,7 +174,7 @@ fn tiny_first_fragment_is_a_fragment_probe() {
         assert_eq!(
             state.measures[DetectionKind::FragmentScan as usize],
             1,
-            "{what}: fragment probes are counted, not estimated"
+            "{what}: one datagram, one bit"
         );
     }
     // Tiny fragments of UDP and ICMP hide their headers too.

@@ -268,10 +268,8 @@ fn each_detection_kind_sends_its_event() {
         ..KernelConfig::default()
     };
     for kind in DetectionKind::ALL {
-        config.thresholds[kind as usize] = match SourceState::estimator_bits(kind) {
-            Some(bits) => bits_for_count(15, bits),
-            None => 5, // fragment probes are counted
-        };
+        let bits = SourceState::estimator_bits(kind).expect("every kind is estimated");
+        config.thresholds[kind as usize] = bits_for_count(15, bits);
     }
     let mut h = load_with(&config);
     let src = |i: u8| Ipv4Addr::new(203, 0, 113, i);
@@ -302,7 +300,11 @@ fn each_detection_kind_sends_its_event() {
             DetectionKind::UdpScan,
             Box::new(move |i| PacketBuilder::new(src(5), TARGET_V4).udp(i as u16)),
         ),
-        (DetectionKind::FragmentScan, Box::new(move |_| tiny(src(6)))),
+        // Distinct datagrams: one identification each.
+        (
+            DetectionKind::FragmentScan,
+            Box::new(move |i| tiny(src(6)).ident(i)),
+        ),
     ];
     let mut emitted = 0;
     for (i, (kind, probe)) in scans.iter().enumerate() {

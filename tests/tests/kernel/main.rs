@@ -22,11 +22,13 @@ use scanwatch_tests::{
 };
 
 // One file per feature; the helpers below are theirs to share.
+mod block;
 mod classify;
 mod encapsulation;
 mod estimates;
 mod events;
 mod flood;
+mod fragments;
 mod ignore;
 mod load;
 mod malformed;
