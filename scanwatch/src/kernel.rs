@@ -722,12 +722,12 @@ trait ListTrie {
     fn remove(&mut self, net: &IpNet) -> Result<(), String>;
 }
 
-struct TrieOps<'a>(&'a mut LpmTrie<MapData, [u8; 16], BlockEntry>);
+struct TrieOps<'a>(&'a mut PresentTrie);
 
 impl ListTrie for TrieOps<'_> {
     fn entries(&self) -> Vec<(IpNet, BlockEntry)> {
         self.0
-            .iter()
+            .walk()
             .filter_map(Result::ok)
             .map(|(k, e)| (lpm_network(&k), e))
             .collect()
