@@ -11,7 +11,7 @@ use scanwatch_common::{
     flow::{FlowKey, FlowState},
     maps::{
         ADMISSION_SLOTS, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES,
-        FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
+        FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_CAPACITY, TRACKER_CAPACITY,
     },
     state::SourceState,
     stats::STATS_LEN,
@@ -48,6 +48,10 @@ pub static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> =
 
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);
+
+/// Inbound UDP conversations → last datagram's time (see `flows::note_inbound`).
+#[map]
+pub static INBOUND: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(INBOUND_CAPACITY, 0);
 
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =
