@@ -119,6 +119,11 @@ impl Packet {
     #[inline(always)]
     pub fn addrs<C: Frame>(&self, ctx: &C) -> Option<(SourceKey, SourceKey)> {
         let l3 = usize::from(self.l3);
+        // Restated for the verifier: when `l3` comes back from the stack (the packet summary
+        // is spilled around helper calls), an unbounded 16-bit offset gets no packet range.
+        if l3 > MAX_L3_OFFSET {
+            return None;
+        }
         if self.ipv6 {
             let [src_hi, src_lo, dst_hi, dst_lo]: [u64; 4] = load(ctx, l3 + 8)?;
             Some((
