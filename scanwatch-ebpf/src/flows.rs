@@ -75,7 +75,7 @@ pub fn record_outbound(
 ) {
     let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
     if packet.proto == IPPROTO_UDP
-        && let Some(seen) = INBOUND.get_ptr(&k)
+        && let Some(seen) = INBOUND.get_ptr(k)
         // SAFETY: pointer into the map value, valid for this run.
         && now.wrapping_sub(unsafe { *seen }) < config.flow_timeout()
     {
@@ -159,12 +159,12 @@ pub fn quotes_our_flow(q: &Quoted, config: &KernelConfig, now: u64) -> bool {
 #[inline(always)]
 pub fn note_inbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u64) {
     let k = key(packet.proto, *dst, *src, packet.dst_port, packet.src_port);
-    if let Some(seen) = INBOUND.get_ptr_mut(&k) {
+    if let Some(seen) = INBOUND.get_ptr_mut(k) {
         // SAFETY: pointer into the map value, valid for this run.
         unsafe { *seen = now };
         return;
     }
-    if INBOUND.insert(&k, &now, 0).is_ok() {
+    if INBOUND.insert(k, now, 0).is_ok() {
         count(Counter::InboundNoted);
     }
 }
@@ -200,7 +200,7 @@ pub fn kernel_holds_connection(
         unsafe {
             bpf_skc_lookup_tcp(
                 ctx.ctx.cast(),
-                &mut tuple,
+                &raw mut tuple,
                 core::mem::size_of::<Ipv6Tuple>() as u32,
                 netns,
                 0,
@@ -217,7 +217,7 @@ pub fn kernel_holds_connection(
         unsafe {
             bpf_skc_lookup_tcp(
                 ctx.ctx.cast(),
-                &mut tuple,
+                &raw mut tuple,
                 core::mem::size_of::<Ipv4Tuple>() as u32,
                 netns,
                 0,
