@@ -649,7 +649,10 @@ fn forged_late_reply_still_counts_as_a_probe() {
     h.set_config(&c).unwrap();
     ingress(&mut h, &dns_answer(30_000));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 0);
-    let state = h.tracked(&key(REMOTE)).unwrap().expect("late replies counted");
+    let state = h
+        .tracked(&key(REMOTE))
+        .unwrap()
+        .expect("late replies counted");
     assert_eq!(state.probes[PacketClass::Udp as usize], 2);
 }
 
@@ -734,7 +737,9 @@ fn inbound_syn_flood_leaves_resolver_flows_recognised() {
         let port = 1_024 + (i % 60_000) as u16;
         ingress(
             &mut h,
-            &PacketBuilder::new(spoofed(i), LOCAL).src_port(port).syn(443),
+            &PacketBuilder::new(spoofed(i), LOCAL)
+                .src_port(port)
+                .syn(443),
         );
         // SYN-ACK, or RST from a closed port.
         let flags = if i % 2 == 0 { SYN | ACK } else { RST | ACK };
