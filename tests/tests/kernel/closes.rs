@@ -4,7 +4,7 @@
 //! Under `BPF_PROG_TEST_RUN` the XDP program's socket lookups run in the test process's network
 //! namespace, so a real connection on 127.0.0.1 is what the program finds.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 
 use scanwatch_common::{classify::PacketClass, stats::Counter};
 use scanwatch_tests::packet::{
@@ -28,9 +28,13 @@ struct Connection {
 }
 
 fn connect() -> Connection {
-    let listener = TcpListener::bind((LO, 0)).expect("listen on 127.0.0.1");
+    connect_on(LO.into())
+}
+
+fn connect_on(addr: IpAddr) -> Connection {
+    let listener = TcpListener::bind((addr, 0)).expect("listen on loopback");
     let server_port = listener.local_addr().unwrap().port();
-    let client = TcpStream::connect((LO, server_port)).expect("connect");
+    let client = TcpStream::connect((addr, server_port)).expect("connect");
     let (server, _) = listener.accept().expect("accept");
     Connection {
         client_port: client.local_addr().unwrap().port(),
@@ -85,4 +89,30 @@ fn resets_of_a_real_connection_without_flow_are_neither_probes_nor_failures() {
     assert!(h.tracked(&key_of(LO)).unwrap().is_none());
     assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
     assert!(h.egress_state(&key_of(LO)).unwrap().is_none());
+}
+
+#[test]
+fn fin_ack_of_a_real_ipv6_connection_without_flow_is_a_close() {
+    let lo6 = Ipv6Addr::LOCALHOST;
+    let c = connect_on(lo6.into());
+    let mut h = load_with(&no_admission());
+    send(
+        &mut h,
+        PacketBuilder::new(lo6, lo6)
+            .src_port(c.client_port)
+            .tcp(c.server_port, FIN | ACK),
+    );
+    assert_eq!(h.counter(Counter::ConnectionCloses).unwrap(), 1);
+    send(
+        &mut h,
+        PacketBuilder::new(lo6, lo6)
+            .src_port(c.client_port.wrapping_add(1).max(1024))
+            .tcp(c.server_port, FIN | ACK),
+    );
+    assert_eq!(h.counter(Counter::ConnectionCloses).unwrap(), 1);
+    let state = h
+        .tracked(&key_of(lo6))
+        .unwrap()
+        .expect("forged close tracked");
+    assert_eq!(state.probes[PacketClass::TcpMaimon as usize], 1);
 }
