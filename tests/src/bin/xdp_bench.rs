@@ -114,6 +114,11 @@ const CASES: &[Case] = &[
         prepare: udp_probe_tracked,
     },
     Case {
+        name: "spoofed_udp_storm",
+        target: None,
+        prepare: spoofed_udp_storm,
+    },
+    Case {
         name: "fin_ack_no_flow",
         target: None,
         prepare: fin_ack_no_flow,
@@ -250,6 +255,19 @@ fn spoofed_storm() -> Result<Prepared> {
     let mut h = Harness::load_with(Object::SpoofBench, None)?;
     h.set_config(&KernelConfig::default())?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    Prepared::xdp(h, frame, XDP_PASS)
+}
+
+/// As `spoofed_storm`, with UDP datagrams at a service of the host: each random source starts an
+/// inbound conversation, so the admission filter's array write plus an `INBOUND` LRU insert
+/// (the map is full, evicting, after the first 65536 runs).
+fn spoofed_udp_storm() -> Result<Prepared> {
+    let mut h = Harness::load_with(Object::SpoofBench, None)?;
+    h.set_config(&KernelConfig::default())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(33_000)
+        .udp(53)
+        .build();
     Prepared::xdp(h, frame, XDP_PASS)
 }
 
