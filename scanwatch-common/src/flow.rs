@@ -2,7 +2,9 @@
 //! a reply (DNS answer, SYN-ACK, RST, ICMP error about our own datagram) from a probe.
 //!
 //! Only flow *openers* are recorded: TCP SYN, UDP datagrams, ICMP echo/timestamp/address-mask
-//! requests. Established TCP takes no map write on egress.
+//! requests. Established TCP takes no map write on egress. A UDP datagram answering an inbound
+//! conversation (noted by the XDP program in the `INBOUND` map, same key layout) is the host
+//! serving, not opening: it records and refreshes nothing.
 //!
 //! When the map is full the LRU evicts the least recently used flow; when an entry is older than
 //! `KernelConfig::flow_timeout_ns` it no longer matches. Either way a late reply is then counted

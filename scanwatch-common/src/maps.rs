@@ -33,6 +33,10 @@ pub const BLOCK_CACHE: &str = "BLOCK_CACHE";
 /// LRU hash of the host's outbound flows (`FlowKey` → `FlowState`), written by the TC egress
 /// program, read by the XDP program.
 pub const FLOWS: &str = "FLOWS";
+/// LRU hash of inbound UDP conversations (`FlowKey` → last datagram's `CLOCK_MONOTONIC` ns),
+/// written by the XDP program, read by the TC egress program: the host's answers to them are
+/// not flows it opened.
+pub const INBOUND: &str = "INBOUND";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 
@@ -62,6 +66,12 @@ pub const BLOCK_CACHE_CAPACITY: u32 = 16_384;
 /// few hundred flows a second; with the 120 s lifetime this holds ~500 new flows/s before the
 /// oldest are evicted early.
 pub const FLOWS_CAPACITY: u32 = 65_536;
+/// Inbound UDP conversations remembered (LRU): 65536 × ~100 bytes ≈ 6.5 MiB. Filled by every
+/// inbound datagram that answers none of our flows (one insert per new conversation, a
+/// timestamp refresh for the next). The host's answer only needs its conversation to survive
+/// the service's response time: at 10⁶ spoofed datagrams/s an entry lives ~65 ms before
+/// eviction. An answer whose entry was evicted is recorded as a flow (the old behaviour).
+pub const INBOUND_CAPACITY: u32 = 65_536;
 /// Local sources tracked for egress detection: the host's own addresses (and, on a router,
 /// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
 pub const EGRESS_CAPACITY: u32 = 1024;

@@ -90,6 +90,14 @@ indexed_enum! {
         EgressParseErrors = 22 => "egress_parse_errors",
         /// Failed outbound attempts (RST or ICMP unreachable answering our own flow).
         EgressFailures = 23 => "egress_failures",
+        /// New inbound UDP conversations noted by the XDP program (datagrams answering none of
+        /// our flows): the host's answers to them are not flows it opened.
+        InboundNoted = 24 => "inbound_noted",
+        /// Outbound UDP datagrams that answer an inbound conversation: no flow recorded.
+        EgressAnswers = 25 => "egress_answers",
+        /// TCP FIN|ACK with no live flow that belongs to a connection the kernel holds (socket
+        /// lookup on the exact 4-tuple): a close, not a probe.
+        ConnectionCloses = 26 => "connection_closes",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

@@ -1,17 +1,32 @@
 //! The host's own flows: recorded on egress, matched on ingress so replies never count as
 //! probes. See `scanwatch_common::flow` for the design and the full-map trade-off.
+//!
+//! Only flows the host opens are flows: an inbound UDP datagram that answers none of our flows
+//! is noted in `INBOUND` (the XDP side), and the host's datagrams answering such a conversation
+//! record no flow (the TC side). A FIN|ACK with no live flow is asked of the kernel's socket
+//! table ([`kernel_holds_connection`]): a connection older than `flow_timeout`, or older than the
+//! agent, closes quietly.
 
+use aya_ebpf::{
+    bindings::{
+        BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as Ipv4Tuple,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as Ipv6Tuple,
+    },
+    helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
+    programs::XdpContext,
+};
 use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::KernelConfig,
     flow::{FlowKey, FlowState},
-    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP},
     stats::Counter,
 };
 
 use crate::{
-    maps::FLOWS,
+    maps::{FLOWS, INBOUND},
     parse::{Packet, Quoted},
     stats::count,
 };
@@ -48,10 +63,25 @@ pub const fn opens_flow(class: PacketClass) -> bool {
     )
 }
 
-/// Records an outbound flow opener (egress) from `src` (local) to `dst`.
+/// Records an outbound flow opener (egress) from `src` (local) to `dst`, unless it is a UDP
+/// datagram answering a live inbound conversation (then counted, not recorded, not refreshed).
 #[inline(always)]
-pub fn record_outbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u64) {
+pub fn record_outbound(
+    packet: &Packet,
+    src: &SourceKey,
+    dst: &SourceKey,
+    config: &KernelConfig,
+    now: u64,
+) {
     let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
+    if packet.proto == IPPROTO_UDP
+        && let Some(seen) = INBOUND.get_ptr(k)
+        // SAFETY: pointer into the map value, valid for this run.
+        && now.wrapping_sub(unsafe { *seen }) < config.flow_timeout()
+    {
+        count(Counter::EgressAnswers);
+        return;
+    }
     if let Some(state) = FLOWS.get_ptr_mut(k) {
         // SAFETY: pointer into the map value, valid for this run.
         let state = unsafe { &mut *state };
@@ -120,4 +150,100 @@ pub fn reply_flow(
 pub fn quotes_our_flow(q: &Quoted, config: &KernelConfig, now: u64) -> bool {
     let k = key(q.proto, q.src, q.dst, q.src_port, q.dst_port);
     live(&k, config, now).is_some()
+}
+
+/// Notes an inbound UDP datagram from `src` to `dst` (local) that answers none of our flows:
+/// the host's answers to this conversation are not flows it opened. Keyed by both addresses and
+/// both ports, so a spoofer must guess a real peer's address and port and our port to make an
+/// answer of ours go unrecorded; a flood only evicts other inbound conversations.
+#[inline(always)]
+pub fn note_inbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u64) {
+    let k = key(packet.proto, *dst, *src, packet.dst_port, packet.src_port);
+    if let Some(seen) = INBOUND.get_ptr_mut(k) {
+        // SAFETY: pointer into the map value, valid for this run.
+        unsafe { *seen = now };
+        return;
+    }
+    if INBOUND.insert(k, now, 0).is_ok() {
+        count(Counter::InboundNoted);
+    }
+}
+
+/// True when the kernel holds a TCP socket (established, request or time-wait; not a listener)
+/// for exactly this ingress packet's 4-tuple: the packet belongs to a real connection even if
+/// its flow aged out or predates the agent. Only the peer (or an on-path attacker) knows the
+/// 4-tuple of a live connection, so this cannot launder probes. One hash lookup in the
+/// kernel's socket table; call it only off the fast path.
+///
+/// `bpf_skc_lookup_tcp` is available to XDP since Linux 5.2 ("bpf: add skc_lookup_tcp helper"); the
+/// lookup's tuple is the packet's own (source = the peer), as for the kernel's receive path.
+#[inline(always)]
+pub fn kernel_holds_connection(
+    ctx: &XdpContext,
+    packet: &Packet,
+    src: &SourceKey,
+    dst: &SourceKey,
+) -> bool {
+    // SAFETY: a plain-integer union; all zero is valid.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let sport = packet.src_port.to_be();
+    let dport = packet.dst_port.to_be();
+    let netns = BPF_F_CURRENT_NETNS as u64;
+    let sk = if packet.ipv6 {
+        tuple.__bindgen_anon_1.ipv6 = Ipv6Tuple {
+            saddr: words(src),
+            daddr: words(dst),
+            sport,
+            dport,
+        };
+        // SAFETY: the helper reads `size_of::<Ipv6Tuple>()` initialised bytes of `tuple`.
+        unsafe {
+            bpf_skc_lookup_tcp(
+                ctx.ctx.cast(),
+                &raw mut tuple,
+                core::mem::size_of::<Ipv6Tuple>() as u32,
+                netns,
+                0,
+            )
+        }
+    } else {
+        tuple.__bindgen_anon_1.ipv4 = Ipv4Tuple {
+            saddr: words(src)[3],
+            daddr: words(dst)[3],
+            sport,
+            dport,
+        };
+        // SAFETY: as above, with the IPv4 half of the union.
+        unsafe {
+            bpf_skc_lookup_tcp(
+                ctx.ctx.cast(),
+                &raw mut tuple,
+                core::mem::size_of::<Ipv4Tuple>() as u32,
+                netns,
+                0,
+            )
+        }
+    };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a socket the helper returned; `state` is readable on every socket kind, and the
+    // reference is released before returning, as the verifier requires.
+    let state = unsafe { (*sk).state };
+    // SAFETY: as above.
+    unsafe { bpf_sk_release(sk.cast()) };
+    // A listener matches any 4-tuple to its port: not a connection.
+    state != BPF_TCP_LISTEN
+}
+
+/// An address's four 32-bit words in memory (network) order.
+#[inline(always)]
+fn words(a: &SourceKey) -> [u32; 4] {
+    let b = a.addr;
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
 }

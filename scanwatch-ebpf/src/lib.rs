@@ -133,9 +133,19 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                 } else {
                     Counter::RepliesTcp
                 });
-            } else {
-                track::record(ctx, packet, &addrs, config);
+                return;
             }
+            if packet.class == PacketClass::TcpMaimon
+                && flows::kernel_holds_connection(ctx, packet, &src, &dst)
+            {
+                // FIN|ACK of a connection older than its flow (or the agent): a close.
+                stats::count(Counter::ConnectionCloses);
+                return;
+            }
+            if packet.proto == IPPROTO_UDP {
+                flows::note_inbound(packet, &src, &dst, now);
+            }
+            track::record(ctx, packet, &addrs, config);
         }
         PacketClass::TcpOther => {
             let f = packet.tcp_flags;
@@ -218,7 +228,7 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
     };
     let now = track::now(config);
     if flows::opens_flow(packet.class) {
-        flows::record_outbound(packet, &src, &dst, now);
+        flows::record_outbound(packet, &src, &dst, config, now);
     }
     if config.flags & FLAG_NO_EGRESS == 0 {
         // SAFETY: reading a field of the skb the kernel passed in.

@@ -12,7 +12,8 @@ use scanwatch_common::{
     flow::{FlowKey, FlowState},
     maps::{
         ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
-        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, TRACKER_CAPACITY,
+        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_CAPACITY,
+        TRACKER_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
@@ -61,6 +62,10 @@ pub static BLOCK_CACHE: LruHashMap<SourceKey, CachedBlock> =
 
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);
+
+/// Inbound UDP conversations → last datagram's time (see `flows::note_inbound`).
+#[map]
+pub static INBOUND: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(INBOUND_CAPACITY, 0);
 
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =

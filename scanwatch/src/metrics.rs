@@ -97,6 +97,15 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         Counter::EgressFailures => {
             "Failed outbound attempts (RST or ICMP unreachable answering this host)."
         }
+        Counter::InboundNoted => {
+            "Inbound UDP conversations noted (datagrams answering none of this host's flows)."
+        }
+        Counter::EgressAnswers => {
+            "Outbound UDP datagrams answering an inbound conversation (not recorded as flows)."
+        }
+        Counter::ConnectionCloses => {
+            "TCP FIN|ACK of connections the kernel holds but the flow map has forgotten (not probes)."
+        }
         Counter::RepliesTcp
         | Counter::RepliesUdp
         | Counter::RepliesIcmp

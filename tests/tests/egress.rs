@@ -565,3 +565,192 @@ fn icmpv6_error_quoting_a_non_first_fragment_matches_nothing() {
     assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 1);
     assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Only flows the host opens are flows
+// ---------------------------------------------------------------------------------------------
+
+/// A client of this host's own UDP service (port 53).
+const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+/// A query from `client`:`port` to this host's service on port 53.
+fn inbound_query(client: Ipv4Addr, port: u16) -> PacketBuilder {
+    PacketBuilder::new(client, LOCAL).src_port(port).udp(53)
+}
+
+/// This host's answer from port 53 to `client`:`port`.
+fn our_answer(client: Ipv4Addr, port: u16) -> PacketBuilder {
+    PacketBuilder::new(LOCAL, client).src_port(53).udp(port)
+}
+
+#[test]
+fn udp_answer_to_an_inbound_query_records_no_flow() {
+    let mut h = load(&config());
+    ingress(&mut h, &inbound_query(CLIENT, 5_353));
+    assert_eq!(h.counter(Counter::InboundNoted).unwrap(), 1);
+    let answer = our_answer(CLIENT, 5_353);
+    egress(&mut h, &answer);
+    egress(&mut h, &answer);
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 0);
+    assert_eq!(h.counter(Counter::EgressAnswers).unwrap(), 2);
+    // The client has gone: its port unreachable about our answer is no failure of ours.
+    ingress(
+        &mut h,
+        &PacketBuilder::new(CLIENT, LOCAL).icmp_error_quoting(3, 3, &answer),
+    );
+    assert_eq!(h.counter(Counter::RepliesIcmp).unwrap(), 0);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    assert!(h.egress_state(&key(LOCAL)).unwrap().is_none());
+}
+
+#[test]
+fn answers_to_many_departed_clients_are_no_egress_udp_scan() {
+    let mut h = load(&config());
+    for i in 0..200u16 {
+        let client = Ipv4Addr::new(203, 0, 113, (i % 250) as u8);
+        ingress(&mut h, &inbound_query(client, 40_000 + i));
+        let answer = our_answer(client, 40_000 + i);
+        egress(&mut h, &answer);
+        ingress(
+            &mut h,
+            &PacketBuilder::new(client, LOCAL).icmp_error_quoting(3, 3, &answer),
+        );
+    }
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 0);
+    assert_eq!(h.counter(Counter::EgressFailures).unwrap(), 0);
+    assert!(h.events().iter().all(|e| e.direction != DIRECTION_EGRESS));
+}
+
+#[test]
+fn client_query_still_records_a_flow_next_to_served_conversations() {
+    let mut h = load(&config());
+    // The host serves a client, and resolves a name itself through REMOTE.
+    ingress(&mut h, &inbound_query(CLIENT, 5_353));
+    egress(&mut h, &our_answer(CLIENT, 5_353));
+    egress(&mut h, &dns_query(33_000));
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 1);
+    ingress(&mut h, &dns_answer(33_000));
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+    // A reply is not an inbound conversation.
+    assert_eq!(h.counter(Counter::InboundNoted).unwrap(), 1);
+    assert!(h.tracked(&key(REMOTE)).unwrap().is_none());
+}
+
+#[test]
+fn forged_late_reply_still_counts_as_a_probe() {
+    let mut c = config();
+    c.flow_timeout_ns = 10 * SECOND;
+    let mut h = load(&c);
+    // Never queried: a probe.
+    ingress(&mut h, &dns_answer(30_001));
+    // Queried, but the flow aged out: a probe too.
+    egress(&mut h, &dns_query(30_000));
+    c.clock_override_ns = T0 + 11 * SECOND;
+    h.set_config(&c).unwrap();
+    ingress(&mut h, &dns_answer(30_000));
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 0);
+    let state = h
+        .tracked(&key(REMOTE))
+        .unwrap()
+        .expect("late replies counted");
+    assert_eq!(state.probes[PacketClass::Udp as usize], 2);
+}
+
+#[test]
+fn inbound_conversation_older_than_flow_timeout_no_longer_hides_our_datagrams() {
+    let mut c = config();
+    c.flow_timeout_ns = 10 * SECOND;
+    let mut h = load(&c);
+    ingress(&mut h, &inbound_query(CLIENT, 5_353));
+    c.clock_override_ns = T0 + 11 * SECOND;
+    h.set_config(&c).unwrap();
+    egress(&mut h, &our_answer(CLIENT, 5_353));
+    assert_eq!(h.counter(Counter::EgressAnswers).unwrap(), 0);
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 1);
+}
+
+#[test]
+fn syn_ack_and_reset_the_host_sends_record_no_flow() {
+    let mut h = load(&config());
+    for flags in [SYN | ACK, RST, RST | ACK] {
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, CLIENT)
+                .src_port(22)
+                .tcp(50_000, flags),
+        );
+    }
+    egress(&mut h, &PacketBuilder::new(LOCAL, CLIENT).icmp(3, 3));
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flows survive floods
+// ---------------------------------------------------------------------------------------------
+
+/// Flow and inbound maps of 1024 entries each; floods of 20 times that.
+const SMALL_MAP: u32 = 1_024;
+const FLOOD: u32 = 20 * SMALL_MAP;
+
+fn load_small(config: &KernelConfig) -> Harness {
+    require_root();
+    let mut h = Harness::load_sized(
+        Object::Product,
+        &[(maps::FLOWS, SMALL_MAP), (maps::INBOUND, SMALL_MAP)],
+    )
+    .expect("load");
+    h.set_config(config).unwrap();
+    h
+}
+
+/// The `i`th spoofed source of a flood: 10.x.y.z, every one distinct.
+fn spoofed(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a00_0000 | i)
+}
+
+#[test]
+fn spoofed_query_flood_at_a_udp_service_leaves_resolver_flows_recognised() {
+    let mut h = load_small(&config());
+    egress(&mut h, &dns_query(33_000));
+    for i in 0..FLOOD {
+        let port = 1_024 + (i % 60_000) as u16;
+        ingress(&mut h, &inbound_query(spoofed(i), port));
+        // The host answers each one; the resolver query goes on in the meantime, less often
+        // than the flood fills the maps (had the answers been flows, the query's would go).
+        egress(&mut h, &our_answer(spoofed(i), port));
+        if i % (4 * SMALL_MAP) == 0 {
+            egress(&mut h, &dns_query(33_000));
+        }
+    }
+    assert_eq!(h.counter(Counter::EgressAnswers).unwrap(), u64::from(FLOOD));
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 1);
+    ingress(&mut h, &dns_answer(33_000));
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+    assert!(h.tracked(&key(REMOTE)).unwrap().is_none());
+}
+
+#[test]
+fn inbound_syn_flood_leaves_resolver_flows_recognised() {
+    let mut h = load_small(&config());
+    egress(&mut h, &dns_query(33_000));
+    for i in 0..FLOOD {
+        let port = 1_024 + (i % 60_000) as u16;
+        ingress(
+            &mut h,
+            &PacketBuilder::new(spoofed(i), LOCAL)
+                .src_port(port)
+                .syn(443),
+        );
+        // SYN-ACK, or RST from a closed port.
+        let flags = if i % 2 == 0 { SYN | ACK } else { RST | ACK };
+        egress(
+            &mut h,
+            &PacketBuilder::new(LOCAL, spoofed(i))
+                .src_port(443)
+                .tcp(port, flags),
+        );
+    }
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 1);
+    ingress(&mut h, &dns_answer(33_000));
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+}

@@ -108,6 +108,31 @@ const CASES: &[Case] = &[
         target: Some(2.5),
         prepare: tc_egress_syn,
     },
+    Case {
+        name: "tc_egress_established",
+        target: Some(1.5),
+        prepare: tc_egress_established,
+    },
+    Case {
+        name: "tc_egress_udp_answer",
+        target: Some(2.5),
+        prepare: tc_egress_udp_answer,
+    },
+    Case {
+        name: "udp_probe_tracked",
+        target: None,
+        prepare: udp_probe_tracked,
+    },
+    Case {
+        name: "spoofed_udp_storm",
+        target: None,
+        prepare: spoofed_udp_storm,
+    },
+    Case {
+        name: "fin_ack_no_flow",
+        target: None,
+        prepare: fin_ack_no_flow,
+    },
 ];
 
 /// Cost targets between two cases of the same run: `case` at most `max` × `base`.
@@ -250,6 +275,19 @@ fn spoofed_storm() -> Result<Prepared> {
     Prepared::xdp(h, frame, XDP_PASS)
 }
 
+/// As `spoofed_storm`, with UDP datagrams at a service of the host: each random source starts an
+/// inbound conversation, so the admission filter's array write plus an `INBOUND` LRU insert
+/// (the map is full, evicting, after the first 65536 runs).
+fn spoofed_udp_storm() -> Result<Prepared> {
+    let mut h = Harness::load_with(Object::SpoofBench, None)?;
+    h.set_config(&KernelConfig::default())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(33_000)
+        .udp(53)
+        .build();
+    Prepared::xdp(h, frame, XDP_PASS)
+}
+
 /// A block that never expires.
 fn block_entry(reason: BlockReason) -> BlockEntry {
     BlockEntry {
@@ -375,6 +413,56 @@ fn tc_egress_syn() -> Result<Prepared> {
         .src_port(40_000)
         .build();
     Prepared::tc(h, frame)
+}
+
+/// An outbound segment of an established connection (ACK only) through the TC egress program:
+/// the egress fast path, no map access.
+fn tc_egress_established() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig::default())?;
+    let frame = PacketBuilder::new(DST_V4, SRC_V4)
+        .src_port(443)
+        .tcp(40_000, tcp_flags::ACK)
+        .build();
+    Prepared::tc(h, frame)
+}
+
+/// This host's UDP answer (from its port 53) to a client whose query the XDP program saw.
+fn tc_egress_udp_answer() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig::default())?;
+    let query = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(33_000)
+        .udp(53)
+        .build();
+    ensure!(h.run(&query)? == XDP_PASS, "query not passed");
+    let answer = PacketBuilder::new(DST_V4, SRC_V4)
+        .src_port(53)
+        .udp(33_000)
+        .build();
+    Prepared::tc(h, answer)
+}
+
+/// A UDP datagram from a tracked source that answers no flow of ours: a probe (and, with the
+/// inbound-conversation map, a refresh of its entry).
+fn udp_probe_tracked() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(33_000)
+        .udp(53)
+        .build();
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// A FIN|ACK from a tracked source with no flow and no socket: a Maimon probe (and, with the
+/// socket lookup, one miss in the kernel's TCP socket table first).
+fn fin_ack_no_flow() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(443)
+        .tcp(40_000, tcp_flags::FIN | tcp_flags::ACK)
+        .build();
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
 }
 
 /// One case's result.

@@ -24,6 +24,7 @@ use scanwatch_tests::{
 // One file per feature; the helpers below are theirs to share.
 mod block;
 mod classify;
+mod closes;
 mod encapsulation;
 mod estimates;
 mod events;
