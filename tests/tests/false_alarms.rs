@@ -558,6 +558,54 @@ fn small_mtu_path_errors_raise_no_alert() {
 // ---------------------------------------------------------------------------------------------
 // 4. A spoofed flood at the host's UDP service while it resolves names.
 
+/// How long the upstream takes to answer: a slow recursive lookup, far within the flow
+/// lifetime (120 s by default), yet longer than today's flow map lasts under the flood
+/// (65,536 flows at the ~40,000 answers/s the host's service manages here: 1.5 s).
+const UPSTREAM_DELAY: Duration = Duration::from_secs(2);
+/// A lookup of the loop is sent every this, and waits this long for its answer.
+const LOOKUP_EVERY: Duration = Duration::from_millis(20);
+const LOOKUP_PATIENCE: Duration = Duration::from_secs(4);
+
+/// A stub resolver's load, inside the caller's namespace: a query to `resolver` from a fresh
+/// socket (a fresh port) every [`LOOKUP_EVERY`] while `running`, and for
+/// [`UPSTREAM_DELAY`] + 1 s after, each waiting up to [`LOOKUP_PATIENCE`] for its answer while
+/// the next ones go out. Lookups tried and answered.
+fn lookups_in_flight(resolver: SocketAddr, running: &AtomicBool) -> (u32, u32) {
+    let (mut tried, mut answered) = (0u32, 0u32);
+    let mut in_flight: Vec<(UdpSocket, u16, Instant)> = Vec::new();
+    let mut stopped: Option<Instant> = None;
+    let mut next = Instant::now();
+    let mut buf = [0u8; 1500];
+    loop {
+        let now = Instant::now();
+        if stopped.is_none() && !running.load(Ordering::Relaxed) {
+            stopped = Some(now);
+        }
+        let sending = stopped.is_none_or(|t| now - t < UPSTREAM_DELAY + Duration::from_secs(1));
+        if !sending && in_flight.is_empty() {
+            return (tried, answered);
+        }
+        if sending && now >= next {
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("a lookup socket");
+            socket.set_nonblocking(true).unwrap();
+            let id = tried as u16;
+            let query = scanner::dns_query_message(id, &format!("host{tried}.example.test"));
+            socket.send_to(&query, resolver).expect("a lookup");
+            in_flight.push((socket, id, now));
+            tried += 1;
+            next += LOOKUP_EVERY;
+        }
+        in_flight.retain(|(socket, id, sent)| match socket.recv_from(&mut buf) {
+            Ok((n, from)) if from == resolver && n >= 2 && buf[..2] == id.to_be_bytes() => {
+                answered += 1;
+                false
+            }
+            _ => now - *sent < LOOKUP_PATIENCE,
+        });
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn spoofed_flood_at_the_hosts_udp_service_leaves_its_resolvers_answers_replies() {
     let mut lab = lab();
@@ -576,32 +624,19 @@ fn spoofed_flood_at_the_hosts_udp_service_leaves_its_resolvers_answers_replies()
         ])
         .unwrap();
     let resolver = SocketAddr::from((lab.host_v4(4), 53));
-    let _upstream = Service::udp(&resolver_ns, resolver).expect("the upstream resolver");
+    let _upstream =
+        Service::udp_delayed(&resolver_ns, resolver, UPSTREAM_DELAY).expect("the upstream");
     let service_addr = SocketAddr::from((lab.target_v4(), SERVICE_PORT));
     let service = Service::udp(&lab.target, service_addr).expect("the host's UDP service");
     let daemon = Daemon::start(&lab).expect("starting scanwatch");
 
     // The host resolves names in a loop, from a fresh port each time, during the flood and
-    // for a second after it.
+    // for a while after it.
     let flooding = Arc::new(AtomicBool::new(true));
     let lookups = {
         let flooding = flooding.clone();
         spawn_in_netns(lab.target.name(), move || {
-            let (mut tried, mut answered) = (0u32, 0u32);
-            let mut after = None;
-            while after.is_none_or(|t: Instant| t.elapsed() < Duration::from_secs(1)) {
-                if after.is_none() && !flooding.load(Ordering::Relaxed) {
-                    after = Some(Instant::now());
-                }
-                let name = format!("host{tried}.example.test");
-                answered += u32::from(
-                    scanner::dns_query(resolver, tried as u16, &name, Duration::from_secs(1))
-                        .unwrap_or(false),
-                );
-                tried += 1;
-                thread::sleep(Duration::from_millis(5));
-            }
-            (tried, answered)
+            lookups_in_flight(resolver, &flooding)
         })
     };
     let query = scanner::dns_query_message(0x5c5c, "flood.example.test");
