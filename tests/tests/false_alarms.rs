@@ -309,7 +309,7 @@ fn udp_service_answering_clients_that_left_raises_no_egress_alert() {
             socket.send_to(&query, service_addr).expect("a query");
             drop(socket);
             queries += 1;
-            if queries % 50 == 0 {
+            if queries.is_multiple_of(50) {
                 sent = snmp_counter("IcmpMsg:OutType3").unwrap() - start;
             }
         }
@@ -410,14 +410,14 @@ impl Routed {
                 &format!("fd5c:a7:0:{k:x}::4"),
             ])
             .unwrap();
-        let routed = Self {
+        let built = Self {
             lab,
             _link: link,
             _far: far,
             _router: router,
         };
-        let far_v4 = routed.far_v4();
-        let reached = in_netns(routed.lab.target.name(), move || {
+        let far_v4 = built.far_v4();
+        let reached = in_netns(built.lab.target.name(), move || {
             (0..40).any(|_| scanner::ping(far_v4, Duration::from_millis(250)).unwrap_or(false))
         })
         .unwrap();
@@ -425,7 +425,7 @@ impl Routed {
             reached,
             "the target cannot reach {far_v4} through the router"
         );
-        routed
+        built
     }
 
     fn router_v4(&self) -> Ipv4Addr {
