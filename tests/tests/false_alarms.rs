@@ -210,12 +210,18 @@ fn with_backend() -> (Lab, Netns, TcpListener, SocketAddr) {
 
 /// After the backend closed the pool: no alert in either direction, nothing blocked, and the
 /// backend still serves the host.
-fn assert_closes_were_quiet(daemon: &Daemon<'_>, lab: &Lab, addr: SocketAddr, closed: usize) {
+fn assert_closes_were_quiet(
+    daemon: &Daemon<'_>,
+    lab: &Lab,
+    addr: SocketAddr,
+    closed: usize,
+    what: &str,
+) {
     let (alerts, text) = settle(daemon);
     assert_no_alert(
         &alerts,
         &text,
-        &format!("the backend closing {POOL} keep-alive connections"),
+        &format!("the backend closing {POOL} keep-alive connections {what}"),
     );
     assert_eq!(
         closed,
@@ -247,7 +253,13 @@ fn backend_closing_idle_keepalive_connections_raises_no_alert_and_is_not_blocked
     // The connections outlive the flow lifetime three times over, idle.
     thread::sleep(3 * FLOW_TIMEOUT);
     let closed = pool.backend_closes(|_| Close::Fin);
-    assert_closes_were_quiet(&daemon, &lab, addr, closed);
+    assert_closes_were_quiet(
+        &daemon,
+        &lab,
+        addr,
+        closed,
+        "(FIN|ACK) idle for 3 x flow_timeout",
+    );
 }
 
 #[test]
@@ -266,7 +278,13 @@ fn peer_closing_connections_opened_before_the_agent_started_raises_no_alert() {
     thread::sleep(FLOW_TIMEOUT);
     // Half end with FIN|ACK, half with RST|ACK.
     let closed = pool.backend_closes(|i| if i % 2 == 0 { Close::Fin } else { Close::Reset });
-    assert_closes_were_quiet(&daemon, &lab, addr, closed);
+    assert_closes_were_quiet(
+        &daemon,
+        &lab,
+        addr,
+        closed,
+        "(half FIN|ACK, half RST|ACK) opened before the agent started",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
