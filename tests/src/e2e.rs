@@ -1,6 +1,6 @@
-//! Helpers the end-to-end test files (`e2e.rs`, `drop.rs`, `egress_e2e.rs`) share: time
-//! bounds, a fresh lab, TCP reachability, and waiting for an alert with a diagnosis when none
-//! comes.
+//! Helpers the end-to-end test files (`e2e.rs`, `drop.rs`, `egress_e2e.rs`,
+//! `false_alarms.rs`) share: time bounds, a fresh lab, a configuration file, TCP reachability,
+//! and waiting for an alert with a diagnosis when none comes.
 
 use std::{
     io,
@@ -15,6 +15,7 @@ use crate::{
     lab::Lab,
     metrics,
     netns::in_netns,
+    process::TempDir,
     require_root, scanner,
 };
 
@@ -28,6 +29,13 @@ pub const NMAP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const METRICS_WITHIN: Duration = Duration::from_millis(2500);
 /// How long [`connects`] waits for a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Writes `body` as the daemon's configuration file in `dir`; its path, for `--config`.
+pub fn config_file(dir: &TempDir, body: &str) -> String {
+    let path = dir.path().join("scanwatch.toml");
+    std::fs::write(&path, body).expect("writing the configuration file");
+    path.to_string_lossy().into_owned()
+}
 
 /// A fresh lab (root required).
 pub fn lab() -> Lab {

@@ -143,6 +143,45 @@ impl Netns {
     pub fn pids(&self) -> Vec<i32> {
         netns_pids(&self.name)
     }
+
+    /// One of the namespace's SNMP counters: `Group:Field` of `/proc/net/snmp` (e.g.
+    /// `IcmpMsg:InType3`, `Icmp:OutDestUnreachs`), else `Field` of `/proc/net/snmp6` (e.g.
+    /// `Icmp6InPktTooBigs`); 0 when the kernel has not counted it yet (`IcmpMsg` lists only
+    /// types seen). Tells what really crossed the wire, whatever the daemon says.
+    pub fn snmp(&self, counter: &str) -> Result<u64> {
+        let counter = counter.to_owned();
+        in_netns(&self.name, move || snmp_counter(&counter))?
+    }
+}
+
+/// [`Netns::snmp`] for the calling thread's namespace.
+pub fn snmp_counter(counter: &str) -> Result<u64> {
+    // /proc/net follows the process's first thread; thread-self follows this thread's setns.
+    if let Some((group, field)) = counter.split_once(':') {
+        let text = std::fs::read_to_string("/proc/thread-self/net/snmp")?;
+        let prefix = format!("{group}: ");
+        let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
+        while let (Some(names), Some(values)) = (rows.next(), rows.next()) {
+            let found = names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .find(|(name, _)| *name == field);
+            if let Some((_, value)) = found {
+                return value.parse().with_context(|| format!("{counter}: {value}"));
+            }
+        }
+        return Ok(0);
+    }
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp6")?;
+    let value = text.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next() == Some(counter))
+            .then(|| parts.next())
+            .flatten()
+    });
+    value.map_or(Ok(0), |v| {
+        v.parse().with_context(|| format!("{counter}: {v}"))
+    })
 }
 
 impl Drop for Netns {

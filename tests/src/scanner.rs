@@ -418,6 +418,73 @@ pub fn dns_query(resolver: SocketAddr, id: u16, name: &str, timeout: Duration) -
     }
 }
 
+/// What a spoofed flood sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FloodReport {
+    pub sent: usize,
+    pub elapsed: Duration,
+}
+
+impl FloodReport {
+    /// Datagrams sent per second.
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Sends up to `count` UDP datagrams carrying `payload` to `dst`:`dport`, each from a
+/// different spoofed source: address `i % span` of the /`32 - log2(span)` at `spoofed`
+/// (`span` a power of two), port `1024 + i / span`, so no (address, port) pair repeats within
+/// `span * 64512` datagrams. Raw socket with our own IPv4 header (the kernel fills in the
+/// checksum and identification; UDP checksum 0, "none"); stops at `count` or when `budget`
+/// runs out. Call it inside the sending namespace; the replies go wherever that namespace's
+/// peers route `spoofed`.
+pub fn spoofed_udp_flood(
+    spoofed: Ipv4Addr,
+    span: u32,
+    dst: Ipv4Addr,
+    dport: u16,
+    payload: &[u8],
+    count: usize,
+    budget: Duration,
+) -> io::Result<FloodReport> {
+    assert!(span.is_power_of_two(), "span {span} is not a power of two");
+    let started = Instant::now();
+    let deadline = started + budget;
+    let fd = raw_socket(libc::IPPROTO_RAW)?;
+    let udp_len = 8 + payload.len();
+    let mut packet = vec![0u8; 20 + udp_len];
+    packet[0] = 0x45;
+    packet[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    packet[8] = 64;
+    packet[9] = libc::IPPROTO_UDP as u8;
+    packet[16..20].copy_from_slice(&dst.octets());
+    packet[22..24].copy_from_slice(&dport.to_be_bytes());
+    packet[24..26].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    packet[28..].copy_from_slice(payload);
+    let base = u32::from(spoofed) & !(span - 1);
+    let mut sent = 0;
+    while sent < count {
+        // The clock costs more than a send: look at it every 1024 datagrams.
+        if sent % 1024 == 0 && Instant::now() >= deadline {
+            break;
+        }
+        let i = sent as u32;
+        packet[12..16].copy_from_slice(&(base | (i % span)).to_be_bytes());
+        packet[20..22].copy_from_slice(&(1024 + (i / span) as u16).to_be_bytes());
+        match send_to(&fd, &packet, dst) {
+            Ok(()) => sent += 1,
+            // A full socket buffer: wait for the wire, as a flooder would.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(FloodReport {
+        sent,
+        elapsed: started.elapsed(),
+    })
+}
+
 /// First port of traceroute's UDP probes.
 pub const TRACEROUTE_PORT: u16 = 33_434;
 

@@ -2,13 +2,14 @@
 //! responders, each counting what it answered.
 
 use std::{
+    collections::VecDeque,
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -79,21 +80,28 @@ impl Service {
 
     /// Answers every datagram to `addr` inside `ns`, DNS-style (bound before this returns).
     pub fn udp(ns: &Netns, addr: SocketAddr) -> Result<Self> {
-        Self::udp_answering(ns, addr, |answer| {
-            if answer.len() >= 4 {
-                answer[2] |= 0x80; // QR: a response
-                answer[3] |= 0x80; // RA: recursion available
-            }
-        })
+        Self::udp_delayed(ns, addr, Duration::ZERO)
+    }
+
+    /// Like [`Service::udp`], but each answer leaves `delay` after its query came (at 20 ms
+    /// granularity): a recursive resolver's cache miss, a slow upstream.
+    pub fn udp_delayed(ns: &Netns, addr: SocketAddr, delay: Duration) -> Result<Self> {
+        Self::udp_answering(ns, addr, delay, dns_answer)
     }
 
     /// Echoes every datagram to `addr` inside `ns` unchanged (bound before this returns).
     pub fn udp_echo(ns: &Netns, addr: SocketAddr) -> Result<Self> {
-        Self::udp_answering(ns, addr, |_| {})
+        Self::udp_answering(ns, addr, Duration::ZERO, |_| {})
     }
 
-    /// Answers every datagram to `addr` inside `ns` with the datagram as `answer` rewrites it.
-    fn udp_answering(ns: &Netns, addr: SocketAddr, answer: fn(&mut [u8])) -> Result<Self> {
+    /// Answers every datagram to `addr` inside `ns`, `delay` after it came, with the datagram
+    /// as `answer` rewrites it.
+    fn udp_answering(
+        ns: &Netns,
+        addr: SocketAddr,
+        delay: Duration,
+        answer: fn(&mut [u8]),
+    ) -> Result<Self> {
         Self::start(ns, move |stop, served, bound| {
             let socket = match UdpSocket::bind(addr).and_then(|s| {
                 s.set_read_timeout(Some(Duration::from_millis(20)))
@@ -109,13 +117,22 @@ impl Service {
                 }
             };
             let mut buf = [0u8; 1500];
+            let mut pending = VecDeque::new();
             while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                answer(&mut buf[..n]);
-                if socket.send_to(&buf[..n], from).is_ok() {
-                    served.fetch_add(1, Ordering::Relaxed);
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    answer(&mut buf[..n]);
+                    pending.push_back((Instant::now() + delay, from, buf[..n].to_vec()));
+                }
+                while pending
+                    .front()
+                    .is_some_and(|(due, ..)| *due <= Instant::now())
+                {
+                    let Some((_, to, bytes)) = pending.pop_front() else {
+                        break;
+                    };
+                    if socket.send_to(&bytes, to).is_ok() {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Ok(())
@@ -175,6 +192,14 @@ impl Service {
                 .context("entering the service's namespace")?,
             None => Ok(()),
         }
+    }
+}
+
+/// A DNS-style answer: the query with the QR and RA bits set.
+fn dns_answer(answer: &mut [u8]) {
+    if answer.len() >= 4 {
+        answer[2] |= 0x80; // QR: a response
+        answer[3] |= 0x80; // RA: recursion available
     }
 }
 

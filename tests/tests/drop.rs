@@ -12,7 +12,6 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -25,7 +24,7 @@ use scanwatch_tests::{
     daemon::{Daemon, alert_is},
     e2e::{
         ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, SCAN_BUDGET, attacker_port_scan_alert,
-        attacker_syn_scan, connect, connects, expect_alert, lab,
+        attacker_syn_scan, config_file, connect, connects, expect_alert, lab,
     },
     http,
     lab::Lab,
@@ -43,13 +42,6 @@ const SERVICE_PORT: u16 = 8080;
 const BLOCK_TTL: Duration = Duration::from_secs(3);
 /// How soon a control-CLI change must be enforced.
 const CLI_WITHIN: Duration = Duration::from_secs(1);
-
-/// Writes `body` as the daemon's configuration file in `dir`; its path as an argument.
-fn config_file(dir: &TempDir, body: &str) -> String {
-    let path: PathBuf = dir.path().join("scanwatch.toml");
-    std::fs::write(&path, body).expect("writing the configuration file");
-    path.to_string_lossy().into_owned()
-}
 
 /// The HTTP-style service on the target's port [`SERVICE_PORT`].
 fn service(lab: &Lab) -> (Service, SocketAddr) {
