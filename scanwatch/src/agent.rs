@@ -243,7 +243,7 @@ impl<'i> Agent<'i> {
             list_reload: None,
             list_reload_again: false,
             budget: AlertBudget::new(config.max_alerts_per_second),
-            alerts: AlertSink::Stdout,
+            alerts: AlertSink::stdout(),
             config,
             source,
             instance,
@@ -267,7 +267,7 @@ impl<'i> Agent<'i> {
         let mut signals = Signals::install()?;
         let server = metrics::serve(self.config.metrics_addr, self.metrics.clone()).await?;
         info!("metrics on http://{}/metrics", self.config.metrics_addr);
-        self.alerts = AlertSink::open(self.config.alert_log.as_deref())?;
+        self.alerts = AlertSink::for_config(&self.config)?;
 
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut walk_tick = tokio::time::interval(TRACKER_WALK_INTERVAL);
@@ -474,8 +474,8 @@ impl<'i> Agent<'i> {
                         "applying the reloaded configuration failed, keeping the old one: {e:#}"
                     );
                 } else {
-                    if new.alert_log != self.config.alert_log {
-                        match AlertSink::open(new.alert_log.as_deref()) {
+                    if !AlertSink::same_output(&new, &self.config) {
+                        match AlertSink::for_config(&new) {
                             Ok(sink) => self.alerts = sink,
                             Err(e) => error!("{e:#}"),
                         }

@@ -15,7 +15,10 @@ use scanwatch_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::net::parse_cidr;
+use crate::{
+    alerts::{AlertFormat, SyslogTarget},
+    net::parse_cidr,
+};
 
 /// Default Prometheus endpoint: loopback only, port 9977.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9977";
@@ -173,6 +176,8 @@ pub struct FileConfig {
     pub xdp_mode: Option<XdpMode>,
     pub metrics_addr: Option<String>,
     pub alert_log: Option<PathBuf>,
+    pub alert_format: Option<AlertFormat>,
+    pub alert_syslog: Option<String>,
     pub log_level: Option<String>,
     pub sensitivity: Option<Sensitivity>,
     pub window: Option<String>,
@@ -222,6 +227,10 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// JSON Lines alert file; `None` writes alerts to stdout. Default stdout.
     pub alert_log: Option<PathBuf>,
+    /// `jsonl` (scanwatch's own fields, default) or `ecs` (Elastic Common Schema).
+    pub alert_format: AlertFormat,
+    /// Also send each alert as an RFC 5424 syslog message here. Default none.
+    pub alert_syslog: Option<SyslogTarget>,
     /// `error|warn|info|debug|trace`. Default `info`.
     pub log_level: log::LevelFilter,
     /// Detection window, tumbling: counts restart when a source's window ends. Default 5 min
@@ -283,6 +292,8 @@ pub struct Overrides {
     pub xdp_mode: Option<XdpMode>,
     pub metrics_addr: Option<String>,
     pub alert_log: Option<PathBuf>,
+    pub alert_format: Option<AlertFormat>,
+    pub alert_syslog: Option<String>,
     pub log_level: Option<String>,
     pub sensitivity: Option<Sensitivity>,
     pub mode: Option<Mode>,
@@ -323,6 +334,13 @@ impl Config {
                 format!("`{metrics}` is not an address:port such as 127.0.0.1:9977"),
             )
         })?;
+        let alert_syslog = flags
+            .alert_syslog
+            .as_ref()
+            .or(file.alert_syslog.as_ref())
+            .map(|s| s.parse::<SyslogTarget>())
+            .transpose()
+            .map_err(|reason| invalid("alert_syslog", reason))?;
         let level = flags
             .log_level
             .clone()
@@ -456,6 +474,8 @@ impl Config {
             xdp_mode: flags.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
             metrics_addr,
             alert_log: flags.alert_log.clone().or_else(|| file.alert_log.clone()),
+            alert_format: flags.alert_format.or(file.alert_format).unwrap_or_default(),
+            alert_syslog,
             log_level,
             window,
             ipv6_prefix,
@@ -623,6 +643,7 @@ mod tests {
                 "max_block_ttl",
             ),
             ("never_block = [\"x\"]", "never_block"),
+            ("alert_syslog = \"syslog\"", "alert_syslog"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),

@@ -2,7 +2,7 @@
 //! embedded objects and the pieces they check.
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
-//! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines), `metrics`
+//! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines, ECS, syslog), `ecs` (Elastic Common Schema), `metrics`
 //! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI).
 
 pub mod agent;
@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod detect;
+pub mod ecs;
 pub mod enforce;
 pub mod kernel;
 pub mod loader;

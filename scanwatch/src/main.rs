@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use scanwatch::{
     agent::{self, ConfigSource},
+    alerts::AlertFormat,
     config::{Config, FileConfig, Mode, Overrides, Sensitivity, XdpMode},
     ctl,
     pins::Instance,
@@ -113,6 +114,13 @@ struct RunArgs {
     /// Append alerts (JSON Lines) to this file instead of stdout.
     #[arg(long, value_name = "PATH")]
     alert_log: Option<PathBuf>,
+    /// Alert format: jsonl (scanwatch's fields) or ecs (Elastic Common Schema) [default: jsonl].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    alert_format: Option<AlertFormat>,
+    /// Also send each alert as an RFC 5424 syslog message: HOST:PORT (UDP) or a socket path
+    /// such as /dev/log.
+    #[arg(long, value_name = "ADDR")]
+    alert_syslog: Option<String>,
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -175,6 +183,8 @@ fn run(args: RunArgs, instance: &Instance) -> anyhow::Result<()> {
             xdp_mode: args.xdp_mode,
             metrics_addr: args.metrics_addr,
             alert_log: args.alert_log,
+            alert_format: args.alert_format,
+            alert_syslog: args.alert_syslog,
             log_level: args.log_level,
             sensitivity: args.sensitivity,
             mode: args.mode,

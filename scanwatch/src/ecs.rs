@@ -1,0 +1,375 @@
+//! Findings in the Elastic Common Schema (ECS 8.x), for SIEMs that map ECS natively (Elastic
+//! Security, OpenSearch, Wazuh, Graylog's ECS pipelines): the standard field names
+//! (`generated/ecs/ecs_flat.yml`) for what ECS has words for, and everything scanwatch
+//! measures under `scanwatch.*`.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value, json};
+
+use crate::detect::{Action, Direction, Finding};
+
+/// The ECS version the documents follow.
+pub const ECS_VERSION: &str = "8.11.0";
+
+/// A MITRE ATT&CK technique as ECS's `threat.*` fields describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attack {
+    pub tactic_id: &'static str,
+    pub tactic_name: &'static str,
+    /// The parent technique (`T1595` for `T1595.001`).
+    pub technique_id: &'static str,
+    pub technique_name: &'static str,
+    /// The sub-technique (id, name), when the finding names one.
+    pub subtechnique: Option<(&'static str, &'static str)>,
+}
+
+/// The ATT&CK tactic and technique behind a technique id of `DetectionKind::technique`;
+/// `None` for an id this table does not know (a test keeps every kind's id in it).
+pub fn attack(technique: &str) -> Option<Attack> {
+    const RECONNAISSANCE: (&str, &str) = ("TA0043", "Reconnaissance");
+    const DISCOVERY: (&str, &str) = ("TA0007", "Discovery");
+    const ACTIVE_SCANNING: (&str, &str) = ("T1595", "Active Scanning");
+    let (tactic, technique, subtechnique) = match technique {
+        "T1595.001" => (
+            RECONNAISSANCE,
+            ACTIVE_SCANNING,
+            Some(("T1595.001", "Scanning IP Blocks")),
+        ),
+        "T1595.002" => (
+            RECONNAISSANCE,
+            ACTIVE_SCANNING,
+            Some(("T1595.002", "Vulnerability Scanning")),
+        ),
+        "T1046" => (DISCOVERY, ("T1046", "Network Service Discovery"), None),
+        _ => return None,
+    };
+    Some(Attack {
+        tactic_id: tactic.0,
+        tactic_name: tactic.1,
+        technique_id: technique.0,
+        technique_name: technique.1,
+        subtechnique,
+    })
+}
+
+/// The ATT&CK page of a tactic or (sub-)technique id (`T1595.001` → `.../T1595/001/`).
+fn reference(id: &str) -> String {
+    let kind = if id.starts_with("TA") {
+        "tactics"
+    } else {
+        "techniques"
+    };
+    format!("https://attack.mitre.org/{kind}/{}/", id.replace('.', "/"))
+}
+
+/// Splits an example target (`host:port`, `[v6]:port`, or `host`) into address and port.
+fn split_target(target: &str) -> Option<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = target.parse() {
+        return Some((ip, None));
+    }
+    let addr: std::net::SocketAddr = target.parse().ok()?;
+    Some((addr.ip(), Some(addr.port())))
+}
+
+/// The finding as one ECS document.
+pub fn document(f: &Finding) -> Value {
+    let source_ip = f.source.parse::<IpAddr>().ok();
+    let mut source = Map::new();
+    source.insert("address".into(), json!(f.source));
+    if let Some(ip) = source_ip {
+        source.insert("ip".into(), json!(ip));
+    }
+
+    // ECS holds one destination; the newest example is the probe that crossed the threshold.
+    let newest = f.examples.last().and_then(|t| split_target(t));
+    let mut destination = Map::new();
+    if let Some((ip, port)) = newest {
+        destination.insert("address".into(), json!(ip.to_string()));
+        destination.insert("ip".into(), json!(ip));
+        if let Some(port) = port {
+            destination.insert("port".into(), json!(port));
+        }
+    }
+    let mut related_ips: Vec<String> = source_ip.iter().map(ToString::to_string).collect();
+    for (ip, _) in f.examples.iter().filter_map(|t| split_target(t)) {
+        let ip = ip.to_string();
+        if !related_ips.contains(&ip) {
+            related_ips.push(ip);
+        }
+    }
+
+    let interface = json!({ "interface": { "name": f.interface } });
+    let observer_side = match f.direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    };
+    let mut observer = Map::new();
+    observer.insert("type".into(), json!("ids"));
+    observer.insert("vendor".into(), json!("scanwatch"));
+    observer.insert("product".into(), json!("scanwatch"));
+    observer.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    observer.insert(observer_side.into(), interface);
+
+    let event_type = match f.action {
+        Action::Block => "denied",
+        Action::Alert | Action::WouldBlock => "info",
+    };
+    let kind = f.kind.name();
+    let mut doc = json!({
+        "@timestamp": f.timestamp,
+        "ecs": { "version": ECS_VERSION },
+        "message": format!(
+            "{kind} from {}: {} distinct ports, {} distinct hosts, {} probes ({})",
+            f.source, f.distinct_ports, f.distinct_hosts, f.packets, f.direction.name()
+        ),
+        "event": {
+            "kind": "alert",
+            "category": ["network", "intrusion_detection"],
+            "type": [event_type],
+            "action": kind,
+            "module": "scanwatch",
+            "dataset": "scanwatch.alert",
+            "start": f.first_seen,
+            "end": f.last_seen,
+        },
+        "source": source,
+        "destination": destination,
+        "network": { "direction": f.direction.name() },
+        "observer": observer,
+        "rule": {
+            "name": kind,
+            "id": format!("scanwatch.{kind}"),
+            "ruleset": "scanwatch",
+            "category": "network scan",
+        },
+        "related": { "ip": related_ips },
+        "scanwatch": scanwatch_fields(f),
+    });
+    if let Some(a) = attack(f.technique) {
+        let mut technique = json!({
+            "id": [a.technique_id],
+            "name": [a.technique_name],
+            "reference": [reference(a.technique_id)],
+        });
+        if let Some((id, name)) = a.subtechnique {
+            technique["subtechnique"] = json!({
+                "id": [id],
+                "name": [name],
+                "reference": [reference(id)],
+            });
+        }
+        doc["threat"] = json!({
+            "framework": "MITRE ATT&CK",
+            "tactic": {
+                "id": [a.tactic_id],
+                "name": [a.tactic_name],
+                "reference": [reference(a.tactic_id)],
+            },
+            "technique": technique,
+        });
+    }
+    doc
+}
+
+/// What scanwatch measured, under `scanwatch.*`: the JSON Lines alert without the fields ECS
+/// already carries (`timestamp`, `source`, `interface`, `first_seen`, `last_seen`).
+fn scanwatch_fields(f: &Finding) -> Value {
+    let mut v = serde_json::to_value(f).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        for ecs_key in [
+            "timestamp",
+            "source",
+            "interface",
+            "first_seen",
+            "last_seen",
+        ] {
+            m.remove(ecs_key);
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use scanwatch_common::event::DetectionKind;
+
+    use super::*;
+    use crate::enforce::Refusal;
+
+    fn finding(kind: DetectionKind, direction: Direction, source: &str) -> Finding {
+        Finding {
+            timestamp: "2026-11-30T10:00:00.000Z".into(),
+            source: source.into(),
+            kind,
+            technique: kind.technique(),
+            direction,
+            distinct_ports: 20,
+            distinct_hosts: 1,
+            packets: 21,
+            probes: BTreeMap::from([("tcp_syn", 21)]),
+            examples: vec!["192.0.2.1:22".into(), "[2001:db8::1]:443".into()],
+            window_seconds: 300,
+            first_seen: "2026-11-30T09:59:59.000Z".into(),
+            last_seen: "2026-11-30T10:00:00.000Z".into(),
+            interface: "eth0".into(),
+            action: Action::Alert,
+            block_ttl_seconds: None,
+            not_blocked: None,
+        }
+    }
+
+    /// The value at a dotted ECS path (`threat.tactic.id`), descending through objects.
+    fn at<'v>(doc: &'v Value, path: &str) -> &'v Value {
+        path.split('.').fold(doc, |v, key| &v[key])
+    }
+
+    /// Fields every ECS alert carries, whatever its kind and direction.
+    const FIELDS: &[&str] = &[
+        "@timestamp",
+        "ecs.version",
+        "message",
+        "event.kind",
+        "event.category",
+        "event.type",
+        "event.action",
+        "event.start",
+        "event.end",
+        "source.address",
+        "source.ip",
+        "destination.ip",
+        "destination.port",
+        "network.direction",
+        "rule.name",
+        "threat.framework",
+        "threat.tactic.id",
+        "threat.tactic.name",
+        "threat.technique.id",
+        "threat.technique.name",
+        "threat.technique.reference",
+        "scanwatch.kind",
+        "scanwatch.technique",
+        "scanwatch.distinct_ports",
+        "scanwatch.distinct_hosts",
+        "scanwatch.packets",
+        "scanwatch.probes",
+        "scanwatch.examples",
+        "scanwatch.window_seconds",
+        "scanwatch.action",
+    ];
+
+    #[test]
+    fn every_kind_and_direction_has_every_ecs_field() {
+        for kind in DetectionKind::ALL {
+            for direction in [Direction::Ingress, Direction::Egress] {
+                let doc = document(&finding(kind, direction, "198.51.100.7"));
+                let what = format!("{} {}", kind.name(), direction.name());
+                for field in FIELDS {
+                    assert!(
+                        !at(&doc, field).is_null(),
+                        "{what}: {field} missing in {doc}"
+                    );
+                }
+                assert_eq!(doc["event"]["kind"], "alert", "{what}");
+                assert_eq!(
+                    doc["event"]["category"],
+                    json!(["network", "intrusion_detection"]),
+                    "{what}"
+                );
+                assert_eq!(doc["event"]["action"], kind.name(), "{what}");
+                assert_eq!(doc["rule"]["name"], kind.name(), "{what}");
+                assert_eq!(doc["network"]["direction"], direction.name(), "{what}");
+                assert_eq!(doc["source"]["ip"], "198.51.100.7", "{what}");
+                assert_eq!(
+                    at(
+                        &doc,
+                        &format!("observer.{}.interface.name", direction.name())
+                    ),
+                    "eth0",
+                    "{what}"
+                );
+                assert_eq!(doc["threat"]["framework"], "MITRE ATT&CK", "{what}");
+                // The newest example is the destination.
+                assert_eq!(doc["destination"]["ip"], "2001:db8::1", "{what}");
+                assert_eq!(doc["destination"]["port"], 443, "{what}");
+                assert_eq!(
+                    doc["related"]["ip"],
+                    json!(["198.51.100.7", "192.0.2.1", "2001:db8::1"]),
+                    "{what}"
+                );
+                for moved in ["timestamp", "source", "interface"] {
+                    assert!(doc["scanwatch"].get(moved).is_none(), "{what}: {moved}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tactics_follow_the_technique() {
+        for kind in DetectionKind::ALL {
+            let doc = document(&finding(kind, Direction::Ingress, "192.0.2.9"));
+            let technique = kind.technique();
+            let (tactic, name, parent) = if technique.starts_with("T1595") {
+                ("TA0043", "Reconnaissance", "T1595")
+            } else {
+                assert_eq!(technique, "T1046", "{}: a new technique", kind.name());
+                ("TA0007", "Discovery", "T1046")
+            };
+            let threat = &doc["threat"];
+            assert_eq!(threat["tactic"]["id"], json!([tactic]), "{}", kind.name());
+            assert_eq!(threat["tactic"]["name"], json!([name]), "{}", kind.name());
+            assert_eq!(
+                threat["technique"]["id"],
+                json!([parent]),
+                "{}",
+                kind.name()
+            );
+            let sub = &threat["technique"]["subtechnique"];
+            if technique.contains('.') {
+                assert_eq!(sub["id"], json!([technique]), "{}", kind.name());
+                assert_eq!(
+                    sub["reference"],
+                    json!([format!(
+                        "https://attack.mitre.org/techniques/{}/",
+                        technique.replace('.', "/")
+                    )])
+                );
+            } else {
+                assert!(sub.is_null(), "{}", kind.name());
+            }
+        }
+        assert_eq!(
+            reference("TA0043"),
+            "https://attack.mitre.org/tactics/TA0043/"
+        );
+        assert!(attack("T9999").is_none());
+    }
+
+    #[test]
+    fn prefixes_have_an_address_but_no_ip_and_blocks_are_denied() {
+        let mut f = finding(
+            DetectionKind::HostSweep,
+            Direction::Ingress,
+            "2001:db8:bad::/64",
+        );
+        f.examples = vec!["192.0.2.5".into()];
+        f.action = Action::Block;
+        f.block_ttl_seconds = Some(3600);
+        let doc = document(&f);
+        assert_eq!(doc["source"]["address"], "2001:db8:bad::/64");
+        assert!(doc["source"].get("ip").is_none(), "{doc}");
+        assert_eq!(doc["destination"]["ip"], "192.0.2.5");
+        assert!(doc["destination"].get("port").is_none(), "{doc}");
+        assert_eq!(doc["event"]["type"], json!(["denied"]));
+        assert_eq!(doc["scanwatch"]["block_ttl_seconds"], 3600);
+
+        f.action = Action::Alert;
+        f.block_ttl_seconds = None;
+        f.not_blocked = Some(Refusal::Gateway);
+        let doc = document(&f);
+        assert_eq!(doc["event"]["type"], json!(["info"]));
+        assert_eq!(doc["scanwatch"]["not_blocked"], "gateway");
+    }
+}
