@@ -6,8 +6,8 @@
 //! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
 //! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
 //! services the lab runs ([`services`]), an HTTP client ([`http`]), the metrics text
-//! ([`metrics`]), a scanner ([`scanner`]) and the helpers the end-to-end test files share
-//! ([`e2e`]).
+//! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]) and the helpers
+//! the end-to-end test files share ([`e2e`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod netns;
 pub mod packet;
 pub mod process;
+pub mod prometheus;
 pub mod scanner;
 pub mod services;
 pub mod tcx;
