@@ -25,7 +25,8 @@ use scanwatch_tests::{
     lab::Lab,
     metrics::{self, metric_sum},
     netns::{Netns, in_netns, spawn_in_netns},
-    process::{Proc, TempDir, describe, tool_or_skip},
+    process::{TempDir, describe, tool_or_skip},
+    prometheus::{Prometheus, values},
     require_root,
     scanner::{self, XMAS, tcp_flags},
     services::Service,
@@ -507,22 +508,6 @@ fn benign_clients_next_to_scans_raise_no_alert() {
 // Prometheus
 // ---------------------------------------------------------------------------------------------
 
-/// Port of the Prometheus server inside the target namespace.
-const PROMETHEUS_PORT: u16 = 9090;
-
-/// A Prometheus API query from inside the target namespace; the `data.result` array.
-fn prom_query(lab: &Lab, query: &str) -> anyhow::Result<Vec<Value>> {
-    let path = "/api/v1/query";
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, PROMETHEUS_PORT));
-    let (status, body) = in_netns(lab.target.name(), || {
-        http::get_query(addr, path, &[("query", query)], Duration::from_secs(2))
-    })??;
-    anyhow::ensure!(status == 200, "{path}: HTTP {status}: {body}");
-    let v: Value = serde_json::from_str(&body)?;
-    anyhow::ensure!(v["status"] == "success", "{path}: {body}");
-    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
-
 #[test]
 fn prometheus_scrapes_the_daemon() {
     if !tool_or_skip("prometheus", "prometheus_scrapes_the_daemon") {
@@ -537,71 +522,34 @@ fn prometheus_scrapes_the_daemon() {
     .unwrap()
     .unwrap();
 
-    let dir = TempDir::new("prometheus").unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - \
-             job_name: scanwatch\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    \
-             static_configs:\n      - targets: ['{}']\n",
-            daemon.metrics_addr()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let mut prometheus = Proc::spawn(
-        "prometheus",
-        lab.target
-            .command("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    )
-    .unwrap();
-    let prom_log =
-        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-
+    let mut prometheus = Prometheus::start(&lab, daemon.metrics_addr(), &[]).unwrap();
     // up == 1 for the scanwatch job, and the data-path counters stored.
+    prometheus.wait_scraping(Duration::from_secs(30)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (up, packets) = loop {
-        assert!(
-            prometheus.try_status().unwrap().is_none(),
-            "prometheus exited:\n{}",
-            prom_log()
-        );
-        let up = prom_query(&lab, "up{job=\"scanwatch\"}");
-        let packets = prom_query(&lab, "sum(scanwatch_packets_total)");
-        if let (Ok(up), Ok(packets)) = (&up, &packets)
-            && up.first().is_some_and(|r| r["value"][1] == "1")
+    let packets = loop {
+        let packets = prometheus.query("sum(scanwatch_packets_total)");
+        if let Ok(packets) = &packets
             && !packets.is_empty()
         {
-            break (up.clone(), packets.clone());
+            break packets.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "prometheus did not scrape scanwatch within 30 s: up={up:?} packets={packets:?}\n{}",
-            prom_log()
+            "prometheus stored no packets within 30 s: {packets:?}\n{}",
+            prometheus.log()
         );
         thread::sleep(Duration::from_millis(250));
     };
+    let up = prometheus.query("up{job=\"scanwatch\"}").unwrap();
     assert_eq!(up.len(), 1, "{up:?}");
-    let total: f64 = packets[0]["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let total = values(&packets)[0];
     assert!(total >= 30.0, "the scan's packets are counted: {packets:?}");
-    let status = prometheus.stop(Duration::from_secs(10)).unwrap();
+    let status = prometheus.stop().unwrap();
     assert!(
         status.success(),
         "prometheus: {}\n{}",
         describe(status),
-        prom_log()
+        prometheus.log()
     );
 }
 
