@@ -111,6 +111,7 @@ fn dashboard_is_importable_and_every_panel_has_a_query() {
         "a datasource variable"
     );
     let mut ids = BTreeSet::new();
+    let mut cells = BTreeSet::new();
     let all = panels(&dash);
     assert!(all.len() >= 10, "{} panels", all.len());
     for panel in all {
@@ -120,7 +121,15 @@ fn dashboard_is_importable_and_every_panel_has_a_query() {
             ids.insert(panel["id"].as_u64().expect("panel id")),
             "{title}: duplicate id"
         );
-        assert!(panel["gridPos"]["w"].as_u64().is_some(), "{title}: gridPos");
+        let grid = |key: &str| panel["gridPos"][key].as_u64().expect("gridPos");
+        let (x, y, w, h) = (grid("x"), grid("y"), grid("w"), grid("h"));
+        assert!(x + w <= 24, "{title}: wider than the 24-column grid");
+        for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+            assert!(
+                cells.insert(cell),
+                "{title}: overlaps another panel at {cell:?}"
+            );
+        }
         let targets = panel["targets"].as_array().map_or(&[][..], Vec::as_slice);
         assert!(!targets.is_empty(), "{title}: no query");
         for t in std::iter::once(panel).chain(targets) {
