@@ -366,6 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn syslog_reaches_a_local_datagram_socket() {
+        let dir = std::env::temp_dir().join(format!("scanwatch-devlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("log");
+        let listener = UnixDatagram::bind(&socket).unwrap();
+        listener
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let target: SyslogTarget = socket.to_string_lossy().parse().unwrap();
+        let mut sink = AlertSink::open(Some(&dir.join("alerts.jsonl")))
+            .unwrap()
+            .with_syslog(&target)
+            .unwrap();
+        sink.write(&finding("192.0.2.5")).unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let n = listener.recv(&mut buf).unwrap();
+        let message = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            message.starts_with("<36>1 2026-01-01T00:00:00.000Z "),
+            "{message}"
+        );
+        let payload = message.splitn(8, ' ').nth(7).unwrap();
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(v["source"], "192.0.2.5", "the JSON Lines form: {message}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn syslog_targets_parse() {
         assert_eq!(
             "192.0.2.10:514".parse::<SyslogTarget>(),
