@@ -1,13 +1,16 @@
 //! SIEM-ready alerts from the real daemon in a lab: `--alert-format ecs` writes Elastic Common
 //! Schema documents to the alert log, and `--alert-syslog` sends each alert as an RFC 5424
-//! message to a UDP collector (a socket this test binds in the target namespace).
+//! message to a UDP collector (a socket this test binds in the target namespace); SIGHUP
+//! switches the format.
 
 use std::{net::UdpSocket, time::Duration};
 
 use scanwatch_tests::{
     daemon::Daemon,
-    e2e::{attacker_syn_scan, expect_alert_matching, lab},
+    e2e::{SCAN_BUDGET, attacker_syn_scan, config_file, expect_alert_matching, lab},
     netns::in_netns,
+    process::{TempDir, poll_until},
+    scanner,
 };
 use serde_json::Value;
 
@@ -76,4 +79,42 @@ fn ecs_alerts_reach_the_log_and_a_syslog_collector() {
     assert_eq!(header[6], "-", "no structured data: {message}");
     let payload: Value = serde_json::from_str(header[7]).expect("a JSON payload");
     assert_eq!(payload, doc, "the syslog payload is the logged document");
+}
+
+#[test]
+fn sighup_switches_the_alert_format() {
+    let lab = lab();
+    let dir = TempDir::new("siem-reload").unwrap();
+    let config = config_file(&dir, "alert_format = \"jsonl\"\n");
+    let mut daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    attacker_syn_scan(&lab);
+    let attacker = lab.attacker_v4().to_string();
+    expect_alert_matching(&daemon, "a JSON Lines alert", |a| {
+        a["source"] == attacker.as_str()
+    });
+
+    config_file(&dir, "alert_format = \"ecs\"\n");
+    daemon.signal(libc::SIGHUP).unwrap();
+    // The reload runs on the event loop: once it is logged, every later finding is written
+    // by the new sink. The benign host scans then (the attacker's next finding would need
+    // twice its ports).
+    assert!(
+        poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            daemon.log().contains("SIGHUP: reloading")
+        }),
+        "the reload is logged:\n{}",
+        daemon.log()
+    );
+    let target = lab.target_v4();
+    in_netns(lab.benign.name(), move || {
+        scanner::syn_scan(target, 1..=60, SCAN_BUDGET)
+    })
+    .unwrap()
+    .unwrap();
+    let benign = lab.benign_v4().to_string();
+    let doc = expect_alert_matching(&daemon, "an ECS alert after SIGHUP", |a| {
+        a["source"] == benign.as_str() || a["source"]["ip"] == benign.as_str()
+    });
+    assert_eq!(doc["event"]["kind"], "alert", "ECS after SIGHUP: {doc}");
+    assert_eq!(doc["source"]["ip"], benign.as_str(), "{doc}");
 }
