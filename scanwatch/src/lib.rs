@@ -3,7 +3,8 @@
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
 //! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines), `metrics`
-//! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI).
+//! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI), `systemd`
+//! (service notifications).
 
 pub mod agent;
 pub mod alerts;
@@ -20,3 +21,4 @@ pub mod object;
 pub mod pins;
 pub mod protect;
 pub mod rate;
+pub mod systemd;
