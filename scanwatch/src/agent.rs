@@ -89,9 +89,7 @@ pub async fn run(
     for iface in &interfaces {
         loader::ifindex(iface)?;
     }
-    if !loader::has_privileges() {
-        return Err(loader::LoadError::NotPrivileged.into());
-    }
+    loader::check_privileges()?;
     instance.ensure_pin_dir()?;
     if reset_state {
         instance.reset()?;
