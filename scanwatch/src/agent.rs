@@ -34,6 +34,7 @@ use crate::{
     pins::{AgentStatus, Instance},
     protect::{self, Snapshot},
     rate::TokenBucket,
+    systemd::Notifier,
 };
 
 /// How often kernel statistics are folded into the metrics.
@@ -52,6 +53,8 @@ const STATUS_TOP: usize = 10;
 const PROTECTED_FIRST_READ: Duration = Duration::from_secs(5);
 /// Block-list trie updates per batch; the reload task yields between batches.
 const LIST_BATCH: usize = 1000;
+/// `STATUS=` sent with `READY=1` (`systemctl status` shows it).
+const READY_STATUS: &str = "attached, watching for scans";
 
 /// Where the configuration came from, so SIGHUP can rebuild it.
 pub struct ConfigSource {
@@ -86,9 +89,7 @@ pub async fn run(
     for iface in &interfaces {
         loader::ifindex(iface)?;
     }
-    if !loader::has_privileges() {
-        return Err(loader::LoadError::NotPrivileged.into());
-    }
+    loader::check_privileges()?;
     instance.ensure_pin_dir()?;
     if reset_state {
         instance.reset()?;
@@ -280,6 +281,10 @@ impl<'i> Agent<'i> {
             self.config.window.as_secs(),
             self.config.thresholds
         );
+        // Both programs are attached (run() attached them) and the endpoint is bound.
+        let systemd = Notifier::from_env();
+        systemd.ready(READY_STATUS);
+        let mut watchdog_tick = systemd.watchdog_interval().map(tokio::time::interval);
 
         let outcome = loop {
             tokio::select! {
@@ -298,7 +303,19 @@ impl<'i> Agent<'i> {
                 _ = list_sweep_tick.tick() => self.sweep_blocklist(),
                 _ = stats_tick.tick() => self.refresh_stats(),
                 _ = walk_tick.tick() => self.walk_maps(),
-                _ = signals.hangup.recv() => self.reload(),
+                _ = signals.hangup.recv() => {
+                    systemd.reloading();
+                    self.reload();
+                    systemd.ready(READY_STATUS);
+                }
+                () = async {
+                    match watchdog_tick.as_mut() {
+                        Some(tick) => {
+                            tick.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => systemd.watchdog(),
                 changed = self.protected.changed() => match changed {
                     Ok(()) => self.protected_changed(),
                     Err(_) => break Err(anyhow!("the protected-peers watcher stopped")),
@@ -314,6 +331,7 @@ impl<'i> Agent<'i> {
             }
         };
         info!("shutting down: flushing alerts and detaching");
+        systemd.stopping();
         server.abort();
         self.protected_task.abort();
         if let Some(task) = self.list_reload.take() {

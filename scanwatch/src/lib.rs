@@ -2,8 +2,9 @@
 //! embedded objects and the pieces they check.
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
-//! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines, ECS, syslog), `ecs` (Elastic Common Schema), `metrics`
-//! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI).
+//! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines, ECS, syslog),
+//! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
+//! (the control CLI), `systemd` (service notifications).
 
 pub mod agent;
 pub mod alerts;
@@ -21,3 +22,4 @@ pub mod object;
 pub mod pins;
 pub mod protect;
 pub mod rate;
+pub mod systemd;

@@ -27,10 +27,12 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "scanwatch needs root, or the CAP_BPF and CAP_NET_ADMIN capabilities, to load and attach \
-         XDP programs; run it with sudo or grant them (setcap cap_bpf,cap_net_admin+ep)"
+        "scanwatch needs root, or the CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON capabilities, to \
+         load and attach its programs (missing: {missing}); run it with sudo, from the systemd \
+         unit (AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON), or grant them (setcap \
+         cap_bpf,cap_net_admin,cap_perfmon+ep)"
     )]
-    NotPrivileged,
+    NotPrivileged { missing: String },
     #[error(
         "this binary was built with AYA_BUILD_SKIP and carries no XDP object; rebuild with \
          `cargo xtask build`"
@@ -86,12 +88,45 @@ pub struct Attachment {
     egress: Option<SchedClassifierLinkId>,
 }
 
-/// True when running as root or with both CAP_BPF and CAP_NET_ADMIN effective.
+/// What a non-root agent needs, measured by `tests/tests/privileges.rs` (one fewer fails):
+/// CAP_BPF to create maps and load programs; CAP_NET_ADMIN to load XDP and TC programs and
+/// attach them; CAP_PERFMON because without it the verifier refuses pointer arithmetic on
+/// packet pointers ("pointer arithmetic with it prohibited for !root").
+pub const REQUIRED_CAPABILITIES: [caps::Capability; 3] = [
+    caps::Capability::CAP_BPF,
+    caps::Capability::CAP_NET_ADMIN,
+    caps::Capability::CAP_PERFMON,
+];
+
+/// The [`REQUIRED_CAPABILITIES`] this process lacks (none for root).
+pub fn missing_capabilities() -> Vec<caps::Capability> {
+    if nix::unistd::geteuid().is_root() {
+        return Vec::new();
+    }
+    REQUIRED_CAPABILITIES
+        .into_iter()
+        .filter(|&cap| !caps::has_cap(None, caps::CapSet::Effective, cap).unwrap_or(false))
+        .collect()
+}
+
+/// True when running as root or with every one of [`REQUIRED_CAPABILITIES`] effective.
 pub fn has_privileges() -> bool {
-    use caps::{CapSet, Capability};
-    let effective = |cap| caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
-    nix::unistd::geteuid().is_root()
-        || (effective(Capability::CAP_BPF) && effective(Capability::CAP_NET_ADMIN))
+    missing_capabilities().is_empty()
+}
+
+/// [`LoadError::NotPrivileged`] unless [`has_privileges`].
+pub fn check_privileges() -> Result<(), LoadError> {
+    let missing = missing_capabilities();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::NotPrivileged {
+        missing: missing
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 /// Index of an interface, or an error listing the ones that exist.
@@ -118,9 +153,7 @@ pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, Load
     if XDP_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    if !has_privileges() {
-        return Err(LoadError::NotPrivileged);
-    }
+    check_privileges()?;
     raise_memlock_limit();
     let mut loader = EbpfLoader::new();
     loader.map_max_entries(maps::TRACKER, tracker_capacity);

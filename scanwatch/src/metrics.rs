@@ -1,18 +1,13 @@
 //! Prometheus metrics: one registry, names `scanwatch_*`, label values from small fixed sets
-//! (no per-source label except the opt-in, hard-capped top-N gauge), served over HTTP with
-//! `/healthz`.
+//! (no per-source label except the opt-in, hard-capped top-N gauge), served over HTTP
+//! ([`server`]: `/`, `/metrics`, `/healthz`).
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
 };
 
-use anyhow::Context as _;
-use log::{debug, warn};
+use log::warn;
 use prometheus::{
     Encoder as _, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -23,10 +18,10 @@ use scanwatch_common::{
     event::DetectionKind,
     stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpListener,
-};
+
+mod server;
+
+pub use server::{Limits, serve, serve_on};
 
 /// Every metric the agent exports.
 pub struct Metrics {
@@ -468,97 +463,9 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!("binding the metrics endpoint {addr} (is it in use? set --metrics-addr)")
-    })?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let Ok(Some(head)) =
-                    tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)).await
-                else {
-                    return;
-                };
-                let request = String::from_utf8_lossy(&head);
-                let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, content_type, body) = match path {
-                    "/metrics" => (
-                        "200 OK",
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        metrics.render(),
-                    ),
-                    "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                    _ => (
-                        "404 Not Found",
-                        "text/plain",
-                        "try /metrics or /healthz\n".to_owned(),
-                    ),
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = stream.write_all(response.as_bytes()).await {
-                    debug!("metrics client {peer}: {e}");
-                }
-                let _ = stream.shutdown().await;
-            });
-        }
-    }))
-}
-
-/// Largest request head read; anything longer is not a metrics scrape.
-const MAX_REQUEST_HEAD: usize = 8192;
-
-/// Reads an HTTP request head (up to the blank line), however it is split across segments.
-/// `None` on EOF or I/O error before the head is complete, or when it grows past
-/// [`MAX_REQUEST_HEAD`].
-async fn read_head<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Option<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_REQUEST_HEAD {
-            return None;
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    Some(head)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn request_head_is_read_across_segments() {
-        let (mut client, mut server) = tokio::io::duplex(64);
-        let reader = tokio::spawn(async move { read_head(&mut server).await });
-        for part in [&b"GET /met"[..], b"rics HTTP/1.1\r\nHost: x\r\n", b"\r\n"] {
-            client.write_all(part).await.unwrap();
-            tokio::task::yield_now().await;
-        }
-        let head = reader.await.unwrap().expect("complete head");
-        assert!(head.starts_with(b"GET /metrics HTTP/1.1"));
-        let (mut client, mut server) = tokio::io::duplex(64);
-        client.write_all(b"GET /metrics").await.unwrap();
-        drop(client);
-        assert!(
-            read_head(&mut server).await.is_none(),
-            "EOF before the blank line"
-        );
-    }
 
     #[test]
     fn kernel_deltas_become_counter_increments() {

@@ -52,8 +52,14 @@ impl Instance {
     }
 
     /// Makes sure bpffs is mounted at /sys/fs/bpf (mounting it if not) and the pin directory
-    /// exists.
+    /// exists. A pin directory that is already on bpffs is used as it is: the systemd unit
+    /// bind-mounts `/sys/fs/bpf/scanwatch` (created for the service user) over a tmpfs at
+    /// `/sys/fs/bpf`, so an unprivileged agent reaches it although systemd mounts the host's
+    /// bpffs with mode 0700, and it needs no CAP_SYS_ADMIN to mount anything.
     pub fn ensure_pin_dir(&self) -> anyhow::Result<()> {
+        if is_bpffs(&self.pin_dir) {
+            return Ok(());
+        }
         if !is_bpffs(Path::new(BPFFS)) {
             std::fs::create_dir_all(BPFFS).ok();
             nix::mount::mount(

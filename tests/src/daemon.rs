@@ -61,13 +61,70 @@ pub struct Daemon<'lab> {
 }
 
 /// How the daemon enters the target namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Launch {
     /// `ip netns exec`: network namespace plus a private mount namespace (its own `/sys`).
     NetnsExec,
     /// `nsenter --net`: the network namespace only; bpffs pins are shared with this process.
     Nsenter,
+    /// `nsenter --net`, then what `packaging/systemd/scanwatch.service` sets up: see
+    /// [`Confinement`].
+    Confined(Confinement),
 }
+
+/// A daemon run the way the systemd unit runs it: as `user`, holding exactly `caps` (effective,
+/// permitted, inheritable, ambient and bounding sets, through `setpriv`), in a mount namespace
+/// where `/sys/fs/bpf` is an empty tmpfs with only its pin directory (created here, owned by
+/// `user`) bind-mounted in (`TemporaryFileSystem=` + `BindPaths=`), with its runtime directory
+/// (`RuntimeDirectory=`) and the test's directory owned by `user`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confinement {
+    /// The user (and its primary group) the daemon runs as.
+    pub user: String,
+    /// `setpriv` capability names (`bpf`, `net_admin`, ...): all the daemon holds.
+    pub caps: Vec<String>,
+    /// Extra environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Confinement {
+    /// The user's uid and gid (`id -u`, `id -g`).
+    pub fn ids(&self) -> Result<(u32, u32)> {
+        let id = |flag: &str| -> Result<u32> {
+            let out = crate::process::run(Command::new("id").arg(flag).arg(&self.user))?;
+            out.trim()
+                .parse()
+                .with_context(|| format!("id {flag} {}: {out:?}", self.user))
+        };
+        Ok((id("-u")?, id("-g")?))
+    }
+
+    /// `setpriv` arguments that switch to the user and leave exactly [`Confinement::caps`].
+    fn setpriv_args(&self) -> Result<Vec<String>> {
+        let (uid, gid) = self.ids()?;
+        let caps: String = self.caps.iter().flat_map(|c| [",+", c.as_str()]).collect();
+        Ok(vec![
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--init-groups".to_owned(),
+            format!("--inh-caps=-all{caps}"),
+            format!("--ambient-caps=-all{caps}"),
+            format!("--bounding-set=-all{caps}"),
+            "--".to_owned(),
+        ])
+    }
+}
+
+/// Mounts an empty tmpfs over `/sys/fs/bpf` with only the pin directory `$1` bind-mounted back
+/// (through the stash `$2`, as `$3`), then execs the rest of its arguments.
+const CONFINE_SCRIPT: &str = r#"
+mount --bind "$1" "$2"
+mount -t tmpfs -o mode=0755 scanwatch-bpf /sys/fs/bpf
+mkdir "/sys/fs/bpf/$3"
+mount --bind "$2" "/sys/fs/bpf/$3"
+shift 3
+exec "$@"
+"#;
 
 /// Prefix of every `--instance` the lab's daemons use (`e2e-<pid>-<lab id>`).
 const INSTANCE_PREFIX: &str = "e2e-";
@@ -92,11 +149,21 @@ impl<'lab> Daemon<'lab> {
         Self::start_as(lab, extra, Launch::Nsenter)
     }
 
+    /// Starts the daemon confined as the systemd unit confines it ([`Confinement`]) and waits
+    /// until `/healthz` answers. Its pins live in this host's bpffs, removed on drop.
+    pub fn start_confined(
+        lab: &'lab Lab,
+        confinement: Confinement,
+        extra: &[&str],
+    ) -> Result<Self> {
+        Self::start_as(lab, extra, Launch::Confined(confinement))
+    }
+
     fn start_as(lab: &'lab Lab, extra: &[&str], launch: Launch) -> Result<Self> {
         let dir = TempDir::new("daemon")?;
         let metrics_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, METRICS_PORT));
         let instance = format!("{INSTANCE_PREFIX}{}-{}", std::process::id(), lab.id);
-        let proc = Self::spawn(lab, &dir, metrics_addr, &instance, launch, extra)?;
+        let proc = Self::spawn(lab, &dir, metrics_addr, &instance, &launch, extra)?;
         let mut daemon = Self {
             lab,
             proc,
@@ -116,7 +183,7 @@ impl<'lab> Daemon<'lab> {
         dir: &TempDir,
         metrics_addr: SocketAddr,
         instance: &str,
-        launch: Launch,
+        launch: &Launch,
         extra: &[&str],
     ) -> Result<Proc> {
         let bin = daemon_binary()?;
@@ -130,6 +197,32 @@ impl<'lab> Daemon<'lab> {
                 let mut cmd = Command::new("nsenter");
                 cmd.arg(format!("--net=/run/netns/{}", lab.target.name()))
                     .arg(&bin);
+                cmd
+            }
+            Launch::Confined(confinement) => {
+                let (uid, gid) = confinement.ids()?;
+                let pin_dir = Path::new("/sys/fs/bpf").join(format!("scanwatch-{instance}"));
+                let run_dir = Path::new("/run").join(format!("scanwatch-{instance}"));
+                let stash = dir.path().join("pins");
+                for d in [&pin_dir, &run_dir, &stash] {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("creating {}", d.display()))?;
+                }
+                for d in [pin_dir.as_path(), run_dir.as_path(), dir.path()] {
+                    std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                        .with_context(|| format!("chown {}", d.display()))?;
+                }
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/run/netns/{}", lab.target.name()))
+                    .args(["unshare", "--mount", "--propagation", "private", "--"])
+                    .args(["sh", "-ec", CONFINE_SCRIPT, "sh"])
+                    .arg(&pin_dir)
+                    .arg(&stash)
+                    .arg(format!("scanwatch-{instance}"))
+                    .arg("setpriv")
+                    .args(confinement.setpriv_args()?)
+                    .arg(&bin)
+                    .envs(confinement.env.iter().map(|(k, v)| (k, v)));
                 cmd
             }
         };
@@ -168,7 +261,7 @@ impl<'lab> Daemon<'lab> {
             &self.dir,
             self.metrics_addr,
             &self.instance,
-            self.launch,
+            &self.launch,
             extra,
         )?;
         self.wait_healthy()
@@ -352,7 +445,7 @@ impl Drop for Daemon<'_> {
         let _ =
             std::fs::remove_dir_all(Path::new("/run").join(format!("scanwatch-{}", self.instance)));
         // Pins in this host's bpffs outlive the daemon by design (restart persistence).
-        if self.launch == Launch::Nsenter {
+        if self.launch != Launch::NetnsExec {
             let _ = std::fs::remove_dir_all(self.pin_dir());
         }
     }

@@ -53,11 +53,11 @@ pub fn tool_or_skip(program: &str, test: &str) -> bool {
         !ci,
         "{test}: `{program}` is not installed, and CI=true requires it (.ci/run installs it)"
     );
-    // Debian ships promtool in the prometheus package.
-    let package = if program == "promtool" {
-        "prometheus"
-    } else {
-        program
+    // Debian ships promtool in the prometheus package, systemd-analyze in systemd.
+    let package = match program {
+        "promtool" => "prometheus",
+        "systemd-analyze" => "systemd",
+        _ => program,
     };
     eprintln!(
         "NOTICE: {test} skipped: {program} not installed (install it, e.g. `apt-get install \

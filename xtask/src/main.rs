@@ -88,7 +88,7 @@ fn run(args: &[OsString]) -> Result<ExitCode> {
     }
     cmd::require_root(
         &typed,
-        "the daemon loads and attaches an XDP program (CAP_BPF + CAP_NET_ADMIN)",
+        "the daemon loads and attaches its programs (CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
     )?;
     build()?;
     let mut daemon = std::process::Command::new(cmd::target_dir().join("release/scanwatch"));
