@@ -25,6 +25,7 @@ use crate::{
     alerts::AlertSink,
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
+    crowdsec::Fleet,
     detect::{AlertBudget, Direction, Examples, finding},
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, Refusal, Verdict},
     kernel::{BlockList, Events, Maps},
@@ -178,6 +179,8 @@ struct Agent<'i> {
     /// Names of the interfaces attached to, by index (events carry the index).
     ifnames: HashMap<u32, String>,
     status: AgentStatus,
+    /// CrowdSec Local API roles (off without `[crowdsec]`).
+    fleet: Fleet,
 }
 
 /// The signals the agent answers.
@@ -237,7 +240,13 @@ impl<'i> Agent<'i> {
             .protected_set_available
             .set(i64::from(snapshot.is_some()));
         let enforcer = Enforcer::new(Policy::new(&config, snapshot), block_rate(&config));
+        let fleet = Fleet::start(
+            config.crowdsec.as_ref(),
+            &metrics.registry,
+            config.mode == Mode::Drop && !config.dry_run,
+        );
         Self {
+            fleet,
             protected,
             protected_task,
             list_reload: None,
@@ -299,6 +308,9 @@ impl<'i> Agent<'i> {
                 _ = stats_tick.tick() => self.refresh_stats(),
                 _ = walk_tick.tick() => self.walk_maps(),
                 _ = signals.hangup.recv() => self.reload(),
+                batch = self.fleet.next_decisions() => {
+                    self.fleet.apply(batch, &mut self.maps.blocklist, &self.enforcer.policy);
+                }
                 changed = self.protected.changed() => match changed {
                     Ok(()) => self.protected_changed(),
                     Err(_) => break Err(anyhow!("the protected-peers watcher stopped")),
@@ -315,6 +327,7 @@ impl<'i> Agent<'i> {
         };
         info!("shutting down: flushing alerts and detaching");
         server.abort();
+        self.fleet.stop();
         self.protected_task.abort();
         if let Some(task) = self.list_reload.take() {
             task.abort();
@@ -357,6 +370,7 @@ impl<'i> Agent<'i> {
             .inc();
         let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
+        self.fleet.publish(&f);
         if !self.budget.take(f.kind, f.direction, Instant::now()) {
             self.metrics.alerts_suppressed.inc();
             return;
@@ -457,6 +471,7 @@ impl<'i> Agent<'i> {
             .collect();
         status.ipv6_prefix = self.config.ipv6_prefix;
         status.resolv_conf.clone_from(&self.config.resolv_conf);
+        status.crowdsec = self.fleet.status();
         if let Err(e) = status.write(self.instance) {
             warn!("writing the status file: {e:#}");
         }
@@ -514,6 +529,8 @@ impl<'i> Agent<'i> {
         let known = snapshot.is_some();
         self.enforcer.policy.peers = snapshot;
         self.metrics.protected_set_available.set(i64::from(known));
+        self.fleet
+            .protected_changed(&mut self.maps.blocklist, &self.enforcer.policy);
         if known {
             if !was_known {
                 info!("the protected peers can be read: automatic blocks resume");

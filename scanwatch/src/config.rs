@@ -195,6 +195,8 @@ pub struct FileConfig {
     pub max_blocks_per_second: Option<u32>,
     pub block_burst: Option<u32>,
     pub answered_peer_window: Option<String>,
+    /// `[crowdsec]`: the fleet (see `crowdsec::settings`).
+    pub crowdsec: Option<crate::crowdsec::Section>,
 }
 
 impl FileConfig {
@@ -274,6 +276,8 @@ pub struct Config {
     /// A remote that answered a flow this host opened this recently is never auto-blocked.
     /// Default 10 min.
     pub answered_peer_window: Duration,
+    /// CrowdSec Local API roles; `None` without a `[crowdsec]` section.
+    pub crowdsec: Option<crate::crowdsec::Settings>,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -441,7 +445,13 @@ impl Config {
                 .map(PathBuf::from)
                 .collect()
         });
+        let crowdsec = file
+            .crowdsec
+            .as_ref()
+            .map(crate::crowdsec::Settings::build)
+            .transpose()?;
         Ok(Self {
+            crowdsec,
             resolv_conf,
             max_blocks_per_second,
             block_burst,
@@ -536,7 +546,7 @@ fn merge_thresholds(
     Ok(out)
 }
 
-fn parse_duration(
+pub(crate) fn parse_duration(
     key: &'static str,
     text: Option<&str>,
     default: Duration,
