@@ -41,44 +41,46 @@ pub fn package() -> Result<PathBuf> {
         return Ok(tree);
     }
     std::fs::create_dir_all(&root)?;
-    let deb = match std::env::var_os("SCANWATCH_CROWDSEC_DEB") {
-        Some(deb) => PathBuf::from(deb),
-        None => {
-            let download = || {
-                Command::new("apt-get")
-                    .args(["download", "crowdsec"])
-                    .current_dir(&root)
-                    .stdin(Stdio::null())
-                    .output()
-            };
-            let ok = download().is_ok_and(|o| o.status.success());
-            if !ok {
-                run(Command::new("apt-get").arg("update").stdin(Stdio::null()))
-                    .context("apt-get update (to download the crowdsec package)")?;
-                let out = download()?;
-                ensure!(
-                    out.status.success(),
-                    "`apt-get download crowdsec` failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::fs::read_dir(&root)?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("crowdsec_"))
-                        && p.extension().is_some_and(|e| e == "deb")
-                })
-                .context("apt-get download left no crowdsec_*.deb")?
-        }
-    };
+    let deb = std::env::var_os("SCANWATCH_CROWDSEC_DEB")
+        .map_or_else(|| download(&root), |deb| Ok(PathBuf::from(deb)))?;
     let tmp = root.join("x.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::rename(&tmp, &tree)?;
     Ok(tree)
+}
+
+/// `apt-get download crowdsec` into `root` (after `apt-get update` if the lists are missing);
+/// the .deb's path.
+fn download(root: &Path) -> Result<PathBuf> {
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "crowdsec"])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+    };
+    let ok = download().is_ok_and(|o| o.status.success());
+    if !ok {
+        run(Command::new("apt-get").arg("update").stdin(Stdio::null()))
+            .context("apt-get update (to download the crowdsec package)")?;
+        let out = download()?;
+        ensure!(
+            out.status.success(),
+            "`apt-get download crowdsec` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::read_dir(root)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("crowdsec_"))
+                && p.extension().is_some_and(|e| e == "deb")
+        })
+        .context("apt-get download left no crowdsec_*.deb")
 }
 
 /// A running Local API.

@@ -173,7 +173,7 @@ fn a_scanner_found_by_one_agent_is_dropped_by_another_until_its_decision_is_dele
         1
     );
     let want = format!("{attacker}/32");
-    assert_eq!(crowdsec_rows(&agent2), [want.clone()]);
+    assert_eq!(crowdsec_rows(&agent2), std::slice::from_ref(&want));
     assert!(
         poll_until(
             DECISION_WITHIN,

@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
-    sync::{Arc, atomic::Ordering},
+    sync::atomic::Ordering,
     time::Duration,
 };
 
@@ -37,12 +37,12 @@ pub struct Batch {
 }
 
 /// The bouncer thread: startup pull, then deltas every `poll_interval`.
-pub fn run(lapi: Lapi, api_key: Secret, shared: Arc<Shared>, tx: UnboundedSender<Batch>) {
+pub fn run(lapi: &Lapi, api_key: &Secret, shared: &Shared, tx: &UnboundedSender<Batch>) {
     let role = "enforce";
     let mut startup = true;
     let mut backoff = Backoff::new(shared.settings.max_backoff);
     while !shared.stop.load(Ordering::SeqCst) {
-        match lapi.stream(&api_key, startup) {
+        match lapi.stream(api_key, startup) {
             Ok(stream) => {
                 shared.success(role);
                 backoff.reset();
@@ -59,7 +59,7 @@ pub fn run(lapi: Lapi, api_key: Secret, shared: Arc<Shared>, tx: UnboundedSender
             }
             Err(e) => {
                 shared.failure(role, &e);
-                backoff.sleep(&shared);
+                backoff.sleep(shared);
             }
         }
     }
@@ -114,7 +114,7 @@ impl Decisions {
     /// those no decision holds any more.
     pub fn apply(
         &mut self,
-        batch: Batch,
+        batch: &Batch,
         trie: &mut BlockList,
         policy: &Policy,
         enforcing: bool,

@@ -198,7 +198,7 @@ impl Lapi {
     /// `POST /v1/watchers/login`: a bearer token.
     pub fn login(&self, machine_id: &str, password: &Secret) -> Result<Secret, LapiError> {
         let body = serde_json::json!({"machine_id": machine_id, "password": password.expose()});
-        let text = self.send(
+        let text = answer(
             self.agent
                 .post(format!("{}/v1/watchers/login", self.base))
                 .content_type("application/json")
@@ -214,7 +214,7 @@ impl Lapi {
 
     /// `POST /v1/alerts`: the ids of the alerts created.
     pub fn push_alerts(&self, token: &Secret, alerts: &[Alert]) -> Result<usize, LapiError> {
-        let text = self.send(
+        let text = answer(
             self.agent
                 .post(format!("{}/v1/alerts", self.base))
                 .header("Authorization", &format!("Bearer {}", token.expose()))
@@ -228,7 +228,7 @@ impl Lapi {
     /// `GET /v1/decisions/stream`: everything current (`startup`), else what changed since the
     /// last call.
     pub fn stream(&self, api_key: &Secret, startup: bool) -> Result<Stream, LapiError> {
-        let text = self.send(
+        let text = answer(
             self.agent
                 .get(format!("{}/v1/decisions/stream", self.base))
                 .query("startup", if startup { "true" } else { "false" })
@@ -237,25 +237,23 @@ impl Lapi {
         )?;
         parse(&text)
     }
+}
 
-    fn send(
-        &self,
-        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<String, LapiError> {
-        let mut response = result.map_err(|e| LapiError::Unreachable(error_text(&e)))?;
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => response
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024 * 1024)
-                .read_to_string()
-                .map_err(|e| {
-                    LapiError::BadResponse(format!("reading the body: {}", error_text(&e)))
-                }),
-            401 | 403 => Err(LapiError::Unauthorized(status)),
-            _ => Err(LapiError::Http(status)),
-        }
+/// The body of a 2xx answer, or the error its status or transport failure means.
+fn answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<String, LapiError> {
+    let mut response = result.map_err(|e| LapiError::Unreachable(error_text(&e)))?;
+    let status = response.status().as_u16();
+    match status {
+        200..=299 => response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| LapiError::BadResponse(format!("reading the body: {}", error_text(&e)))),
+        401 | 403 => Err(LapiError::Unauthorized(status)),
+        _ => Err(LapiError::Http(status)),
     }
 }
 

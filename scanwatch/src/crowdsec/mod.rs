@@ -328,7 +328,7 @@ impl Fleet {
                 (Some(Ok(password)), Some(lapi)) => {
                     let (s, id) = (shared.clone(), settings.machine_id.clone());
                     spawn("crowdsec-publish", move || {
-                        publisher::run(lapi, id, password, s);
+                        publisher::run(&lapi, &id, &password, &s);
                     });
                     info!(
                         "crowdsec: publishing findings to {} as machine {}",
@@ -350,7 +350,9 @@ impl Fleet {
                     let (tx, rx) = unbounded_channel();
                     fleet.decisions_rx = Some(rx);
                     let s = shared.clone();
-                    spawn("crowdsec-bounce", move || bouncer::run(lapi, key, s, tx));
+                    spawn("crowdsec-bounce", move || {
+                        bouncer::run(&lapi, &key, &s, &tx);
+                    });
                     info!(
                         "crowdsec: enforcing decisions from {} every {}s",
                         settings.lapi_url,
@@ -404,7 +406,7 @@ impl Fleet {
         m.decisions_received
             .with_label_values(&["deleted"])
             .inc_by(batch.stream.deleted.len() as u64);
-        let applied = self.decisions.apply(batch, trie, policy, true);
+        let applied = self.decisions.apply(&batch, trie, policy, true);
         self.count(&applied);
     }
 

@@ -9,7 +9,7 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Condvar, Mutex, atomic::Ordering},
+    sync::{Condvar, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -153,24 +153,31 @@ pub fn alert_of(f: &Finding) -> Option<Alert> {
 }
 
 /// The publisher thread: logs in, pushes the queue in batches, backs off on errors.
-pub fn run(lapi: Lapi, machine_id: String, password: Secret, shared: Arc<Shared>) {
+pub fn run(lapi: &Lapi, machine_id: &str, password: &Secret, shared: &Shared) {
     let role = "publish";
     let mut token: Option<Secret> = None;
     let mut backoff = Backoff::new(shared.settings.max_backoff);
     while !shared.stop.load(Ordering::SeqCst) {
+        // Log in first, queue or not: wrong credentials show at start, not at the first scan.
+        let Some(t) = &token else {
+            match lapi.login(machine_id, password) {
+                Ok(t) => {
+                    token = Some(t);
+                    shared.success(role);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    shared.failure(role, &e);
+                    backoff.sleep(shared);
+                }
+            }
+            continue;
+        };
         let batch = shared.queue.peek(BATCH, Duration::from_millis(500));
         if batch.is_empty() {
             continue;
         }
-        let result = match &token {
-            Some(t) => lapi.push_alerts(t, &batch),
-            None => lapi.login(&machine_id, &password).and_then(|t| {
-                let sent = lapi.push_alerts(&t, &batch);
-                token = Some(t);
-                sent
-            }),
-        };
-        match result {
+        match lapi.push_alerts(t, &batch) {
             Ok(_) => {
                 let left = shared.queue.pop(batch.len());
                 shared.metrics.published.inc_by(batch.len() as u64);
@@ -183,7 +190,7 @@ pub fn run(lapi: Lapi, machine_id: String, password: Secret, shared: Arc<Shared>
                     token = None;
                 }
                 shared.failure(role, &e);
-                backoff.sleep(&shared);
+                backoff.sleep(shared);
             }
         }
     }
