@@ -233,7 +233,68 @@ pub fn warn_dropped(total: u64) {
 
 #[cfg(test)]
 mod tests {
+    use scanwatch_common::event::DetectionKind;
+
     use super::*;
+    use crate::enforce::Refusal;
+
+    fn finding(source: &str, direction: Direction, action: Action) -> Finding {
+        Finding {
+            timestamp: "2026-11-30T09:00:05.000Z".into(),
+            source: source.into(),
+            kind: DetectionKind::PortScan,
+            technique: "T1046",
+            direction,
+            distinct_ports: 20,
+            distinct_hosts: 1,
+            packets: 21,
+            probes: std::collections::BTreeMap::new(),
+            examples: vec![],
+            window_seconds: 300,
+            first_seen: "2026-11-30T09:00:00.000Z".into(),
+            last_seen: "2026-11-30T09:00:05.000Z".into(),
+            interface: "eth0".into(),
+            action,
+            block_ttl_seconds: None,
+            not_blocked: None,
+        }
+    }
+
+    #[test]
+    fn a_blocking_finding_asks_for_remediation_of_its_ip() {
+        let a = alert_of(&finding("192.0.2.7", Direction::Ingress, Action::Block)).unwrap();
+        assert!(a.remediation);
+        assert_eq!(a.scenario, "scanwatch/port_scan");
+        assert_eq!(
+            (a.source.scope.as_str(), a.source.ip.as_deref()),
+            ("Ip", Some("192.0.2.7"))
+        );
+        assert!(a.labels.contains(&"attack.T1046".to_owned()));
+        assert_eq!(a.events_count, 21);
+    }
+
+    #[test]
+    fn ipv6_prefixes_are_ranges() {
+        let a = alert_of(&finding(
+            "2001:db8::/64",
+            Direction::Ingress,
+            Action::WouldBlock,
+        ))
+        .unwrap();
+        assert_eq!(a.source.scope, "Range");
+        assert_eq!(a.source.range.as_deref(), Some("2001:db8::/64"));
+        assert!(a.remediation);
+    }
+
+    #[test]
+    fn protected_monitor_and_egress_findings_are_never_ban_candidates() {
+        let mut protected = finding("192.0.2.1", Direction::Ingress, Action::Alert);
+        protected.not_blocked = Some(Refusal::Gateway);
+        assert!(!alert_of(&protected).unwrap().remediation);
+        let monitor = finding("192.0.2.7", Direction::Ingress, Action::Alert);
+        assert!(!alert_of(&monitor).unwrap().remediation);
+        assert!(alert_of(&finding("10.0.0.1", Direction::Egress, Action::Alert)).is_none());
+    }
 
     #[test]
     fn queue_drops_the_oldest_over_its_bound() {
