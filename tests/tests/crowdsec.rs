@@ -19,7 +19,7 @@ use scanwatch_tests::{
     e2e::{self, attacker_syn_scan, config_file, expect_alert},
     lab::Lab,
     metrics::sample,
-    netns::{in_netns, spawn_in_netns},
+    netns::spawn_in_netns,
     process::{TempDir, poll_until},
 };
 use serde_json::Value;
@@ -473,5 +473,63 @@ fn wrong_credentials_unreachable_errors_and_garbage_are_logged_and_counted() {
         secrets.path(),
     );
     stop_garbage.store(true, Ordering::SeqCst);
-    let _ = in_netns(lab.target.name(), || ());
+}
+
+#[test]
+fn applied_decisions_survive_an_agent_restart_while_the_lapi_is_down() {
+    let lab = e2e::lab();
+    let mut lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
+    let dir = TempDir::new("fleet").unwrap();
+    let key = lapi.add_bouncer("agent", dir.path()).unwrap();
+    let cfg = config_file(
+        &dir,
+        &format!(
+            "mode = \"drop\"\n{}",
+            section(
+                &lapi.url(),
+                &format!("api_key_file = \"{}\"\n", key.display())
+            )
+        ),
+    );
+    let mut agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
+    let attacker = lab.attacker_v4().to_string();
+    lapi.cscli(&["decisions", "add", "--ip", &attacker, "--duration", "1h"])
+        .expect("cscli decisions add");
+    let want = [format!("{attacker}/32")];
+    assert!(
+        poll_until(
+            DECISION_WITHIN,
+            Duration::from_millis(200),
+            || crowdsec_rows(&agent) == want
+        ),
+        "the decision is enforced"
+    );
+    lapi.stop().unwrap();
+    agent
+        .restart(&["--config", &cfg])
+        .expect("restarting the agent");
+    let target = SocketAddr::from((lab.target_v4(), 9));
+    assert!(
+        !reaches(lab.attacker.name(), target),
+        "the restarted agent still drops the banned source"
+    );
+    assert_eq!(crowdsec_rows(&agent), want, "the pinned decision is kept");
+    let m = agent.wait_for_metrics(Duration::from_secs(6), |m| {
+        sample(
+            m,
+            "scanwatch_crowdsec_lapi_errors_total{error=\"unreachable\",role=\"enforce\"}",
+        ) > 0
+    });
+    assert_eq!(
+        sample(&m, "scanwatch_crowdsec_lapi_up{role=\"enforce\"}"),
+        0,
+        "{m}"
+    );
+    // Back online, the startup pull confirms it (the decision still stands).
+    lapi.start_again().unwrap();
+    agent.wait_for_metrics(Duration::from_secs(6), |m| {
+        sample(m, "scanwatch_crowdsec_lapi_up{role=\"enforce\"}") == 1
+    });
+    std::thread::sleep(POLL * 2);
+    assert_eq!(crowdsec_rows(&agent), want);
 }
