@@ -637,6 +637,7 @@ fn warn_restart_only(old: &Config, new: &Config) {
             old.tracker_capacity != new.tracker_capacity,
             "tracker_capacity",
         ),
+        (old.crowdsec != new.crowdsec, "crowdsec"),
     ] {
         if changed {
             warn!("`{key}` changed; it takes effect on restart, not on reload");

@@ -721,4 +721,27 @@ mod tests {
         assert_eq!(c.never_block[0].to_string(), "10.0.0.5/32");
         assert_eq!(c.ignore[0].to_string(), "10.9.0.0/16");
     }
+
+    #[test]
+    fn crowdsec_section_is_validated_with_the_rest() {
+        let file: FileConfig = toml::from_str(
+            "[crowdsec]\nlapi_url = \"http://127.0.0.1:8080/\"\nmachine_id = \"m\"\n\
+             password_file = \"/p\"\npoll_interval = \"2s\"\n",
+        )
+        .unwrap();
+        let c = Config::build(Some(&file), &Overrides::default()).unwrap();
+        let cs = c.crowdsec.unwrap();
+        assert!(cs.publish && !cs.enforce);
+        assert_eq!(cs.poll_interval, Duration::from_secs(2));
+        assert!(toml::from_str::<FileConfig>("[crowdsec]\nlapi_uri = \"x\"\n").is_err());
+        let bad: FileConfig = toml::from_str(
+            "[crowdsec]\nlapi_url = \"http://h\"\napi_key_file = \"/k\"\npoll_interval = \"0s\"\n",
+        )
+        .unwrap();
+        assert!(Config::build(Some(&bad), &Overrides::default()).is_err());
+        assert_eq!(
+            Config::build(None, &Overrides::default()).unwrap().crowdsec,
+            None
+        );
+    }
 }
