@@ -253,13 +253,35 @@ impl Lapi {
         })
     }
 
-    /// `cscli alerts list -o json`.
+    /// Every alert (`GET /v1/alerts` as cscli's machine): `cscli alerts list` hides alerts
+    /// without decisions, such as those published with `remediation: false`.
     pub fn alerts(&self) -> Result<Vec<Value>> {
-        let text = self.cscli(&["alerts", "list", "-o", "json"])?;
-        Ok(match serde_json::from_str::<Value>(text.trim())? {
-            Value::Array(a) => a,
-            _ => Vec::new(),
-        })
+        let base = self.url();
+        in_netns(&self.ns, move || -> Result<Vec<Value>> {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build()
+                .into();
+            let login: Value = serde_json::from_str(
+                &agent
+                    .post(format!("{base}/v1/watchers/login"))
+                    .content_type("application/json")
+                    .send(r#"{"machine_id":"cscli","password":"cscli-password"}"#)?
+                    .body_mut()
+                    .read_to_string()?,
+            )?;
+            let token = login["token"].as_str().context("no token")?;
+            let text = agent
+                .get(format!("{base}/v1/alerts"))
+                .header("Authorization", &format!("Bearer {token}"))
+                .call()?
+                .body_mut()
+                .read_to_string()?;
+            Ok(match serde_json::from_str::<Value>(&text)? {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            })
+        })?
     }
 
     /// The API's log.

@@ -19,7 +19,7 @@ use scanwatch_tests::{
     e2e::{self, attacker_syn_scan, config_file, expect_alert},
     lab::Lab,
     metrics::sample,
-    netns::spawn_in_netns,
+    netns::{in_netns, spawn_in_netns},
     process::{TempDir, poll_until},
 };
 use serde_json::Value;
@@ -347,6 +347,16 @@ fn findings_made_while_the_lapi_is_down_arrive_after_it_returns() {
 
 /// A tiny LAPI impostor inside `ns` on 127.0.0.1: every request gets `status` and `body`.
 fn fake_lapi(ns: &str, status: u16, body: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
+    slow_fake_lapi(ns, status, body, Duration::ZERO)
+}
+
+/// [`fake_lapi`] answering after `delay`, one request at a time.
+fn slow_fake_lapi(
+    ns: &str,
+    status: u16,
+    body: &'static str,
+    delay: Duration,
+) -> (SocketAddr, Arc<AtomicBool>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let flag = stop.clone();
@@ -356,6 +366,7 @@ fn fake_lapi(ns: &str, status: u16, body: &'static str) -> (SocketAddr, Arc<Atom
         tx.send(addr).unwrap();
         while !flag.load(Ordering::SeqCst) {
             if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) {
+                std::thread::sleep(delay);
                 let _ =
                     req.respond(tiny_http::Response::from_string(body).with_status_code(status));
             }
@@ -430,7 +441,7 @@ fn survives(lab: &Lab, dir: &TempDir, url: &str, error: &str, log_says: &str, se
 }
 
 #[test]
-fn wrong_credentials_unreachable_errors_and_garbage_are_logged_and_counted() {
+fn wrong_credentials_unreachable_slow_errors_and_garbage_are_logged_and_counted() {
     let lab = e2e::lab();
     let lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
     let secrets = TempDir::new("secrets").unwrap();
@@ -473,6 +484,17 @@ fn wrong_credentials_unreachable_errors_and_garbage_are_logged_and_counted() {
         secrets.path(),
     );
     stop_garbage.store(true, Ordering::SeqCst);
+    // Slower than the 2 s request timeout: a timeout, counted as unreachable.
+    let (addr, stop_slow) = slow_fake_lapi(lab.target.name(), 200, "{}", Duration::from_secs(3));
+    survives(
+        &lab,
+        &dir,
+        &format!("http://{addr}"),
+        "unreachable",
+        "timed out",
+        secrets.path(),
+    );
+    stop_slow.store(true, Ordering::SeqCst);
 }
 
 #[test]
@@ -532,4 +554,73 @@ fn applied_decisions_survive_an_agent_restart_while_the_lapi_is_down() {
     });
     std::thread::sleep(POLL * 2);
     assert_eq!(crowdsec_rows(&agent), want);
+}
+
+#[test]
+fn the_alert_queue_keeps_the_newest_findings_up_to_its_bound() {
+    let lab = e2e::lab();
+    let mut lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
+    let dir = TempDir::new("fleet").unwrap();
+    let password = lapi
+        .add_machine("agent", "agent-password", dir.path())
+        .unwrap();
+    // Monitor mode: the UDP scan's findings do not block the scanner before its SYN scan.
+    let cfg = config_file(
+        &dir,
+        &section(
+            &lapi.url(),
+            &format!(
+                "machine_id = \"agent\"\npassword_file = \"{}\"\nqueue_size = 1\n",
+                password.display()
+            ),
+        ),
+    );
+    let agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
+    agent.wait_for_metrics(DECISION_WITHIN, |m| {
+        sample(m, "scanwatch_crowdsec_lapi_up{role=\"publish\"}") == 1
+    });
+    lapi.stop().unwrap();
+    let attacker = lab.attacker_v4().to_string();
+    let target = lab.target_v4();
+    in_netns(lab.attacker.name(), move || {
+        scanwatch_tests::scanner::udp_scan(target.into(), 1..=60, e2e::SCAN_BUDGET)
+    })
+    .unwrap()
+    .unwrap();
+    expect_alert(&agent, &attacker, &["udp_scan"], "UDP scan");
+    attacker_syn_scan(&lab);
+    expect_alert(&agent, &attacker, &["port_scan"], "SYN scan");
+    std::thread::sleep(Duration::from_millis(300));
+    let findings = agent.alerts().len() as u64;
+    assert!(findings >= 2, "{findings}");
+    let m = agent.wait_for_metrics(Duration::from_secs(6), |m| {
+        sample(m, "scanwatch_crowdsec_lapi_up{role=\"publish\"}") == 0
+    });
+    assert_eq!(sample(&m, "scanwatch_crowdsec_alerts_queued"), 1, "{m}");
+    assert_eq!(
+        sample(&m, "scanwatch_crowdsec_alerts_dropped_total"),
+        findings - 1,
+        "{m}"
+    );
+    lapi.start_again().unwrap();
+    let ours = |lapi: &Lapi| -> Vec<String> {
+        lapi.alerts()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a["scenario"].as_str().map(str::to_owned))
+            .filter(|s| s.starts_with("scanwatch/"))
+            .collect()
+    };
+    assert!(
+        poll_until(Duration::from_secs(15), Duration::from_millis(500), || {
+            !ours(&lapi).is_empty()
+        }),
+        "the queued finding never arrived; agent log:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        ours(&lapi),
+        ["scanwatch/port_scan"],
+        "only the newest finding was kept"
+    );
 }
