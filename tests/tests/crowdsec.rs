@@ -231,19 +231,34 @@ fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
         lapi.cscli(&["decisions", "add", "--ip", ip, "--duration", "1h"])
             .expect("cscli decisions add");
     }
+    // Ranges: one covering the target's own network (refused: it holds the own address,
+    // checked first), one elsewhere (enforced).
+    let lan = format!("10.{}.0.0/16", lab.k());
+    let far = "2001:db8:5ca7::/48";
+    for range in [lan.as_str(), far] {
+        lapi.cscli(&["decisions", "add", "--range", range, "--duration", "1h"])
+            .expect("cscli decisions add --range");
+    }
     let m = agent.wait_for_metrics(DECISION_WITHIN, |m| {
         sample(
             m,
             "scanwatch_crowdsec_decisions_refused_total{reason=\"own_address\"}",
-        ) >= 1
+        ) >= 2
     });
     assert_eq!(
         sample(
             &m,
             "scanwatch_crowdsec_decisions_refused_total{reason=\"own_address\"}"
         ),
-        1,
+        2,
         "{m}"
+    );
+    assert!(
+        agent
+            .log()
+            .contains(&format!("decision to ban {lan} not enforced: own_address")),
+        "{}",
+        agent.log()
     );
     assert!(
         agent.log().contains(&format!(
@@ -256,9 +271,9 @@ fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
         poll_until(
             DECISION_WITHIN,
             Duration::from_millis(200),
-            || crowdsec_rows(&agent) == [format!("{attacker}/32")]
+            || crowdsec_rows(&agent) == [format!("{attacker}/32"), far.to_owned()]
         ),
-        "only the attacker is blocked: {:?}",
+        "only the attacker and the far range are blocked: {:?}",
         crowdsec_rows(&agent)
     );
 }
