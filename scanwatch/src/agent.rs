@@ -309,7 +309,9 @@ impl<'i> Agent<'i> {
                 _ = walk_tick.tick() => self.walk_maps(),
                 _ = signals.hangup.recv() => self.reload(),
                 batch = self.fleet.next_decisions() => {
-                    self.fleet.apply(batch, &mut self.maps.blocklist, &self.enforcer.policy);
+                    let added =
+                        self.fleet.apply(batch, &mut self.maps.blocklist, &self.enforcer.policy);
+                    self.count_crowdsec_blocks(added);
                 }
                 changed = self.protected.changed() => match changed {
                     Ok(()) => self.protected_changed(),
@@ -416,6 +418,14 @@ impl<'i> Agent<'i> {
             Verdict::Alert | Verdict::AlreadyBlocked { .. } => {}
         }
         verdict
+    }
+
+    /// Counts blocks added for CrowdSec decisions with the other reasons'.
+    fn count_crowdsec_blocks(&self, added: usize) {
+        self.metrics
+            .blocks_added
+            .with_label_values(&[BlockReason::Crowdsec.name()])
+            .inc_by(added as u64);
     }
 
     /// Removes expired per-source blocks and refreshes their gauge.
@@ -529,8 +539,10 @@ impl<'i> Agent<'i> {
         let known = snapshot.is_some();
         self.enforcer.policy.peers = snapshot;
         self.metrics.protected_set_available.set(i64::from(known));
-        self.fleet
+        let added = self
+            .fleet
             .protected_changed(&mut self.maps.blocklist, &self.enforcer.policy);
+        self.count_crowdsec_blocks(added);
         if known {
             if !was_known {
                 info!("the protected peers can be read: automatic blocks resume");

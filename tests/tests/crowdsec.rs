@@ -172,6 +172,11 @@ fn a_scanner_found_by_one_agent_is_dropped_by_another_until_its_decision_is_dele
         sample(&m2, "scanwatch_crowdsec_lapi_up{role=\"enforce\"}"),
         1
     );
+    assert_eq!(
+        sample(&m2, "scanwatch_blocks_added_total{reason=\"crowdsec\"}"),
+        1,
+        "{m2}"
+    );
     let want = format!("{attacker}/32");
     assert_eq!(crowdsec_rows(&agent2), std::slice::from_ref(&want));
     assert!(

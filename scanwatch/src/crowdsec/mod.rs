@@ -39,6 +39,9 @@ use crate::{
     kernel::BlockList,
 };
 
+/// Refusal label of a decision whose trie write failed (the trie full, or another error).
+const WRITE_ERROR: &str = "error";
+
 /// The roles, as metric labels.
 const ROLES: [&str; 2] = ["publish", "enforce"];
 
@@ -112,7 +115,7 @@ impl FleetMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "scanwatch_crowdsec_decisions_refused_total",
-                    "Decisions not enforced, by why (a protected peer, or not a ban of an Ip or Range).",
+                    "Decisions not enforced, by why (a protected peer, not a ban of an Ip or Range, or a failed write).",
                 ),
                 &["reason"],
             )?,
@@ -392,13 +395,13 @@ impl Fleet {
         }
     }
 
-    /// Enforces a stream answer (`None`: the bouncer thread ended).
-    pub fn apply(&mut self, batch: Option<Batch>, trie: &mut BlockList, policy: &Policy) {
+    /// Enforces a stream answer (`None`: the bouncer thread ended); the number of new blocks.
+    pub fn apply(&mut self, batch: Option<Batch>, trie: &mut BlockList, policy: &Policy) -> usize {
         let Some(batch) = batch else {
             self.decisions_rx = None;
-            return;
+            return 0;
         };
-        let Some(shared) = &self.shared else { return };
+        let Some(shared) = &self.shared else { return 0 };
         let m = &shared.metrics;
         m.decisions_received
             .with_label_values(&["new"])
@@ -408,15 +411,18 @@ impl Fleet {
             .inc_by(batch.stream.deleted.len() as u64);
         let applied = self.decisions.apply(&batch, trie, policy, true);
         self.count(&applied);
+        applied.blocked
     }
 
-    /// The protected set changed: decisions refused or enforced before are re-checked.
-    pub fn protected_changed(&mut self, trie: &mut BlockList, policy: &Policy) {
+    /// The protected set changed: decisions refused or enforced before are re-checked; the
+    /// number of new blocks.
+    pub fn protected_changed(&mut self, trie: &mut BlockList, policy: &Policy) -> usize {
         if self.decisions_rx.is_none() {
-            return;
+            return 0;
         }
         let applied = self.decisions.reapply(trie, policy, true);
         self.count(&applied);
+        applied.blocked
     }
 
     fn count(&self, applied: &Applied) {
@@ -426,6 +432,9 @@ impl Fleet {
             m.decisions_refused.with_label_values(&[why]).inc();
         }
         m.unblocked.inc_by(applied.unblocked as u64);
+        m.decisions_refused
+            .with_label_values(&[WRITE_ERROR])
+            .inc_by(applied.errors as u64);
         m.decisions_active.set(applied.active as i64);
     }
 
@@ -471,7 +480,7 @@ fn refusal_names() -> Vec<&'static str> {
     .iter()
     .map(|r| r.name())
     .collect();
-    v.push(bouncer::UNSUPPORTED);
+    v.extend([bouncer::UNSUPPORTED, WRITE_ERROR]);
     v
 }
 
