@@ -82,6 +82,8 @@ pub struct Decisions {
     bans: BTreeMap<i64, Ban>,
     /// Networks refused because protected, so each is logged once while its decision lasts.
     refused: BTreeSet<IpNet>,
+    /// Networks enforced after the last reconciliation.
+    active: usize,
 }
 
 /// What applying a batch did (counted by the caller).
@@ -120,6 +122,13 @@ impl Decisions {
         enforcing: bool,
     ) -> Applied {
         let mut out = Applied::default();
+        let stream = &batch.stream;
+        if !batch.startup && stream.new.is_empty() && stream.deleted.is_empty() {
+            // Nothing changed: no trie walk (it may hold 262k list entries) on a quiet poll;
+            // expired bans stop dropping in the kernel by themselves.
+            out.active = self.active;
+            return out;
+        }
         if batch.startup {
             self.bans.clear();
         }
@@ -227,6 +236,7 @@ impl Decisions {
             }
         }
         out.active = wanted.len();
+        self.active = out.active;
     }
 }
 

@@ -185,6 +185,19 @@ pub fn run(lapi: &Lapi, machine_id: &str, password: &Secret, shared: &Shared) {
                 shared.success(role);
                 backoff.reset();
             }
+            Err(LapiError::Http(status @ 400..=499)) => {
+                // The LAPI rejects these alerts as such: retrying them would block the queue
+                // for good. Dropped, counted and said.
+                let left = shared.queue.pop(batch.len());
+                shared.metrics.queued.set(left as i64);
+                shared.metrics.dropped.inc_by(batch.len() as u64);
+                warn!(
+                    "crowdsec: the Local API rejected {} alert(s) with HTTP {status}; dropped \
+                     (is it an older CrowdSec than 1.4?)",
+                    batch.len()
+                );
+                shared.failure(role, &LapiError::Http(status));
+            }
             Err(e) => {
                 if matches!(e, LapiError::Unauthorized(_)) {
                     token = None;
