@@ -3,7 +3,7 @@
 //! - `BLOCKS`, a hash keyed like the tracker (`SourceKey`): blocks the daemon adds for findings.
 //!   A hash lookup is the cheapest check on the drop path.
 //! - `BLOCKLIST`, an LPM trie of CIDRs: static block lists (FireHOL, Spamhaus DROP) and manual
-//!   `scanwatch block CIDR` entries.
+//!   `scanwatch block CIDR` entries, and CrowdSec `ban` decisions (one entry per address or range).
 
 indexed_enum! {
     /// Why a source is blocked; also the label of the drop counters.
@@ -14,6 +14,8 @@ indexed_enum! {
         Manual = 1 => "manual",
         /// A static block-list file.
         List = 2 => "block_list",
+        /// A CrowdSec Local API `ban` decision (the agent's bouncer role).
+        Crowdsec = 3 => "crowdsec",
     }
     /// Number of block reasons.
     pub const BLOCK_REASONS: usize;

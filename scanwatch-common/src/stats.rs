@@ -98,6 +98,10 @@ indexed_enum! {
         /// TCP FIN|ACK with no live flow that belongs to a connection the kernel holds (socket
         /// lookup on the exact 4-tuple): a close, not a probe.
         ConnectionCloses = 26 => "connection_closes",
+        /// Packets dropped because of a CrowdSec decision.
+        DroppedCrowdsec = 27 => "dropped_crowdsec",
+        /// Bytes dropped because of a CrowdSec decision.
+        DroppedBytesCrowdsec = 28 => "dropped_bytes_crowdsec",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;
@@ -111,6 +115,7 @@ impl Counter {
             BlockReason::Detection => Self::DroppedDetection,
             BlockReason::Manual => Self::DroppedManual,
             BlockReason::List => Self::DroppedList,
+            BlockReason::Crowdsec => Self::DroppedCrowdsec,
         }
     }
 
@@ -121,6 +126,7 @@ impl Counter {
             BlockReason::Detection => Self::DroppedBytesDetection,
             BlockReason::Manual => Self::DroppedBytesManual,
             BlockReason::List => Self::DroppedBytesList,
+            BlockReason::Crowdsec => Self::DroppedBytesCrowdsec,
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     alerts::AlertSink,
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
+    crowdsec::Fleet,
     detect::{AlertBudget, Direction, Examples, finding},
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, Refusal, Verdict},
     kernel::{BlockList, Events, Maps},
@@ -179,6 +180,8 @@ struct Agent<'i> {
     /// Names of the interfaces attached to, by index (events carry the index).
     ifnames: HashMap<u32, String>,
     status: AgentStatus,
+    /// CrowdSec Local API roles (off without `[crowdsec]`).
+    fleet: Fleet,
 }
 
 /// The signals the agent answers.
@@ -238,7 +241,13 @@ impl<'i> Agent<'i> {
             .protected_set_available
             .set(i64::from(snapshot.is_some()));
         let enforcer = Enforcer::new(Policy::new(&config, snapshot), block_rate(&config));
+        let fleet = Fleet::start(
+            config.crowdsec.as_ref(),
+            &metrics.registry,
+            config.mode == Mode::Drop && !config.dry_run,
+        );
         Self {
+            fleet,
             protected,
             protected_task,
             list_reload: None,
@@ -316,6 +325,11 @@ impl<'i> Agent<'i> {
                         None => std::future::pending().await,
                     }
                 } => systemd.watchdog(),
+                batch = self.fleet.next_decisions() => {
+                    let added =
+                        self.fleet.apply(batch, &mut self.maps.blocklist, &self.enforcer.policy);
+                    self.count_crowdsec_blocks(added);
+                }
                 changed = self.protected.changed() => match changed {
                     Ok(()) => self.protected_changed(),
                     Err(_) => break Err(anyhow!("the protected-peers watcher stopped")),
@@ -333,6 +347,7 @@ impl<'i> Agent<'i> {
         info!("shutting down: flushing alerts and detaching");
         systemd.stopping();
         server.abort();
+        self.fleet.stop();
         self.protected_task.abort();
         if let Some(task) = self.list_reload.take() {
             task.abort();
@@ -375,6 +390,7 @@ impl<'i> Agent<'i> {
             .inc();
         let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
+        self.fleet.publish(&f);
         if !self.budget.take(f.kind, f.direction, Instant::now()) {
             self.metrics.alerts_suppressed.inc();
             return;
@@ -420,6 +436,14 @@ impl<'i> Agent<'i> {
             Verdict::Alert | Verdict::AlreadyBlocked { .. } => {}
         }
         verdict
+    }
+
+    /// Counts blocks added for CrowdSec decisions with the other reasons'.
+    fn count_crowdsec_blocks(&self, added: usize) {
+        self.metrics
+            .blocks_added
+            .with_label_values(&[BlockReason::Crowdsec.name()])
+            .inc_by(added as u64);
     }
 
     /// Removes expired per-source blocks and refreshes their gauge.
@@ -475,6 +499,7 @@ impl<'i> Agent<'i> {
             .collect();
         status.ipv6_prefix = self.config.ipv6_prefix;
         status.resolv_conf.clone_from(&self.config.resolv_conf);
+        status.crowdsec = self.fleet.status();
         if let Err(e) = status.write(self.instance) {
             warn!("writing the status file: {e:#}");
         }
@@ -532,6 +557,10 @@ impl<'i> Agent<'i> {
         let known = snapshot.is_some();
         self.enforcer.policy.peers = snapshot;
         self.metrics.protected_set_available.set(i64::from(known));
+        let added = self
+            .fleet
+            .protected_changed(&mut self.maps.blocklist, &self.enforcer.policy);
+        self.count_crowdsec_blocks(added);
         if known {
             if !was_known {
                 info!("the protected peers can be read: automatic blocks resume");
@@ -638,6 +667,7 @@ fn warn_restart_only(old: &Config, new: &Config) {
             old.tracker_capacity != new.tracker_capacity,
             "tracker_capacity",
         ),
+        (old.crowdsec != new.crowdsec, "crowdsec"),
     ] {
         if changed {
             warn!("`{key}` changed; it takes effect on restart, not on reload");

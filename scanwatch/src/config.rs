@@ -200,6 +200,8 @@ pub struct FileConfig {
     pub max_blocks_per_second: Option<u32>,
     pub block_burst: Option<u32>,
     pub answered_peer_window: Option<String>,
+    /// `[crowdsec]`: the fleet (see `crowdsec::settings`).
+    pub crowdsec: Option<crate::crowdsec::Section>,
 }
 
 impl FileConfig {
@@ -283,6 +285,8 @@ pub struct Config {
     /// A remote that answered a flow this host opened this recently is never auto-blocked.
     /// Default 10 min.
     pub answered_peer_window: Duration,
+    /// CrowdSec Local API roles; `None` without a `[crowdsec]` section.
+    pub crowdsec: Option<crate::crowdsec::Settings>,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -459,7 +463,13 @@ impl Config {
                 .map(PathBuf::from)
                 .collect()
         });
+        let crowdsec = file
+            .crowdsec
+            .as_ref()
+            .map(crate::crowdsec::Settings::build)
+            .transpose()?;
         Ok(Self {
+            crowdsec,
             resolv_conf,
             max_blocks_per_second,
             block_burst,
@@ -556,7 +566,7 @@ fn merge_thresholds(
     Ok(out)
 }
 
-fn parse_duration(
+pub(crate) fn parse_duration(
     key: &'static str,
     text: Option<&str>,
     default: Duration,
@@ -731,5 +741,28 @@ mod tests {
             .unwrap();
         assert_eq!(c.never_block[0].to_string(), "10.0.0.5/32");
         assert_eq!(c.ignore[0].to_string(), "10.9.0.0/16");
+    }
+
+    #[test]
+    fn crowdsec_section_is_validated_with_the_rest() {
+        let file: FileConfig = toml::from_str(
+            "[crowdsec]\nlapi_url = \"http://127.0.0.1:8080/\"\nmachine_id = \"m\"\n\
+             password_file = \"/p\"\npoll_interval = \"2s\"\n",
+        )
+        .unwrap();
+        let c = Config::build(Some(&file), &Overrides::default()).unwrap();
+        let cs = c.crowdsec.unwrap();
+        assert!(cs.publish && !cs.enforce);
+        assert_eq!(cs.poll_interval, Duration::from_secs(2));
+        assert!(toml::from_str::<FileConfig>("[crowdsec]\nlapi_uri = \"x\"\n").is_err());
+        let bad: FileConfig = toml::from_str(
+            "[crowdsec]\nlapi_url = \"http://h\"\napi_key_file = \"/k\"\npoll_interval = \"0s\"\n",
+        )
+        .unwrap();
+        assert!(Config::build(Some(&bad), &Overrides::default()).is_err());
+        assert_eq!(
+            Config::build(None, &Overrides::default()).unwrap().crowdsec,
+            None
+        );
     }
 }

@@ -209,6 +209,22 @@ pub fn status(instance: &Instance, json: bool) -> anyhow::Result<()> {
         "blocks:          {} ({hidden} from block lists)",
         rows.len() + hidden
     );
+    if let Some(fleet) = &status.crowdsec {
+        println!("crowdsec:        {}", fleet.lapi_url);
+        for (role, health) in [("publish", &fleet.publish), ("enforce", &fleet.enforce)] {
+            let Some(h) = health else { continue };
+            let state = if h.up { "up" } else { "DOWN" };
+            let error = h.last_error.as_deref().filter(|_| !h.up).unwrap_or("");
+            println!(
+                "  {role:<8} {state} (last success {}) {error}",
+                h.last_success.as_deref().unwrap_or("never")
+            );
+        }
+        println!(
+            "  {} findings queued, {} decisions enforced",
+            fleet.alerts_queued, fleet.decisions_active
+        );
+    }
     if !status.top_sources.is_empty() {
         println!("top sources (probes in window):");
         for (source, probes) in &status.top_sources {

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod alerts;
 pub mod clock;
 pub mod config;
+pub mod crowdsec;
 pub mod ctl;
 pub mod detect;
 pub mod ecs;

@@ -110,7 +110,9 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         | Counter::DroppedList
         | Counter::DroppedBytesDetection
         | Counter::DroppedBytesManual
-        | Counter::DroppedBytesList => return None,
+        | Counter::DroppedBytesList
+        | Counter::DroppedCrowdsec
+        | Counter::DroppedBytesCrowdsec => return None,
     };
     Some(help)
 }

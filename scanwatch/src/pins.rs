@@ -127,6 +127,9 @@ pub struct AgentStatus {
     /// The agent's resolver files, so the CLI protects the same resolvers.
     #[serde(default)]
     pub resolv_conf: Vec<std::path::PathBuf>,
+    /// CrowdSec Local API health, when `[crowdsec]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<crate::crowdsec::FleetStatus>,
 }
 
 impl AgentStatus {

@@ -52,7 +52,12 @@ pub fn daemon_binary() -> Result<PathBuf> {
 /// restarted daemon ([`Daemon::restart`]) find them; the guard removes them on drop.
 #[derive(Debug)]
 pub struct Daemon<'lab> {
-    lab: &'lab Lab,
+    /// Held so the daemon cannot outlive its lab's namespaces.
+    _lab: &'lab Lab,
+    /// The namespace it runs in and the interface it watches (the lab's target, unless
+    /// started with [`Daemon::start_shared_in`]).
+    ns: String,
+    iface: String,
     proc: Proc,
     dir: TempDir,
     metrics_addr: SocketAddr,
@@ -160,12 +165,46 @@ impl<'lab> Daemon<'lab> {
     }
 
     fn start_as(lab: &'lab Lab, extra: &[&str], launch: Launch) -> Result<Self> {
+        let (ns, iface) = (lab.target.name().to_owned(), lab.target_if.clone());
+        Self::start_at(lab, ns, iface, "", extra, launch)
+    }
+
+    /// Like [`Daemon::start_shared`], but in namespace `ns` watching `iface` (a second agent
+    /// of the same lab, e.g. on the benign host); `tag` keeps its `--instance` apart.
+    pub fn start_shared_in(
+        lab: &'lab Lab,
+        ns: &str,
+        iface: &str,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let tag = format!("-{tag}");
+        Self::start_at(
+            lab,
+            ns.to_owned(),
+            iface.to_owned(),
+            &tag,
+            extra,
+            Launch::Nsenter,
+        )
+    }
+
+    fn start_at(
+        lab: &'lab Lab,
+        ns: String,
+        iface: String,
+        tag: &str,
+        extra: &[&str],
+        launch: Launch,
+    ) -> Result<Self> {
         let dir = TempDir::new("daemon")?;
         let metrics_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, METRICS_PORT));
-        let instance = format!("{INSTANCE_PREFIX}{}-{}", std::process::id(), lab.id);
-        let proc = Self::spawn(lab, &dir, metrics_addr, &instance, &launch, extra)?;
+        let instance = format!("{INSTANCE_PREFIX}{}-{}{tag}", std::process::id(), lab.id);
+        let proc = Self::spawn(&ns, &iface, &dir, metrics_addr, &instance, &launch, extra)?;
         let mut daemon = Self {
-            lab,
+            _lab: lab,
+            ns,
+            iface,
             proc,
             dir,
             metrics_addr,
@@ -179,7 +218,8 @@ impl<'lab> Daemon<'lab> {
     /// Spawns `scanwatch --instance <instance> run ...` in the target namespace; its output is
     /// appended to `daemon.log` in `dir`.
     fn spawn(
-        lab: &Lab,
+        ns: &str,
+        iface: &str,
         dir: &TempDir,
         metrics_addr: SocketAddr,
         instance: &str,
@@ -192,11 +232,14 @@ impl<'lab> Daemon<'lab> {
             .append(true)
             .open(dir.path().join("daemon.log"))?;
         let mut cmd = match launch {
-            Launch::NetnsExec => lab.target.command(&bin),
+            Launch::NetnsExec => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&bin);
+                cmd
+            }
             Launch::Nsenter => {
                 let mut cmd = Command::new("nsenter");
-                cmd.arg(format!("--net=/run/netns/{}", lab.target.name()))
-                    .arg(&bin);
+                cmd.arg(format!("--net=/run/netns/{ns}")).arg(&bin);
                 cmd
             }
             Launch::Confined(confinement) => {
@@ -213,7 +256,7 @@ impl<'lab> Daemon<'lab> {
                         .with_context(|| format!("chown {}", d.display()))?;
                 }
                 let mut cmd = Command::new("nsenter");
-                cmd.arg(format!("--net=/run/netns/{}", lab.target.name()))
+                cmd.arg(format!("--net=/run/netns/{ns}"))
                     .args(["unshare", "--mount", "--propagation", "private", "--"])
                     .args(["sh", "-ec", CONFINE_SCRIPT, "sh"])
                     .arg(&pin_dir)
@@ -228,7 +271,7 @@ impl<'lab> Daemon<'lab> {
         };
         cmd.args(["--instance", instance])
             .arg("run")
-            .args(["-i", &lab.target_if])
+            .args(["-i", iface])
             .arg("--alert-log")
             .arg(dir.path().join("alerts.jsonl"))
             .args(["--metrics-addr", &metrics_addr.to_string()])
@@ -257,7 +300,8 @@ impl<'lab> Daemon<'lab> {
             self.log()
         );
         self.proc = Self::spawn(
-            self.lab,
+            &self.ns,
+            &self.iface,
             &self.dir,
             self.metrics_addr,
             &self.instance,
@@ -275,7 +319,7 @@ impl<'lab> Daemon<'lab> {
         let bin = daemon_binary()?;
         let mut cmd = Command::new("timeout");
         cmd.args(["-k", "2", "10", "nsenter"])
-            .arg(format!("--net=/run/netns/{}", self.lab.target.name()))
+            .arg(format!("--net=/run/netns/{}", self.ns))
             .arg(&bin)
             .args(["--instance", &self.instance])
             .args(args)
@@ -312,7 +356,7 @@ impl<'lab> Daemon<'lab> {
                     self.log()
                 );
             }
-            let health = in_netns(self.lab.target.name(), move || {
+            let health = in_netns(&self.ns, move || {
                 http::get(addr, "/healthz", Duration::from_millis(500))
             })?;
             if matches!(health, Ok((200, ref body)) if body.trim() == "ok") {
@@ -395,7 +439,7 @@ impl<'lab> Daemon<'lab> {
     /// The `/metrics` text.
     pub fn metrics(&self) -> Result<String> {
         let addr = self.metrics_addr;
-        let (status, body) = in_netns(self.lab.target.name(), move || {
+        let (status, body) = in_netns(&self.ns, move || {
             http::get(addr, "/metrics", Duration::from_secs(2))
         })??;
         ensure!(status == 200, "/metrics answered {status}: {body}");

@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod crowdsec;
 pub mod daemon;
 pub mod e2e;
 pub mod harness;

@@ -1,5 +1,6 @@
 //! Drop mode: blocked sources are dropped whatever follows their network header; expired
-//! blocks pass; CIDR and /64 blocks match; the presence bitmap never hides a block.
+//! blocks pass; CIDR and /64 blocks match; each reason (crowdsec too) counts its own drops; the
+//! presence bitmap never hides a block.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -183,6 +184,31 @@ fn cidr_and_slash64_blocks_drop_their_sources_only() {
     }
     assert_eq!(h.counter(Counter::DroppedList).unwrap(), 2);
     assert_eq!(h.counter(Counter::DroppedDetection).unwrap(), 1);
+}
+
+#[test]
+fn each_block_reason_counts_its_own_drops() {
+    let mut h = load_with(&drop_mode());
+    for (i, reason) in BlockReason::ALL.into_iter().enumerate() {
+        let (addr, len) = v4_prefix([192, 0, 2, i as u8], 32);
+        h.block_prefix(addr, len, &entry(reason, 0)).unwrap();
+        let src = Ipv4Addr::new(192, 0, 2, i as u8);
+        let frame = PacketBuilder::new(src, TARGET_V4).syn(80).build();
+        for _ in 0..=i {
+            assert_eq!(h.run(&frame).unwrap(), XDP_DROP, "{reason:?}");
+        }
+    }
+    for (i, reason) in BlockReason::ALL.into_iter().enumerate() {
+        assert_eq!(
+            h.counter(Counter::dropped_packets(reason)).unwrap(),
+            i as u64 + 1,
+            "{reason:?}"
+        );
+        assert!(
+            h.counter(Counter::dropped_bytes(reason)).unwrap() > 0,
+            "{reason:?}"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,347 @@
+//! Machine role: findings become LAPI alerts, pushed by a thread of their own from a bounded
+//! queue, so a slow or absent LAPI never holds up detection or local enforcement.
+//!
+//! What is published: ingress findings only (an egress finding names this host). An alert asks
+//! the LAPI for remediation (`remediation: true`, which the default profile turns into a 4 h ban
+//! of an `Ip`) only when the finding itself blocked or would block here (`action` `block` or
+//! `would_block`): a finding naming a protected peer (`not_blocked` set), one in monitor mode,
+//! is published with `remediation: false`, information for the fleet, never a ban candidate.
+
+use std::{
+    collections::VecDeque,
+    sync::{Condvar, Mutex, atomic::Ordering},
+    time::Duration,
+};
+
+use log::{info, warn};
+
+use super::{
+    Shared,
+    lapi::{Alert, Event, Lapi, LapiError, Meta, Secret, Source},
+};
+use crate::detect::{Action, Direction, Finding};
+
+/// Alerts per `POST /v1/alerts`.
+const BATCH: usize = 50;
+
+/// Findings waiting for the LAPI; over `cap`, the oldest is dropped (counted): during a long
+/// outage the latest findings name the scanners still active.
+pub struct Queue {
+    items: Mutex<VecDeque<Alert>>,
+    ready: Condvar,
+    cap: usize,
+}
+
+impl Queue {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            items: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            cap,
+        }
+    }
+
+    /// Adds an alert; true when an older one had to be dropped.
+    pub fn push(&self, alert: Alert) -> (bool, usize) {
+        let mut items = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dropped = if items.len() >= self.cap {
+            items.pop_front();
+            true
+        } else {
+            false
+        };
+        items.push_back(alert);
+        self.ready.notify_one();
+        (dropped, items.len())
+    }
+
+    /// Up to `n` alerts from the front, waiting up to `wait` for one.
+    fn peek(&self, n: usize, wait: Duration) -> Vec<Alert> {
+        let items = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (items, _) = self
+            .ready
+            .wait_timeout_while(items, wait, |i| i.is_empty())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        items.iter().take(n).cloned().collect()
+    }
+
+    /// Removes the `n` alerts at the front (sent); returns what is left.
+    fn pop(&self, n: usize) -> usize {
+        let mut items = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = n.min(items.len());
+        items.drain(..n);
+        items.len()
+    }
+
+    pub fn wake(&self) {
+        self.ready.notify_all();
+    }
+}
+
+/// The LAPI alert of a finding, or `None` when it is not published (egress).
+pub fn alert_of(f: &Finding) -> Option<Alert> {
+    if f.direction == Direction::Egress {
+        return None;
+    }
+    let range = f.source.contains('/');
+    let remediation =
+        matches!(f.action, Action::Block | Action::WouldBlock) && f.not_blocked.is_none();
+    let mut labels = vec![format!("attack.{}", f.technique)];
+    if f.technique.starts_with("T1595") {
+        labels.push("attack.T1595".into());
+    }
+    labels.push("scanwatch".into());
+    let meta = |k: &str, v: String| Meta {
+        key: k.into(),
+        value: v,
+    };
+    let mut metas = vec![
+        meta(
+            if range { "source_range" } else { "source_ip" },
+            f.source.clone(),
+        ),
+        meta("kind", f.kind.name().into()),
+        meta("distinct_ports", f.distinct_ports.to_string()),
+        meta("distinct_hosts", f.distinct_hosts.to_string()),
+        meta("interface", f.interface.clone()),
+    ];
+    if let Some(why) = f.not_blocked {
+        metas.push(meta("not_blocked", why.name().into()));
+    }
+    let scope = if range { "Range" } else { "Ip" };
+    Some(Alert {
+        scenario: format!("scanwatch/{}", f.kind.name()),
+        scenario_hash: String::new(),
+        scenario_version: env!("CARGO_PKG_VERSION").into(),
+        message: format!(
+            "{scope} {} performed 'scanwatch/{}' ({} probes, {} ports, {} hosts in {} s)",
+            f.source,
+            f.kind.name(),
+            f.packets,
+            f.distinct_ports,
+            f.distinct_hosts,
+            f.window_seconds
+        ),
+        events_count: f.packets.min(i32::MAX as u64) as i32,
+        start_at: f.first_seen.clone(),
+        stop_at: f.last_seen.clone(),
+        capacity: 0,
+        leakspeed: format!("{}s", f.window_seconds),
+        simulated: false,
+        remediation,
+        labels,
+        events: vec![Event {
+            timestamp: f.last_seen.clone(),
+            meta: metas,
+        }],
+        source: Source {
+            scope: scope.into(),
+            value: f.source.clone(),
+            ip: (!range).then(|| f.source.clone()),
+            range: range.then(|| f.source.clone()),
+        },
+    })
+}
+
+/// The publisher thread: logs in, pushes the queue in batches, backs off on errors.
+pub fn run(lapi: &Lapi, machine_id: &str, password: &Secret, shared: &Shared) {
+    let role = "publish";
+    let mut token: Option<Secret> = None;
+    let mut backoff = Backoff::new(shared.settings.max_backoff);
+    while !shared.stop.load(Ordering::SeqCst) {
+        // Log in first, queue or not: wrong credentials show at start, not at the first scan.
+        let Some(t) = &token else {
+            match lapi.login(machine_id, password) {
+                Ok(t) => {
+                    token = Some(t);
+                    shared.success(role);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    shared.failure(role, &e);
+                    backoff.sleep(shared);
+                }
+            }
+            continue;
+        };
+        let batch = shared.queue.peek(BATCH, Duration::from_millis(500));
+        if batch.is_empty() {
+            continue;
+        }
+        match lapi.push_alerts(t, &batch) {
+            Ok(_) => {
+                let left = shared.queue.pop(batch.len());
+                shared.metrics.published.inc_by(batch.len() as u64);
+                shared.metrics.queued.set(left as i64);
+                shared.success(role);
+                backoff.reset();
+            }
+            Err(LapiError::Http(status @ 400..=499)) => {
+                // The LAPI rejects these alerts as such: retrying them would block the queue
+                // for good. Dropped, counted and said.
+                let left = shared.queue.pop(batch.len());
+                shared.metrics.queued.set(left as i64);
+                shared.metrics.dropped.inc_by(batch.len() as u64);
+                warn!(
+                    "crowdsec: the Local API rejected {} alert(s) with HTTP {status}; dropped \
+                     (is it an older CrowdSec than 1.4?)",
+                    batch.len()
+                );
+                shared.failure(role, &LapiError::Http(status));
+            }
+            Err(e) => {
+                if matches!(e, LapiError::Unauthorized(_)) {
+                    token = None;
+                }
+                shared.failure(role, &e);
+                backoff.sleep(shared);
+            }
+        }
+    }
+    info!("crowdsec publisher stopped");
+}
+
+/// Exponential backoff from 1 s, doubling up to a cap, cut short by a stop.
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Self {
+        Self {
+            next: Duration::from_secs(1).min(max),
+            max,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Duration::from_secs(1).min(self.max);
+    }
+
+    pub fn sleep(&mut self, shared: &Shared) {
+        shared.sleep(self.next);
+        self.next = (self.next * 2).min(self.max);
+    }
+}
+
+/// Warns once that a finding could not be queued in order.
+pub fn warn_dropped(total: u64) {
+    if total.is_power_of_two() {
+        warn!(
+            "crowdsec: the alert queue is full (the Local API is not taking alerts); dropped the \
+             oldest finding ({total} so far, scanwatch_crowdsec_alerts_dropped_total)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scanwatch_common::event::DetectionKind;
+
+    use super::*;
+    use crate::enforce::Refusal;
+
+    fn finding(source: &str, direction: Direction, action: Action) -> Finding {
+        Finding {
+            timestamp: "2026-11-30T09:00:05.000Z".into(),
+            source: source.into(),
+            kind: DetectionKind::PortScan,
+            technique: "T1046",
+            direction,
+            distinct_ports: 20,
+            distinct_hosts: 1,
+            packets: 21,
+            probes: std::collections::BTreeMap::new(),
+            examples: vec![],
+            window_seconds: 300,
+            first_seen: "2026-11-30T09:00:00.000Z".into(),
+            last_seen: "2026-11-30T09:00:05.000Z".into(),
+            interface: "eth0".into(),
+            action,
+            block_ttl_seconds: None,
+            not_blocked: None,
+        }
+    }
+
+    #[test]
+    fn a_blocking_finding_asks_for_remediation_of_its_ip() {
+        let a = alert_of(&finding("192.0.2.7", Direction::Ingress, Action::Block)).unwrap();
+        assert!(a.remediation);
+        assert_eq!(a.scenario, "scanwatch/port_scan");
+        assert_eq!(
+            (a.source.scope.as_str(), a.source.ip.as_deref()),
+            ("Ip", Some("192.0.2.7"))
+        );
+        assert!(a.labels.contains(&"attack.T1046".to_owned()));
+        assert_eq!(a.events_count, 21);
+    }
+
+    #[test]
+    fn ipv6_prefixes_are_ranges() {
+        let a = alert_of(&finding(
+            "2001:db8::/64",
+            Direction::Ingress,
+            Action::WouldBlock,
+        ))
+        .unwrap();
+        assert_eq!(a.source.scope, "Range");
+        assert_eq!(a.source.range.as_deref(), Some("2001:db8::/64"));
+        assert!(a.remediation);
+    }
+
+    #[test]
+    fn protected_monitor_and_egress_findings_are_never_ban_candidates() {
+        let mut protected = finding("192.0.2.1", Direction::Ingress, Action::Alert);
+        protected.not_blocked = Some(Refusal::Gateway);
+        assert!(!alert_of(&protected).unwrap().remediation);
+        let monitor = finding("192.0.2.7", Direction::Ingress, Action::Alert);
+        assert!(!alert_of(&monitor).unwrap().remediation);
+        assert!(alert_of(&finding("10.0.0.1", Direction::Egress, Action::Alert)).is_none());
+    }
+
+    #[test]
+    fn queue_drops_the_oldest_over_its_bound() {
+        let q = Queue::new(2);
+        let a = |v: &str| Alert {
+            scenario: v.into(),
+            scenario_hash: String::new(),
+            scenario_version: String::new(),
+            message: String::new(),
+            events_count: 0,
+            start_at: String::new(),
+            stop_at: String::new(),
+            capacity: 0,
+            leakspeed: String::new(),
+            simulated: false,
+            remediation: false,
+            labels: vec![],
+            events: vec![],
+            source: Source {
+                scope: "Ip".into(),
+                value: v.into(),
+                ip: None,
+                range: None,
+            },
+        };
+        assert!(!q.push(a("1")).0);
+        assert!(!q.push(a("2")).0);
+        assert!(q.push(a("3")).0);
+        let left: Vec<String> = q
+            .peek(10, Duration::ZERO)
+            .into_iter()
+            .map(|a| a.scenario)
+            .collect();
+        assert_eq!(left, ["2", "3"]);
+        assert_eq!(q.pop(1), 1);
+    }
+}
