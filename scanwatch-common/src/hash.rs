@@ -100,7 +100,7 @@ mod tests {
         // Flipping the same low bit of the remote address and of a port (what a plain XOR of
         // the two would merge) still gives another hash.
         let flipped = SourceKey::from_ipv4([203, 0, 113, 7 ^ 1]);
-        assert_ne!(h, hash_conversation(7, &local, &flipped, 53, 5353 ^ 1));
+        assert_ne!(h, hash_conversation(7, &local, &flipped, 53, 0x14e9 ^ 1));
     }
 
     #[test]
