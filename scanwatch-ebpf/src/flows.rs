@@ -4,9 +4,9 @@
 //! Only flows the host opens are flows: an inbound UDP datagram that answers none of our flows
 //! is noted in `INBOUND` (the XDP side; one array slot per conversation, see
 //! `scanwatch_common::flow::InboundSlot`), and the host's datagrams answering such a
-//! conversation record no flow (the TC side). A FIN|ACK with no live flow is asked of the kernel's socket
-//! table ([`kernel_holds_connection`]): a connection older than `flow_timeout`, or older than the
-//! agent, closes quietly.
+//! conversation record no flow (the TC side). A FIN|ACK with no live flow is asked of the
+//! kernel's socket table ([`kernel_holds_connection`]): a connection older than `flow_timeout`,
+//! or older than the agent, closes quietly.
 
 use aya_ebpf::{
     bindings::{
