@@ -43,6 +43,22 @@ pub const fn hash_addr(seed: u64, addr: &SourceKey) -> u64 {
     mix64(mix64(a ^ seed) ^ b)
 }
 
+/// 64-bit hash of a conversation: both addresses and both ports. Every word goes through a
+/// mixing round of its own (none is merged into another by a plain XOR), so no choice of address
+/// and port bits collides with another conversation whatever the seed.
+#[inline(always)]
+pub const fn hash_conversation(
+    seed: u64,
+    local: &SourceKey,
+    remote: &SourceKey,
+    local_port: u16,
+    remote_port: u16,
+) -> u64 {
+    let [r0, r1] = remote.words();
+    let ports = ((local_port as u64) << 16) | remote_port as u64;
+    mix64(mix64(mix64(hash_addr(seed, local) ^ r0) ^ r1) ^ ports)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +82,25 @@ mod tests {
         }
         let filled = seen.iter().filter(|s| **s).count();
         assert!((290..=360).contains(&filled), "filled {filled}");
+    }
+
+    #[test]
+    fn conversation_hash_depends_on_every_field_and_the_seed() {
+        let local = SourceKey::from_ipv4([192, 0, 2, 1]);
+        let remote = SourceKey::from_ipv4([203, 0, 113, 7]);
+        let h = hash_conversation(7, &local, &remote, 53, 5353);
+        assert_eq!(h, hash_conversation(7, &local, &remote, 53, 5353));
+        let other = SourceKey::from_ipv4([203, 0, 113, 8]);
+        assert_ne!(h, hash_conversation(8, &local, &remote, 53, 5353));
+        assert_ne!(h, hash_conversation(7, &remote, &local, 53, 5353));
+        assert_ne!(h, hash_conversation(7, &local, &other, 53, 5353));
+        assert_ne!(h, hash_conversation(7, &local, &remote, 54, 5353));
+        assert_ne!(h, hash_conversation(7, &local, &remote, 53, 5354));
+        assert_ne!(h, hash_conversation(7, &local, &remote, 5353, 53));
+        // Flipping the same low bit of the remote address and of a port (what a plain XOR of
+        // the two would merge) still gives another hash.
+        let flipped = SourceKey::from_ipv4([203, 0, 113, 7 ^ 1]);
+        assert_ne!(h, hash_conversation(7, &local, &flipped, 53, 0x14e9 ^ 1));
     }
 
     #[test]

@@ -33,9 +33,9 @@ pub const BLOCK_CACHE: &str = "BLOCK_CACHE";
 /// LRU hash of the host's outbound flows (`FlowKey` → `FlowState`), written by the TC egress
 /// program, read by the XDP program.
 pub const FLOWS: &str = "FLOWS";
-/// LRU hash of inbound UDP conversations (`FlowKey` → last datagram's `CLOCK_MONOTONIC` ns),
-/// written by the XDP program, read by the TC egress program: the host's answers to them are
-/// not flows it opened.
+/// Array of inbound UDP conversations (`u64` slots, `flow::InboundSlot`: a fingerprint and a
+/// coarse time, indexed by a seeded hash of both addresses and both ports), written by the XDP
+/// program, read by the TC egress program: the host's answers to them are not flows it opened.
 pub const INBOUND: &str = "INBOUND";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
@@ -66,12 +66,21 @@ pub const BLOCK_CACHE_CAPACITY: u32 = 16_384;
 /// few hundred flows a second; with the 120 s lifetime this holds ~500 new flows/s before the
 /// oldest are evicted early.
 pub const FLOWS_CAPACITY: u32 = 65_536;
-/// Inbound UDP conversations remembered (LRU): 65536 × ~100 bytes ≈ 6.5 MiB. Filled by every
-/// inbound datagram that answers none of our flows (one insert per new conversation, a
-/// timestamp refresh for the next). The host's answer only needs its conversation to survive
-/// the service's response time: at 10⁶ spoofed datagrams/s an entry lives ~65 ms before
-/// eviction. An answer whose entry was evicted is recorded as a flow (the old behaviour).
-pub const INBOUND_CAPACITY: u32 = 65_536;
+/// Inbound UDP conversation slots (power of two): 262,144 × 8 bytes = 2 MiB, preallocated.
+/// Every inbound datagram that answers none of our flows stores its conversation's slot (one
+/// array store, no insert, no eviction), so a flood costs what the admission filter costs. A
+/// spoofer who does not know the seed writes uniformly random slots: under `R` spoofed
+/// datagrams/s a conversation survives `t` seconds with probability `exp(-R·t / INBOUND_SLOTS)`.
+/// At 2·10⁶/s (the highest flood rate the 2-core development VM produces) that is a mean life
+/// of 131 ms: an answer sent 1 ms after its query is lost with probability 0.8 %, 10 ms after
+/// with 7 %; at 10⁶/s half that. A lost answer is recorded as a flow, as every answer was before
+/// `INBOUND` existed. 65,536 slots (512 KiB) would lose four times as many (3 % and 26 %) to
+/// save about 20 ns of cache misses per spoofed datagram (bench `spoofed_udp_storm`); the LRU
+/// this replaces (65,536 × ~100 bytes ≈ 6.5 MiB) kept a conversation a fixed `65536 / R` (33 ms
+/// at 2·10⁶/s) for the price of an LRU insert per spoofed datagram. Fingerprint collisions: a
+/// lookup falsely matches with probability `load · 2⁻³¹` (31-bit fingerprints; `load` the share
+/// of slots noted within `flow_timeout`).
+pub const INBOUND_SLOTS: u32 = 262_144;
 /// Local sources tracked for egress detection: the host's own addresses (and, on a router,
 /// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
 pub const EGRESS_CAPACITY: u32 = 1024;

@@ -2,10 +2,11 @@
 //! probes. See `scanwatch_common::flow` for the design and the full-map trade-off.
 //!
 //! Only flows the host opens are flows: an inbound UDP datagram that answers none of our flows
-//! is noted in `INBOUND` (the XDP side), and the host's datagrams answering such a conversation
-//! record no flow (the TC side). A FIN|ACK with no live flow is asked of the kernel's socket
-//! table ([`kernel_holds_connection`]): a connection older than `flow_timeout`, or older than the
-//! agent, closes quietly.
+//! is noted in `INBOUND` (the XDP side; one array slot per conversation, see
+//! `scanwatch_common::flow::InboundSlot`), and the host's datagrams answering such a
+//! conversation record no flow (the TC side). A FIN|ACK with no live flow is asked of the
+//! kernel's socket table ([`kernel_holds_connection`]): a connection older than `flow_timeout`,
+//! or older than the agent, closes quietly.
 
 use aya_ebpf::{
     bindings::{
@@ -20,13 +21,13 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::KernelConfig,
-    flow::{FlowKey, FlowState},
+    flow::{FlowKey, FlowState, InboundSlot},
     proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP},
     stats::Counter,
 };
 
 use crate::{
-    maps::{FLOWS, INBOUND},
+    maps::{CONFIG, FLOWS, INBOUND},
     parse::{Packet, Quoted},
     stats::count,
 };
@@ -73,15 +74,18 @@ pub fn record_outbound(
     config: &KernelConfig,
     now: u64,
 ) {
-    let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
-    if packet.proto == IPPROTO_UDP
-        && let Some(seen) = INBOUND.get_ptr(k)
-        // SAFETY: pointer into the map value, valid for this run.
-        && now.wrapping_sub(unsafe { *seen }) < config.flow_timeout()
-    {
-        count(Counter::EgressAnswers);
-        return;
+    if packet.proto == IPPROTO_UDP {
+        let slot = InboundSlot::new(config.hash_seed, src, dst, packet.src_port, packet.dst_port);
+        if let Some(value) = INBOUND.get_ptr(slot.index)
+            // SAFETY: pointer into the array's value, valid for this run; one 8-byte load, so
+            // fingerprint and time come from the same store.
+            && slot.is_live(unsafe { value.read_volatile() }, now, config.flow_timeout())
+        {
+            count(Counter::EgressAnswers);
+            return;
+        }
     }
+    let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
     if let Some(state) = FLOWS.get_ptr_mut(k) {
         // SAFETY: pointer into the map value, valid for this run.
         let state = unsafe { &mut *state };
@@ -153,18 +157,28 @@ pub fn quotes_our_flow(q: &Quoted, config: &KernelConfig, now: u64) -> bool {
 }
 
 /// Notes an inbound UDP datagram from `src` to `dst` (local) that answers none of our flows:
-/// the host's answers to this conversation are not flows it opened. Keyed by both addresses and
-/// both ports, so a spoofer must guess a real peer's address and port and our port to make an
-/// answer of ours go unrecorded; a flood only evicts other inbound conversations.
+/// the host's answers to this conversation are not flows it opened. One store into the
+/// conversation's `INBOUND` slot (its fingerprint and the time), whatever the slot held: a flood
+/// costs no insert and no eviction, only overwrites of random slots (a spoofer without the
+/// seed cannot aim at a conversation). Keyed by both addresses and both ports, so a spoofer must
+/// guess a real peer's address and port and our port to make an answer of ours go unrecorded.
+///
+/// The seed is read from `CONFIG` here rather than passed in, so the call site stays as it was.
 #[inline(always)]
 pub fn note_inbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u64) {
-    let k = key(packet.proto, *dst, *src, packet.dst_port, packet.src_port);
-    if let Some(seen) = INBOUND.get_ptr_mut(k) {
-        // SAFETY: pointer into the map value, valid for this run.
-        unsafe { *seen = now };
+    let Some(config) = CONFIG.get(0) else {
         return;
-    }
-    if INBOUND.insert(k, now, 0).is_ok() {
+    };
+    let slot = InboundSlot::new(config.hash_seed, dst, src, packet.dst_port, packet.src_port);
+    let Some(value) = INBOUND.get_ptr_mut(slot.index) else {
+        return;
+    };
+    // SAFETY: pointer into the array's value, valid for this run; 8-byte load and store, so a
+    // concurrent reader sees the old note or the new one, never half of each.
+    let old = unsafe { value.read_volatile() };
+    // SAFETY: as above.
+    unsafe { value.write_volatile(slot.value(now)) };
+    if !slot.holds(old) {
         count(Counter::InboundNoted);
     }
 }

@@ -12,7 +12,7 @@ use scanwatch_common::{
     flow::{FlowKey, FlowState},
     maps::{
         ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
-        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_CAPACITY,
+        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS,
         TRACKER_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
@@ -63,9 +63,10 @@ pub static BLOCK_CACHE: LruHashMap<SourceKey, CachedBlock> =
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(FLOWS_CAPACITY, 0);
 
-/// Inbound UDP conversations → last datagram's time (see `flows::note_inbound`).
+/// Inbound UDP conversations: one slot each, fingerprint and time (see `flows::note_inbound`).
+/// Not resizable at load time: the slot index is masked with `INBOUND_SLOTS` in the program.
 #[map]
-pub static INBOUND: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(INBOUND_CAPACITY, 0);
+pub static INBOUND: Array<u64> = Array::with_max_entries(INBOUND_SLOTS, 0);
 
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =

@@ -670,6 +670,24 @@ fn inbound_conversation_older_than_flow_timeout_no_longer_hides_our_datagrams() 
 }
 
 #[test]
+fn inbound_conversation_that_keeps_talking_stays_live() {
+    let mut c = config();
+    c.flow_timeout_ns = 10 * SECOND;
+    let mut h = load(&c);
+    ingress(&mut h, &inbound_query(CLIENT, 5_353));
+    c.clock_override_ns = T0 + 9 * SECOND;
+    h.set_config(&c).unwrap();
+    ingress(&mut h, &inbound_query(CLIENT, 5_353));
+    // One conversation, its time refreshed: 15 s after it began, 6 s after its last datagram.
+    assert_eq!(h.counter(Counter::InboundNoted).unwrap(), 1);
+    c.clock_override_ns = T0 + 15 * SECOND;
+    h.set_config(&c).unwrap();
+    egress(&mut h, &our_answer(CLIENT, 5_353));
+    assert_eq!(h.counter(Counter::EgressAnswers).unwrap(), 1);
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 0);
+}
+
+#[test]
 fn syn_ack_and_reset_the_host_sends_record_no_flow() {
     let mut h = load(&config());
     for flags in [SYN | ACK, RST, RST | ACK] {
@@ -688,17 +706,14 @@ fn syn_ack_and_reset_the_host_sends_record_no_flow() {
 // Flows survive floods
 // ---------------------------------------------------------------------------------------------
 
-/// Flow and inbound maps of 1024 entries each; floods of 20 times that.
+/// A flow map of 1024 entries; floods of 20 times that. (`INBOUND` is a fixed array whose slot
+/// mask is compiled into the program, so it keeps its size; a flood only overwrites slots.)
 const SMALL_MAP: u32 = 1_024;
 const FLOOD: u32 = 20 * SMALL_MAP;
 
 fn load_small(config: &KernelConfig) -> Harness {
     require_root();
-    let mut h = Harness::load_sized(
-        Object::Product,
-        &[(maps::FLOWS, SMALL_MAP), (maps::INBOUND, SMALL_MAP)],
-    )
-    .expect("load");
+    let mut h = Harness::load_sized(Object::Product, &[(maps::FLOWS, SMALL_MAP)]).expect("load");
     h.set_config(config).unwrap();
     h
 }
@@ -727,6 +742,40 @@ fn spoofed_query_flood_at_a_udp_service_leaves_resolver_flows_recognised() {
     ingress(&mut h, &dns_answer(33_000));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
     assert!(h.tracked(&key(REMOTE)).unwrap().is_none());
+}
+
+#[test]
+fn lagging_answers_to_a_query_flood_leak_only_their_share_into_flows() {
+    // Each answer leaves after LAG more spoofed queries arrived: its conversation's slot faced
+    // LAG overwrites of random slots, so it survives with probability (1 - 1/slots)^LAG.
+    const LAG: u32 = 4_096;
+    let mut h = load_small(&config());
+    egress(&mut h, &dns_query(33_000));
+    let port = |i: u32| 1_024 + (i % 60_000) as u16;
+    for i in 0..FLOOD + LAG {
+        if i < FLOOD {
+            ingress(&mut h, &inbound_query(spoofed(i), port(i)));
+        }
+        if let Some(j) = i.checked_sub(LAG) {
+            egress(&mut h, &our_answer(spoofed(j), port(j)));
+        }
+        if i % (4 * SMALL_MAP) == 0 {
+            egress(&mut h, &dns_query(33_000));
+        }
+    }
+    // The answers whose note was overwritten are exactly the `EgressAnswers` missing, and each
+    // was recorded as a flow (what every answer was before INBOUND).
+    let leaked = u64::from(FLOOD) - h.counter(Counter::EgressAnswers).unwrap();
+    assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 1 + leaked);
+    let slots = f64::from(maps::INBOUND_SLOTS);
+    let expected = f64::from(FLOOD) * (1.0 - (-f64::from(LAG) / slots).exp());
+    assert!(
+        (expected * 0.7..=expected * 1.3).contains(&(leaked as f64)),
+        "{leaked} answers leaked, {expected:.0} expected"
+    );
+    // The leaked answers went into FLOWS; the resolver's flow is still there.
+    ingress(&mut h, &dns_answer(33_000));
+    assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
 }
 
 #[test]

@@ -678,13 +678,18 @@ fn spoofed_flood_at_the_hosts_udp_service_leaves_its_resolvers_answers_replies()
 
     let (alerts, text) = settle(&daemon);
     let evictions = metric_sample(&text, "scanwatch_flow_evictions_total");
+    // The host's answers whose inbound conversation was overwritten in INBOUND by the flood
+    // before they left: recorded as flows instead of counted as answers.
+    let egress_answers = sample(&text, "scanwatch_egress_answers_total");
     let cost = format!(
         "flood: {} spoofed queries sent in {:.1?} ({:.0}/s; bound {FLOOD} or {FLOOD_BUDGET:?}), \
-         {served} answered by the host; lookups: {answered}/{tried} answered; \
+         {served} answered by the host, {egress_answers} of them known as answers \
+         (scanwatch_flows_recorded_total = {}); lookups: {answered}/{tried} answered; \
          scanwatch_flow_evictions_total = {evictions:?}",
         flood.sent,
         flood.elapsed,
-        flood.rate()
+        flood.rate(),
+        sample(&text, "scanwatch_flows_recorded_total"),
     );
     println!("{cost}");
     let upstream = resolver.ip().to_string();

@@ -276,8 +276,8 @@ fn spoofed_storm() -> Result<Prepared> {
 }
 
 /// As `spoofed_storm`, with UDP datagrams at a service of the host: each random source starts an
-/// inbound conversation, so the admission filter's array write plus an `INBOUND` LRU insert
-/// (the map is full, evicting, after the first 65536 runs).
+/// inbound conversation, so the admission filter's array write plus a store into the
+/// conversation's `INBOUND` slot (overwriting whatever conversation held it).
 fn spoofed_udp_storm() -> Result<Prepared> {
     let mut h = Harness::load_with(Object::SpoofBench, None)?;
     h.set_config(&KernelConfig::default())?;
@@ -443,8 +443,8 @@ fn tc_egress_udp_answer() -> Result<Prepared> {
     Prepared::tc(h, answer)
 }
 
-/// A UDP datagram from a tracked source that answers no flow of ours: a probe (and, with the
-/// inbound-conversation map, a refresh of its entry).
+/// A UDP datagram from a tracked source that answers no flow of ours: a probe (and a refresh of
+/// its conversation's `INBOUND` slot).
 fn udp_probe_tracked() -> Result<Prepared> {
     let frame = PacketBuilder::new(SRC_V4, DST_V4)
         .src_port(33_000)
