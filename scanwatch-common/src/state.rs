@@ -13,7 +13,7 @@ pub type NarrowBitmap = DistinctBitmap<8>;
 /// 256 bits, one per IP protocol number: an exact set, not an estimator.
 pub type ProtocolSet = DistinctBitmap<4>;
 
-/// Everything the tracker knows about one source (800 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (808 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct SourceState {
     pub lifetime_probes: u32,
     /// Bits `4k..4k+4`: how many events for `DetectionKind` `k` were sent in this window (at the
     /// threshold, then at each doubling).
-    pub reported: u32,
+    pub reported: u64,
     /// The kernel-unit measure of each detection kind (bits set), indexed by `DetectionKind`;
     /// compared against `KernelConfig::thresholds`.
     pub measures: [u32; DETECTION_KINDS],
@@ -70,4 +70,4 @@ impl SourceState {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 800);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 808);

@@ -131,7 +131,7 @@ fn continuing_scan_is_reported_again_only_when_it_doubles() {
     assert_eq!(state.probes[PacketClass::TcpSyn as usize], sent + 3000);
     assert_eq!(
         state.reported & 0xf,
-        reports.len() as u32,
+        reports.len() as u64,
         "4-bit report count of port_scan"
     );
 }
