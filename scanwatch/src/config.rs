@@ -663,10 +663,10 @@ mod tests {
                 "3194",
             ),
             (
-                "[thresholds]\nport_scan = 7099",
+                "[thresholds]\nport_scan = 7098",
                 "thresholds",
                 "port_scan",
-                "7098",
+                "7097",
             ),
             (
                 "[thresholds]\nprotocol_scan = 257",
@@ -692,7 +692,7 @@ mod tests {
         // The limits themselves are accepted.
         for text in [
             "[thresholds]\nudp_scan = 3194",
-            "[thresholds]\nport_scan = 7098",
+            "[thresholds]\nport_scan = 7097",
             "[thresholds]\nprotocol_scan = 256",
         ] {
             parse(text).unwrap();
