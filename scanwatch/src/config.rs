@@ -242,7 +242,7 @@ pub struct Config {
     pub window: Duration,
     /// IPv6 sources are aggregated to this prefix. Default /64.
     pub ipv6_prefix: u32,
-    /// Tracker capacity (sources). Default 32768 (≈ 20 MiB of kernel memory).
+    /// Tracker capacity (sources). Default 32768 (≈ 27 MiB of kernel memory).
     pub tracker_capacity: u32,
     /// Sources never tracked.
     pub ignore: Vec<IpNet>,
