@@ -11,12 +11,19 @@ indexed_enum! {
         HostSweep = 1 => "host_sweep",
         /// ICMP echo/timestamp/address-mask requests to many hosts. T1595.001.
         IcmpSweep = 2 => "icmp_sweep",
-        /// FIN/NULL/Xmas/Maimon probes to many ports. T1046.
+        /// FIN/NULL/Xmas/Maimon and other odd-flag probes to many ports. T1046.
         StealthScan = 3 => "stealth_scan",
         /// Many distinct destination UDP ports. T1046.
         UdpScan = 4 => "udp_scan",
         /// Tiny first fragments that hide their L4 header. T1046.
         FragmentScan = 5 => "fragment_scan",
+        /// Many distinct ports answered with a RST to a bare ACK that belonged to no
+        /// connection (nmap -sA, -sW), seen at TC egress. T1046.
+        AckScan = 6 => "ack_scan",
+        /// Many distinct IP protocol numbers other than TCP, UDP, ICMP and SCTP (nmap -sO). T1046.
+        ProtocolScan = 7 => "protocol_scan",
+        /// SCTP INIT / COOKIE ECHO probes to many distinct ports (nmap -sY, -sZ). T1046.
+        SctpScan = 8 => "sctp_scan",
     }
     /// Number of detection kinds.
     pub const DETECTION_KINDS: usize;
@@ -27,7 +34,13 @@ impl DetectionKind {
     pub const fn technique(self) -> &'static str {
         match self {
             Self::HostSweep | Self::IcmpSweep => "T1595.001",
-            Self::PortScan | Self::StealthScan | Self::UdpScan | Self::FragmentScan => "T1046",
+            Self::PortScan
+            | Self::StealthScan
+            | Self::UdpScan
+            | Self::FragmentScan
+            | Self::AckScan
+            | Self::ProtocolScan
+            | Self::SctpScan => "T1046",
         }
     }
 }
@@ -65,4 +78,4 @@ pub const DIRECTION_INGRESS: u32 = 0;
 /// `ScanEvent::direction` of probes this host sends.
 pub const DIRECTION_EGRESS: u32 = 1;
 
-const _: () = assert!(core::mem::size_of::<ScanEvent>() == 136);
+const _: () = assert!(core::mem::size_of::<ScanEvent>() == 168);

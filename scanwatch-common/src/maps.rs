@@ -40,8 +40,8 @@ pub const INBOUND: &str = "INBOUND";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 
-/// Default tracker capacity. Each entry costs about 670 bytes of kernel memory (608-byte value,
-/// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 22 MiB. Adjustable at load time.
+/// Default tracker capacity. Each entry costs about 860 bytes of kernel memory (808-byte value,
+/// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 27 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
 /// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
 /// spoofed packets/s, a real scanner's first probe survives `Δ` seconds with probability

@@ -28,6 +28,15 @@ pub const IPPROTO_AH: u8 = 51;
 pub const IPPROTO_ICMPV6: u8 = 58;
 /// IPv6 destination options header.
 pub const IPPROTO_DSTOPTS: u8 = 60;
+/// Stream Control Transmission Protocol (RFC 9260).
+pub const IPPROTO_SCTP: u8 = 132;
+
+/// SCTP chunk type INIT (RFC 9260 §3.3.2).
+pub const SCTP_CHUNK_INIT: u8 = 1;
+/// SCTP chunk type COOKIE ECHO (RFC 9260 §3.3.11).
+pub const SCTP_CHUNK_COOKIE_ECHO: u8 = 10;
+/// SCTP common header (12 bytes) plus a chunk's type, flags and length.
+pub const SCTP_MIN_LEN: usize = 16;
 
 /// ICMP destination unreachable.
 pub const ICMP_DEST_UNREACH: u8 = 3;

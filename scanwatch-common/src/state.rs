@@ -10,8 +10,10 @@ use crate::{
 pub type WideBitmap = DistinctBitmap<16>;
 /// 512-bit estimator, for the rest.
 pub type NarrowBitmap = DistinctBitmap<8>;
+/// 256 bits, one per IP protocol number: an exact set, not an estimator.
+pub type ProtocolSet = DistinctBitmap<4>;
 
-/// Everything the tracker knows about one source (608 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (808 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub struct SourceState {
     pub lifetime_probes: u32,
     /// Bits `4k..4k+4`: how many events for `DetectionKind` `k` were sent in this window (at the
     /// threshold, then at each doubling).
-    pub reported: u32,
+    pub reported: u64,
     /// The kernel-unit measure of each detection kind (bits set), indexed by `DetectionKind`;
     /// compared against `KernelConfig::thresholds`.
     pub measures: [u32; DETECTION_KINDS],
@@ -35,27 +37,37 @@ pub struct SourceState {
     pub hosts: WideBitmap,
     /// Distinct destination UDP ports.
     pub udp_ports: NarrowBitmap,
-    /// Distinct destination ports of stealth probes (FIN, NULL, Xmas, Maimon).
+    /// Distinct destination ports of stealth probes (FIN, NULL, Xmas, Maimon, odd flags).
     pub stealth_ports: NarrowBitmap,
     /// Distinct destination hosts of ICMP probes.
     pub icmp_hosts: NarrowBitmap,
     /// Distinct datagrams (destination and IP identification) of tiny first fragments, so
     /// repeating one forged fragment counts once.
     pub fragments: NarrowBitmap,
+    /// Distinct local ports the host answered with a RST to a bare ACK of no connection
+    /// (ingress state only: written by the TC egress program).
+    pub ack_ports: NarrowBitmap,
+    /// Distinct SCTP destination ports of INIT / COOKIE ECHO probes.
+    pub sctp_ports: NarrowBitmap,
+    /// IP protocol numbers of `IpProtocol` probes, exactly.
+    pub protocols: ProtocolSet,
 }
 
 impl SourceState {
-    /// The bit count of the estimator behind a distinct-count kind, or `None` for plain counts
-    /// (none today: every kind counts distinct items).
+    /// The bit count of the estimator behind a distinct-count kind, or `None` for exact counts
+    /// (protocol_scan: one bit per protocol number, no collisions).
     pub const fn estimator_bits(kind: DetectionKind) -> Option<u32> {
         match kind {
             DetectionKind::PortScan | DetectionKind::HostSweep => Some(WideBitmap::BITS),
             DetectionKind::IcmpSweep
             | DetectionKind::StealthScan
             | DetectionKind::UdpScan
-            | DetectionKind::FragmentScan => Some(NarrowBitmap::BITS),
+            | DetectionKind::FragmentScan
+            | DetectionKind::AckScan
+            | DetectionKind::SctpScan => Some(NarrowBitmap::BITS),
+            DetectionKind::ProtocolScan => None,
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 608);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 808);

@@ -1,6 +1,7 @@
 //! Egress scan detection: probes this host sends. Evidence comes from both hooks:
 //! - the TC egress program sees what we send: ICMP echo/timestamp/mask requests (icmp_sweep),
-//!   FIN/NULL/Xmas probes (stealth_scan; FIN|ACK is a normal close and not counted), tiny
+//!   FIN/NULL/Xmas and odd-flag probes (stealth_scan; FIN|ACK is a normal close and not
+//!   counted), tiny
 //!   fragments (fragment_scan);
 //! - the XDP program sees how the network answers: a RST to our SYN, or an ICMP unreachable
 //!   quoting our datagram, is a *failed* attempt (port_scan, udp_scan, host_sweep).
@@ -69,9 +70,10 @@ pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
         PacketClass::IcmpEcho | PacketClass::IcmpTimestamp | PacketClass::IcmpAddrMask => {
             DetectionKind::IcmpSweep
         }
-        PacketClass::TcpFin | PacketClass::TcpNull | PacketClass::TcpXmas => {
-            DetectionKind::StealthScan
-        }
+        PacketClass::TcpFin
+        | PacketClass::TcpNull
+        | PacketClass::TcpXmas
+        | PacketClass::TcpOddFlags => DetectionKind::StealthScan,
         PacketClass::Fragment => DetectionKind::FragmentScan,
         _ => return,
     };

@@ -120,12 +120,16 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
         | PacketClass::IcmpEcho
         | PacketClass::IcmpTimestamp
         | PacketClass::IcmpAddrMask
-        | PacketClass::Fragment => track::record(ctx, packet, &addrs, config),
+        | PacketClass::Fragment
+        | PacketClass::IpProtocol
+        | PacketClass::SctpInit
+        | PacketClass::SctpCookieEcho => track::record(ctx, packet, &addrs, config),
         PacketClass::Udp
         | PacketClass::TcpFin
         | PacketClass::TcpNull
         | PacketClass::TcpXmas
-        | PacketClass::TcpMaimon => {
+        | PacketClass::TcpMaimon
+        | PacketClass::TcpOddFlags => {
             let now = track::now(config);
             if flows::is_reply(packet, &src, &dst, config, now) {
                 stats::count(if packet.proto == IPPROTO_UDP {
@@ -227,6 +231,23 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     let now = track::now(config);
+    // A bare RST (no ACK) is how the host answers a segment with ACK that belongs to no
+    // connection (RFC 9293 §3.10.7.1): the answer to an ACK or window scan (nmap -sA, -sW),
+    // whose ACKs took the fast path at XDP. The remote is the scanner.
+    if packet.class == PacketClass::TcpOther
+        && packet.tcp_flags & (tcp_flags::RST | tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN)
+            == tcp_flags::RST
+    {
+        let reset = track::Reset {
+            remote: dst,
+            local: src,
+            local_port: packet.src_port,
+            ipv6: packet.ipv6,
+            // SAFETY: reading a field of the skb the kernel passed in.
+            ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        };
+        track::record_ack_reset(&reset, config);
+    }
     if flows::opens_flow(packet.class) {
         flows::record_outbound(packet, &src, &dst, config, now);
     }

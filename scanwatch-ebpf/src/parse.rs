@@ -11,11 +11,12 @@ use core::mem::size_of;
 use aya_ebpf::programs::{TcContext, XdpContext};
 use scanwatch_common::{
     addr::SourceKey,
-    classify::{PacketClass, classify_icmpv4, classify_icmpv6, classify_tcp},
+    classify::{PacketClass, classify_icmpv4, classify_icmpv6, classify_sctp, classify_tcp},
     icmp::{icmpv4_meaning, icmpv6_meaning},
     proto::{
         self, ETH_HLEN, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
-        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
+        SCTP_MIN_LEN,
     },
     stats::ParseError,
 };
@@ -395,8 +396,14 @@ fn classify_l4<C: Frame>(
         IPPROTO_UDP => (8, ParseError::UdpTruncated),
         IPPROTO_ICMP if !packet.ipv6 => (4, ParseError::IcmpTruncated),
         IPPROTO_ICMPV6 if packet.ipv6 => (4, ParseError::IcmpTruncated),
+        IPPROTO_SCTP => {
+            classify_sctp_chunk(ctx, packet, offset, l4_len, more_fragments);
+            return Ok(());
+        }
+        // Any other protocol number is an IP-protocol probe, counted by number (nmap -sO).
         _ => {
-            packet.class = PacketClass::OtherL4;
+            packet.proto = proto;
+            packet.class = PacketClass::IpProtocol;
             return Ok(());
         }
     };
@@ -458,6 +465,33 @@ fn classify_l4<C: Frame>(
         }
     }
     Ok(())
+}
+
+/// Classifies SCTP by its first chunk (RFC 9260 §3): ports from the common header, the chunk
+/// type at byte 12. A packet too short for a chunk header is no probe (`OtherL4`), unless it is
+/// a first fragment that hides it (`Fragment`).
+#[inline(always)]
+fn classify_sctp_chunk<C: Frame>(
+    ctx: &C,
+    packet: &mut Packet,
+    offset: usize,
+    l4_len: usize,
+    more_fragments: bool,
+) {
+    packet.proto = IPPROTO_SCTP;
+    packet.class = PacketClass::OtherL4;
+    if l4_len < SCTP_MIN_LEN {
+        if more_fragments {
+            packet.class = PacketClass::Fragment;
+        }
+        return;
+    }
+    let (Some(ports), Some(chunk)) = (load::<u32, C>(ctx, offset), load::<u8, C>(ctx, offset + 12))
+    else {
+        return;
+    };
+    set_ports(packet, ports);
+    packet.class = classify_sctp(chunk);
 }
 
 /// Source and destination ports from the first four bytes of a TCP/UDP header.

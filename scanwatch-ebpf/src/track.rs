@@ -18,7 +18,7 @@ use scanwatch_common::{
     event::{DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
     hash::{hash_addr, hash_datagram, hash_port},
     maps::ADMISSION_SLOTS,
-    proto::{IPPROTO_TCP, IPPROTO_UDP},
+    proto::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
     stats::Counter,
 };
@@ -67,26 +67,10 @@ pub struct Addrs {
 /// Records one probe (a packet whose class `is_probe`).
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelConfig) {
-    if packet.ipv6 && config.flags & FLAG_NO_IPV6 != 0 {
-        return;
-    }
     let Addrs { src, dst } = *addrs;
-    if config.ignore_entries != 0 && lpm_key(&src).and_then(|k| IGNORE.get(k)).is_some() {
-        count(Counter::Ignored);
-        return;
-    }
-    let key = source_key(&src, packet.ipv6, config);
-    let Some(state) = lookup_or_admit(&key, config) else {
+    let Some((key, state, now)) = tracked(&src, packet.ipv6, config) else {
         return;
     };
-    // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
-    let state = unsafe { &mut *state };
-    // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it.
-    let now = now(config);
-    if state.first_seen_ns == 0 {
-        state.first_seen_ns = now;
-        state.window_start_ns = now;
-    }
     let origin = Origin {
         // SAFETY: reading a field of the context the kernel passed in.
         ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
@@ -105,6 +89,78 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         &key,
         &probe,
         |s| measure(s, packet, host, seed),
+        config,
+        now,
+        &origin,
+    );
+}
+
+/// The tracker state of remote source `src`, with its key and the time: `None` when IPv6 is
+/// off, the source is ignored, or the admission filter defers it.
+#[inline(always)]
+fn tracked(
+    src: &SourceKey,
+    ipv6: bool,
+    config: &KernelConfig,
+) -> Option<(SourceKey, &'static mut SourceState, u64)> {
+    if ipv6 && config.flags & FLAG_NO_IPV6 != 0 {
+        return None;
+    }
+    if config.ignore_entries != 0 && lpm_key(src).and_then(|k| IGNORE.get(k)).is_some() {
+        count(Counter::Ignored);
+        return None;
+    }
+    let key = source_key(src, ipv6, config);
+    let state = lookup_or_admit(&key, config)?;
+    // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
+    let state = unsafe { &mut *state };
+    // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it.
+    let now = now(config);
+    if state.first_seen_ns == 0 {
+        state.first_seen_ns = now;
+        state.window_start_ns = now;
+    }
+    Some((key, state, now))
+}
+
+/// A bare RST the host sends: its answer to a segment with ACK that belongs to no connection.
+#[derive(Clone, Copy)]
+pub struct Reset {
+    /// The RST's destination: the remote that sent the ACK.
+    pub remote: SourceKey,
+    /// The RST's source: the local address and port the ACK probed.
+    pub local: SourceKey,
+    pub local_port: u16,
+    pub ipv6: bool,
+    pub ifindex: u32,
+}
+
+/// TC egress: counts a probed port of an ACK or window scan in the *ingress* state of the
+/// remote, through the same filters as a probe seen at XDP (IPv6 switch, ignore list,
+/// admission filter: a spoofer's ACKs make the host reset toward the forged address).
+#[inline(never)] // own BPF stack frame
+pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
+    let Some((key, state, now)) = tracked(&reset.remote, reset.ipv6, config) else {
+        return;
+    };
+    let origin = Origin {
+        ifindex: reset.ifindex,
+        direction: DIRECTION_INGRESS,
+        target: reset.local,
+        target_port: reset.local_port,
+    };
+    let seed = config.hash_seed;
+    // The ACK itself was no probe class (it took the established fast path).
+    let probe = Probe {
+        class: None,
+        host: Some(hash_addr(seed, &reset.local) as u32),
+    };
+    let port = hash_port(seed, IPPROTO_TCP, reset.local_port);
+    observe(
+        state,
+        &key,
+        &probe,
+        |s| s.ack_ports.insert(port).then_some(DetectionKind::AckScan),
         config,
         now,
         &origin,
@@ -201,6 +257,9 @@ fn reset_window(s: &mut SourceState, now: u64) {
     s.stealth_ports.clear();
     s.icmp_hosts.clear();
     s.fragments.clear();
+    s.ack_ports.clear();
+    s.sctp_ports.clear();
+    s.protocols.clear();
 }
 
 /// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that
@@ -215,7 +274,8 @@ fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option
         PacketClass::TcpFin
         | PacketClass::TcpNull
         | PacketClass::TcpXmas
-        | PacketClass::TcpMaimon => s
+        | PacketClass::TcpMaimon
+        | PacketClass::TcpOddFlags => s
             .stealth_ports
             .insert(hash_port(seed, IPPROTO_TCP, packet.dst_port))
             .then_some(DetectionKind::StealthScan),
@@ -231,6 +291,15 @@ fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option
             .fragments
             .insert(hash_datagram(host, u32::from(packet.src_port)))
             .then_some(DetectionKind::FragmentScan),
+        // One bit per protocol number: an exact set.
+        PacketClass::IpProtocol => s
+            .protocols
+            .insert(u32::from(packet.proto))
+            .then_some(DetectionKind::ProtocolScan),
+        PacketClass::SctpInit | PacketClass::SctpCookieEcho => s
+            .sctp_ports
+            .insert(hash_port(seed, IPPROTO_SCTP, packet.dst_port))
+            .then_some(DetectionKind::SctpScan),
         _ => None,
     }
 }
@@ -317,8 +386,8 @@ fn bump_measure(
         return;
     };
     *measure = measure.wrapping_add(1);
-    let shift = (index as u32) * 4;
-    let reports = (s.reported >> shift) & 0xf;
+    let shift = (index as u64) * 4;
+    let reports = ((s.reported >> shift) & 0xf) as u32;
     if *threshold == 0 || reports >= MAX_REPORTS {
         return;
     }
@@ -355,6 +424,6 @@ fn bump_measure(
     entry.submit(0);
     // Counted as reported only once sent: a full ring must not silence a source for the
     // rest of its window.
-    s.reported += 1 << shift;
+    s.reported += 1u64 << shift;
     count(Counter::EventsEmitted);
 }

@@ -273,6 +273,8 @@ mod tests {
             direction: crate::detect::Direction::Ingress,
             distinct_ports: 20,
             distinct_hosts: 1,
+            distinct_protocols: None,
+            at_least: false,
             packets: 21,
             probes: BTreeMap::new(),
             examples: Vec::new(),

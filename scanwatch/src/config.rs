@@ -8,10 +8,10 @@ use ipnet::IpNet;
 use scanwatch_common::{
     addr::DEFAULT_IPV6_PREFIX_LEN,
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
-    distinct::bits_for_count,
+    distinct::{bits_for_count, saturation_estimate},
     event::{DETECTION_KINDS, DetectionKind},
     maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
-    state::SourceState,
+    state::{ProtocolSet, SourceState},
 };
 use serde::{Deserialize, Serialize};
 
@@ -72,11 +72,17 @@ impl Sensitivity {
     /// FIN|ACK is, so a few ports of slack); udp_scan 15 ports (CrowdSec's multi-port 15);
     /// fragment_scan 20 distinct datagrams sent as tiny first fragments, as many as port_scan's
     /// ports: a tiny fragment is as cheap to forge as a SYN, so it must not block sooner.
+    /// ack_scan 10 ports: a RST to a bare ACK of no connection also answers late segments of
+    /// connections the host already forgot (a peer's stale keep-alives after a restart), but
+    /// those touch the few ports the peer used; stealth_scan's 10. protocol_scan 10 protocol
+    /// numbers besides TCP, UDP, ICMP and SCTP: a router speaks a handful (OSPF, PIM, VRRP,
+    /// IGMP, GRE, ESP), nmap -sO tries all 256. sctp_scan 10 ports: SCTP services are few
+    /// (Diameter, M3UA, S1AP) and a client opens associations to one or two of them.
     pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 30, 20, 40, 50],
-            Self::Medium => [20, 25, 15, 10, 15, 20],
-            Self::High => [10, 15, 8, 5, 8, 10],
+            Self::Low => [50, 50, 30, 20, 40, 50, 20, 20, 20],
+            Self::Medium => [20, 25, 15, 10, 15, 20, 10, 10, 10],
+            Self::High => [10, 15, 8, 5, 8, 10, 5, 6, 5],
         }
     }
 
@@ -84,12 +90,13 @@ impl Sensitivity {
     /// attempts (RST or ICMP unreachable answering this host), as Zeek's scan policy counted
     /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
     /// hosts this host pings: 25, above what a host's own health checks touch. stealth_scan
-    /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5.
+    /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5. ack_scan,
+    /// protocol_scan and sctp_scan are measured at ingress only: 0 (see [`INGRESS_ONLY`]).
     pub const fn egress_thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 60, 10, 40, 10],
-            Self::Medium => [20, 25, 25, 5, 15, 5],
-            Self::High => [10, 15, 12, 3, 8, 3],
+            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0],
+            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0],
+            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0],
         }
     }
 }
@@ -134,6 +141,9 @@ pub struct Thresholds {
     pub stealth_scan: Option<u32>,
     pub udp_scan: Option<u32>,
     pub fragment_scan: Option<u32>,
+    pub ack_scan: Option<u32>,
+    pub protocol_scan: Option<u32>,
+    pub sctp_scan: Option<u32>,
 }
 
 impl Thresholds {
@@ -145,6 +155,9 @@ impl Thresholds {
             DetectionKind::StealthScan => self.stealth_scan,
             DetectionKind::UdpScan => self.udp_scan,
             DetectionKind::FragmentScan => self.fragment_scan,
+            DetectionKind::AckScan => self.ack_scan,
+            DetectionKind::ProtocolScan => self.protocol_scan,
+            DetectionKind::SctpScan => self.sctp_scan,
         }
     }
 }
@@ -240,7 +253,7 @@ pub struct Config {
     pub window: Duration,
     /// IPv6 sources are aggregated to this prefix. Default /64.
     pub ipv6_prefix: u32,
-    /// Tracker capacity (sources). Default 32768 (≈ 20 MiB of kernel memory).
+    /// Tracker capacity (sources). Default 32768 (≈ 27 MiB of kernel memory).
     pub tracker_capacity: u32,
     /// Sources never tracked.
     pub ignore: Vec<IpNet>,
@@ -545,6 +558,24 @@ impl Config {
     }
 }
 
+/// Kinds the kernel measures for remote sources only: an egress threshold for them would never
+/// fire, so a non-zero one is refused rather than silently ignored.
+pub const INGRESS_ONLY: [DetectionKind; 3] = [
+    DetectionKind::AckScan,
+    DetectionKind::ProtocolScan,
+    DetectionKind::SctpScan,
+];
+
+/// The most distinct items `kind`'s counter can tell apart: a linear-counting bitmap of `m`
+/// bits saturates near `m · ln m` items (then reports a lower bound); protocol_scan's exact set
+/// holds 256 protocol numbers. A threshold above it could never be crossed honestly.
+pub fn counting_limit(kind: DetectionKind) -> u32 {
+    match SourceState::estimator_bits(kind) {
+        Some(bits) => saturation_estimate(bits).floor() as u32,
+        None => ProtocolSet::BITS,
+    }
+}
+
 fn merge_thresholds(
     key: &'static str,
     preset: [u32; DETECTION_KINDS],
@@ -555,10 +586,27 @@ fn merge_thresholds(
         let value = overrides
             .and_then(|o| o.get(kind))
             .unwrap_or(preset[kind as usize]);
-        if value > 65_535 {
+        let limit = counting_limit(kind);
+        if value > limit {
+            let counter = match SourceState::estimator_bits(kind) {
+                Some(bits) => format!("its {bits}-bit estimator saturates near {limit} items"),
+                None => format!("there are only {limit} IP protocol numbers"),
+            };
             return Err(invalid(
                 key,
-                format!("{} = {value} is above 65535", kind.name()),
+                format!(
+                    "{} = {value} can never be reached: {counter}; use at most {limit}",
+                    kind.name()
+                ),
+            ));
+        }
+        if key == "egress_thresholds" && value != 0 && INGRESS_ONLY.contains(&kind) {
+            return Err(invalid(
+                key,
+                format!(
+                    "{} is detected for remote sources only; set it under [thresholds]",
+                    kind.name()
+                ),
             ));
         }
         out.0[kind as usize] = value;
@@ -633,6 +681,68 @@ mod tests {
         assert_eq!(k.thresholds[DetectionKind::UdpScan as usize], 0);
         let bits = k.thresholds[DetectionKind::PortScan as usize];
         assert!((90..99).contains(&bits), "{bits}");
+    }
+
+    #[test]
+    fn thresholds_above_a_counters_limit_are_refused_by_name() {
+        for (text, key, kind, limit) in [
+            (
+                "[thresholds]\nudp_scan = 3195",
+                "thresholds",
+                "udp_scan",
+                "3194",
+            ),
+            (
+                "[thresholds]\nport_scan = 7098",
+                "thresholds",
+                "port_scan",
+                "7097",
+            ),
+            (
+                "[thresholds]\nprotocol_scan = 257",
+                "thresholds",
+                "protocol_scan",
+                "256",
+            ),
+            (
+                "[egress_thresholds]\nstealth_scan = 4000",
+                "egress_thresholds",
+                "stealth_scan",
+                "3194",
+            ),
+        ] {
+            match parse(text) {
+                Err(ConfigError::Invalid { key: k, reason }) => {
+                    assert_eq!(k, key, "{text}");
+                    assert!(reason.contains(kind) && reason.contains(limit), "{reason}");
+                }
+                other => panic!("{text}: expected invalid {key}, got {other:?}"),
+            }
+        }
+        // The limits themselves are accepted.
+        for text in [
+            "[thresholds]\nudp_scan = 3194",
+            "[thresholds]\nport_scan = 7097",
+            "[thresholds]\nprotocol_scan = 256",
+        ] {
+            parse(text).unwrap();
+        }
+    }
+
+    #[test]
+    fn ingress_only_kinds_refuse_egress_thresholds() {
+        for kind in INGRESS_ONLY {
+            let text = format!("[egress_thresholds]\n{} = 5", kind.name());
+            match parse(&text) {
+                Err(ConfigError::Invalid { key, reason }) => {
+                    assert_eq!(key, "egress_thresholds");
+                    assert!(reason.contains(kind.name()), "{reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+            parse(&format!("[egress_thresholds]\n{} = 0", kind.name())).unwrap();
+            parse(&format!("[thresholds]\n{} = 5", kind.name())).unwrap();
+        }
     }
 
     #[test]

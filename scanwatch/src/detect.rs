@@ -79,11 +79,20 @@ pub struct Finding {
     /// then the local address).
     pub direction: Direction,
     /// Distinct destination ports of the kind's probes (TCP SYN for port_scan, UDP for
-    /// udp_scan, stealth probes for stealth_scan; TCP SYN otherwise), estimated.
+    /// udp_scan, stealth probes for stealth_scan, ports answered with a RST to a bare ACK for
+    /// ack_scan, SCTP INIT / COOKIE ECHO for sctp_scan; TCP SYN otherwise), estimated.
     pub distinct_ports: u64,
     /// Distinct destination hosts (ICMP probes only for icmp_sweep), estimated.
     pub distinct_hosts: u64,
-    /// Probes from the source in this window.
+    /// IP protocol numbers probed (protocol_scan only), exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distinct_protocols: Option<u64>,
+    /// Present and true when an estimator behind this finding's counts is saturated: the
+    /// counts are lower bounds (the source probed at least that many).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub at_least: bool,
+    /// Probes from the source in this window (ack_scan's ACKs are not among them: they take
+    /// the established fast path; their RSTs are the evidence).
     pub packets: u64,
     /// Probes by class in this window (non-zero classes only).
     pub probes: BTreeMap<&'static str, u32>,
@@ -157,6 +166,13 @@ impl Examples {
     }
 }
 
+/// True when the estimator behind a kernel measure has every bit set: its estimate is a lower
+/// bound.
+fn saturated(kind: DetectionKind, measures: &[u32]) -> bool {
+    let raw = measures.get(kind as usize).copied().unwrap_or(0);
+    SourceState::estimator_bits(kind).is_some_and(|bits| raw >= bits)
+}
+
 /// Estimated distinct items behind a kernel measure.
 fn estimated(kind: DetectionKind, measures: &[u32]) -> u64 {
     let raw = measures.get(kind as usize).copied().unwrap_or(0);
@@ -177,6 +193,8 @@ pub fn finding(
     let ports_kind = match kind {
         DetectionKind::UdpScan => DetectionKind::UdpScan,
         DetectionKind::StealthScan => DetectionKind::StealthScan,
+        DetectionKind::AckScan => DetectionKind::AckScan,
+        DetectionKind::SctpScan => DetectionKind::SctpScan,
         _ => DetectionKind::PortScan,
     };
     let hosts_kind = if kind == DetectionKind::IcmpSweep {
@@ -206,6 +224,11 @@ pub fn finding(
         direction,
         distinct_ports: estimated(ports_kind, &event.measures),
         distinct_hosts: estimated(hosts_kind, &event.measures),
+        distinct_protocols: (kind == DetectionKind::ProtocolScan)
+            .then(|| estimated(kind, &event.measures)),
+        at_least: [kind, ports_kind, hosts_kind]
+            .into_iter()
+            .any(|k| saturated(k, &event.measures)),
         packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
         probes,
         examples: Vec::new(),
@@ -355,6 +378,53 @@ mod tests {
         .unwrap();
         assert_eq!(f.technique, "T1595.001");
         assert!(f.distinct_hosts.abs_diff(40) <= 1, "{}", f.distinct_hosts);
+    }
+
+    #[test]
+    fn saturated_estimator_says_at_least() {
+        let mut m = [0; DETECTION_KINDS];
+        m[DetectionKind::UdpScan as usize] = 512;
+        let f = finding(
+            &event(DetectionKind::UdpScan, m),
+            "x".into(),
+            Duration::from_secs(60),
+            64,
+        )
+        .unwrap();
+        assert!(f.at_least);
+        assert!(f.distinct_ports >= 3000, "{}", f.distinct_ports);
+        assert!(
+            serde_json::to_string(&f)
+                .unwrap()
+                .contains("\"at_least\":true")
+        );
+        m[DetectionKind::UdpScan as usize] = 511;
+        let f = finding(
+            &event(DetectionKind::UdpScan, m),
+            "x".into(),
+            Duration::from_secs(60),
+            64,
+        )
+        .unwrap();
+        assert!(!f.at_least);
+        assert!(!serde_json::to_string(&f).unwrap().contains("at_least"));
+    }
+
+    #[test]
+    fn new_kinds_report_their_own_counts() {
+        let mut m = [0; DETECTION_KINDS];
+        m[DetectionKind::AckScan as usize] = bits_for_count(12, 512);
+        m[DetectionKind::SctpScan as usize] = bits_for_count(14, 512);
+        m[DetectionKind::ProtocolScan as usize] = 200;
+        let at = |kind| finding(&event(kind, m), "x".into(), Duration::from_secs(60), 64).unwrap();
+        let ack = at(DetectionKind::AckScan);
+        assert_eq!((ack.distinct_ports, ack.technique), (12, "T1046"));
+        assert_eq!(at(DetectionKind::SctpScan).distinct_ports, 14);
+        let proto = at(DetectionKind::ProtocolScan);
+        // An exact set: all 256 protocols set is no saturation.
+        assert_eq!(proto.distinct_protocols, Some(200));
+        assert!(!proto.at_least);
+        assert_eq!(ack.distinct_protocols, None);
     }
 
     #[test]

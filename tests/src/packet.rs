@@ -153,6 +153,19 @@ impl PacketBuilder {
         self
     }
 
+    /// An SCTP packet (IP protocol 132) to `port` whose first chunk has type `chunk` (1 INIT,
+    /// 10 COOKIE ECHO, 0 DATA, ...): common header, then a 20-byte chunk. The checksum is left
+    /// zero (the programs do not verify it).
+    #[must_use]
+    pub fn sctp(self, port: u16, chunk: u8) -> Self {
+        let mut b = vec![0u8; 32];
+        b[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[12] = chunk;
+        b[14..16].copy_from_slice(&20u16.to_be_bytes());
+        self.raw(132, b)
+    }
+
     /// Adds a VLAN tag (outermost first). Two tags make the outer one 802.1ad.
     #[must_use]
     pub fn vlan(mut self, id: u16) -> Self {

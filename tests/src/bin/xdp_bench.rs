@@ -133,6 +133,21 @@ const CASES: &[Case] = &[
         target: None,
         prepare: fin_ack_no_flow,
     },
+    Case {
+        name: "tc_egress_ack_reset",
+        target: None,
+        prepare: tc_egress_ack_reset,
+    },
+    Case {
+        name: "protocol_probe",
+        target: None,
+        prepare: protocol_probe,
+    },
+    Case {
+        name: "sctp_init",
+        target: None,
+        prepare: sctp_init,
+    },
 ];
 
 /// Cost targets between two cases of the same run: `case` at most `max` × `base`.
@@ -461,6 +476,41 @@ fn fin_ack_no_flow() -> Result<Prepared> {
         .src_port(443)
         .tcp(40_000, tcp_flags::FIN | tcp_flags::ACK)
         .build();
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// This host's bare RST to a tracked remote's ACK of no connection, through the TC egress
+/// program: ack_scan evidence, one tracker lookup and estimator update.
+fn tc_egress_ack_reset() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig::default())?;
+    let reset = PacketBuilder::new(DST_V4, SRC_V4)
+        .src_port(443)
+        .tcp(40_000, tcp_flags::RST)
+        .build();
+    for _ in 0..3 {
+        h.run_egress(&reset)?;
+    }
+    ensure!(
+        h.tracked(&SourceKey::from_ipv4(SRC_V4.octets()))?.is_some(),
+        "the remote is not tracked after three resets"
+    );
+    Prepared::tc(h, reset)
+}
+
+/// A GRE packet (an IP-protocol probe) from a tracked source.
+fn protocol_probe() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .raw(47, vec![0, 0, 0x08, 0])
+        .build();
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// An SCTP INIT from a tracked source.
+fn sctp_init() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).sctp(3868, 1).build();
     let key = SourceKey::from_ipv4(SRC_V4.octets());
     Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
 }

@@ -196,15 +196,22 @@ fn non_ip_frames_are_counted_and_passed() {
 }
 
 #[test]
-fn other_ip_protocols_are_other_l4() {
+fn other_ip_protocols_are_protocol_probes() {
     let mut h = load_with(&no_admission());
+    // SCTP is parsed by its chunks (tests/kernel/protocols.rs): a bare common header is none.
+    assert_class(
+        &mut h,
+        &scan_v4().raw(132, vec![0; 12]).build(),
+        PacketClass::OtherL4,
+        "SCTP common header only",
+    );
+    assert_eq!(h.tracked_count().unwrap(), 0);
     for (what, f) in [
         (
             "GRE over IPv4",
             scan_v4().raw(47, vec![0, 0, 0x08, 0]).build(),
         ),
         ("ESP over IPv4", scan_v4().raw(50, vec![0; 16]).build()),
-        ("SCTP over IPv4", scan_v4().raw(132, vec![0; 12]).build()),
         (
             "GRE over IPv6",
             scan_v6().raw(47, vec![0, 0, 0x86, 0xdd]).build(),
@@ -222,7 +229,8 @@ fn other_ip_protocols_are_other_l4() {
         // No next header at all.
         ("IPv6 no next header", scan_v6().raw(59, vec![]).build()),
     ] {
-        assert_class(&mut h, &f, PacketClass::OtherL4, what);
+        assert_class(&mut h, &f, PacketClass::IpProtocol, what);
     }
-    assert_eq!(h.tracked_count().unwrap(), 0);
+    // Counted per source: one IPv4 and one IPv6 scanner.
+    assert_eq!(h.tracked_count().unwrap(), 2);
 }

@@ -22,9 +22,9 @@ fn default_config(flags: u32) -> KernelConfig {
         ..KernelConfig::default()
     };
     for kind in DetectionKind::ALL {
-        let bits = SourceState::estimator_bits(kind).expect("every kind is estimated");
+        let count = Sensitivity::Medium.thresholds()[kind as usize];
         config.thresholds[kind as usize] =
-            bits_for_count(Sensitivity::Medium.thresholds()[kind as usize], bits);
+            SourceState::estimator_bits(kind).map_or(count, |bits| bits_for_count(count, bits));
     }
     config
 }

@@ -22,17 +22,20 @@ use scanwatch_tests::{
 };
 
 // One file per feature; the helpers below are theirs to share.
+mod ack_scan;
 mod block;
 mod classify;
 mod closes;
 mod encapsulation;
 mod estimates;
 mod events;
+mod flags;
 mod flood;
 mod fragments;
 mod ignore;
 mod load;
 mod malformed;
+mod protocols;
 mod replies;
 mod tracking;
 
