@@ -3,10 +3,12 @@
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
 //! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines), `metrics`
-//! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI).
+//! (Prometheus), `config`, `pins` (pinned state), `ctl` (the control CLI), `cli` (the command
+//! line and its help texts).
 
 pub mod agent;
 pub mod alerts;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ctl;
