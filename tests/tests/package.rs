@@ -31,6 +31,8 @@ const PACKAGE: &str = "scanwatch";
 const CONFIG: &str = "/etc/scanwatch/scanwatch.toml";
 /// The logrotate snippet the package installs.
 const LOGROTATE: &str = "/etc/logrotate.d/scanwatch";
+/// Where the packaged configuration writes alerts (made by postinst, removed on purge).
+const LOG_DIR: &str = "/var/log/scanwatch";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -198,9 +200,9 @@ fn packaged_config_holds_the_built_in_defaults() {
 }
 
 #[test]
-fn deb_installs_runs_and_purges_cleanly() -> Result<()> {
+fn package_installs_runs_and_purges_cleanly() -> Result<()> {
     require_root();
-    if !tool_or_skip("dpkg", "deb_installs_runs_and_purges_cleanly") {
+    if !tool_or_skip("dpkg", "package_installs_runs_and_purges_cleanly") {
         return Ok(());
     }
     let deb = deb_path()?;
@@ -241,6 +243,10 @@ fn deb_installs_runs_and_purges_cleanly() -> Result<()> {
         user_exists(PACKAGE),
         "postinst did not create the `{PACKAGE}` user"
     );
+    ensure!(
+        Path::new(LOG_DIR).is_dir(),
+        "postinst did not create {LOG_DIR}, where the packaged configuration writes alerts"
+    );
 
     let version = run(Command::new("/usr/bin/scanwatch").arg("--version"))?;
     ensure!(
@@ -248,7 +254,7 @@ fn deb_installs_runs_and_purges_cleanly() -> Result<()> {
         "unexpected `scanwatch --version`: {version}"
     );
 
-    if tool_or_skip("man", "deb_installs_runs_and_purges_cleanly (man -l)") {
+    if tool_or_skip("man", "package_installs_runs_and_purges_cleanly (man -l)") {
         let page = run(Command::new("man")
             .args(["-l", "/usr/share/man/man1/scanwatch-run.1.gz"])
             .env("MANPAGER", "cat")
@@ -270,7 +276,7 @@ fn deb_installs_runs_and_purges_cleanly() -> Result<()> {
 
     if tool_or_skip(
         "logrotate",
-        "deb_installs_runs_and_purges_cleanly (logrotate)",
+        "package_installs_runs_and_purges_cleanly (logrotate)",
     ) {
         // --debug reads and checks the snippet without rotating anything.
         let state =
@@ -295,6 +301,10 @@ fn deb_installs_runs_and_purges_cleanly() -> Result<()> {
     ensure!(
         !Path::new("/etc/scanwatch").exists(),
         "/etc/scanwatch is left after purge"
+    );
+    ensure!(
+        !Path::new(LOG_DIR).exists(),
+        "{LOG_DIR} is left after purge"
     );
     ensure!(!user_exists(PACKAGE), "purge left the `{PACKAGE}` user");
     Ok(())
