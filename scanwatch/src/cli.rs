@@ -81,7 +81,8 @@ pub enum Command {
 const RUN_EXAMPLES: &str = "\
 Examples:
   scanwatch run -i eth0                         watch eth0, alert only
-  scanwatch run -i eth0 --alert-log /var/log/scanwatch.jsonl --config /etc/scanwatch.toml
+  scanwatch run -c /etc/scanwatch/scanwatch.toml   with the packaged configuration file
+  scanwatch run -i eth0 --alert-log /var/log/scanwatch/alerts.jsonl   alerts to a file
   scanwatch run -i eth0 --mode drop --dry-run   show what drop mode would block
   scanwatch run -i eth0 --mode drop             block scanners for block_ttl (1h, doubling)
 
@@ -90,6 +91,7 @@ Signals:
   SIGHUP            reload the configuration file and block lists, reopen the alert log
 
 Files:
+  /etc/scanwatch/scanwatch.toml   the configuration the Debian package installs
   /sys/fs/bpf/scanwatch/   pinned block maps (kept across restarts; --reset-state clears them)
   /run/scanwatch/status.json   the running agent's status, read by `scanwatch status`
 
