@@ -218,6 +218,8 @@ mod tests {
             action: Action::Alert,
             block_ttl_seconds: None,
             not_blocked: None,
+            distinct_protocols: None,
+            at_least: false,
         }
     }
 

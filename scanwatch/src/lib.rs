@@ -4,10 +4,12 @@
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
 //! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines, ECS, syslog),
 //! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
-//! (the control CLI), `systemd` (service notifications).
+//! (the control CLI), `cli` (the command line and its help texts), `systemd` (service
+//! notifications).
 
 pub mod agent;
 pub mod alerts;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crowdsec;

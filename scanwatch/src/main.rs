@@ -1,145 +1,14 @@
 //! `scanwatch`: detects network scans in the kernel with XDP, writes alerts as JSON Lines and
-//! exports Prometheus metrics.
+//! exports Prometheus metrics. The command line is defined in `scanwatch::cli`.
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use scanwatch::{
-    agent::{self, ConfigSource},
-    alerts::AlertFormat,
-    config::{Config, FileConfig, Mode, Overrides, Sensitivity, XdpMode},
+    agent,
+    cli::{Cli, Command, RunArgs},
+    config::{Config, FileConfig, Overrides},
     ctl,
     pins::Instance,
 };
-
-/// Detects network scanning (MITRE ATT&CK T1595, T1046) at line rate with XDP.
-///
-/// scanwatch counts, per source and per time window, the distinct destination ports and hosts
-/// its probes reach (TCP SYN, FIN/NULL/Xmas/Maimon, UDP, ICMP echo/timestamp/mask, tiny
-/// fragments) and reports sources that cross a threshold. In the default monitor mode it never
-/// drops or changes a packet; in drop mode it blocks scanners at XDP for a TTL.
-#[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
-struct Cli {
-    /// Agent instance: its pinned maps live in /sys/fs/bpf/scanwatch-NAME and its status in
-    /// /run/scanwatch-NAME (default: /sys/fs/bpf/scanwatch, /run/scanwatch). Use one per network
-    /// namespace when running several agents on one host.
-    #[arg(long, global = true, value_name = "NAME")]
-    instance: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Attach to interfaces and watch for scans until SIGINT/SIGTERM.
-    ///
-    /// Alerts go to stdout (or --alert-log) as JSON Lines; metrics are served at
-    /// http://127.0.0.1:9977/metrics. SIGHUP reloads the configuration file and reopens the
-    /// alert log. Flags override the configuration file.
-    #[command(after_long_help = RUN_EXAMPLES)]
-    Run(RunArgs),
-    /// Validate a configuration file and print the effective configuration.
-    CheckConfig {
-        /// TOML configuration file.
-        file: PathBuf,
-    },
-    /// Block an address or CIDR now (in the running agent's pinned block map).
-    ///
-    /// Enforced while the agent runs in drop mode. Loopback, the host's own addresses, its
-    /// default gateways and `never_block` networks are refused.
-    Block {
-        /// Address or CIDR, e.g. 203.0.113.7 or 2001:db8:bad::/48.
-        target: String,
-        /// How long the block lasts (e.g. 30m, 4h); default: until unblocked.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        ttl: Option<std::time::Duration>,
-        /// Why, kept with the block and shown by `scanwatch list`.
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Remove blocks of an address or CIDR (manual, block-list or detection blocks).
-    Unblock {
-        /// Address or CIDR.
-        target: String,
-    },
-    /// List live blocks: source, reason, since, expires, packets dropped.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Include block-list entries (there may be many).
-        #[arg(long)]
-        all: bool,
-    },
-    /// Show the running agent: interfaces, mode, tracked sources, blocks, top sources.
-    Status {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-const RUN_EXAMPLES: &str = "\
-Examples:
-  scanwatch run -i eth0                         watch eth0, alert only
-  scanwatch run -i eth0 --alert-log /var/log/scanwatch.jsonl --config /etc/scanwatch.toml
-  scanwatch run -i eth0 --mode drop --dry-run   show what drop mode would block
-  scanwatch run -i eth0 --mode drop             block scanners for block_ttl (1h, doubling)
-
-Signals:
-  SIGINT, SIGTERM   detach from every interface, flush alerts, exit 0
-  SIGHUP            reload the configuration file and block lists, reopen the alert log
-
-Files:
-  /sys/fs/bpf/scanwatch/   pinned block maps (kept across restarts; --reset-state clears them)
-  /run/scanwatch/status.json   the running agent's status, read by `scanwatch status`
-
-Exit status: 0 after a clean stop, 1 on an error (the message says what to do next).";
-
-#[derive(Debug, clap::Args)]
-struct RunArgs {
-    /// Interface to watch (repeatable). Default: the interface of the default route.
-    #[arg(short, long = "iface", value_name = "IFACE")]
-    iface: Vec<String>,
-    /// XDP attach mode: auto tries native and falls back to skb with a warning.
-    #[arg(long, value_enum, value_name = "MODE")]
-    xdp_mode: Option<XdpMode>,
-    /// TOML configuration file.
-    #[arg(short, long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address of the Prometheus endpoint [default: 127.0.0.1:9977].
-    #[arg(long, value_name = "ADDR:PORT")]
-    metrics_addr: Option<String>,
-    /// Append alerts (JSON Lines) to this file instead of stdout.
-    #[arg(long, value_name = "PATH")]
-    alert_log: Option<PathBuf>,
-    /// Alert format: jsonl (scanwatch's fields) or ecs (Elastic Common Schema) [default: jsonl].
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    alert_format: Option<AlertFormat>,
-    /// Also send each alert as an RFC 5424 syslog message: HOST:PORT (UDP) or a socket path
-    /// such as /dev/log.
-    #[arg(long, value_name = "ADDR")]
-    alert_syslog: Option<String>,
-    /// Log level: error, warn, info, debug, trace [default: info].
-    #[arg(long, value_name = "LEVEL")]
-    log_level: Option<String>,
-    /// Threshold preset (each threshold can still be set in the file).
-    #[arg(long, value_enum)]
-    sensitivity: Option<Sensitivity>,
-    /// Replace an XDP program someone else attached to the interface (never done silently).
-    #[arg(long)]
-    force: bool,
-    /// monitor: alert only (default). drop: also block scanners and block-list CIDRs at XDP.
-    #[arg(long, value_enum)]
-    mode: Option<Mode>,
-    /// In drop mode, log `would_block` instead of blocking anything.
-    #[arg(long)]
-    dry_run: bool,
-    /// Start with no blocks: remove the pinned block maps a previous run left.
-    #[arg(long)]
-    reset_state: bool,
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -176,21 +45,8 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs, instance: &Instance) -> anyhow::Result<()> {
-    let source = ConfigSource {
-        path: args.config,
-        overrides: Overrides {
-            interfaces: args.iface,
-            xdp_mode: args.xdp_mode,
-            metrics_addr: args.metrics_addr,
-            alert_log: args.alert_log,
-            alert_format: args.alert_format,
-            alert_syslog: args.alert_syslog,
-            log_level: args.log_level,
-            sensitivity: args.sensitivity,
-            mode: args.mode,
-            dry_run: args.dry_run,
-        },
-    };
+    let (force, reset_state) = (args.force, args.reset_state);
+    let source = args.config_source();
     let config = source.load()?;
     env_logger::Builder::new()
         .filter_level(config.log_level)
@@ -201,5 +57,5 @@ fn run(args: RunArgs, instance: &Instance) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(agent::run(source, instance, args.force, args.reset_state))
+        .block_on(agent::run(source, instance, force, reset_state))
 }

@@ -2,6 +2,7 @@
 //! checks they need. No product logic lives here.
 
 mod cmd;
+mod package;
 mod setup;
 mod test;
 
@@ -48,6 +49,13 @@ enum Task {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Render the man pages of `scanwatch` and each subcommand from the CLI definitions into
+    /// target/man/.
+    Man,
+    /// Build the Debian package (release binary, unit, default configuration, man pages,
+    /// logrotate snippet, dashboards and alert rules) into target/debian/ with cargo-deb,
+    /// installing cargo-deb first when it is missing.
+    Package,
     /// A first look: builds a throwaway network-namespace lab, runs the agent on it, scans it,
     /// prints the alerts and a metrics excerpt, and tears the lab down. Needs root.
     Demo,
@@ -61,6 +69,11 @@ fn main() -> ExitCode {
         Task::Run { args } => run(&args),
         Task::Test { args } => test::test(&args),
         Task::Bench { args } => bench(&args),
+        Task::Man => package::man(package::Profile::Dev).map(|_| ExitCode::SUCCESS),
+        Task::Package => {
+            package::package(package::Profile::Release, &cmd::target_dir().join("debian"))
+                .map(|_| ExitCode::SUCCESS)
+        }
         Task::Demo => demo(),
     };
     result.unwrap_or_else(|e| {
@@ -142,7 +155,7 @@ mod tests {
     fn args_of(argv: &[&str]) -> Vec<OsString> {
         match Cli::try_parse_from(argv).unwrap().task {
             Task::Run { args } | Task::Test { args } | Task::Bench { args } => args,
-            Task::Setup | Task::Build | Task::Demo => panic!("no args"),
+            Task::Setup | Task::Build | Task::Man | Task::Package | Task::Demo => panic!("no args"),
         }
     }
 

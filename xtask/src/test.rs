@@ -44,6 +44,12 @@ pub fn test(args: &[OsString]) -> Result<ExitCode> {
     // The end-to-end tests run the daemon binary (target/debug/scanwatch), which `cargo test`
     // does not build for another package.
     cmd::run(cmd::cargo().args(["build", "-p", "scanwatch"]))?;
+    // The package test (tests/tests/package.rs) installs a .deb: built here from that same
+    // debug binary, so testing the packaging costs no second, optimised build.
+    let deb = crate::package::package(
+        crate::package::Profile::Dev,
+        &cmd::target_dir().join("debian-test"),
+    )?;
 
     let mut test = cmd::cargo();
     // --no-fail-fast: one failing test binary must not hide the results of the others.
@@ -54,7 +60,7 @@ pub fn test(args: &[OsString]) -> Result<ExitCode> {
         EBPF_CRATE,
         "--no-fail-fast",
     ]);
-    test.args(args);
+    test.args(args).env("SCANWATCH_DEB", &deb);
     let (test_status, tally) = run_counting(&mut test)?;
 
     let clippy_part = if clippy_ok {

@@ -270,6 +270,8 @@ mod tests {
             action,
             block_ttl_seconds: None,
             not_blocked: None,
+            distinct_protocols: None,
+            at_least: false,
         }
     }
 

@@ -1,0 +1,311 @@
+//! The Debian package (`cargo xtask package`, cargo-deb): installed with `dpkg -i` on the test
+//! machine, it puts the binary, the unit, the default configuration (a conffile that passes
+//! `check-config`), the man pages and the logrotate snippet in place, runs, and `dpkg --purge`
+//! takes every file away again. The package is never left installed, also on failure, and the
+//! unit is never started (it is installed disabled, and the maintainer scripts leave systemd
+//! alone when it is not running).
+//!
+//! `cargo xtask test` builds the package first (from the debug binary, into
+//! `target/debian-test/`) and names it in `$SCANWATCH_DEB`.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, ensure};
+use clap::CommandFactory as _;
+use scanwatch::{
+    cli::Cli,
+    config::{Config, FileConfig, Overrides},
+};
+use scanwatch_tests::{
+    process::{run, tool_or_skip},
+    require_root,
+};
+
+/// The package and unit name.
+const PACKAGE: &str = "scanwatch";
+/// The configuration the package installs.
+const CONFIG: &str = "/etc/scanwatch/scanwatch.toml";
+/// The logrotate snippet the package installs.
+const LOGROTATE: &str = "/etc/logrotate.d/scanwatch";
+/// Where the packaged configuration writes alerts (made by postinst, removed on purge).
+const LOG_DIR: &str = "/var/log/scanwatch";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// The packaged configuration, as in the repository.
+fn packaged_config() -> PathBuf {
+    workspace_root().join("packaging/scanwatch.toml")
+}
+
+/// The .deb under test: `$SCANWATCH_DEB`, else the one `cargo xtask test` builds.
+fn deb_path() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SCANWATCH_DEB") {
+        return Ok(PathBuf::from(path));
+    }
+    let dir = workspace_root().join("target/debian-test");
+    let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+        entries
+            .filter_map(|e| Some(e.ok()?.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+    });
+    found.with_context(|| {
+        format!(
+            "no .deb in {}: run `cargo xtask test` (it builds the package first) or point \
+             SCANWATCH_DEB at one built by `cargo xtask package`",
+            dir.display()
+        )
+    })
+}
+
+/// Files `/usr/share/scanwatch/<dir>/` must hold: every `packaging/<dir>/*<suffix>`.
+fn shared_files(dir: &str, suffix: &str) -> Vec<String> {
+    packaging_files(dir, suffix)
+        .into_iter()
+        .map(|name| format!("/usr/share/scanwatch/{dir}/{name}"))
+        .collect()
+}
+
+/// Names of the `packaging/<dir>/*<suffix>` files (none when the directory does not exist).
+fn packaging_files(dir: &str, suffix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(workspace_root().join("packaging").join(dir)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(suffix))
+        .collect()
+}
+
+/// `key = value` (after a comment's `# `), as opposed to prose.
+fn is_setting(line: &str) -> bool {
+    line.split_once(" = ").is_some_and(|(key, _)| {
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    })
+}
+
+/// The man pages: one for `scanwatch`, one per subcommand, named as clap_mangen names them.
+fn man_pages() -> Vec<String> {
+    let cli = Cli::command();
+    std::iter::once(PACKAGE.to_owned())
+        .chain(
+            cli.get_subcommands()
+                .map(|sub| format!("{PACKAGE}-{}", sub.get_name())),
+        )
+        .map(|page| format!("/usr/share/man/man1/{page}.1.gz"))
+        .collect()
+}
+
+/// Purges the package on drop, so a failing test never leaves it installed.
+struct Installed;
+
+impl Installed {
+    fn install(deb: &Path) -> Result<Self> {
+        ensure!(
+            !is_installed()?,
+            "{PACKAGE} is already installed on this machine; this test installs and purges its \
+             own package, so it will not touch that one. Remove it (`dpkg --purge {PACKAGE}`) \
+             to run the test"
+        );
+        let guard = Self;
+        run(dpkg().arg("-i").arg(deb))?;
+        Ok(guard)
+    }
+
+    fn purge(self) -> Result<()> {
+        std::mem::forget(self);
+        run(dpkg().args(["--purge", PACKAGE])).map(drop)
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if let Err(e) = run(dpkg().args(["--purge", PACKAGE])) {
+            eprintln!("could not purge {PACKAGE} after the test: {e:#}");
+        }
+    }
+}
+
+fn dpkg() -> Command {
+    let mut cmd = Command::new("dpkg");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+/// Whether dpkg knows the package as installed (or half-installed).
+fn is_installed() -> Result<bool> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Status}", PACKAGE])
+        .output()
+        .context("running dpkg-query")?;
+    let status = String::from_utf8_lossy(&out.stdout);
+    Ok(out.status.success() && !status.trim().is_empty() && status.trim() != "not-installed")
+}
+
+fn user_exists(name: &str) -> bool {
+    Command::new("getent")
+        .args(["passwd", name])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn packaged_config_holds_the_built_in_defaults() {
+    let path = packaged_config();
+    let parsed = FileConfig::read(&path).unwrap();
+    let packaged = Config::build(Some(&parsed), &Overrides::default()).unwrap();
+    // The one packaged choice: alerts go to a rotated file instead of stdout.
+    let defaults = Config {
+        alert_log: Some("/var/log/scanwatch/alerts.jsonl".into()),
+        ..Config::build(None, &Overrides::default()).unwrap()
+    };
+    assert_eq!(
+        packaged,
+        defaults,
+        "{} drifted from the defaults",
+        path.display()
+    );
+
+    // The commented-out thresholds are medium's, and their keys exist.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) => rest,
+            _ => line,
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    let uncommented: FileConfig = toml::from_str(&uncommented).unwrap();
+    assert!(
+        uncommented
+            .thresholds
+            .as_ref()
+            .is_some_and(|t| t.port_scan.is_some()),
+        "thresholds are shown commented out"
+    );
+    let pinned = Config::build(Some(&uncommented), &Overrides::default()).unwrap();
+    assert_eq!(
+        pinned, defaults,
+        "the commented thresholds are not the defaults"
+    );
+}
+
+#[test]
+fn package_installs_runs_and_purges_cleanly() -> Result<()> {
+    require_root();
+    if !tool_or_skip("dpkg", "package_installs_runs_and_purges_cleanly") {
+        return Ok(());
+    }
+    let deb = deb_path()?;
+    let guard = Installed::install(&deb)?;
+
+    let listed: BTreeSet<String> = run(dpkg().args(["-L", PACKAGE]))?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let units: Vec<String> = packaging_files("systemd", ".service")
+        .into_iter()
+        .map(|name| format!("/usr/lib/systemd/system/{name}"))
+        .collect();
+    let mut expected: Vec<String> = ["/usr/bin/scanwatch", CONFIG, LOGROTATE]
+        .map(str::to_owned)
+        .into();
+    expected.extend(man_pages());
+    expected.extend(units);
+    expected.extend(shared_files("grafana", ".json"));
+    expected.extend(shared_files("prometheus", ".yml"));
+    for file in &expected {
+        // dpkg -L lists the path as packaged; merged-/usr systems may list /lib as well.
+        ensure!(
+            listed.contains(file) || listed.contains(file.trim_start_matches("/usr")),
+            "`dpkg -L {PACKAGE}` does not list {file}:\n{listed:#?}"
+        );
+        ensure!(Path::new(file).exists(), "{file} is not installed");
+    }
+
+    let conffiles = run(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", PACKAGE]))?;
+    for file in [CONFIG, LOGROTATE] {
+        ensure!(
+            conffiles.contains(file),
+            "{file} is not a conffile:\n{conffiles}"
+        );
+    }
+    ensure!(
+        user_exists(PACKAGE),
+        "postinst did not create the `{PACKAGE}` user"
+    );
+    ensure!(
+        Path::new(LOG_DIR).is_dir(),
+        "postinst did not create {LOG_DIR}, where the packaged configuration writes alerts"
+    );
+
+    let version = run(Command::new("/usr/bin/scanwatch").arg("--version"))?;
+    ensure!(
+        version.trim() == format!("scanwatch {}", env!("CARGO_PKG_VERSION")),
+        "unexpected `scanwatch --version`: {version}"
+    );
+
+    if tool_or_skip("man", "package_installs_runs_and_purges_cleanly (man -l)") {
+        let page = run(Command::new("man")
+            .args(["-l", "/usr/share/man/man1/scanwatch-run.1.gz"])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .env("LANG", "C.UTF-8"))?;
+        for text in ["scanwatch-run", "--iface", "SIGHUP"] {
+            ensure!(
+                page.contains(text),
+                "man scanwatch-run does not show {text}:\n{page}"
+            );
+        }
+    }
+
+    let checked = run(Command::new("/usr/bin/scanwatch").args(["check-config", CONFIG]))?;
+    ensure!(
+        checked.contains(&format!("{CONFIG}: OK")),
+        "check-config did not pass the packaged configuration:\n{checked}"
+    );
+
+    if tool_or_skip(
+        "logrotate",
+        "package_installs_runs_and_purges_cleanly (logrotate)",
+    ) {
+        // --debug reads and checks the snippet without rotating anything.
+        let state =
+            std::env::temp_dir().join(format!("scanwatch-logrotate-{}", std::process::id()));
+        let checked = Command::new("logrotate")
+            .args(["--debug", "--state"])
+            .arg(&state)
+            .arg(LOGROTATE)
+            .output()?;
+        let log = String::from_utf8_lossy(&checked.stderr);
+        ensure!(
+            checked.status.success() && !log.contains("error"),
+            "logrotate rejects {LOGROTATE}:\n{log}"
+        );
+    }
+
+    guard.purge()?;
+    ensure!(!is_installed()?, "{PACKAGE} is still installed after purge");
+    for file in &expected {
+        ensure!(!Path::new(file).exists(), "{file} is left after purge");
+    }
+    ensure!(
+        !Path::new("/etc/scanwatch").exists(),
+        "/etc/scanwatch is left after purge"
+    );
+    ensure!(
+        !Path::new(LOG_DIR).exists(),
+        "{LOG_DIR} is left after purge"
+    );
+    ensure!(!user_exists(PACKAGE), "purge left the `{PACKAGE}` user");
+    Ok(())
+}
