@@ -11,7 +11,7 @@ pub type WideBitmap = DistinctBitmap<16>;
 /// 512-bit estimator, for the rest.
 pub type NarrowBitmap = DistinctBitmap<8>;
 
-/// Everything the tracker knows about one source (608 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (616 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +42,11 @@ pub struct SourceState {
     /// Distinct datagrams (destination and IP identification) of tiny first fragments, so
     /// repeating one forged fragment counts once.
     pub fragments: NarrowBitmap,
+    /// Fewest and most hops (`evidence::hops_from_ttl`) of the window's probes, drop mode
+    /// only; `evidence::HOPS_UNKNOWN` when none was measured.
+    pub min_hops: u8,
+    pub max_hops: u8,
+    pub reserved: [u8; 6],
 }
 
 impl SourceState {
@@ -58,4 +63,4 @@ impl SourceState {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 608);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 616);

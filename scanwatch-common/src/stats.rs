@@ -98,6 +98,11 @@ indexed_enum! {
         /// TCP FIN|ACK with no live flow that belongs to a connection the kernel holds (socket
         /// lookup on the exact 4-tuple): a close, not a probe.
         ConnectionCloses = 26 => "connection_closes",
+        /// SYN-ACKs this host sent, noted to verify the ACK that completes them (drop mode).
+        HandshakesNoted = 27 => "handshakes_noted",
+        /// Remotes that completed a handshake with the ack number our SYN-ACK asked for: their
+        /// address and hop count are proven (drop mode).
+        HandshakesVerified = 28 => "handshakes_verified",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

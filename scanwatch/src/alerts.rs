@@ -94,6 +94,7 @@ mod tests {
             action: crate::detect::Action::Alert,
             block_ttl_seconds: None,
             not_blocked: None,
+            hops: None,
         }
     }
 

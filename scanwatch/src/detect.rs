@@ -103,6 +103,21 @@ pub struct Finding {
     /// Why a finding in drop mode was not blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_blocked: Option<Refusal>,
+    /// Hop counts, when known (drop mode): the source's completed handshake's, and the fewest
+    /// and most of its probes'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hops: Option<Hops>,
+}
+
+/// The hop counts behind a `suspected_spoof` decision, as written in the alert:
+/// `"hops": {"verified": 3, "probes": [7, 7]}`.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Hops {
+    /// Hops of the source's completed TCP handshake, if it completed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<u8>,
+    /// Fewest and most hops of the probes in the window.
+    pub probes: [u8; 2],
 }
 
 impl Finding {
@@ -216,6 +231,7 @@ pub fn finding(
         action: Action::Alert,
         block_ttl_seconds: None,
         not_blocked: None,
+        hops: None,
     })
 }
 
@@ -271,7 +287,8 @@ mod tests {
             ifindex: 1,
             direction: 0,
             target_port: 22,
-            reserved: 0,
+            min_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
+            max_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }

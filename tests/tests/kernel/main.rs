@@ -28,6 +28,7 @@ mod closes;
 mod encapsulation;
 mod estimates;
 mod events;
+mod evidence;
 mod flood;
 mod fragments;
 mod ignore;
