@@ -31,7 +31,7 @@ pub fn note_answer(key: &SourceKey, now: u64) {
         }
         return;
     }
-    let _ = ANSWERED.insert(key, &now, 0);
+    let _ = ANSWERED.insert(key, now, 0);
 }
 
 /// Notes a SYN-ACK this host sends from `src` (local) to `dst` with sequence number `seq`: the
@@ -44,7 +44,7 @@ pub fn note_syn_ack(packet: &Packet, src: &SourceKey, dst: &SourceKey, seq: u32)
         return;
     }
     let k = flows::key(IPPROTO_TCP, *src, *dst, packet.src_port, packet.dst_port);
-    if HANDSHAKES.insert(&k, &expected, 0).is_ok() {
+    if HANDSHAKES.insert(k, expected, 0).is_ok() {
         if let Some(hint) = HANDSHAKE_HINTS.get_ptr_mut(hint_slot(expected)) {
             // SAFETY: pointer into the array's value, valid for this run.
             unsafe { *hint = expected };
@@ -76,14 +76,14 @@ pub fn verify_handshake(ctx: &XdpContext, packet: &Packet, config: &KernelConfig
         return;
     };
     let k = flows::key(IPPROTO_TCP, dst, src, packet.dst_port, packet.src_port);
-    let Some(expected) = HANDSHAKES.get_ptr(&k) else {
+    let Some(expected) = HANDSHAKES.get_ptr(k) else {
         return;
     };
     // SAFETY: pointer into the map value, valid for this run.
     if unsafe { *expected } != ack {
         return;
     }
-    let _ = HANDSHAKES.remove(&k);
+    let _ = HANDSHAKES.remove(k);
     // SAFETY: as above.
     unsafe { *hint = 0 };
     let verified = Verified {
@@ -91,6 +91,6 @@ pub fn verify_handshake(ctx: &XdpContext, packet: &Packet, config: &KernelConfig
         hops: u32::from(hops_from_ttl(ttl)),
         reserved: 0,
     };
-    let _ = VERIFIED.insert(&source_key(&src, packet.ipv6, config), &verified, 0);
+    let _ = VERIFIED.insert(source_key(&src, packet.ipv6, config), verified, 0);
     count(Counter::HandshakesVerified);
 }
