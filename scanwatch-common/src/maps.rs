@@ -53,7 +53,7 @@ pub const HANDSHAKE_HINTS: &str = "HANDSHAKE_HINTS";
 /// `evidence::Verified`, with its hop count), written by the XDP program, read by the daemon.
 pub const VERIFIED: &str = "VERIFIED";
 
-/// Default tracker capacity. Each entry costs about 670 bytes of kernel memory (608-byte value,
+/// Default tracker capacity. Each entry costs about 680 bytes of kernel memory (616-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 22 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
 /// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
