@@ -315,6 +315,39 @@ mod tests {
     }
 
     #[test]
+    fn suspected_spoofs_show_their_hop_counts() {
+        let mut f = finding(
+            &event(DetectionKind::PortScan, [0; DETECTION_KINDS]),
+            "eth0".into(),
+            Duration::from_secs(300),
+            64,
+        )
+        .unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains("\"hops\""), "{json}");
+        f.set_verdict(&Verdict::NotBlocked(Refusal::SuspectedSpoof));
+        f.hops = Some(Hops {
+            verified: Some(3),
+            probes: [7, 7],
+        });
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(
+            json.contains("\"not_blocked\":\"suspected_spoof\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"hops\":{\"verified\":3,\"probes\":[7,7]}"),
+            "{json}"
+        );
+        f.hops = Some(Hops {
+            verified: None,
+            probes: [2, 5],
+        });
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains("\"hops\":{\"probes\":[2,5]}"), "{json}");
+    }
+
+    #[test]
     fn finding_reports_estimates_and_technique() {
         let mut m = [0; DETECTION_KINDS];
         m[DetectionKind::PortScan as usize] = bits_for_count(30, 1024);
