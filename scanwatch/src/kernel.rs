@@ -986,6 +986,23 @@ mod tests {
     }
 
     #[test]
+    fn evidence_is_looked_up_by_the_findings_tracker_key() {
+        let key = |s: &str| source_key_of(&s.parse::<IpNet>().unwrap());
+        assert_eq!(
+            key("203.0.113.7/32"),
+            Some(SourceKey::from_ipv4([203, 0, 113, 7]))
+        );
+        // A finding's IPv6 source is its /64, as the kernel keys it.
+        let v6: std::net::Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
+        assert_eq!(
+            key("2001:db8:1:2::/64"),
+            Some(SourceKey::from_ipv6(v6.octets(), 64))
+        );
+        // Wider networks name no single source.
+        assert_eq!(key("203.0.113.0/24"), None);
+    }
+
+    #[test]
     fn notes_truncate_on_char_boundaries() {
         let e = new_block(BlockReason::Manual, 5, None, 1, &"é".repeat(40));
         assert_eq!(note_text(&e).chars().count(), 24);
