@@ -656,49 +656,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_count_is_middle_value() {
-        assert_eq!(median(&mut [9, 1, 5, 7, 3]), 5);
-    }
-
-    #[test]
-    fn json_lists_every_outcome() {
-        let outcomes = [
-            Outcome {
-                case: "a",
-                ns_per_packet: 30,
-                floor_ns: 10,
-                ratio: 3.0,
-                target: None,
-            },
-            Outcome {
-                case: "b",
-                ns_per_packet: 15,
-                floor_ns: 10,
-                ratio: 1.5,
-                target: Some(2.0),
-            },
-        ];
-        assert_eq!(
-            json(&outcomes),
-            "[\n  {\"case\": \"a\", \"ns_per_packet\": 30, \"floor_ns\": 10, \"ratio\": 3.000},\n  \
-             {\"case\": \"b\", \"ns_per_packet\": 15, \"floor_ns\": 10, \"ratio\": 1.500}\n]\n"
-        );
-    }
-
-    #[test]
-    fn case_names_are_unique() {
-        let mut names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), CASES.len());
-    }
-}
-
 /// Our ISN in the handshake cases.
 const ISN: u32 = 0x1357_9bdf;
 
@@ -742,4 +699,47 @@ fn tc_egress_syn_ack_drop() -> Result<Prepared> {
         .seq(ISN)
         .build();
     Prepared::tc(h, frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_count_is_middle_value() {
+        assert_eq!(median(&mut [9, 1, 5, 7, 3]), 5);
+    }
+
+    #[test]
+    fn json_lists_every_outcome() {
+        let outcomes = [
+            Outcome {
+                case: "a",
+                ns_per_packet: 30,
+                floor_ns: 10,
+                ratio: 3.0,
+                target: None,
+            },
+            Outcome {
+                case: "b",
+                ns_per_packet: 15,
+                floor_ns: 10,
+                ratio: 1.5,
+                target: Some(2.0),
+            },
+        ];
+        assert_eq!(
+            json(&outcomes),
+            "[\n  {\"case\": \"a\", \"ns_per_packet\": 30, \"floor_ns\": 10, \"ratio\": 3.000},\n  \
+             {\"case\": \"b\", \"ns_per_packet\": 15, \"floor_ns\": 10, \"ratio\": 1.500}\n]\n"
+        );
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CASES.len());
+    }
 }
