@@ -68,7 +68,10 @@ pub struct ScanEvent {
     pub direction: u32,
     /// Destination port of the crossing probe (0 for ICMP and fragments).
     pub target_port: u16,
-    pub reserved: u16,
+    /// Fewest and most hops of the source's probes in the window (`SourceState::min_hops`),
+    /// `evidence::HOPS_UNKNOWN` when not measured (monitor mode, egress).
+    pub min_hops: u8,
+    pub max_hops: u8,
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
 }

@@ -22,6 +22,7 @@ pub mod classify;
 pub mod config;
 pub mod distinct;
 pub mod event;
+pub mod evidence;
 pub mod flow;
 pub mod hash;
 pub mod icmp;
@@ -44,4 +45,5 @@ mod pod {
     unsafe impl aya::Pod for crate::block::CachedBlock {}
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
+    unsafe impl aya::Pod for crate::evidence::Verified {}
 }

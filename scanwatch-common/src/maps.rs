@@ -39,8 +39,21 @@ pub const FLOWS: &str = "FLOWS";
 pub const INBOUND: &str = "INBOUND";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
+/// LRU hash of remotes that answered a flow this host opened (tracker key → time of the latest
+/// answer, `CLOCK_MONOTONIC_COARSE` ns), written by the XDP program in drop mode, read by the
+/// daemon (`evidence`).
+pub const ANSWERED: &str = "ANSWERED";
+/// LRU hash of SYN-ACKs this host sent (`FlowKey` → the ack number that answers them, our ISN
+/// + 1), written by the TC egress program in drop mode, consumed by the XDP program.
+pub const HANDSHAKES: &str = "HANDSHAKES";
+/// Array of `u32`: the expected ack numbers of recent SYN-ACKs, by `evidence::hint_slot`; an
+/// ACK whose number is not in its slot skips the `HANDSHAKES` lookup.
+pub const HANDSHAKE_HINTS: &str = "HANDSHAKE_HINTS";
+/// LRU hash of remotes that completed a TCP handshake with this host (tracker key →
+/// `evidence::Verified`, with its hop count), written by the XDP program, read by the daemon.
+pub const VERIFIED: &str = "VERIFIED";
 
-/// Default tracker capacity. Each entry costs about 860 bytes of kernel memory (808-byte value,
+/// Default tracker capacity. Each entry costs about 870 bytes of kernel memory (816-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 27 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
 /// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
@@ -84,3 +97,16 @@ pub const INBOUND_SLOTS: u32 = 262_144;
 /// Local sources tracked for egress detection: the host's own addresses (and, on a router,
 /// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
 pub const EGRESS_CAPACITY: u32 = 1024;
+/// Remotes that answered the host's flows (LRU): 65536 × ~80 bytes ≈ 5 MiB. Only the host's own
+/// flows can be answered (`FLOWS` is filled by the host alone), so no remote can churn it; it
+/// holds every peer of a host that meets up to ~100 new peers a second over the default 10-minute
+/// `answered_peer_window`.
+pub const ANSWERED_CAPACITY: u32 = 65_536;
+/// SYN-ACKs awaiting their ACK (LRU): 16384 × ~100 bytes ≈ 1.6 MiB. An entry lives one round
+/// trip; a SYN flood the host answers churns it (an entry then survives 16384 / rate seconds),
+/// which only leaves those handshakes unverified: the error goes toward blocking as before, never
+/// toward protecting a forger.
+pub const HANDSHAKES_CAPACITY: u32 = 16_384;
+/// Remotes that completed a handshake (LRU): 65536 × ~90 bytes ≈ 6 MiB. Filled only by remotes
+/// that received our SYN-ACK (a spoofer cannot), one write per connection.
+pub const VERIFIED_CAPACITY: u32 = 65_536;

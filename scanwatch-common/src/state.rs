@@ -13,7 +13,7 @@ pub type NarrowBitmap = DistinctBitmap<8>;
 /// 256 bits, one per IP protocol number: an exact set, not an estimator.
 pub type ProtocolSet = DistinctBitmap<4>;
 
-/// Everything the tracker knows about one source (808 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (816 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +51,11 @@ pub struct SourceState {
     pub sctp_ports: NarrowBitmap,
     /// IP protocol numbers of `IpProtocol` probes, exactly.
     pub protocols: ProtocolSet,
+    /// Fewest and most hops (`evidence::hops_from_ttl`) of the window's probes, drop mode
+    /// only; `evidence::HOPS_UNKNOWN` when none was measured.
+    pub min_hops: u8,
+    pub max_hops: u8,
+    pub reserved: [u8; 6],
 }
 
 impl SourceState {
@@ -70,4 +75,4 @@ impl SourceState {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 808);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 816);

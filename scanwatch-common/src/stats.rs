@@ -102,6 +102,11 @@ indexed_enum! {
         DroppedCrowdsec = 27 => "dropped_crowdsec",
         /// Bytes dropped because of a CrowdSec decision.
         DroppedBytesCrowdsec = 28 => "dropped_bytes_crowdsec",
+        /// SYN-ACKs this host sent, noted to verify the ACK that completes them (drop mode).
+        HandshakesNoted = 29 => "handshakes_noted",
+        /// Remotes that completed a handshake with the ack number our SYN-ACK asked for: their
+        /// address and hop count are proven (drop mode).
+        HandshakesVerified = 30 => "handshakes_verified",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

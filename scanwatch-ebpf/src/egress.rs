@@ -16,6 +16,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::KernelConfig,
     event::DetectionKind,
+    evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_datagram, hash_port},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::SourceState,
@@ -42,6 +43,8 @@ fn state(local: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
     if s.first_seen_ns == 0 {
         s.first_seen_ns = now;
         s.window_start_ns = now;
+        s.min_hops = HOPS_UNKNOWN;
+        s.max_hops = HOPS_UNKNOWN;
     }
     Some(s)
 }
@@ -100,6 +103,7 @@ pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
     let probe = Probe {
         class: Some(class),
         host: None,
+        hops: HOPS_UNKNOWN,
     };
     observe(
         s,
@@ -148,6 +152,7 @@ pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
     let probe = Probe {
         class: None,
         host: Some(host),
+        hops: HOPS_UNKNOWN,
     };
     let measure = |s: &mut SourceState| match proto {
         IPPROTO_TCP => s.tcp_ports.insert(pair).then_some(DetectionKind::PortScan),

@@ -33,7 +33,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn key(
+pub(crate) fn key(
     proto: u8,
     local: SourceKey,
     remote: SourceKey,

@@ -17,6 +17,7 @@
 
 pub mod block;
 pub mod egress;
+pub mod evidence;
 pub mod flows;
 pub mod maps;
 pub mod parse;
@@ -30,6 +31,7 @@ use aya_ebpf::{
 use scanwatch_common::{
     classify::PacketClass,
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
+    evidence::{HOPS_UNKNOWN, hops_from_ttl},
     proto::{IPPROTO_UDP, tcp_flags},
     stats::{Counter, ParseError, parse_error_slot},
 };
@@ -85,8 +87,18 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         stats::count(Counter::ConfigMissing);
         return xdp_action::XDP_PASS;
     };
-    if config.flags & FLAG_DROP != 0 && block::is_blocked(ctx, packet, config) {
-        return xdp_action::XDP_DROP;
+    let drop_mode = config.flags & FLAG_DROP != 0;
+    if drop_mode {
+        if block::is_blocked(ctx, packet, config) {
+            return xdp_action::XDP_DROP;
+        }
+        // A bare ACK (ECN bits aside) may complete a handshake of ours: proof of its source.
+        if packet.class == PacketClass::TcpEstablished
+            && packet.tcp_flags & TCP_FLAGS_NO_ECN == tcp_flags::ACK
+        {
+            evidence::verify_handshake(ctx, packet, config);
+            return xdp_action::XDP_PASS;
+        }
     }
     match parsed {
         Ok(()) => inspect(ctx, packet, config),
@@ -101,6 +113,9 @@ pub fn handle(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The TCP flags but ECE and CWR.
+const TCP_FLAGS_NO_ECN: u8 = !(tcp_flags::ECE | tcp_flags::CWR);
+
 /// Ingress after the drop check: replies, failures, probes.
 #[inline(always)]
 fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
@@ -113,7 +128,14 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
     let Some((src, dst)) = packet.addrs(ctx) else {
         return;
     };
-    let addrs = track::Addrs { src, dst };
+    let drop_mode = config.flags & FLAG_DROP != 0;
+    // The hop count of probes, in drop mode only (compared with a verified source's).
+    let hops = if drop_mode && packet.class.is_probe() {
+        packet.ttl(ctx).map_or(HOPS_UNKNOWN, hops_from_ttl)
+    } else {
+        HOPS_UNKNOWN
+    };
+    let addrs = track::Addrs { src, dst, hops };
     match packet.class {
         // A SYN or an ICMP request opens a flow; it never answers one of ours.
         PacketClass::TcpSyn
@@ -132,11 +154,14 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
         | PacketClass::TcpOddFlags => {
             let now = track::now(config);
             if flows::is_reply(packet, &src, &dst, config, now) {
-                stats::count(if packet.proto == IPPROTO_UDP {
-                    Counter::RepliesUdp
+                if packet.proto == IPPROTO_UDP {
+                    stats::count(Counter::RepliesUdp);
+                    if drop_mode {
+                        evidence::note_answer(&track::source_key(&src, packet.ipv6, config), now);
+                    }
                 } else {
-                    Counter::RepliesTcp
-                });
+                    stats::count(Counter::RepliesTcp);
+                }
                 return;
             }
             if packet.class == PacketClass::TcpMaimon
@@ -163,6 +188,9 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                 stats::count(Counter::RepliesTcp);
                 if syn_ack {
                     flow.answered = 1;
+                    if drop_mode {
+                        evidence::note_answer(&track::source_key(&src, packet.ipv6, config), now);
+                    }
                     return;
                 }
                 // A RST to a SYN that was never answered is a failed attempt (Zeek's notion);
@@ -247,6 +275,15 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
             ifindex: unsafe { (*ctx.skb.skb).ifindex },
         };
         track::record_ack_reset(&reset, config);
+    }
+    // Drop mode: a SYN-ACK we send, so the ACK completing it can prove its remote's address.
+    if config.flags & FLAG_DROP != 0
+        && packet.class == PacketClass::TcpOther
+        && packet.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST | tcp_flags::FIN)
+            == tcp_flags::SYN | tcp_flags::ACK
+        && let Some((seq, _)) = packet.tcp_seq_ack(ctx)
+    {
+        evidence::note_syn_ack(packet, &src, &dst, seq);
     }
     if flows::opens_flow(packet.class) {
         flows::record_outbound(packet, &src, &dst, config, now);

@@ -9,11 +9,12 @@ use scanwatch_common::{
     addr::SourceKey,
     block::{BlockEntry, CachedBlock},
     config::KernelConfig,
+    evidence::{HANDSHAKE_HINT_SLOTS, Verified},
     flow::{FlowKey, FlowState},
     maps::{
-        ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
-        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS,
-        TRACKER_CAPACITY,
+        ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY,
+        BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, HANDSHAKES_CAPACITY,
+        IGNORE_CAPACITY, INBOUND_SLOTS, TRACKER_CAPACITY, VERIFIED_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
@@ -71,6 +72,25 @@ pub static INBOUND: Array<u64> = Array::with_max_entries(INBOUND_SLOTS, 0);
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(EGRESS_CAPACITY, 0);
+
+/// Remotes that answered our flows → time of the latest answer (`evidence::note_answer`).
+#[map]
+pub static ANSWERED: LruHashMap<SourceKey, u64> =
+    LruHashMap::with_max_entries(ANSWERED_CAPACITY, 0);
+
+/// SYN-ACKs this host sent → the ack number completing them (`evidence::note_syn_ack`).
+#[map]
+pub static HANDSHAKES: LruHashMap<FlowKey, u32> =
+    LruHashMap::with_max_entries(HANDSHAKES_CAPACITY, 0);
+
+/// Expected ack numbers of recent SYN-ACKs, by slot: the cheap gate before `HANDSHAKES`.
+#[map]
+pub static HANDSHAKE_HINTS: Array<u32> = Array::with_max_entries(HANDSHAKE_HINT_SLOTS, 0);
+
+/// Remotes that completed a handshake → when, and their hop count.
+#[map]
+pub static VERIFIED: LruHashMap<SourceKey, Verified> =
+    LruHashMap::with_max_entries(VERIFIED_CAPACITY, 0);
 
 /// Per-CPU room for one LPM-trie key. The key type is packed (a 4-byte prefix length, then 16
 /// address bytes); built on the stack, its address half would be stored with misaligned 8-byte

@@ -146,6 +146,40 @@ impl Packet {
         }
     }
 
+    /// The IP TTL (IPv6: hop limit), read from the packet.
+    ///
+    /// Loads two bytes (IPv4 TTL and protocol, IPv6 next header and hop limit): LLVM turns the
+    /// bounds check of a one-byte load into `end > ptr`, from which the verifier learns no range.
+    #[inline(always)]
+    pub fn ttl<C: Frame>(&self, ctx: &C) -> Option<u8> {
+        let l3 = usize::from(self.l3) & L3_OFFSET_MASK;
+        if self.ipv6 {
+            load::<[u8; 2], C>(ctx, l3 + 6).map(|b| b[1])
+        } else {
+            load::<[u8; 2], C>(ctx, l3 + 8).map(|b| b[0])
+        }
+    }
+
+    /// A TCP segment's sequence and acknowledgement numbers, read from the packet. `None` for
+    /// an IPv6 segment behind extension headers (never a handshake we verify).
+    #[inline(always)]
+    pub fn tcp_seq_ack<C: Frame>(&self, ctx: &C) -> Option<(u32, u32)> {
+        let l3 = usize::from(self.l3) & L3_OFFSET_MASK;
+        // Two-byte loads, as in `ttl`.
+        let l4 = if self.ipv6 {
+            let [next, _]: [u8; 2] = load(ctx, l3 + 6)?;
+            if next != IPPROTO_TCP {
+                return None;
+            }
+            l3 + 40
+        } else {
+            let [ver_ihl, _]: [u8; 2] = load(ctx, l3)?;
+            l3 + usize::from(ver_ihl & 0x0f) * 4
+        };
+        let [seq, ack]: [u32; 2] = load(ctx, l4 + 4)?;
+        Some((u32::from_be(seq), u32::from_be(ack)))
+    }
+
     /// Source address (IPv4 as v4-mapped), read from the packet.
     #[inline(always)]
     pub fn src<C: Frame>(&self, ctx: &C) -> Option<SourceKey> {

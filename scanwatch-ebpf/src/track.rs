@@ -16,6 +16,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
     event::{DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
+    evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_datagram, hash_port},
     maps::ADMISSION_SLOTS,
     proto::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
@@ -62,12 +63,14 @@ pub fn now(config: &KernelConfig) -> u64 {
 pub struct Addrs {
     pub src: SourceKey,
     pub dst: SourceKey,
+    /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
+    pub hops: u8,
 }
 
 /// Records one probe (a packet whose class `is_probe`).
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelConfig) {
-    let Addrs { src, dst } = *addrs;
+    let Addrs { src, dst, hops } = *addrs;
     let Some((key, state, now)) = tracked(&src, packet.ipv6, config) else {
         return;
     };
@@ -83,6 +86,7 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
     let probe = Probe {
         class: Some(packet.class),
         host: Some(host),
+        hops,
     };
     observe(
         state,
@@ -119,6 +123,8 @@ fn tracked(
     if state.first_seen_ns == 0 {
         state.first_seen_ns = now;
         state.window_start_ns = now;
+        state.min_hops = HOPS_UNKNOWN;
+        state.max_hops = HOPS_UNKNOWN;
     }
     Some((key, state, now))
 }
@@ -151,9 +157,11 @@ pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
     };
     let seed = config.hash_seed;
     // The ACK itself was no probe class (it took the established fast path).
+    // Its hop count is unknown here: the RST is ours, not the remote's packet.
     let probe = Probe {
         class: None,
         host: Some(hash_addr(seed, &reset.local) as u32),
+        hops: HOPS_UNKNOWN,
     };
     let port = hash_port(seed, IPPROTO_TCP, reset.local_port);
     observe(
@@ -260,6 +268,8 @@ fn reset_window(s: &mut SourceState, now: u64) {
     s.ack_ports.clear();
     s.sctp_ports.clear();
     s.protocols.clear();
+    s.min_hops = HOPS_UNKNOWN;
+    s.max_hops = HOPS_UNKNOWN;
 }
 
 /// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that
@@ -313,6 +323,8 @@ pub struct Probe {
     /// Hash of the destination host, for `host_sweep`; `None` when the probe does not count
     /// toward it.
     pub host: Option<u32>,
+    /// Hops the probe travelled, or `HOPS_UNKNOWN` (monitor mode, egress).
+    pub hops: u8,
 }
 
 /// The per-probe update of a source's state, ingress and egress alike: rolls the window,
@@ -340,6 +352,14 @@ pub fn observe(
     };
     roll_window(s, now, config);
     s.last_seen_ns = now;
+    if probe.hops != HOPS_UNKNOWN {
+        if s.min_hops == HOPS_UNKNOWN || probe.hops < s.min_hops {
+            s.min_hops = probe.hops;
+        }
+        if s.max_hops == HOPS_UNKNOWN || probe.hops > s.max_hops {
+            s.max_hops = probe.hops;
+        }
+    }
     if let Some(class) = probe.class {
         s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
         if let Some(p) = s.probes.get_mut(class as usize) {
@@ -418,7 +438,8 @@ fn bump_measure(
         (*e).ifindex = origin.ifindex;
         (*e).direction = origin.direction;
         (*e).target_port = origin.target_port;
-        (*e).reserved = 0;
+        (*e).min_hops = s.min_hops;
+        (*e).max_hops = s.max_hops;
         (*e).target = origin.target.addr;
     }
     entry.submit(0);

@@ -26,8 +26,8 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
-    detect::{AlertBudget, Direction, Examples, finding},
-    enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, Refusal, Verdict},
+    detect::{AlertBudget, Direction, Examples, Hops, finding},
+    enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
     kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
     metrics::{self, Metrics},
@@ -240,7 +240,9 @@ impl<'i> Agent<'i> {
         metrics
             .protected_set_available
             .set(i64::from(snapshot.is_some()));
-        let enforcer = Enforcer::new(Policy::new(&config, snapshot), block_rate(&config));
+        let policy = Policy::new(&config, snapshot)
+            .with_evidence(maps.answered.clone(), maps.verified.clone());
+        let enforcer = Enforcer::new(policy, block_rate(&config));
         let fleet = Fleet::start(
             config.crowdsec.as_ref(),
             &metrics.registry,
@@ -390,6 +392,14 @@ impl<'i> Agent<'i> {
             .inc();
         let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
+        if let Some(probes) = ProbeHops::of(event)
+            && Direction::of(event) == Direction::Ingress
+        {
+            f.hops = Some(Hops {
+                verified: self.enforcer.policy.verified.verified_hops(&event.source),
+                probes: [probes.min, probes.max],
+            });
+        }
         self.fleet.publish(&f);
         if !self.budget.take(f.kind, f.direction, Instant::now()) {
             self.metrics.alerts_suppressed.inc();
@@ -414,6 +424,7 @@ impl<'i> Agent<'i> {
             &mut self.maps.blocks,
             &event.source,
             self.config.ipv6_prefix,
+            ProbeHops::of(event),
             kind.name(),
             Clock::monotonic_ns(),
         );
@@ -532,7 +543,8 @@ impl<'i> Agent<'i> {
                         (self.protected, self.protected_task) =
                             protect::watch(new.resolv_conf.clone());
                     }
-                    self.enforcer.policy = Policy::new(&new, snapshot);
+                    self.enforcer.policy = Policy::new(&new, snapshot)
+                        .with_evidence(self.maps.answered.clone(), self.maps.verified.clone());
                     if (new.max_blocks_per_second, new.block_burst)
                         != (self.config.max_blocks_per_second, self.config.block_burst)
                     {

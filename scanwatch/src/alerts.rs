@@ -260,32 +260,11 @@ pub fn rfc5424(finding: &Finding, payload: &[u8], hostname: &str, pid: u32) -> V
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
 
     fn finding(source: &str) -> Finding {
-        Finding {
-            timestamp: "2026-01-01T00:00:00.000Z".into(),
-            source: source.into(),
-            kind: scanwatch_common::event::DetectionKind::PortScan,
-            technique: "T1046",
-            direction: crate::detect::Direction::Ingress,
-            distinct_ports: 20,
-            distinct_hosts: 1,
-            distinct_protocols: None,
-            at_least: false,
-            packets: 21,
-            probes: BTreeMap::new(),
-            examples: Vec::new(),
-            window_seconds: 300,
-            first_seen: "2026-01-01T00:00:00.000Z".into(),
-            last_seen: "2026-01-01T00:00:00.000Z".into(),
-            interface: "eth0".into(),
-            action: crate::detect::Action::Alert,
-            block_ttl_seconds: None,
-            not_blocked: None,
-        }
+        Finding::sample(source)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::{
     clock::{Clock, rfc3339},
     config::Mode,
-    enforce::{self, NoAnswerEvidence, Policy},
+    enforce::{self, NoAnswerEvidence, NoHandshakeEvidence, Policy},
     kernel::{BlockList, Blocks, new_block, note_text},
     net::{key_network, parse_cidr},
     pins::{AgentStatus, Instance},
@@ -43,6 +43,8 @@ pub fn block(
         peers: Some(Arc::new(peers)),
         answered: Arc::new(NoAnswerEvidence),
         answered_within: Duration::ZERO,
+        verified: Arc::new(NoHandshakeEvidence),
+        hop_tolerance: enforce::HOP_TOLERANCE,
     };
     if let Some(why) = policy.protected(&net) {
         bail!(

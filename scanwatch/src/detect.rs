@@ -112,9 +112,52 @@ pub struct Finding {
     /// Why a finding in drop mode was not blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_blocked: Option<Refusal>,
+    /// Hop counts, when known (drop mode): the source's completed handshake's, and the fewest
+    /// and most of its probes'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hops: Option<Hops>,
+}
+
+/// The hop counts behind a `suspected_spoof` decision, as written in the alert:
+/// `"hops": {"verified": 3, "probes": [7, 7]}`.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Hops {
+    /// Hops of the source's completed TCP handshake, if it completed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<u8>,
+    /// Fewest and most hops of the probes in the window.
+    pub probes: [u8; 2],
 }
 
 impl Finding {
+    /// A port-scan finding from `source` with fixed times and counts, for unit tests of the
+    /// modules that write findings out.
+    #[cfg(test)]
+    pub(crate) fn sample(source: &str) -> Self {
+        Self {
+            timestamp: "2026-01-01T00:00:00.000Z".into(),
+            source: source.into(),
+            kind: DetectionKind::PortScan,
+            technique: DetectionKind::PortScan.technique(),
+            direction: Direction::Ingress,
+            distinct_ports: 20,
+            distinct_hosts: 1,
+            distinct_protocols: None,
+            at_least: false,
+            packets: 21,
+            probes: BTreeMap::new(),
+            examples: Vec::new(),
+            window_seconds: 300,
+            first_seen: "2026-01-01T00:00:00.000Z".into(),
+            last_seen: "2026-01-01T00:00:00.000Z".into(),
+            interface: "eth0".into(),
+            action: Action::Alert,
+            block_ttl_seconds: None,
+            not_blocked: None,
+            hops: None,
+        }
+    }
+
     /// Records what enforcement did.
     pub fn set_verdict(&mut self, verdict: &Verdict) {
         match verdict {
@@ -239,6 +282,7 @@ pub fn finding(
         action: Action::Alert,
         block_ttl_seconds: None,
         not_blocked: None,
+        hops: None,
     })
 }
 
@@ -294,7 +338,8 @@ mod tests {
             ifindex: 1,
             direction: 0,
             target_port: 22,
-            reserved: 0,
+            min_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
+            max_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }
@@ -318,6 +363,39 @@ mod tests {
         assert_eq!(list.len(), MAX_EXAMPLES);
         assert_eq!(list.last().unwrap(), "198.51.100.1:8");
         assert_eq!(format_target(&e.target, 0), "198.51.100.1");
+    }
+
+    #[test]
+    fn suspected_spoofs_show_their_hop_counts() {
+        let mut f = finding(
+            &event(DetectionKind::PortScan, [0; DETECTION_KINDS]),
+            "eth0".into(),
+            Duration::from_secs(300),
+            64,
+        )
+        .unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains("\"hops\""), "{json}");
+        f.set_verdict(&Verdict::NotBlocked(Refusal::SuspectedSpoof));
+        f.hops = Some(Hops {
+            verified: Some(3),
+            probes: [7, 7],
+        });
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(
+            json.contains("\"not_blocked\":\"suspected_spoof\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"hops\":{\"verified\":3,\"probes\":[7,7]}"),
+            "{json}"
+        );
+        f.hops = Some(Hops {
+            verified: None,
+            probes: [2, 5],
+        });
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains("\"hops\":{\"probes\":[2,5]}"), "{json}");
     }
 
     #[test]

@@ -202,24 +202,14 @@ mod tests {
     fn finding(kind: DetectionKind, direction: Direction, source: &str) -> Finding {
         Finding {
             timestamp: "2026-11-30T10:00:00.000Z".into(),
-            source: source.into(),
             kind,
             technique: kind.technique(),
             direction,
-            distinct_ports: 20,
-            distinct_hosts: 1,
-            packets: 21,
             probes: BTreeMap::from([("tcp_syn", 21)]),
             examples: vec!["192.0.2.1:22".into(), "[2001:db8::1]:443".into()],
-            window_seconds: 300,
             first_seen: "2026-11-30T09:59:59.000Z".into(),
             last_seen: "2026-11-30T10:00:00.000Z".into(),
-            interface: "eth0".into(),
-            action: Action::Alert,
-            block_ttl_seconds: None,
-            not_blocked: None,
-            distinct_protocols: None,
-            at_least: false,
+            ..Finding::sample(source)
         }
     }
 

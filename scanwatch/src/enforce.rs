@@ -19,7 +19,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use scanwatch_common::{addr::SourceKey, block::BlockReason};
+use scanwatch_common::{addr::SourceKey, block::BlockReason, evidence::hops_disagree};
 use serde::Serialize;
 
 use crate::{
@@ -51,6 +51,9 @@ pub enum Refusal {
     ConnectedNetwork,
     /// A remote that answered a flow this host opened, recently.
     AnsweredPeer,
+    /// The source completed a TCP handshake with this host at one hop count, and the probes
+    /// naming it arrived at another: someone elsewhere forged its address.
+    SuspectedSpoof,
     Loopback,
     /// The protected set (addresses, routes, resolvers) cannot be read: fail closed.
     ProtectedSetUnavailable,
@@ -77,6 +80,9 @@ impl Refusal {
             Self::Resolver => "a DNS resolver of this host",
             Self::ConnectedNetwork => "a network this host is connected to",
             Self::AnsweredPeer => "a peer that answered this host's own connection",
+            Self::SuspectedSpoof => {
+                "a source whose probes arrive at another hop count than its own handshake"
+            }
             Self::NeverBlock => "a never_block network",
             Self::ProtectedSetUnavailable => {
                 "an unknown set of protected peers (they cannot be read)"
@@ -107,13 +113,57 @@ pub enum Verdict {
 /// Remotes that answered a flow this host opened: their address is proven by the answer, so
 /// findings naming them are forged or collateral, and they are never auto-blocked.
 ///
-/// The hook the enforcement policy consults for every candidate block. Today no evidence
-/// source is wired ([`NoAnswerEvidence`]); a kernel map of answered flows will implement it
-/// (looking `source` up among remotes whose answer arrived within `within`, the
-/// `answered_peer_window` setting).
+/// Consulted for every candidate automatic block (not for block lists or manual blocks, which
+/// are the operator's decision: the evidence is transient, a skipped list entry would not be).
+/// The kernel's `ANSWERED` map implements it (`kernel::Answered`), looking `source` up among
+/// remotes whose answer arrived within `within`, the `answered_peer_window` setting.
 pub trait AnsweredPeers: Send + Sync + std::fmt::Debug {
     /// True when an address in `source` answered a flow of this host within `within`.
     fn answered(&self, source: &IpNet, within: Duration) -> bool;
+}
+
+/// Remotes that completed a TCP handshake with this host (their ACK acknowledged our SYN-ACK),
+/// with the hop count their handshake arrived at (the kernel's `VERIFIED` map,
+/// `kernel::VerifiedPeers`).
+pub trait HandshakePeers: Send + Sync + std::fmt::Debug {
+    /// The hop count of the tracker key `source`'s completed handshake, if it completed one.
+    fn verified_hops(&self, source: &SourceKey) -> Option<u8>;
+}
+
+/// No evidence of completed handshakes: protects no one.
+#[derive(Debug, Default)]
+pub struct NoHandshakeEvidence;
+
+impl HandshakePeers for NoHandshakeEvidence {
+    fn verified_hops(&self, _source: &SourceKey) -> Option<u8> {
+        None
+    }
+}
+
+/// Hops by which a verified source's probes may differ from its handshake before they count
+/// as forged. 0: a real path's hop count is stable between a handshake and probes minutes
+/// later (Jin, Wang & Shin found most sources' hop counts constant), and the two errors are not
+/// equal — a tolerance of 1 lets a forger one hop nearer or farther than the victim get it
+/// blocked, while 0 only turns a real scanner whose route changed length by a hop into an alert
+/// without a block.
+pub const HOP_TOLERANCE: u8 = 0;
+
+/// The hop counts of a finding's probes (fewest, most), when the kernel measured them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeHops {
+    pub min: u8,
+    pub max: u8,
+}
+
+impl ProbeHops {
+    /// The probes' hop counts of a kernel event (drop mode, ingress), if measured.
+    pub fn of(event: &scanwatch_common::event::ScanEvent) -> Option<Self> {
+        use scanwatch_common::evidence::HOPS_UNKNOWN;
+        (event.min_hops != HOPS_UNKNOWN && event.max_hops != HOPS_UNKNOWN).then_some(Self {
+            min: event.min_hops,
+            max: event.max_hops,
+        })
+    }
 }
 
 /// No evidence of answered flows yet: protects no one.
@@ -140,6 +190,10 @@ pub struct Policy {
     pub answered: Arc<dyn AnsweredPeers>,
     /// How recent an answer protects its remote.
     pub answered_within: Duration,
+    /// Remotes that completed a handshake, and at which hop count (see [`HandshakePeers`]).
+    pub verified: Arc<dyn HandshakePeers>,
+    /// See [`HOP_TOLERANCE`].
+    pub hop_tolerance: u8,
 }
 
 impl Policy {
@@ -154,12 +208,50 @@ impl Policy {
             peers,
             answered: Arc::new(NoAnswerEvidence),
             answered_within: config.answered_peer_window,
+            verified: Arc::new(NoHandshakeEvidence),
+            hop_tolerance: HOP_TOLERANCE,
         }
     }
 
+    /// The same policy, consulting this evidence of real addresses (the kernel's maps).
+    #[must_use]
+    pub fn with_evidence(
+        mut self,
+        answered: Arc<dyn AnsweredPeers>,
+        verified: Arc<dyn HandshakePeers>,
+    ) -> Self {
+        self.answered = answered;
+        self.verified = verified;
+        self
+    }
+
+    /// Why a finding's source may not be blocked, if it may not: [`Policy::protected`], then
+    /// the kernel's evidence that its address is real — a completed handshake at another hop
+    /// count than the probes' (`suspected_spoof`), or an answer to one of our flows.
+    pub fn refused(
+        &self,
+        key: &SourceKey,
+        ipv6_prefix: u32,
+        hops: Option<ProbeHops>,
+    ) -> Option<Refusal> {
+        let net = key_network(key, ipv6_prefix);
+        if let Some(why) = self.protected(&net) {
+            return Some(why);
+        }
+        if let Some(hops) = hops
+            && let Some(verified) = self.verified.verified_hops(key)
+            && hops_disagree(verified, hops.min, hops.max, self.hop_tolerance)
+        {
+            return Some(Refusal::SuspectedSpoof);
+        }
+        self.answered
+            .answered(&net, self.answered_within)
+            .then_some(Refusal::AnsweredPeer)
+    }
+
     /// Why a network may not be blocked, if it may not: it overlaps loopback, a `never_block`
-    /// network, an own address, a gateway or a resolver; it covers a connected network; it
-    /// answered one of our flows; or the protected peers are unknown. Compared in the kernel's
+    /// network, an own address, a gateway or a resolver; it covers a connected network; or the
+    /// protected peers are unknown. Compared in the kernel's
     /// address space, so `::ffff:0:0/96` or `::/0` are seen to cover IPv4 peers.
     pub fn protected(&self, net: &IpNet) -> Option<Refusal> {
         let loopback: [IpNet; 2] = [
@@ -190,8 +282,6 @@ impl Policy {
             Some(Refusal::Resolver)
         } else if connected.iter().any(|c| covers(net, c)) {
             Some(Refusal::ConnectedNetwork)
-        } else if self.answered.answered(net, self.answered_within) {
-            Some(Refusal::AnsweredPeer)
         } else {
             None
         }
@@ -225,19 +315,21 @@ impl Enforcer {
         }
     }
 
-    /// Decides on and, in drop mode, writes a block for a finding's source into `blocks`.
+    /// Decides on and, in drop mode, writes a block for a finding's source into `blocks`;
+    /// `hops` are the hop counts of the finding's probes, when measured.
     pub fn block_finding(
         &mut self,
         blocks: &mut Blocks,
         key: &SourceKey,
         ipv6_prefix: u32,
+        hops: Option<ProbeHops>,
         kind: &str,
         now_ns: u64,
     ) -> Verdict {
         if !self.policy.drop {
             return Verdict::Alert;
         }
-        if let Some(why) = self.policy.protected(&key_network(key, ipv6_prefix)) {
+        if let Some(why) = self.policy.refused(key, ipv6_prefix, hops) {
             return Verdict::NotBlocked(why);
         }
         let existing = blocks.get(key).ok().flatten();
@@ -431,6 +523,25 @@ mod tests {
             peers: Some(Arc::new(peers())),
             answered: Arc::new(NoAnswerEvidence),
             answered_within: Duration::from_secs(600),
+            verified: Arc::new(NoHandshakeEvidence),
+            hop_tolerance: HOP_TOLERANCE,
+        }
+    }
+
+    fn key(s: &str) -> SourceKey {
+        match s.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(a) => SourceKey::from_ipv4(a.octets()),
+            IpAddr::V6(a) => SourceKey::from_ipv6(a.octets(), 64),
+        }
+    }
+
+    /// Sources that completed a handshake, as a fixed list: what the kernel map provides.
+    #[derive(Debug)]
+    struct FakeVerified(Vec<(SourceKey, u8)>);
+
+    impl HandshakePeers for FakeVerified {
+        fn verified_hops(&self, source: &SourceKey) -> Option<u8> {
+            self.0.iter().find(|(k, _)| k == source).map(|(_, h)| *h)
         }
     }
 
@@ -526,16 +637,58 @@ mod tests {
             )),
             ..policy()
         };
+        // Findings consult the evidence (block lists and manual blocks do not: `protected`).
         assert_eq!(
-            p.protected(&net("203.0.113.80")),
+            p.refused(&key("203.0.113.80"), 64, None),
             Some(Refusal::AnsweredPeer)
         );
-        assert_eq!(p.protected(&net("203.0.113.81")), None);
+        assert_eq!(p.refused(&key("203.0.113.81"), 64, None), None);
+        assert_eq!(p.protected(&net("203.0.113.80")), None);
         let short = Policy {
             answered_within: Duration::from_secs(1),
             ..p
         };
-        assert_eq!(short.protected(&net("203.0.113.80")), None);
+        assert_eq!(short.refused(&key("203.0.113.80"), 64, None), None);
+    }
+
+    #[test]
+    fn probes_at_another_hop_count_than_the_handshake_are_a_suspected_spoof() {
+        let p = policy().with_evidence(
+            Arc::new(NoAnswerEvidence),
+            Arc::new(FakeVerified(vec![
+                (key("203.0.113.7"), 3),
+                (key("2001:db8:7::1"), 5),
+            ])),
+        );
+        let at = |min, max| Some(ProbeHops { min, max });
+        // Forged from 7 hops away: alert only.
+        assert_eq!(
+            p.refused(&key("203.0.113.7"), 64, at(7, 7)),
+            Some(Refusal::SuspectedSpoof)
+        );
+        // The verified client's own SYNs in the window do not hide the forged ones.
+        assert_eq!(
+            p.refused(&key("203.0.113.7"), 64, at(3, 7)),
+            Some(Refusal::SuspectedSpoof)
+        );
+        assert_eq!(
+            p.refused(&key("2001:db8:7::99"), 64, at(9, 9)),
+            Some(Refusal::SuspectedSpoof)
+        );
+        // Verified at its own hop count, never verified, or not measured: blocked as before.
+        assert_eq!(p.refused(&key("203.0.113.7"), 64, at(3, 3)), None);
+        assert_eq!(p.refused(&key("203.0.113.8"), 64, at(7, 7)), None);
+        assert_eq!(p.refused(&key("203.0.113.7"), 64, None), None);
+        // The static protections come first.
+        assert_eq!(
+            p.refused(&key("192.0.2.1"), 64, at(7, 7)),
+            Some(Refusal::Gateway)
+        );
+        let tolerant = Policy {
+            hop_tolerance: 1,
+            ..p
+        };
+        assert_eq!(tolerant.refused(&key("203.0.113.7"), 64, at(2, 4)), None);
     }
 
     #[test]
@@ -546,6 +699,7 @@ mod tests {
         );
         assert_eq!(Refusal::RateLimited.name(), "rate_limited");
         assert_eq!(Refusal::Resolver.name(), "resolver");
+        assert_eq!(Refusal::SuspectedSpoof.name(), "suspected_spoof");
     }
 
     #[test]

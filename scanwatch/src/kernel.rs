@@ -33,6 +33,7 @@ use scanwatch_common::{
     block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason, CachedBlock},
     config::KernelConfig,
     event::ScanEvent,
+    evidence::Verified,
     flow::{FlowKey, FlowState},
     maps,
     presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
@@ -166,6 +167,10 @@ pub struct Maps {
     pub flows: Flows,
     pub blocks: Blocks,
     pub blocklist: BlockList,
+    /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
+    pub answered: Arc<Answered>,
+    /// Remotes that completed a handshake (drop mode), shared with the enforcement policy.
+    pub verified: Arc<VerifiedPeers>,
 }
 
 impl Maps {
@@ -192,7 +197,89 @@ impl Maps {
             flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
             blocks,
             blocklist,
+            answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
+            verified: Arc::new(VerifiedPeers(HashMap::try_from(take(
+                ebpf,
+                maps::VERIFIED,
+            )?)?)),
         })
+    }
+}
+
+/// The tracker key a network names when it is one source (an IPv4 address, an IPv6 network of
+/// the tracker's prefix or longer); `None` for wider networks.
+fn source_key_of(net: &IpNet) -> Option<SourceKey> {
+    match net {
+        IpNet::V4(n) => (n.prefix_len() == 32).then(|| SourceKey::from_ipv4(n.addr().octets())),
+        IpNet::V6(n) => Some(SourceKey::from_ipv6(
+            n.addr().octets(),
+            u32::from(n.prefix_len()),
+        )),
+    }
+}
+
+/// `ANSWERED`: remotes (tracker keys) that answered a flow this host opened → time of the
+/// latest answer (kernel monotonic ns), written by the XDP program in drop mode.
+pub struct Answered(HashMap<MapData, SourceKey, u64>);
+
+impl Answered {
+    /// When `key` last answered one of our flows.
+    pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<u64>> {
+        found(self.0.get(key, 0))
+    }
+}
+
+impl std::fmt::Debug for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answered(ANSWERED map)")
+    }
+}
+
+impl crate::enforce::AnsweredPeers for Answered {
+    /// One lookup of the source's key; a network wider than one source answers false (the map
+    /// is keyed by source, and only findings, which name one source, consult it).
+    fn answered(&self, source: &IpNet, within: Duration) -> bool {
+        let Some(key) = source_key_of(source) else {
+            return false;
+        };
+        match self.get(&key) {
+            Ok(Some(at)) => {
+                crate::clock::Clock::monotonic_ns().saturating_sub(at) < within.as_nanos() as u64
+            }
+            Ok(None) => false,
+            Err(e) => {
+                log::warn!("reading ANSWERED for {source}: {e:#}");
+                false
+            }
+        }
+    }
+}
+
+/// `VERIFIED`: remotes (tracker keys) whose ACK completed a SYN-ACK of ours, with the hop count
+/// it arrived at, written by the XDP program in drop mode.
+pub struct VerifiedPeers(HashMap<MapData, SourceKey, Verified>);
+
+impl VerifiedPeers {
+    pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<Verified>> {
+        found(self.0.get(key, 0))
+    }
+}
+
+impl std::fmt::Debug for VerifiedPeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedPeers(VERIFIED map)")
+    }
+}
+
+impl crate::enforce::HandshakePeers for VerifiedPeers {
+    fn verified_hops(&self, source: &SourceKey) -> Option<u8> {
+        match self.get(source) {
+            Ok(v) => v.map(|v| v.hops.min(u32::from(u8::MAX)) as u8),
+            Err(e) => {
+                log::warn!("reading VERIFIED: {e:#}");
+                None
+            }
+        }
     }
 }
 
@@ -896,6 +983,23 @@ mod tests {
                 left: 2
             }
         );
+    }
+
+    #[test]
+    fn evidence_is_looked_up_by_the_findings_tracker_key() {
+        let key = |s: &str| source_key_of(&s.parse::<IpNet>().unwrap());
+        assert_eq!(
+            key("203.0.113.7/32"),
+            Some(SourceKey::from_ipv4([203, 0, 113, 7]))
+        );
+        // A finding's IPv6 source is its /64, as the kernel keys it.
+        let v6: std::net::Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
+        assert_eq!(
+            key("2001:db8:1:2::/64"),
+            Some(SourceKey::from_ipv6(v6.octets(), 64))
+        );
+        // Wider networks name no single source.
+        assert_eq!(key("203.0.113.0/24"), None);
     }
 
     #[test]

@@ -101,6 +101,12 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         Counter::ConnectionCloses => {
             "TCP FIN|ACK of connections the kernel holds but the flow map has forgotten (not probes)."
         }
+        Counter::HandshakesNoted => {
+            "SYN-ACKs this host sent, noted to verify the ACK completing them (drop mode)."
+        }
+        Counter::HandshakesVerified => {
+            "Remotes whose ACK completed this host's SYN-ACK: address and hop count proven (drop mode)."
+        }
         Counter::RepliesTcp
         | Counter::RepliesUdp
         | Counter::RepliesIcmp

@@ -16,6 +16,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::KernelConfig,
     event::ScanEvent,
+    evidence::Verified,
     maps,
     programs::{EGRESS, EMPTY, EMPTY_TC, SPOOF_BENCH, XDP},
     state::SourceState,
@@ -176,6 +177,16 @@ impl Harness {
     /// The egress-detection state of a local source, if any.
     pub fn egress_state(&self, key: &SourceKey) -> Result<Option<SourceState>> {
         self.maps()?.egress.get(key)
+    }
+
+    /// When `key` last answered one of our flows (`ANSWERED`), if it did.
+    pub fn answered(&self, key: &SourceKey) -> Result<Option<u64>> {
+        self.maps()?.answered.get(key)
+    }
+
+    /// `key`'s completed handshake (`VERIFIED`), if any.
+    pub fn verified(&self, key: &SourceKey) -> Result<Option<Verified>> {
+        self.maps()?.verified.get(key)
     }
 
     /// Writes the runtime configuration.

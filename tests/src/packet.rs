@@ -60,6 +60,11 @@ pub struct PacketBuilder {
     icmp_body: Vec<u8>,
     /// IP identification: IPv4's 16-bit field (low bits), IPv6 fragment headers' 32-bit one.
     ident: Option<u32>,
+    /// IPv4 TTL or IPv6 hop limit (default 64).
+    ttl: u8,
+    /// TCP sequence and acknowledgement numbers (default 1 and 0).
+    seq: u32,
+    ack: u32,
 }
 
 impl PacketBuilder {
@@ -80,7 +85,31 @@ impl PacketBuilder {
             src_port: 40000,
             icmp_body: Vec::new(),
             ident: None,
+            ttl: 64,
+            seq: 1,
+            ack: 0,
         }
+    }
+
+    /// Sets the IPv4 TTL or IPv6 hop limit, as it arrives.
+    #[must_use]
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the TCP sequence number.
+    #[must_use]
+    pub fn seq(mut self, seq: u32) -> Self {
+        self.seq = seq;
+        self
+    }
+
+    /// Sets the TCP acknowledgement number.
+    #[must_use]
+    pub fn ack(mut self, ack: u32) -> Self {
+        self.ack = ack;
+        self
     }
 
     /// Sets the datagram's identification (IPv4: its low 16 bits; IPv6: every fragment
@@ -223,7 +252,8 @@ impl PacketBuilder {
                 let mut b = vec![0u8; 20];
                 b[0..2].copy_from_slice(&self.src_port.to_be_bytes());
                 b[2..4].copy_from_slice(&dst_port.to_be_bytes());
-                b[4..8].copy_from_slice(&1u32.to_be_bytes());
+                b[4..8].copy_from_slice(&self.seq.to_be_bytes());
+                b[8..12].copy_from_slice(&self.ack.to_be_bytes());
                 b[12] = 5 << 4;
                 b[13] = *flags;
                 b[14..16].copy_from_slice(&1024u16.to_be_bytes());
@@ -286,7 +316,7 @@ impl PacketBuilder {
             let v = (offset & 0x1fff) | if more { 0x2000 } else { 0 };
             h[6..8].copy_from_slice(&v.to_be_bytes());
         }
-        h[8] = 64;
+        h[8] = self.ttl;
         h[9] = proto;
         h[12..16].copy_from_slice(&src.octets());
         h[16..20].copy_from_slice(&dst.octets());
@@ -330,7 +360,7 @@ impl PacketBuilder {
         h[0] = 0x60;
         h[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
         h[6] = first;
-        h[7] = 64;
+        h[7] = self.ttl;
         h[8..24].copy_from_slice(&src.octets());
         h[24..40].copy_from_slice(&dst.octets());
         frame.extend_from_slice(&h);

@@ -215,13 +215,25 @@ impl Forger {
         ports: impl IntoIterator<Item = u16>,
         budget: Duration,
     ) -> io::Result<usize> {
+        self.syn_scan_ttl(src, dst, ports, 64, budget)
+    }
+
+    /// [`Forger::syn_scan`] with IP TTL `ttl`: as if sent from another network position.
+    pub fn syn_scan_ttl(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ports: impl IntoIterator<Item = u16>,
+        ttl: u8,
+        budget: Duration,
+    ) -> io::Result<usize> {
         let deadline = Instant::now() + budget;
         let mut sent = 0;
         for port in ports {
             if Instant::now() >= deadline {
                 break;
             }
-            self.tcp(src, dst, port, tcp_flags::SYN, 64)?;
+            self.tcp(src, dst, port, tcp_flags::SYN, ttl)?;
             sent += 1;
         }
         Ok(sent)

@@ -5,6 +5,9 @@
 //! block-list entries that cover the host, loads the rest of a list past a non-UTF-8 line,
 //! reloads a 262,000-entry list without delaying alerts, follows resolver and address changes
 //! without a reload, and refuses to run in drop mode when its egress program cannot attach.
+//! The kernel's evidence of real addresses protects too: a peer that answered the host's own
+//! query is never blocked by a scan forged in its name, nor is a client that completed a
+//! handshake when the forged scan arrives at another hop count (`suspected_spoof`).
 //!
 //! Forged packets come from the attacker's namespace through a raw socket that writes its own
 //! IPv4 header ([`scanner::Forger`]). Every test builds its own lab and daemon and tears both
@@ -563,4 +566,122 @@ fn protected_peers_follow_resolv_conf_and_address_changes_without_a_reload() {
     forged_scan(&lab, added, 3100..3130);
     let alert = expect_alert(&daemon, &added.to_string(), &["port_scan"], "own address");
     assert_eq!(alert["not_blocked"], "own_address", "{alert}");
+}
+
+/// An empty resolver file, so the lab's peers are protected by evidence only.
+fn no_resolvers(dir: &TempDir) -> String {
+    let resolv = write_file(dir, "resolv.conf", b"# no resolver\n");
+    write_file(
+        dir,
+        "scanwatch.toml",
+        format!("mode = \"drop\"\nresolv_conf = [\"{resolv}\"]\n").as_bytes(),
+    )
+}
+
+#[test]
+fn forged_scan_in_the_name_of_a_peer_that_answered_us_blocks_nothing() {
+    let lab = lab();
+    let dir = TempDir::new("trust-answered").unwrap();
+    let config = no_resolvers(&dir);
+    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    // The target queries a UDP service and opens a TCP connection on the peer: both answer.
+    let peer = lab.benign_v4();
+    let udp = SocketAddr::from((peer, 5353));
+    let dns = Service::udp(&lab.benign, udp).expect("the peer's UDP service");
+    let tcp = Service::tcp(&lab.benign, peer.into(), &[SERVICE_PORT]).unwrap();
+    assert_eq!(dns_answers(&lab, udp, 3), 3, "the peer answers");
+    assert!(connects(
+        lab.target.name(),
+        SocketAddr::from((peer, SERVICE_PORT))
+    ));
+
+    forged_scan(&lab, peer, 3000..3040);
+    let alert = expect_alert(&daemon, &peer.to_string(), &["port_scan"], "forged scan");
+    assert_eq!(alert["action"], "alert", "{alert}");
+    assert_eq!(alert["not_blocked"], "answered_peer", "{alert}");
+    assert_eq!(dns_answers(&lab, udp, 3), 3, "the peer still answers");
+
+    // A real scanner, which answered nothing of ours, is still blocked.
+    let target = lab.target_v4();
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner");
+    assert_eq!(alert["action"], "block", "{alert}");
+    assert_dropped(
+        &lab,
+        SocketAddr::from((target, SERVICE_PORT)),
+        "real scanner",
+    );
+    let metrics = daemon.metrics().unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "scanwatch_blocks_refused_total{reason=\"answered_peer\"}"
+        ) >= 1,
+        "{}",
+        enforcement(&metrics)
+    );
+    drop(service);
+    drop(tcp);
+    dns.stop().unwrap();
+}
+
+#[test]
+fn forged_scan_from_another_hop_count_with_a_verified_clients_address_blocks_nothing() {
+    let lab = lab();
+    let dir = TempDir::new("trust-hops").unwrap();
+    let config = no_resolvers(&dir);
+    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let target = lab.target_v4();
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    let addr = SocketAddr::from((target, SERVICE_PORT));
+
+    // The client (on the target's LAN: 0 hops) completes handshakes with the service; so does
+    // the attacker, which will scan from its own position.
+    assert!(connects(lab.benign.name(), addr), "the client is served");
+    assert!(
+        connects(lab.attacker.name(), addr),
+        "the attacker is served"
+    );
+    assert!(
+        poll_until(METRICS_WITHIN, Duration::from_millis(200), || {
+            daemon
+                .metrics()
+                .is_ok_and(|m| sample(&m, "scanwatch_handshakes_verified_total") >= 2)
+        }),
+        "both handshakes are verified: {}",
+        daemon.metrics().unwrap_or_default()
+    );
+
+    // 40 SYNs forged with the client's address, arriving with TTL 57: 7 hops away.
+    let client = lab.benign_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        Forger::new()?.syn_scan_ttl(client, target, 3000..3040, 57, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(sent, 40);
+    let alert = expect_alert(&daemon, &client.to_string(), &["port_scan"], "forged scan");
+    assert_eq!(alert["action"], "alert", "{alert}");
+    assert_eq!(alert["not_blocked"], "suspected_spoof", "{alert}");
+    assert_eq!(alert["hops"]["verified"], 0, "{alert}");
+    assert_eq!(alert["hops"]["probes"][1], 7, "{alert}");
+    let served = (0..20)
+        .filter(|_| connects(lab.benign.name(), addr))
+        .count();
+    assert!(served >= 19, "the client keeps being served: {served}/20");
+
+    // The attacker, verified at its own hop count, scanning from there: blocked.
+    let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner");
+    assert_eq!(alert["action"], "block", "{alert}");
+    assert_dropped(&lab, addr, "the real scanner");
+    let metrics = daemon.metrics().unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "scanwatch_blocks_refused_total{reason=\"suspected_spoof\"}"
+        ) >= 1,
+        "{}",
+        enforcement(&metrics)
+    );
+    drop(service);
 }

@@ -246,7 +246,6 @@ pub fn warn_dropped(total: u64) {
 
 #[cfg(test)]
 mod tests {
-    use scanwatch_common::event::DetectionKind;
 
     use super::*;
     use crate::enforce::Refusal;
@@ -254,24 +253,11 @@ mod tests {
     fn finding(source: &str, direction: Direction, action: Action) -> Finding {
         Finding {
             timestamp: "2026-11-30T09:00:05.000Z".into(),
-            source: source.into(),
-            kind: DetectionKind::PortScan,
-            technique: "T1046",
             direction,
-            distinct_ports: 20,
-            distinct_hosts: 1,
-            packets: 21,
-            probes: std::collections::BTreeMap::new(),
-            examples: vec![],
-            window_seconds: 300,
             first_seen: "2026-11-30T09:00:00.000Z".into(),
             last_seen: "2026-11-30T09:00:05.000Z".into(),
-            interface: "eth0".into(),
             action,
-            block_ttl_seconds: None,
-            not_blocked: None,
-            distinct_protocols: None,
-            at_least: false,
+            ..Finding::sample(source)
         }
     }
 

@@ -64,6 +64,11 @@ const CASES: &[Case] = &[
         prepare: established_drop_mode,
     },
     Case {
+        name: "handshake_ack_check",
+        target: None,
+        prepare: handshake_ack_check,
+    },
+    Case {
         name: "tracked_syn",
         target: Some(2.5),
         prepare: tracked_syn,
@@ -107,6 +112,11 @@ const CASES: &[Case] = &[
         name: "tc_egress_syn",
         target: Some(2.5),
         prepare: tc_egress_syn,
+    },
+    Case {
+        name: "tc_egress_syn_ack_drop",
+        target: None,
+        prepare: tc_egress_syn_ack_drop,
     },
     Case {
         name: "tc_egress_established",
@@ -388,11 +398,13 @@ fn block_list_unlisted() -> Result<Prepared> {
     Ok(prepared.with_note(format!("{PREFIXES} prefixes, source in none")))
 }
 
-/// Established TCP in drop mode with the block list loaded, from an unlisted source.
+/// Established TCP in drop mode with the block list loaded, from an unlisted source. A bare
+/// ACK with a real ack number: drop mode checks it against the handshake hints.
 fn established_drop_mode() -> Result<Prepared> {
     let h = loaded_block_list()?;
     let frame = PacketBuilder::new(UNLISTED_V4, DST_V4)
         .tcp(443, tcp_flags::ACK)
+        .ack(0x9abc_def1)
         .build();
     Ok(
         Prepared::xdp(h, frame, XDP_PASS)?
@@ -692,6 +704,51 @@ fn main() -> Result<()> {
     fs::write(&path, json(&outcomes)).with_context(|| format!("writing {}", path.display()))?;
     println!("\nresults: {}", path.display());
     Ok(())
+}
+
+/// Our ISN in the handshake cases.
+const ISN: u32 = 0x1357_9bdf;
+
+/// Drop mode (no block list) with one SYN-ACK of ours noted.
+fn drop_mode_with_handshake() -> Result<Harness> {
+    let mut h = Harness::load()?;
+    h.set_config(&KernelConfig {
+        flags: FLAG_DROP,
+        ..KernelConfig::default()
+    })?;
+    let syn_ack = PacketBuilder::new(DST_V4, SRC_V4)
+        .src_port(443)
+        .tcp(40_000, tcp_flags::SYN | tcp_flags::ACK)
+        .seq(ISN)
+        .build();
+    ensure!(
+        h.run_egress(&syn_ack)? as u32 == TC_ACT_UNSPEC,
+        "egress program changed the SYN-ACK's fate"
+    );
+    Ok(h)
+}
+
+/// A bare ACK whose number is in its hint slot (it acknowledges a SYN-ACK of ours) but whose
+/// tuple is another: the `HANDSHAKES` lookup, the most an ACK pays in drop mode.
+fn handshake_ack_check() -> Result<Prepared> {
+    let h = drop_mode_with_handshake()?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .src_port(40_001)
+        .tcp(443, tcp_flags::ACK)
+        .ack(ISN.wrapping_add(1))
+        .build();
+    Ok(Prepared::xdp(h, frame, XDP_PASS)?.with_note("hint hit, HANDSHAKES miss".into()))
+}
+
+/// A SYN-ACK the host sends, in drop mode: noted in `HANDSHAKES` (an LRU update per SYN-ACK).
+fn tc_egress_syn_ack_drop() -> Result<Prepared> {
+    let h = drop_mode_with_handshake()?;
+    let frame = PacketBuilder::new(DST_V4, SRC_V4)
+        .src_port(443)
+        .tcp(40_000, tcp_flags::SYN | tcp_flags::ACK)
+        .seq(ISN)
+        .build();
+    Prepared::tc(h, frame)
 }
 
 #[cfg(test)]

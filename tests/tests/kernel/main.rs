@@ -29,6 +29,7 @@ mod closes;
 mod encapsulation;
 mod estimates;
 mod events;
+mod evidence;
 mod flags;
 mod flood;
 mod fragments;
