@@ -17,6 +17,20 @@ indexed_enum! {
         UdpScan = 4 => "udp_scan",
         /// Tiny first fragments that hide their L4 header. T1046.
         FragmentScan = 5 => "fragment_scan",
+        /// Unsolicited ACKs answered by this host's RST (`nmap -sA`/`-sW`). T1046. Detected by
+        /// the issue-12a branch; here only its index (threshold 0: disabled).
+        AckScan = 6 => "ack_scan",
+        /// Many distinct IP protocol numbers (`nmap -sO`). T1046. Detected by the issue-12a
+        /// branch; here only its index (threshold 0: disabled).
+        ProtocolScan = 7 => "protocol_scan",
+        /// Many distinct SCTP ports (`nmap -sY`/`-sZ`). T1046. Detected by the issue-12a branch;
+        /// here only its index (threshold 0: disabled).
+        SctpScan = 8 => "sctp_scan",
+        /// Many distinct ports of one destination, probed by sources that each stay below every
+        /// threshold (Snort's distributed port scan). The event's `source` is the *target*
+        /// address, `target` the source whose probe crossed; the sample of sources is in the
+        /// `TARGETS` map. T1046.
+        DistributedScan = 9 => "distributed_scan",
     }
     /// Number of detection kinds.
     pub const DETECTION_KINDS: usize;
@@ -27,7 +41,14 @@ impl DetectionKind {
     pub const fn technique(self) -> &'static str {
         match self {
             Self::HostSweep | Self::IcmpSweep => "T1595.001",
-            Self::PortScan | Self::StealthScan | Self::UdpScan | Self::FragmentScan => "T1046",
+            Self::PortScan
+            | Self::StealthScan
+            | Self::UdpScan
+            | Self::FragmentScan
+            | Self::AckScan
+            | Self::ProtocolScan
+            | Self::SctpScan
+            | Self::DistributedScan => "T1046",
         }
     }
 }
@@ -65,4 +86,4 @@ pub const DIRECTION_INGRESS: u32 = 0;
 /// `ScanEvent::direction` of probes this host sends.
 pub const DIRECTION_EGRESS: u32 = 1;
 
-const _: () = assert!(core::mem::size_of::<ScanEvent>() == 136);
+const _: () = assert!(core::mem::size_of::<ScanEvent>() == 152);

@@ -31,6 +31,7 @@ pub mod programs;
 pub mod proto;
 pub mod state;
 pub mod stats;
+pub mod target;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -44,4 +45,5 @@ mod pod {
     unsafe impl aya::Pod for crate::block::CachedBlock {}
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
+    unsafe impl aya::Pod for crate::target::TargetState {}
 }

@@ -37,10 +37,16 @@ pub const FLOWS: &str = "FLOWS";
 /// written by the XDP program, read by the TC egress program: the host's answers to them are
 /// not flows it opened.
 pub const INBOUND: &str = "INBOUND";
+/// LRU hash of per-destination state for distributed-scan detection (`SourceKey` of the
+/// destination → `target::TargetState`), written by the XDP program, read by the daemon for a
+/// finding's sample of sources.
+pub const TARGETS: &str = "TARGETS";
+/// One-entry array holding an all-zero `TargetState`, the template for `TARGETS` inserts.
+pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 
-/// Default tracker capacity. Each entry costs about 670 bytes of kernel memory (608-byte value,
+/// Default tracker capacity. Each entry costs about 670 bytes of kernel memory (624-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 22 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
 /// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
@@ -49,7 +55,7 @@ pub const TRACKER_CAPACITY: u32 = 32_768;
 pub const ADMISSION_SLOTS: u32 = 65_536;
 /// Ignore-list capacity (prefixes).
 pub const IGNORE_CAPACITY: u32 = 16_384;
-/// Ring-buffer size: 256 KiB ≈ 2000 events (112 bytes + 8-byte header each).
+/// Ring-buffer size: 256 KiB ≈ 1600 events (152 bytes + 8-byte header each).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Blocked sources held at once (hash, preallocated: 65536 × ~120 bytes ≈ 8 MiB). When full the
 /// daemon refuses new blocks (counted as `scanwatch_blocks_refused_total{reason="full"}`) rather
@@ -75,3 +81,8 @@ pub const INBOUND_CAPACITY: u32 = 65_536;
 /// Local sources tracked for egress detection: the host's own addresses (and, on a router,
 /// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
 pub const EGRESS_CAPACITY: u32 = 1024;
+/// Destinations tracked for distributed scans: this host's addresses (on a router, the hosts
+/// behind it). Only destinations that reach this interface enter, and only through probes of
+/// tracked sources, so spoofed sources cannot add keys. 4096 × ~400 bytes (336-byte value,
+/// 16-byte key, LRU bookkeeping) ≈ 1.6 MiB.
+pub const TARGETS_CAPACITY: u32 = 4096;

@@ -11,7 +11,7 @@ pub type WideBitmap = DistinctBitmap<16>;
 /// 512-bit estimator, for the rest.
 pub type NarrowBitmap = DistinctBitmap<8>;
 
-/// Everything the tracker knows about one source (608 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (624 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,13 +49,20 @@ impl SourceState {
     /// (none today: every kind counts distinct items).
     pub const fn estimator_bits(kind: DetectionKind) -> Option<u32> {
         match kind {
-            DetectionKind::PortScan | DetectionKind::HostSweep => Some(WideBitmap::BITS),
+            // DistributedScan: the target's distinct ports (`target::TargetState::ports`).
+            DetectionKind::PortScan | DetectionKind::HostSweep | DetectionKind::DistributedScan => {
+                Some(WideBitmap::BITS)
+            }
+            // AckScan, ProtocolScan, SctpScan: counted by the issue-12a branch (disabled here).
             DetectionKind::IcmpSweep
             | DetectionKind::StealthScan
             | DetectionKind::UdpScan
-            | DetectionKind::FragmentScan => Some(NarrowBitmap::BITS),
+            | DetectionKind::FragmentScan
+            | DetectionKind::AckScan
+            | DetectionKind::ProtocolScan
+            | DetectionKind::SctpScan => Some(NarrowBitmap::BITS),
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 608);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 624);

@@ -13,11 +13,12 @@ use scanwatch_common::{
     maps::{
         ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
         EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_CAPACITY,
-        TRACKER_CAPACITY,
+        TARGETS_CAPACITY, TRACKER_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
+    target::TargetState,
 };
 
 #[map]
@@ -70,6 +71,14 @@ pub static INBOUND: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(INBO
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(EGRESS_CAPACITY, 0);
+
+/// Per-destination distributed-scan state (`scanwatch_common::target`).
+#[map]
+pub static TARGETS: LruHashMap<SourceKey, TargetState> =
+    LruHashMap::with_max_entries(TARGETS_CAPACITY, 0);
+
+#[map]
+pub static EMPTY_TARGET: Array<TargetState> = Array::with_max_entries(1, 0);
 
 /// Per-CPU room for one LPM-trie key. The key type is packed (a 4-byte prefix length, then 16
 /// address bytes); built on the stack, its address half would be stored with misaligned 8-byte

@@ -24,6 +24,7 @@ use scanwatch_common::{
 };
 
 use crate::{
+    distributed,
     maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, TRACKER, lpm_key},
     parse::Packet,
     stats::count,
@@ -109,6 +110,33 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         now,
         &origin,
     );
+    // Only sources below every threshold feed the distributed-scan count of their target.
+    if state.reported == 0 && counts_for_target(packet.class) {
+        let contribution = distributed::Contribution {
+            source: key,
+            target: dst,
+            class: packet.class,
+            proto: packet.proto,
+            port: packet.dst_port,
+            ifindex: origin.ifindex,
+            now,
+        };
+        distributed::contribute(&contribution, config);
+    }
+}
+
+/// Probes that name a port: SYN, UDP and stealth flag mixes (not ICMP, not fragments).
+#[inline(always)]
+const fn counts_for_target(class: PacketClass) -> bool {
+    matches!(
+        class,
+        PacketClass::TcpSyn
+            | PacketClass::Udp
+            | PacketClass::TcpFin
+            | PacketClass::TcpNull
+            | PacketClass::TcpXmas
+            | PacketClass::TcpMaimon
+    )
 }
 
 /// Where a measure's event comes from: the interface, direction and the probe's target.

@@ -20,6 +20,7 @@ use scanwatch_common::{
     programs::{EGRESS, EMPTY, EMPTY_TC, SPOOF_BENCH, XDP},
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
+    target::TargetState,
 };
 
 /// XDP verdicts.
@@ -176,6 +177,11 @@ impl Harness {
     /// The egress-detection state of a local source, if any.
     pub fn egress_state(&self, key: &SourceKey) -> Result<Option<SourceState>> {
         self.maps()?.egress.get(key)
+    }
+
+    /// The distributed-scan state of a destination, if any.
+    pub fn target_state(&self, key: &SourceKey) -> Result<Option<TargetState>> {
+        self.maps()?.targets.get(key)
     }
 
     /// Writes the runtime configuration.

@@ -25,6 +25,7 @@ use scanwatch_tests::{
 mod block;
 mod classify;
 mod closes;
+mod distributed;
 mod encapsulation;
 mod estimates;
 mod events;
