@@ -13,6 +13,7 @@ use anyhow::anyhow;
 use aya::Ebpf;
 use log::{error, info, warn};
 use scanwatch_common::{
+    addr::SourceKey,
     block::BlockReason,
     event::{DetectionKind, ScanEvent},
 };
@@ -350,12 +351,23 @@ impl<'i> Agent<'i> {
         ) else {
             return;
         };
-        f.examples = self.examples.add(event);
+        let verdict = if f.kind == DetectionKind::DistributedScan {
+            let sample = self.maps.targets.sample(&event.source);
+            f.sources = Some(
+                sample
+                    .iter()
+                    .map(|k| net::format_source(k, self.config.ipv6_prefix))
+                    .collect(),
+            );
+            self.enforce_distributed(&sample)
+        } else {
+            f.examples = self.examples.add(event);
+            self.enforce(event, f.kind)
+        };
         self.metrics
             .detections
             .with_label_values(&[f.kind.name(), f.direction.name()])
             .inc();
-        let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
         if !self.budget.take(f.kind, f.direction, Instant::now()) {
             self.metrics.alerts_suppressed.inc();
@@ -370,15 +382,40 @@ impl<'i> Agent<'i> {
         self.metrics.latency.observe(latency_ns as f64 / 1e9);
     }
 
+    /// A distributed scan names a target, not a source: in drop mode its sampled sources are
+    /// blocked only when `block_distributed` is set, each through the usual protections; the
+    /// finding carries the first verdict that blocked (or the last refusal).
+    fn enforce_distributed(&mut self, sample: &[SourceKey]) -> Verdict {
+        if !self.config.block_distributed {
+            return Verdict::Alert;
+        }
+        let mut outcome = Verdict::Alert;
+        for source in sample {
+            let verdict = self.block(source, DetectionKind::DistributedScan);
+            if !matches!(
+                outcome,
+                Verdict::Block { .. } | Verdict::AlreadyBlocked { .. } | Verdict::WouldBlock { .. }
+            ) {
+                outcome = verdict;
+            }
+        }
+        outcome
+    }
+
     /// Blocks the source of an ingress finding in drop mode (egress findings are this host's
     /// own probes: alert only, never a block), and counts what was done.
     fn enforce(&mut self, event: &ScanEvent, kind: DetectionKind) -> Verdict {
         if Direction::of(event) == Direction::Egress {
             return Verdict::Alert;
         }
+        self.block(&event.source, kind)
+    }
+
+    /// Blocks `source` for a finding of `kind` in drop mode, and counts what was done.
+    fn block(&mut self, source: &SourceKey, kind: DetectionKind) -> Verdict {
         let verdict = self.enforcer.block_finding(
             &mut self.maps.blocks,
-            &event.source,
+            source,
             self.config.ipv6_prefix,
             kind.name(),
             Clock::monotonic_ns(),

@@ -79,6 +79,8 @@ mod tests {
         Finding {
             timestamp: "2026-01-01T00:00:00.000Z".into(),
             source: source.into(),
+            target: None,
+            sources: None,
             kind: scanwatch_common::event::DetectionKind::PortScan,
             technique: "T1046",
             direction: crate::detect::Direction::Ingress,

@@ -69,11 +69,15 @@ impl Sensitivity {
     /// FIN|ACK is, so a few ports of slack); udp_scan 15 ports (CrowdSec's multi-port 15);
     /// fragment_scan 20 distinct datagrams sent as tiny first fragments, as many as port_scan's
     /// ports: a tiny fragment is as cheap to forge as a SYN, so it must not block sooner.
+    /// ack_scan, protocol_scan, sctp_scan: detected by another branch, 0 (disabled) here.
+    /// distributed_scan 40 distinct ports of one destination from sources below every
+    /// threshold: twice port_scan, so one source's scan (which stops counting once reported)
+    /// never reaches it alone, and far above the two or three ports a web server's visitors use.
     pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 30, 20, 40, 50],
-            Self::Medium => [20, 25, 15, 10, 15, 20],
-            Self::High => [10, 15, 8, 5, 8, 10],
+            Self::Low => [50, 50, 30, 20, 40, 50, 0, 0, 0, 80],
+            Self::Medium => [20, 25, 15, 10, 15, 20, 0, 0, 0, 40],
+            Self::High => [10, 15, 8, 5, 8, 10, 0, 0, 0, 20],
         }
     }
 
@@ -81,12 +85,13 @@ impl Sensitivity {
     /// attempts (RST or ICMP unreachable answering this host), as Zeek's scan policy counted
     /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
     /// hosts this host pings: 25, above what a host's own health checks touch. stealth_scan
-    /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5.
+    /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5. The kinds
+    /// after fragment_scan have no egress detection here (0).
     pub const fn egress_thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 60, 10, 40, 10],
-            Self::Medium => [20, 25, 25, 5, 15, 5],
-            Self::High => [10, 15, 12, 3, 8, 3],
+            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0, 0],
+            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0, 0],
+            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0, 0],
         }
     }
 }
@@ -131,6 +136,7 @@ pub struct Thresholds {
     pub stealth_scan: Option<u32>,
     pub udp_scan: Option<u32>,
     pub fragment_scan: Option<u32>,
+    pub distributed_scan: Option<u32>,
 }
 
 impl Thresholds {
@@ -142,6 +148,9 @@ impl Thresholds {
             DetectionKind::StealthScan => self.stealth_scan,
             DetectionKind::UdpScan => self.udp_scan,
             DetectionKind::FragmentScan => self.fragment_scan,
+            DetectionKind::DistributedScan => self.distributed_scan,
+            // Configured by the issue-12a branch.
+            DetectionKind::AckScan | DetectionKind::ProtocolScan | DetectionKind::SctpScan => None,
         }
     }
 }
@@ -195,6 +204,7 @@ pub struct FileConfig {
     pub max_blocks_per_second: Option<u32>,
     pub block_burst: Option<u32>,
     pub answered_peer_window: Option<String>,
+    pub block_distributed: Option<bool>,
 }
 
 impl FileConfig {
@@ -274,6 +284,11 @@ pub struct Config {
     /// A remote that answered a flow this host opened this recently is never auto-blocked.
     /// Default 10 min.
     pub answered_peer_window: Duration,
+    /// In drop mode, block the sampled sources of a `distributed_scan` finding (each through
+    /// the same protections as any block). Default false: the finding names a target, and its
+    /// sources are each below every threshold, so a spoofer who sends two probes from each of
+    /// many forged addresses could otherwise choose whom to block.
+    pub block_distributed: bool,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -446,6 +461,7 @@ impl Config {
             max_blocks_per_second,
             block_burst,
             answered_peer_window,
+            block_distributed: file.block_distributed.unwrap_or(false),
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             dry_run: flags.dry_run || file.dry_run.unwrap_or(false),
             block_ttl,

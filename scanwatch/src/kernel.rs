@@ -38,6 +38,7 @@ use scanwatch_common::{
     presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
     state::SourceState,
     stats::STATS_LEN,
+    target::TargetState,
 };
 
 use crate::{
@@ -164,6 +165,8 @@ pub struct Maps {
     /// Per-local-source egress state (same layout as the tracker).
     pub egress: Tracker,
     pub flows: Flows,
+    /// Per-destination distributed-scan state.
+    pub targets: Targets,
     pub blocks: Blocks,
     pub blocklist: BlockList,
 }
@@ -190,6 +193,7 @@ impl Maps {
             tracker: Tracker(HashMap::try_from(take(ebpf, maps::TRACKER)?)?),
             egress: Tracker(HashMap::try_from(take(ebpf, maps::EGRESS)?)?),
             flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
+            targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
             blocks,
             blocklist,
         })
@@ -292,6 +296,24 @@ impl Tracker {
         all.sort_unstable_by_key(|(_, probes)| std::cmp::Reverse(*probes));
         all.truncate(top);
         (tracked, all)
+    }
+}
+
+/// `TARGETS`: per-destination distributed-scan state (`scanwatch_common::target`).
+pub struct Targets(HashMap<MapData, SourceKey, TargetState>);
+
+impl Targets {
+    pub fn get(&self, target: &SourceKey) -> anyhow::Result<Option<TargetState>> {
+        found(self.0.get(target, 0))
+    }
+
+    /// The sampled sources of `target`'s distributed scan, oldest first (none when the entry
+    /// was evicted meanwhile).
+    pub fn sample(&self, target: &SourceKey) -> Vec<SourceKey> {
+        match self.get(target) {
+            Ok(Some(state)) => state.sample().collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
