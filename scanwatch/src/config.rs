@@ -684,6 +684,19 @@ mod tests {
     }
 
     #[test]
+    fn distributed_scans_have_a_threshold_and_block_only_when_asked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.threshold(DetectionKind::DistributedScan), 40);
+        assert!(!c.block_distributed);
+        let c = parse("block_distributed = true\n[thresholds]\ndistributed_scan = 0").unwrap();
+        assert!(c.block_distributed);
+        assert_eq!(
+            c.kernel_config(1).thresholds[DetectionKind::DistributedScan as usize],
+            0
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert!(matches!(
             parse("windw = \"5m\""),
