@@ -76,10 +76,17 @@ pub struct ScanEvent {
     pub direction: u32,
     /// Destination port of the crossing probe (0 for ICMP and fragments).
     pub target_port: u16,
-    pub reserved: u16,
+    /// Which window the counts cover: [`WINDOW_SHORT`] (`KernelConfig::window_ns`) or
+    /// [`WINDOW_LONG`] (`KernelConfig::long_window_ns`, slow scans).
+    pub window: u16,
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
 }
+
+/// `ScanEvent::window` of counts over the (short) detection window.
+pub const WINDOW_SHORT: u16 = 0;
+/// `ScanEvent::window` of counts over the long window (slow scans).
+pub const WINDOW_LONG: u16 = 1;
 
 /// `ScanEvent::direction` of probes arriving at this host.
 pub const DIRECTION_INGRESS: u32 = 0;

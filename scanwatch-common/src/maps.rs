@@ -43,6 +43,8 @@ pub const INBOUND: &str = "INBOUND";
 pub const TARGETS: &str = "TARGETS";
 /// One-entry array holding an all-zero `TargetState`, the template for `TARGETS` inserts.
 pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
+/// LRU hash of per-source state over the long window (`SourceKey` → `SourceState`): slow scans.
+pub const LONG: &str = "LONG";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 
@@ -86,3 +88,9 @@ pub const EGRESS_CAPACITY: u32 = 1024;
 /// tracked sources, so spoofed sources cannot add keys. 4096 × ~400 bytes (336-byte value,
 /// 16-byte key, LRU bookkeeping) ≈ 1.6 MiB.
 pub const TARGETS_CAPACITY: u32 = 4096;
+/// Sources tracked over the long window (slow scans): 8192 × ~670 bytes ≈ 5.4 MiB, a quarter of
+/// the tracker: only sources already in the tracker enter, and only while they have not been
+/// reported in their short window. A slow scanner sends a probe every few seconds to minutes, so
+/// it is among the most recently active of the sources still quiet enough to be here; under
+/// churn the LRU forgets the longest-idle first.
+pub const LONG_CAPACITY: u32 = 8192;

@@ -100,7 +100,7 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
         (*e).ifindex = c.ifindex;
         (*e).direction = DIRECTION_INGRESS;
         (*e).target_port = c.port;
-        (*e).reserved = 0;
+        (*e).window = scanwatch_common::event::WINDOW_SHORT;
         (*e).target = c.source.addr;
     }
     entry.submit(0);

@@ -13,7 +13,7 @@ use scanwatch_common::{
     maps::{
         ADMISSION_SLOTS, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY, BLOCKS_CAPACITY,
         EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, IGNORE_CAPACITY, INBOUND_CAPACITY,
-        TARGETS_CAPACITY, TRACKER_CAPACITY,
+        LONG_CAPACITY, TARGETS_CAPACITY, TRACKER_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
@@ -67,6 +67,11 @@ pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(
 /// Inbound UDP conversations → last datagram's time (see `flows::note_inbound`).
 #[map]
 pub static INBOUND: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(INBOUND_CAPACITY, 0);
+
+/// Per-source state over the long window (`track::record_long`).
+#[map]
+pub static LONG: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(LONG_CAPACITY, 0);
 
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =

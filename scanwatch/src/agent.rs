@@ -15,7 +15,7 @@ use log::{error, info, warn};
 use scanwatch_common::{
     addr::SourceKey,
     block::BlockReason,
-    event::{DetectionKind, ScanEvent},
+    event::{DetectionKind, ScanEvent, WINDOW_LONG},
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -343,12 +343,12 @@ impl<'i> Agent<'i> {
             .get(&event.ifindex)
             .cloned()
             .unwrap_or_else(|| net::ifname(event.ifindex));
-        let Some(mut f) = finding(
-            event,
-            interface,
-            self.config.window,
-            self.config.ipv6_prefix,
-        ) else {
+        let window = if event.window == WINDOW_LONG {
+            self.config.long_window
+        } else {
+            self.config.window
+        };
+        let Some(mut f) = finding(event, interface, window, self.config.ipv6_prefix) else {
             return;
         };
         let verdict = if f.kind == DetectionKind::DistributedScan {

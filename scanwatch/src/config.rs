@@ -81,6 +81,15 @@ impl Sensitivity {
         }
     }
 
+    /// Thresholds over the long window (slow scans) of the preset: the short window's, so a
+    /// scan is reported whether it takes five minutes or an hour, and one that straddles a
+    /// short window's end is not halved. Not distributed_scan (per destination, short window).
+    pub const fn long_thresholds(self) -> [u32; DETECTION_KINDS] {
+        let mut t = self.thresholds();
+        t[DetectionKind::DistributedScan as usize] = 0;
+        t
+    }
+
     /// Egress thresholds of the preset. port_scan, udp_scan and host_sweep count *failed*
     /// attempts (RST or ICMP unreachable answering this host), as Zeek's scan policy counted
     /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
@@ -193,6 +202,8 @@ pub struct FileConfig {
     pub thresholds: Option<Thresholds>,
     pub egress: Option<bool>,
     pub egress_thresholds: Option<Thresholds>,
+    pub long_window: Option<String>,
+    pub long_thresholds: Option<Thresholds>,
     pub flow_timeout: Option<String>,
     pub mode: Option<Mode>,
     pub dry_run: Option<bool>,
@@ -254,6 +265,11 @@ pub struct Config {
     pub egress: bool,
     /// Egress threshold per kind; 0 disables. See `Sensitivity::egress_thresholds`.
     pub egress_thresholds: KindThresholds,
+    /// Long window (slow scans), tumbling, beside `window`. Default 1 h (psad's timeout);
+    /// longer than `window`, at most 7 days.
+    pub long_window: Duration,
+    /// Threshold per kind over `long_window`; 0 disables. See `Sensitivity::long_thresholds`.
+    pub long_thresholds: KindThresholds,
     /// How long a recorded outbound flow matches replies. Default 120 s.
     pub flow_timeout: Duration,
     /// `monitor` (default) or `drop`.
@@ -397,6 +413,22 @@ impl Config {
             sensitivity.thresholds(),
             file.thresholds.as_ref(),
         )?;
+        let long_window = parse_duration(
+            "long_window",
+            file.long_window.as_deref(),
+            Duration::from_secs(3600),
+        )?;
+        if long_window <= window || long_window > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid(
+                "long_window",
+                format!("{long_window:?} must be longer than window ({window:?}) and at most 7d"),
+            ));
+        }
+        let long_thresholds = merge_thresholds(
+            "long_thresholds",
+            sensitivity.long_thresholds(),
+            file.long_thresholds.as_ref(),
+        )?;
         let egress_thresholds = merge_thresholds(
             "egress_thresholds",
             sensitivity.egress_thresholds(),
@@ -482,6 +514,8 @@ impl Config {
             thresholds,
             egress: file.egress.unwrap_or(true),
             egress_thresholds,
+            long_window,
+            long_thresholds,
             flow_timeout,
         })
     }
@@ -505,9 +539,11 @@ impl Config {
         };
         let mut thresholds = [0u32; DETECTION_KINDS];
         let mut egress_thresholds = [0u32; DETECTION_KINDS];
+        let mut long_thresholds = [0u32; DETECTION_KINDS];
         for kind in DetectionKind::ALL {
             thresholds[kind as usize] = kernel_units(self.threshold(kind), kind);
             egress_thresholds[kind as usize] = kernel_units(self.egress_threshold(kind), kind);
+            long_thresholds[kind as usize] = kernel_units(self.long_thresholds.get(kind), kind);
         }
         let mut flags = 0;
         if self.mode == Mode::Drop && !self.dry_run {
@@ -527,6 +563,8 @@ impl Config {
             reserved: 0,
             egress_thresholds,
             flow_timeout_ns: self.flow_timeout.as_nanos() as u64,
+            long_thresholds,
+            long_window_ns: self.long_window.as_nanos() as u64,
         }
     }
 }
@@ -694,6 +732,28 @@ mod tests {
             c.kernel_config(1).thresholds[DetectionKind::DistributedScan as usize],
             0
         );
+    }
+
+    #[test]
+    fn long_window_has_its_own_thresholds_and_must_be_longer() {
+        let c = parse("").unwrap();
+        assert_eq!(c.long_window, Duration::from_secs(3600));
+        assert_eq!(c.long_thresholds.get(DetectionKind::PortScan), 20);
+        assert_eq!(c.long_thresholds.get(DetectionKind::DistributedScan), 0);
+        let c = parse("long_window = \"20m\"\n[long_thresholds]\nport_scan = 30").unwrap();
+        let k = c.kernel_config(1);
+        assert_eq!(k.long_window_ns, 1200 * 1_000_000_000);
+        assert!(k.long_thresholds[DetectionKind::PortScan as usize] >= 30);
+        for bad in [
+            "long_window = \"5m\"",
+            "window = \"2h\"",
+            "long_window = \"8d\"",
+        ] {
+            assert!(
+                parse(bad).unwrap_err().to_string().contains("long_window"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -317,7 +317,7 @@ mod tests {
             ifindex: 1,
             direction: 0,
             target_port: 22,
-            reserved: 0,
+            window: 0,
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }

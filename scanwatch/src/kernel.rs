@@ -164,6 +164,8 @@ pub struct Maps {
     pub tracker: Tracker,
     /// Per-local-source egress state (same layout as the tracker).
     pub egress: Tracker,
+    /// Per-source state over the long window (same layout as the tracker).
+    pub long: Tracker,
     pub flows: Flows,
     /// Per-destination distributed-scan state.
     pub targets: Targets,
@@ -192,6 +194,7 @@ impl Maps {
             stats: Stats(PerCpuArray::try_from(take(ebpf, maps::STATS)?)?),
             tracker: Tracker(HashMap::try_from(take(ebpf, maps::TRACKER)?)?),
             egress: Tracker(HashMap::try_from(take(ebpf, maps::EGRESS)?)?),
+            long: Tracker(HashMap::try_from(take(ebpf, maps::LONG)?)?),
             flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
             targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
             blocks,

@@ -179,6 +179,11 @@ impl Harness {
         self.maps()?.egress.get(key)
     }
 
+    /// The long-window (slow scan) state of a source, if any.
+    pub fn long_state(&self, key: &SourceKey) -> Result<Option<SourceState>> {
+        self.maps()?.long.get(key)
+    }
+
     /// The distributed-scan state of a destination, if any.
     pub fn target_state(&self, key: &SourceKey) -> Result<Option<TargetState>> {
         self.maps()?.targets.get(key)

@@ -35,6 +35,7 @@ mod ignore;
 mod load;
 mod malformed;
 mod replies;
+mod slow;
 mod tracking;
 
 // ---------------------------------------------------------------------------------------------
