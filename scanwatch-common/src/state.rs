@@ -24,7 +24,9 @@ pub struct SourceState {
     /// Probes over the entry's life.
     pub lifetime_probes: u32,
     /// Bits `4k..4k+4`: how many events for `DetectionKind` `k` were sent in this window (at the
-    /// threshold, then at each doubling).
+    /// threshold, then at each doubling). Room for kinds 0..8 only: `DistributedScan` (9)
+    /// keeps its reports in `target::TargetState`; a per-source kind at index 8 or above needs a
+    /// wider field.
     pub reported: u32,
     /// The kernel-unit measure of each detection kind (bits set), indexed by `DetectionKind`;
     /// compared against `KernelConfig::thresholds`.
