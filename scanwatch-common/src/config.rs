@@ -46,6 +46,10 @@ pub struct KernelConfig {
     /// A recorded outbound flow matches replies this long; 0 means
     /// `DEFAULT_FLOW_TIMEOUT_NS`.
     pub flow_timeout_ns: u64,
+    /// Ingress thresholds over the long window (slow scans), as `thresholds`.
+    pub long_thresholds: [u32; DETECTION_KINDS],
+    /// Long window length (slow scans); 0 turns the long window off (no `LONG` state).
+    pub long_window_ns: u64,
 }
 
 impl KernelConfig {

@@ -24,6 +24,11 @@ indexed_enum! {
         ProtocolScan = 7 => "protocol_scan",
         /// SCTP INIT / COOKIE ECHO probes to many distinct ports (nmap -sY, -sZ). T1046.
         SctpScan = 8 => "sctp_scan",
+        /// Many distinct ports of one destination, probed by sources that each stay below every
+        /// threshold (Snort's distributed port scan). The event's `source` is the *target*
+        /// address, `target` the source whose probe crossed; the sample of sources is in the
+        /// `TARGETS` map. T1046.
+        DistributedScan = 9 => "distributed_scan",
     }
     /// Number of detection kinds.
     pub const DETECTION_KINDS: usize;
@@ -40,7 +45,8 @@ impl DetectionKind {
             | Self::FragmentScan
             | Self::AckScan
             | Self::ProtocolScan
-            | Self::SctpScan => "T1046",
+            | Self::SctpScan
+            | Self::DistributedScan => "T1046",
         }
     }
 }
@@ -72,13 +78,22 @@ pub struct ScanEvent {
     /// `evidence::HOPS_UNKNOWN` when not measured (monitor mode, egress).
     pub min_hops: u8,
     pub max_hops: u8,
+    /// Which window the counts cover: [`WINDOW_SHORT`] (`KernelConfig::window_ns`) or
+    /// [`WINDOW_LONG`] (`KernelConfig::long_window_ns`, slow scans).
+    pub window: u16,
+    pub reserved: [u8; 6],
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
 }
+
+/// `ScanEvent::window` of counts over the (short) detection window.
+pub const WINDOW_SHORT: u16 = 0;
+/// `ScanEvent::window` of counts over the long window (slow scans).
+pub const WINDOW_LONG: u16 = 1;
 
 /// `ScanEvent::direction` of probes arriving at this host.
 pub const DIRECTION_INGRESS: u32 = 0;
 /// `ScanEvent::direction` of probes this host sends.
 pub const DIRECTION_EGRESS: u32 = 1;
 
-const _: () = assert!(core::mem::size_of::<ScanEvent>() == 168);
+const _: () = assert!(core::mem::size_of::<ScanEvent>() == 176);

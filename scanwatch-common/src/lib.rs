@@ -32,6 +32,7 @@ pub mod programs;
 pub mod proto;
 pub mod state;
 pub mod stats;
+pub mod target;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -46,4 +47,5 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::evidence::Verified {}
+    unsafe impl aya::Pod for crate::target::TargetState {}
 }

@@ -37,6 +37,14 @@ pub const FLOWS: &str = "FLOWS";
 /// coarse time, indexed by a seeded hash of both addresses and both ports), written by the XDP
 /// program, read by the TC egress program: the host's answers to them are not flows it opened.
 pub const INBOUND: &str = "INBOUND";
+/// LRU hash of per-destination state for distributed-scan detection (`SourceKey` of the
+/// destination → `target::TargetState`), written by the XDP program, read by the daemon for a
+/// finding's sample of sources.
+pub const TARGETS: &str = "TARGETS";
+/// One-entry array holding an all-zero `TargetState`, the template for `TARGETS` inserts.
+pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
+/// LRU hash of per-source state over the long window (`SourceKey` → `SourceState`): slow scans.
+pub const LONG: &str = "LONG";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 /// LRU hash of remotes that answered a flow this host opened (tracker key → time of the latest
@@ -62,7 +70,7 @@ pub const TRACKER_CAPACITY: u32 = 32_768;
 pub const ADMISSION_SLOTS: u32 = 65_536;
 /// Ignore-list capacity (prefixes).
 pub const IGNORE_CAPACITY: u32 = 16_384;
-/// Ring-buffer size: 256 KiB ≈ 2000 events (112 bytes + 8-byte header each).
+/// Ring-buffer size: 256 KiB ≈ 1600 events (152 bytes + 8-byte header each).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Blocked sources held at once (hash, preallocated: 65536 × ~120 bytes ≈ 8 MiB). When full the
 /// daemon refuses new blocks (counted as `scanwatch_blocks_refused_total{reason="full"}`) rather
@@ -110,3 +118,14 @@ pub const HANDSHAKES_CAPACITY: u32 = 16_384;
 /// Remotes that completed a handshake (LRU): 65536 × ~90 bytes ≈ 6 MiB. Filled only by remotes
 /// that received our SYN-ACK (a spoofer cannot), one write per connection.
 pub const VERIFIED_CAPACITY: u32 = 65_536;
+/// Destinations tracked for distributed scans: this host's addresses (on a router, the hosts
+/// behind it). Only destinations that reach this interface enter, and only through probes of
+/// tracked sources, so spoofed sources cannot add keys. 4096 × ~400 bytes (336-byte value,
+/// 16-byte key, LRU bookkeeping) ≈ 1.6 MiB.
+pub const TARGETS_CAPACITY: u32 = 4096;
+/// Sources tracked over the long window (slow scans): 8192 × ~670 bytes ≈ 5.4 MiB, a quarter of
+/// the tracker: only sources already in the tracker enter, and only while they have not been
+/// reported in their short window. A slow scanner sends a probe every few seconds to minutes, so
+/// it is among the most recently active of the sources still quiet enough to be here; under
+/// churn the LRU forgets the longest-idle first.
+pub const LONG_CAPACITY: u32 = 8192;

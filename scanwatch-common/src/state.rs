@@ -63,7 +63,10 @@ impl SourceState {
     /// (protocol_scan: one bit per protocol number, no collisions).
     pub const fn estimator_bits(kind: DetectionKind) -> Option<u32> {
         match kind {
-            DetectionKind::PortScan | DetectionKind::HostSweep => Some(WideBitmap::BITS),
+            // DistributedScan: the target's distinct ports (`target::TargetState::ports`).
+            DetectionKind::PortScan | DetectionKind::HostSweep | DetectionKind::DistributedScan => {
+                Some(WideBitmap::BITS)
+            }
             DetectionKind::IcmpSweep
             | DetectionKind::StealthScan
             | DetectionKind::UdpScan

@@ -16,6 +16,7 @@
 )]
 
 pub mod block;
+pub mod distributed;
 pub mod egress;
 pub mod evidence;
 pub mod flows;

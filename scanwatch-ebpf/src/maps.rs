@@ -14,11 +14,13 @@ use scanwatch_common::{
     maps::{
         ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY,
         BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, HANDSHAKES_CAPACITY,
-        IGNORE_CAPACITY, INBOUND_SLOTS, TRACKER_CAPACITY, VERIFIED_CAPACITY,
+        IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, TARGETS_CAPACITY, TRACKER_CAPACITY,
+        VERIFIED_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
+    target::TargetState,
 };
 
 #[map]
@@ -69,6 +71,11 @@ pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(
 #[map]
 pub static INBOUND: Array<u64> = Array::with_max_entries(INBOUND_SLOTS, 0);
 
+/// Per-source state over the long window (`track::record_long`).
+#[map]
+pub static LONG: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(LONG_CAPACITY, 0);
+
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(EGRESS_CAPACITY, 0);
@@ -91,6 +98,14 @@ pub static HANDSHAKE_HINTS: Array<u32> = Array::with_max_entries(HANDSHAKE_HINT_
 #[map]
 pub static VERIFIED: LruHashMap<SourceKey, Verified> =
     LruHashMap::with_max_entries(VERIFIED_CAPACITY, 0);
+
+/// Per-destination distributed-scan state (`scanwatch_common::target`).
+#[map]
+pub static TARGETS: LruHashMap<SourceKey, TargetState> =
+    LruHashMap::with_max_entries(TARGETS_CAPACITY, 0);
+
+#[map]
+pub static EMPTY_TARGET: Array<TargetState> = Array::with_max_entries(1, 0);
 
 /// Per-CPU room for one LPM-trie key. The key type is packed (a 4-byte prefix length, then 16
 /// address bytes); built on the stack, its address half would be stored with misaligned 8-byte

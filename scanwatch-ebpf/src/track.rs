@@ -15,7 +15,10 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
-    event::{DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
+    event::{
+        DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent,
+        WINDOW_LONG, WINDOW_SHORT,
+    },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_datagram, hash_port},
     maps::ADMISSION_SLOTS,
@@ -25,7 +28,8 @@ use scanwatch_common::{
 };
 
 use crate::{
-    maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, TRACKER, lpm_key},
+    distributed,
+    maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
     stats::count,
 };
@@ -80,6 +84,7 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         direction: DIRECTION_INGRESS,
         target: dst,
         target_port: packet.dst_port,
+        long: false,
     };
     let seed = config.hash_seed;
     let host = hash_addr(seed, &dst) as u32;
@@ -97,6 +102,103 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         now,
         &origin,
     );
+    // Only sources below every threshold of their short window feed the long window and the
+    // distributed-scan count of their target: a scan already reported is not reported again.
+    if state.reported != 0 {
+        return;
+    }
+    if config.long_window_ns != 0 {
+        let long = Long {
+            key,
+            host,
+            hops,
+            origin,
+            now,
+        };
+        record_long(packet, &long, config);
+    }
+    if counts_for_target(packet.class) {
+        let contribution = distributed::Contribution {
+            source: key,
+            target: dst,
+            class: packet.class,
+            proto: packet.proto,
+            port: packet.dst_port,
+            ifindex: origin.ifindex,
+            now,
+        };
+        distributed::contribute(&contribution, config);
+    }
+}
+
+/// A probe's context for [`record_long`].
+struct Long {
+    key: SourceKey,
+    host: u32,
+    hops: u8,
+    origin: Origin,
+    now: u64,
+}
+
+/// Counts a probe over the long window (slow scans): the same per-probe update as the short
+/// window, in `LONG`, with the long window and thresholds. A source enters `LONG` only once it
+/// is in the tracker (past the admission filter).
+#[inline(never)] // own BPF stack frame: keeps `record` under the 512-byte limit
+fn record_long(packet: &Packet, long: &Long, config: &KernelConfig) {
+    let key = &long.key;
+    let state = if let Some(s) = LONG.get_ptr_mut(key) {
+        s
+    } else {
+        let Some(template) = EMPTY_STATE.get(0) else {
+            return;
+        };
+        let _ = LONG.insert(key, template, u64::from(BPF_NOEXIST));
+        let Some(s) = LONG.get_ptr_mut(key) else {
+            return;
+        };
+        s
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    let state = unsafe { &mut *state };
+    if state.first_seen_ns == 0 {
+        state.first_seen_ns = long.now;
+        state.window_start_ns = long.now;
+        state.min_hops = HOPS_UNKNOWN;
+        state.max_hops = HOPS_UNKNOWN;
+    }
+    let origin = Origin {
+        long: true,
+        ..long.origin
+    };
+    let probe = Probe {
+        class: Some(packet.class),
+        host: Some(long.host),
+        hops: long.hops,
+    };
+    let seed = config.hash_seed;
+    observe(
+        state,
+        key,
+        &probe,
+        |s| measure(s, packet, long.host, seed),
+        config,
+        long.now,
+        &origin,
+    );
+}
+
+/// Probes that name a port: SYN, UDP and stealth flag mixes (not ICMP, not fragments).
+#[inline(always)]
+const fn counts_for_target(class: PacketClass) -> bool {
+    matches!(
+        class,
+        PacketClass::TcpSyn
+            | PacketClass::Udp
+            | PacketClass::TcpFin
+            | PacketClass::TcpNull
+            | PacketClass::TcpXmas
+            | PacketClass::TcpMaimon
+    )
 }
 
 /// The tracker state of remote source `src`, with its key and the time: `None` when IPv6 is
@@ -154,6 +256,7 @@ pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
         direction: DIRECTION_INGRESS,
         target: reset.local,
         target_port: reset.local_port,
+        long: false,
     };
     let seed = config.hash_seed;
     // The ACK itself was no probe class (it took the established fast path).
@@ -176,11 +279,14 @@ pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
 }
 
 /// Where a measure's event comes from: the interface, direction and the probe's target.
+#[derive(Clone, Copy)]
 pub struct Origin {
     pub ifindex: u32,
     pub direction: u32,
     pub target: SourceKey,
     pub target_port: u16,
+    /// Counts over the long window (`LONG`, slow scans) rather than the short one.
+    pub long: bool,
 }
 
 impl Origin {
@@ -192,6 +298,7 @@ impl Origin {
             direction: scanwatch_common::event::DIRECTION_EGRESS,
             target,
             target_port,
+            long: false,
         }
     }
 }
@@ -245,8 +352,8 @@ fn admit(key: &SourceKey, seed: u64) -> bool {
 
 /// Starts a new tumbling window if the current one is over.
 #[inline(always)]
-fn roll_window(s: &mut SourceState, now: u64, config: &KernelConfig) {
-    if now.wrapping_sub(s.window_start_ns) >= config.window() {
+fn roll_window(s: &mut SourceState, now: u64, window: u64) {
+    if now.wrapping_sub(s.window_start_ns) >= window {
         reset_window(s, now);
         count(Counter::WindowResets);
     }
@@ -344,13 +451,15 @@ pub fn observe(
     now: u64,
     origin: &Origin,
 ) {
-    // `direction` is a constant at every (inlined) call site, so this folds away.
-    let thresholds = if origin.direction == DIRECTION_EGRESS {
-        &config.egress_thresholds
+    // `direction` and `long` are constants at every (inlined) call site, so this folds away.
+    let (thresholds, window) = if origin.long {
+        (&config.long_thresholds, config.long_window_ns)
+    } else if origin.direction == DIRECTION_EGRESS {
+        (&config.egress_thresholds, config.window())
     } else {
-        &config.thresholds
+        (&config.thresholds, config.window())
     };
-    roll_window(s, now, config);
+    roll_window(s, now, window);
     s.last_seen_ns = now;
     if probe.hops != HOPS_UNKNOWN {
         if s.min_hops == HOPS_UNKNOWN || probe.hops < s.min_hops {
@@ -440,6 +549,11 @@ fn bump_measure(
         (*e).target_port = origin.target_port;
         (*e).min_hops = s.min_hops;
         (*e).max_hops = s.max_hops;
+        (*e).window = if origin.long {
+            WINDOW_LONG
+        } else {
+            WINDOW_SHORT
+        };
         (*e).target = origin.target.addr;
     }
     entry.submit(0);

@@ -13,8 +13,9 @@ use anyhow::anyhow;
 use aya::Ebpf;
 use log::{error, info, warn};
 use scanwatch_common::{
+    addr::SourceKey,
     block::BlockReason,
-    event::{DetectionKind, ScanEvent},
+    event::{DetectionKind, ScanEvent, WINDOW_LONG},
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -377,20 +378,31 @@ impl<'i> Agent<'i> {
             .get(&event.ifindex)
             .cloned()
             .unwrap_or_else(|| net::ifname(event.ifindex));
-        let Some(mut f) = finding(
-            event,
-            interface,
-            self.config.window,
-            self.config.ipv6_prefix,
-        ) else {
+        let window = if event.window == WINDOW_LONG {
+            self.config.long_window
+        } else {
+            self.config.window
+        };
+        let Some(mut f) = finding(event, interface, window, self.config.ipv6_prefix) else {
             return;
         };
-        f.examples = self.examples.add(event);
+        let verdict = if f.kind == DetectionKind::DistributedScan {
+            let sample = self.maps.targets.sample(&event.source);
+            f.sources = Some(
+                sample
+                    .iter()
+                    .map(|k| net::format_source(k, self.config.ipv6_prefix))
+                    .collect(),
+            );
+            self.enforce_distributed(&sample)
+        } else {
+            f.examples = self.examples.add(event);
+            self.enforce(event, f.kind)
+        };
         self.metrics
             .detections
             .with_label_values(&[f.kind.name(), f.direction.name()])
             .inc();
-        let verdict = self.enforce(event, f.kind);
         f.set_verdict(&verdict);
         if let Some(probes) = ProbeHops::of(event)
             && Direction::of(event) == Direction::Ingress
@@ -414,17 +426,49 @@ impl<'i> Agent<'i> {
         self.metrics.latency.observe(latency_ns as f64 / 1e9);
     }
 
+    /// A distributed scan names a target, not a source: in drop mode its sampled sources are
+    /// blocked only when `block_distributed` is set, each through the usual protections; the
+    /// finding carries the first verdict that blocked (or the last refusal).
+    fn enforce_distributed(&mut self, sample: &[SourceKey]) -> Verdict {
+        if !self.config.block_distributed {
+            return Verdict::Alert;
+        }
+        let mut outcome = Verdict::Alert;
+        for source in sample {
+            // The sampled sources' own hop counts are not in the target's event.
+            let verdict = self.block(source, None, DetectionKind::DistributedScan);
+            if !matches!(
+                outcome,
+                Verdict::Block { .. } | Verdict::AlreadyBlocked { .. } | Verdict::WouldBlock { .. }
+            ) {
+                outcome = verdict;
+            }
+        }
+        outcome
+    }
+
     /// Blocks the source of an ingress finding in drop mode (egress findings are this host's
     /// own probes: alert only, never a block), and counts what was done.
     fn enforce(&mut self, event: &ScanEvent, kind: DetectionKind) -> Verdict {
         if Direction::of(event) == Direction::Egress {
             return Verdict::Alert;
         }
+        self.block(&event.source, ProbeHops::of(event), kind)
+    }
+
+    /// Blocks `source` for a finding of `kind` in drop mode (its probes' hop counts, when
+    /// measured, are checked against a verified handshake), and counts what was done.
+    fn block(
+        &mut self,
+        source: &SourceKey,
+        hops: Option<ProbeHops>,
+        kind: DetectionKind,
+    ) -> Verdict {
         let verdict = self.enforcer.block_finding(
             &mut self.maps.blocks,
-            &event.source,
+            source,
             self.config.ipv6_prefix,
-            ProbeHops::of(event),
+            hops,
             kind.name(),
             Clock::monotonic_ns(),
         );

@@ -78,12 +78,24 @@ impl Sensitivity {
     /// numbers besides TCP, UDP, ICMP and SCTP: a router speaks a handful (OSPF, PIM, VRRP,
     /// IGMP, GRE, ESP), nmap -sO tries all 256. sctp_scan 10 ports: SCTP services are few
     /// (Diameter, M3UA, S1AP) and a client opens associations to one or two of them.
+    /// distributed_scan 40 distinct ports of one destination from sources below every
+    /// threshold: twice port_scan, so one source's scan (which stops counting once reported)
+    /// never reaches it alone, and far above the two or three ports a web server's visitors use.
     pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 30, 20, 40, 50, 20, 20, 20],
-            Self::Medium => [20, 25, 15, 10, 15, 20, 10, 10, 10],
-            Self::High => [10, 15, 8, 5, 8, 10, 5, 6, 5],
+            Self::Low => [50, 50, 30, 20, 40, 50, 20, 20, 20, 80],
+            Self::Medium => [20, 25, 15, 10, 15, 20, 10, 10, 10, 40],
+            Self::High => [10, 15, 8, 5, 8, 10, 5, 6, 5, 20],
         }
+    }
+
+    /// Thresholds over the long window (slow scans) of the preset: the short window's, so a
+    /// scan is reported whether it takes five minutes or an hour, and one that straddles a
+    /// short window's end is not halved. Not distributed_scan (per destination, short window).
+    pub const fn long_thresholds(self) -> [u32; DETECTION_KINDS] {
+        let mut t = self.thresholds();
+        t[DetectionKind::DistributedScan as usize] = 0;
+        t
     }
 
     /// Egress thresholds of the preset. port_scan, udp_scan and host_sweep count *failed*
@@ -91,12 +103,12 @@ impl Sensitivity {
     /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
     /// hosts this host pings: 25, above what a host's own health checks touch. stealth_scan
     /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5. ack_scan,
-    /// protocol_scan and sctp_scan are measured at ingress only: 0 (see [`INGRESS_ONLY`]).
+    /// protocol_scan and sctp_scan and distributed_scan are measured at ingress only: 0 (see [`INGRESS_ONLY`]).
     pub const fn egress_thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0],
-            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0],
-            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0],
+            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0, 0],
+            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0, 0],
+            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0, 0],
         }
     }
 }
@@ -144,6 +156,7 @@ pub struct Thresholds {
     pub ack_scan: Option<u32>,
     pub protocol_scan: Option<u32>,
     pub sctp_scan: Option<u32>,
+    pub distributed_scan: Option<u32>,
 }
 
 impl Thresholds {
@@ -158,6 +171,7 @@ impl Thresholds {
             DetectionKind::AckScan => self.ack_scan,
             DetectionKind::ProtocolScan => self.protocol_scan,
             DetectionKind::SctpScan => self.sctp_scan,
+            DetectionKind::DistributedScan => self.distributed_scan,
         }
     }
 }
@@ -202,6 +216,8 @@ pub struct FileConfig {
     pub thresholds: Option<Thresholds>,
     pub egress: Option<bool>,
     pub egress_thresholds: Option<Thresholds>,
+    pub long_window: Option<String>,
+    pub long_thresholds: Option<Thresholds>,
     pub flow_timeout: Option<String>,
     pub mode: Option<Mode>,
     pub dry_run: Option<bool>,
@@ -215,6 +231,7 @@ pub struct FileConfig {
     pub answered_peer_window: Option<String>,
     /// `[crowdsec]`: the fleet (see `crowdsec::settings`).
     pub crowdsec: Option<crate::crowdsec::Section>,
+    pub block_distributed: Option<bool>,
 }
 
 impl FileConfig {
@@ -268,6 +285,11 @@ pub struct Config {
     pub egress: bool,
     /// Egress threshold per kind; 0 disables. See `Sensitivity::egress_thresholds`.
     pub egress_thresholds: KindThresholds,
+    /// Long window (slow scans), tumbling, beside `window`. Default 1 h (psad's timeout);
+    /// longer than `window`, at most 7 days.
+    pub long_window: Duration,
+    /// Threshold per kind over `long_window`; 0 disables. See `Sensitivity::long_thresholds`.
+    pub long_thresholds: KindThresholds,
     /// How long a recorded outbound flow matches replies. Default 120 s.
     pub flow_timeout: Duration,
     /// `monitor` (default) or `drop`.
@@ -300,6 +322,11 @@ pub struct Config {
     pub answered_peer_window: Duration,
     /// CrowdSec Local API roles; `None` without a `[crowdsec]` section.
     pub crowdsec: Option<crate::crowdsec::Settings>,
+    /// In drop mode, block the sampled sources of a `distributed_scan` finding (each through
+    /// the same protections as any block). Default false: the finding names a target, and its
+    /// sources are each below every threshold, so a spoofer who sends two probes from each of
+    /// many forged addresses could otherwise choose whom to block.
+    pub block_distributed: bool,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -417,6 +444,22 @@ impl Config {
             sensitivity.thresholds(),
             file.thresholds.as_ref(),
         )?;
+        let long_window = parse_duration(
+            "long_window",
+            file.long_window.as_deref(),
+            Duration::from_secs(3600),
+        )?;
+        if long_window <= window || long_window > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid(
+                "long_window",
+                format!("{long_window:?} must be longer than window ({window:?}) and at most 7d"),
+            ));
+        }
+        let long_thresholds = merge_thresholds(
+            "long_thresholds",
+            sensitivity.long_thresholds(),
+            file.long_thresholds.as_ref(),
+        )?;
         let egress_thresholds = merge_thresholds(
             "egress_thresholds",
             sensitivity.egress_thresholds(),
@@ -487,6 +530,7 @@ impl Config {
             max_blocks_per_second,
             block_burst,
             answered_peer_window,
+            block_distributed: file.block_distributed.unwrap_or(false),
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             dry_run: flags.dry_run || file.dry_run.unwrap_or(false),
             block_ttl,
@@ -509,6 +553,8 @@ impl Config {
             thresholds,
             egress: file.egress.unwrap_or(true),
             egress_thresholds,
+            long_window,
+            long_thresholds,
             flow_timeout,
         })
     }
@@ -532,9 +578,11 @@ impl Config {
         };
         let mut thresholds = [0u32; DETECTION_KINDS];
         let mut egress_thresholds = [0u32; DETECTION_KINDS];
+        let mut long_thresholds = [0u32; DETECTION_KINDS];
         for kind in DetectionKind::ALL {
             thresholds[kind as usize] = kernel_units(self.threshold(kind), kind);
             egress_thresholds[kind as usize] = kernel_units(self.egress_threshold(kind), kind);
+            long_thresholds[kind as usize] = kernel_units(self.long_thresholds.get(kind), kind);
         }
         let mut flags = 0;
         if self.mode == Mode::Drop && !self.dry_run {
@@ -554,6 +602,8 @@ impl Config {
             reserved: 0,
             egress_thresholds,
             flow_timeout_ns: self.flow_timeout.as_nanos() as u64,
+            long_thresholds,
+            long_window_ns: self.long_window.as_nanos() as u64,
         }
     }
 }
@@ -806,6 +856,41 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn distributed_scans_have_a_threshold_and_block_only_when_asked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.threshold(DetectionKind::DistributedScan), 40);
+        assert!(!c.block_distributed);
+        let c = parse("block_distributed = true\n[thresholds]\ndistributed_scan = 0").unwrap();
+        assert!(c.block_distributed);
+        assert_eq!(
+            c.kernel_config(1).thresholds[DetectionKind::DistributedScan as usize],
+            0
+        );
+    }
+
+    #[test]
+    fn long_window_has_its_own_thresholds_and_must_be_longer() {
+        let c = parse("").unwrap();
+        assert_eq!(c.long_window, Duration::from_secs(3600));
+        assert_eq!(c.long_thresholds.get(DetectionKind::PortScan), 20);
+        assert_eq!(c.long_thresholds.get(DetectionKind::DistributedScan), 0);
+        let c = parse("long_window = \"20m\"\n[long_thresholds]\nport_scan = 30").unwrap();
+        let k = c.kernel_config(1);
+        assert_eq!(k.long_window_ns, 1200 * 1_000_000_000);
+        assert!(k.long_thresholds[DetectionKind::PortScan as usize] >= 30);
+        for bad in [
+            "long_window = \"5m\"",
+            "window = \"2h\"",
+            "long_window = \"8d\"",
+        ] {
+            assert!(
+                parse(bad).unwrap_err().to_string().contains("long_window"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

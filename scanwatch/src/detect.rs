@@ -70,8 +70,16 @@ pub enum Action {
 pub struct Finding {
     /// When the daemon wrote the finding (RFC 3339, UTC).
     pub timestamp: String,
-    /// The scanning source: an address, or `prefix/len` for aggregated IPv6.
+    /// The scanning source: an address, or `prefix/len` for aggregated IPv6; `*` for a
+    /// `distributed_scan` (many sources: see `target` and `sources`).
     pub source: String,
+    /// The probed destination of a `distributed_scan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// A sample of a `distributed_scan`'s sources (the last distinct ones to add a port, oldest
+    /// first; at most `scanwatch_common::target::SAMPLE_SOURCES`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
     pub kind: DetectionKind,
     /// MITRE ATT&CK technique.
     pub technique: &'static str,
@@ -155,6 +163,8 @@ impl Finding {
             block_ttl_seconds: None,
             not_blocked: None,
             hops: None,
+            target: None,
+            sources: None,
         }
     }
 
@@ -233,6 +243,9 @@ pub fn finding(
     ipv6_prefix: u32,
 ) -> Option<Finding> {
     let kind = DetectionKind::from_index(event.kind)?;
+    if kind == DetectionKind::DistributedScan {
+        return Some(distributed(event, interface, window));
+    }
     let ports_kind = match kind {
         DetectionKind::UdpScan => DetectionKind::UdpScan,
         DetectionKind::StealthScan => DetectionKind::StealthScan,
@@ -262,6 +275,8 @@ pub fn finding(
                 Direction::Ingress => ipv6_prefix,
             },
         ),
+        target: None,
+        sources: None,
         kind,
         technique: kind.technique(),
         direction,
@@ -284,6 +299,42 @@ pub fn finding(
         not_blocked: None,
         hops: None,
     })
+}
+
+/// The finding of a distributed scan: `source` is `*`, the event's source is the target, its
+/// target the source whose probe crossed; the agent fills `sources` from the target's sample.
+fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Finding {
+    let kind = DetectionKind::DistributedScan;
+    let probes: BTreeMap<&'static str, u32> = PacketClass::ALL[..PROBE_CLASSES]
+        .iter()
+        .zip(event.probes.iter())
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| (c.name(), *n))
+        .collect();
+    Finding {
+        timestamp: rfc3339(SystemTime::now()),
+        source: "*".into(),
+        target: Some(format_target(&event.source.addr, 0)),
+        sources: Some(Vec::new()),
+        kind,
+        technique: kind.technique(),
+        direction: Direction::Ingress,
+        distinct_ports: estimated(kind, &event.measures),
+        distinct_hosts: 1,
+        packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
+        probes,
+        examples: Vec::new(),
+        window_seconds: window.as_secs(),
+        first_seen: rfc3339(Clock::wall(event.first_seen_ns)),
+        last_seen: rfc3339(Clock::wall(event.timestamp_ns)),
+        interface,
+        action: Action::Alert,
+        block_ttl_seconds: None,
+        not_blocked: None,
+        distinct_protocols: None,
+        at_least: saturated(kind, &event.measures),
+        hops: None,
+    }
 }
 
 /// Token buckets over alert output, one per (kind, direction): under attack, unthrottled
@@ -340,6 +391,8 @@ mod tests {
             target_port: 22,
             min_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             max_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
+            window: 0,
+            reserved: [0; 6],
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }
@@ -503,6 +556,29 @@ mod tests {
         assert_eq!(proto.distinct_protocols, Some(200));
         assert!(!proto.at_least);
         assert_eq!(ack.distinct_protocols, None);
+    }
+
+    #[test]
+    fn distributed_finding_names_the_target_not_a_source() {
+        let mut m = [0; DETECTION_KINDS];
+        m[DetectionKind::DistributedScan as usize] = bits_for_count(54, 1024);
+        let e = event(DetectionKind::DistributedScan, m);
+        let f = finding(&e, "x".into(), Duration::from_secs(300), 64).unwrap();
+        assert_eq!(f.source, "*");
+        assert_eq!(f.target.as_deref(), Some("192.0.2.9"));
+        assert_eq!(f.distinct_ports, 54);
+        assert_eq!(f.technique, "T1046");
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains("\"source\":\"*\",\"target\":\"192.0.2.9\",\"sources\":[]"));
+        let port = finding(
+            &event(DetectionKind::PortScan, [0; DETECTION_KINDS]),
+            "x".into(),
+            Duration::from_secs(1),
+            64,
+        )
+        .unwrap();
+        let json = serde_json::to_string(&port).unwrap();
+        assert!(!json.contains("\"target\"") && !json.contains("\"sources\""));
     }
 
     #[test]

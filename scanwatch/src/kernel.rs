@@ -39,6 +39,7 @@ use scanwatch_common::{
     presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
     state::SourceState,
     stats::STATS_LEN,
+    target::TargetState,
 };
 
 use crate::{
@@ -164,7 +165,11 @@ pub struct Maps {
     pub tracker: Tracker,
     /// Per-local-source egress state (same layout as the tracker).
     pub egress: Tracker,
+    /// Per-source state over the long window (same layout as the tracker).
+    pub long: Tracker,
     pub flows: Flows,
+    /// Per-destination distributed-scan state.
+    pub targets: Targets,
     pub blocks: Blocks,
     pub blocklist: BlockList,
     /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
@@ -194,7 +199,9 @@ impl Maps {
             stats: Stats(PerCpuArray::try_from(take(ebpf, maps::STATS)?)?),
             tracker: Tracker(HashMap::try_from(take(ebpf, maps::TRACKER)?)?),
             egress: Tracker(HashMap::try_from(take(ebpf, maps::EGRESS)?)?),
+            long: Tracker(HashMap::try_from(take(ebpf, maps::LONG)?)?),
             flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
+            targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
             blocks,
             blocklist,
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
@@ -379,6 +386,24 @@ impl Tracker {
         all.sort_unstable_by_key(|(_, probes)| std::cmp::Reverse(*probes));
         all.truncate(top);
         (tracked, all)
+    }
+}
+
+/// `TARGETS`: per-destination distributed-scan state (`scanwatch_common::target`).
+pub struct Targets(HashMap<MapData, SourceKey, TargetState>);
+
+impl Targets {
+    pub fn get(&self, target: &SourceKey) -> anyhow::Result<Option<TargetState>> {
+        found(self.0.get(target, 0))
+    }
+
+    /// The sampled sources of `target`'s distributed scan, oldest first (none when the entry
+    /// was evicted meanwhile).
+    pub fn sample(&self, target: &SourceKey) -> Vec<SourceKey> {
+        match self.get(target) {
+            Ok(Some(state)) => state.sample().collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

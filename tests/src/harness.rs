@@ -21,6 +21,7 @@ use scanwatch_common::{
     programs::{EGRESS, EMPTY, EMPTY_TC, SPOOF_BENCH, XDP},
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
+    target::TargetState,
 };
 
 /// XDP verdicts.
@@ -187,6 +188,16 @@ impl Harness {
     /// `key`'s completed handshake (`VERIFIED`), if any.
     pub fn verified(&self, key: &SourceKey) -> Result<Option<Verified>> {
         self.maps()?.verified.get(key)
+    }
+
+    /// The long-window (slow scan) state of a source, if any.
+    pub fn long_state(&self, key: &SourceKey) -> Result<Option<SourceState>> {
+        self.maps()?.long.get(key)
+    }
+
+    /// The distributed-scan state of a destination, if any.
+    pub fn target_state(&self, key: &SourceKey) -> Result<Option<TargetState>> {
+        self.maps()?.targets.get(key)
     }
 
     /// Writes the runtime configuration.

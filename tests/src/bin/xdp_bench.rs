@@ -25,6 +25,8 @@ use scanwatch_common::{
     addr::SourceKey,
     block::{BLOCK_NOTE_LEN, BlockEntry, BlockReason},
     config::{FLAG_DROP, FLAG_NO_ADMISSION, KernelConfig},
+    distinct::bits_for_count,
+    event::DetectionKind,
     maps::TRACKER_CAPACITY,
 };
 use scanwatch_tests::{
@@ -72,6 +74,11 @@ const CASES: &[Case] = &[
         name: "tracked_syn",
         target: Some(2.5),
         prepare: tracked_syn,
+    },
+    Case {
+        name: "syn_long_distributed",
+        target: None,
+        prepare: tracked_syn_long_distributed,
     },
     Case {
         name: "new_source_map_full",
@@ -247,6 +254,30 @@ fn tracked_syn() -> Result<Prepared> {
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
     let key = SourceKey::from_ipv4(SRC_V4.octets());
     Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// `tracked_syn` with issue 12's per-probe work on, as the daemon configures it: the long
+/// window (`LONG` lookup and estimator update) and distributed scans (`TARGETS` lookup and port
+/// bit). Compare with `tracked_syn` of the same run.
+fn tracked_syn_long_distributed() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    let mut h = tracked(&frame, &key)?;
+    let mut config = KernelConfig {
+        long_window_ns: 3600 * 1_000_000_000,
+        ..KernelConfig::default()
+    };
+    config.thresholds[DetectionKind::DistributedScan as usize] = bits_for_count(40, 1024);
+    config.long_thresholds[DetectionKind::PortScan as usize] = bits_for_count(20, 1024);
+    h.set_config(&config)?;
+    h.run(&frame)?;
+    ensure!(
+        h.long_state(&key)?.is_some()
+            && h.target_state(&SourceKey::from_ipv4(DST_V4.octets()))?
+                .is_some(),
+        "the long window and the target state are not in use"
+    );
+    Prepared::xdp(h, frame, XDP_PASS)
 }
 
 /// An IPv6 SYN from a source already in the tracker (keyed by its prefix).

@@ -26,6 +26,7 @@ mod ack_scan;
 mod block;
 mod classify;
 mod closes;
+mod distributed;
 mod encapsulation;
 mod estimates;
 mod events;
@@ -38,6 +39,7 @@ mod load;
 mod malformed;
 mod protocols;
 mod replies;
+mod slow;
 mod tracking;
 
 // ---------------------------------------------------------------------------------------------
