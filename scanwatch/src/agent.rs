@@ -566,7 +566,7 @@ impl<'i> Agent<'i> {
                 info!("the protected peers can be read: automatic blocks resume");
             }
             let enforcing = self.config.mode == Mode::Drop && !self.config.dry_run;
-            if enforcing && !self.config.block_lists.is_empty() {
+            if enforcing && !self.config.enforced_lists().is_empty() {
                 self.load_block_lists();
             }
         }
@@ -578,7 +578,7 @@ impl<'i> Agent<'i> {
     /// another follows it.
     fn load_block_lists(&mut self) {
         if self.config.mode != Mode::Drop || self.config.dry_run {
-            if !self.config.block_lists.is_empty() {
+            if !self.config.enforced_lists().is_empty() {
                 info!(
                     "block lists are enforced in drop mode only (not in monitor mode or dry run)"
                 );
@@ -589,7 +589,7 @@ impl<'i> Agent<'i> {
             self.list_reload_again = true;
             return;
         }
-        let paths = self.config.block_lists.clone();
+        let paths = self.config.enforced_lists();
         let policy = self.enforcer.policy.clone();
         let instance = self.instance.clone();
         self.list_reload = Some(tokio::spawn(async move {
