@@ -31,10 +31,11 @@ use crate::{
     kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
     metrics::{self, Metrics},
-    net::{self, format_source},
+    net::{self, format_source, key_network},
     pins::{AgentStatus, Instance},
     protect::{self, Snapshot},
     rate::TokenBucket,
+    reputation::{MAX_REPUTATION_ENTRIES, Reputation},
     systemd::Notifier,
 };
 
@@ -177,6 +178,9 @@ struct Agent<'i> {
     /// The block-list reload in flight, if any, and whether another was asked for meanwhile.
     list_reload: Option<tokio::task::JoinHandle<ListOutcome>>,
     list_reload_again: bool,
+    /// Every block list's prefixes by name, for `listed_in` (rebuilt with the lists).
+    reputation: tokio::sync::watch::Sender<Arc<Reputation>>,
+    reputation_reload: Option<tokio::task::JoinHandle<()>>,
     /// Names of the interfaces attached to, by index (events carry the index).
     ifnames: HashMap<u32, String>,
     status: AgentStatus,
@@ -252,6 +256,8 @@ impl<'i> Agent<'i> {
             protected_task,
             list_reload: None,
             list_reload_again: false,
+            reputation: tokio::sync::watch::Sender::new(Arc::default()),
+            reputation_reload: None,
             budget: AlertBudget::new(config.max_alerts_per_second),
             alerts: AlertSink::stdout(),
             config,
@@ -284,6 +290,10 @@ impl<'i> Agent<'i> {
         let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
         self.load_block_lists();
+        // Before READY: the first findings already name their lists.
+        if let Some(first) = self.load_reputation() {
+            first.await.ok();
+        }
         self.write_status(0, Vec::new());
         info!(
             "watching for scans: window {}s, thresholds {:?}",
@@ -384,6 +394,12 @@ impl<'i> Agent<'i> {
             return;
         };
         f.examples = self.examples.add(event);
+        if f.direction == Direction::Ingress {
+            f.listed_in = self
+                .reputation
+                .borrow()
+                .listed_in(&key_network(&event.source, self.config.ipv6_prefix));
+        }
         self.metrics
             .detections
             .with_label_values(&[f.kind.name(), f.direction.name()])
@@ -540,6 +556,7 @@ impl<'i> Agent<'i> {
                     }
                     self.config = new;
                     self.load_block_lists();
+                    self.load_reputation();
                 }
             }
             Err(e) => error!("configuration not reloaded, keeping the old one: {e:#}"),
@@ -610,6 +627,35 @@ impl<'i> Agent<'i> {
                 entries: trie.len(),
             })
         }));
+    }
+
+    /// Rebuilds the reputation index of every block list (enforced or not, in every mode) on a
+    /// blocking thread; a newer rebuild replaces one in flight. Returns the rebuild's handle.
+    fn load_reputation(&mut self) -> Option<&mut tokio::task::JoinHandle<()>> {
+        if let Some(old) = self.reputation_reload.take() {
+            old.abort();
+        }
+        let lists = self.config.block_lists.clone();
+        let sender = self.reputation.clone();
+        self.reputation_reload = Some(tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                Reputation::read(&lists, MAX_REPUTATION_ENTRIES)
+            })
+            .await;
+            match read {
+                Ok(Ok(index)) => {
+                    let ranges: usize = index.lists.iter().map(|l| l.index.len()).sum();
+                    info!(
+                        "reputation: {} lists indexed ({ranges} ranges) for alerts' listed_in",
+                        index.lists.len()
+                    );
+                    sender.send_replace(Arc::new(index));
+                }
+                Ok(Err(e)) => error!("{e}"),
+                Err(e) => error!("the reputation rebuild failed: {e}"),
+            }
+        }));
+        self.reputation_reload.as_mut()
     }
 
     /// A block-list reload ended: log it, count it, start the next if one was asked for.

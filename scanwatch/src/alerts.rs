@@ -285,6 +285,7 @@ mod tests {
             action: crate::detect::Action::Alert,
             block_ttl_seconds: None,
             not_blocked: None,
+            listed_in: Vec::new(),
         }
     }
 

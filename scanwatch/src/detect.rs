@@ -112,6 +112,10 @@ pub struct Finding {
     /// Why a finding in drop mode was not blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_blocked: Option<Refusal>,
+    /// Names of the block lists covering the source (enforced or enrichment-only), in
+    /// configuration order; absent when none does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listed_in: Vec<String>,
 }
 
 impl Finding {
@@ -239,6 +243,7 @@ pub fn finding(
         action: Action::Alert,
         block_ttl_seconds: None,
         not_blocked: None,
+        listed_in: Vec::new(),
     })
 }
 

@@ -272,6 +272,7 @@ mod tests {
             not_blocked: None,
             distinct_protocols: None,
             at_least: false,
+            listed_in: Vec::new(),
         }
     }
 
