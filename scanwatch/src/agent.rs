@@ -291,7 +291,8 @@ impl<'i> Agent<'i> {
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
         self.load_block_lists();
         // Before READY: the first findings already name their lists.
-        if let Some(first) = self.load_reputation() {
+        self.load_reputation();
+        if let Some(first) = &mut self.reputation_reload {
             first.await.ok();
         }
         self.write_status(0, Vec::new());
@@ -630,12 +631,16 @@ impl<'i> Agent<'i> {
     }
 
     /// Rebuilds the reputation index of every block list (enforced or not, in every mode) on a
-    /// blocking thread; a newer rebuild replaces one in flight. Returns the rebuild's handle.
-    fn load_reputation(&mut self) -> Option<&mut tokio::task::JoinHandle<()>> {
+    /// blocking thread; a newer rebuild replaces one in flight.
+    fn load_reputation(&mut self) {
         if let Some(old) = self.reputation_reload.take() {
             old.abort();
         }
         let lists = self.config.block_lists.clone();
+        if lists.is_empty() {
+            self.reputation.send_replace(Arc::default());
+            return;
+        }
         let sender = self.reputation.clone();
         self.reputation_reload = Some(tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || {
@@ -655,7 +660,6 @@ impl<'i> Agent<'i> {
                 Err(e) => error!("the reputation rebuild failed: {e}"),
             }
         }));
-        self.reputation_reload.as_mut()
     }
 
     /// A block-list reload ended: log it, count it, start the next if one was asked for.
