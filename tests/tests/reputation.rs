@@ -1,11 +1,12 @@
 //! End-to-end tests of reputation in alerts: the real daemon in a throwaway lab (see
 //! `scanwatch_tests::lab`) names the block lists covering a finding's source (`listed_in`) in
 //! monitor mode, and in drop mode for lists loaded for enrichment only (`block = false`), which
-//! never drop anything themselves. A source no list covers has no `listed_in` key.
+//! never drop anything themselves. A source no list covers has no `listed_in` key; SIGHUP
+//! rebuilds the index from the changed files.
 //!
 //! Every test builds its own lab and daemon and tears both down on exit, also on failure.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use scanwatch_tests::{
     daemon::Daemon,
@@ -16,7 +17,7 @@ use scanwatch_tests::{
     lab::Lab,
     metrics::sample,
     netns::in_netns,
-    process::TempDir,
+    process::{TempDir, poll_until},
     scanner,
     services::Service,
 };
@@ -154,4 +155,39 @@ fn enrichment_only_lists_in_drop_mode_name_the_source_but_never_drop_it() {
         !connects(lab.attacker.name(), addr),
         "blocked by its finding after the scan"
     );
+}
+
+#[test]
+fn sighup_rebuilds_the_index_from_changed_lists() {
+    let lab = lab();
+    let dir = TempDir::new("reputation-reload").unwrap();
+    let list = list_file(&dir, "watch.netset", &["192.0.2.0/24".into()]);
+    let config = config_file(&dir, &format!("block_lists = [\"{list}\"]\n"));
+    let mut daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+
+    let before = attacker_port_scan_alert(&lab, &daemon, "before the list names the attacker");
+    assert!(before.get("listed_in").is_none(), "{before}");
+
+    list_file(
+        &dir,
+        "watch.netset",
+        &["192.0.2.0/24".into(), format!("{}/32", lab.benign_v4())],
+    );
+    daemon.signal(libc::SIGHUP).unwrap();
+    let indexed = |d: &Daemon<'_>| d.log().matches("reputation: 1 lists indexed").count();
+    assert!(
+        poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+            indexed(&daemon) >= 2
+        }),
+        "the index is rebuilt after SIGHUP:\n{}",
+        daemon.log()
+    );
+    benign_port_scan(&lab);
+    let after = expect_alert(
+        &daemon,
+        &lab.benign_v4().to_string(),
+        &["port_scan"],
+        "after the reload",
+    );
+    assert_eq!(listed_in(&after), &json!(["watch"]), "{after}");
 }
