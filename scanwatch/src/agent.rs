@@ -32,10 +32,11 @@ use crate::{
     kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
     metrics::{self, Metrics},
-    net::{self, format_source},
+    net::{self, format_source, key_network},
     pins::{AgentStatus, Instance},
     protect::{self, Snapshot},
     rate::TokenBucket,
+    reputation::{MAX_REPUTATION_ENTRIES, Reputation},
     systemd::Notifier,
 };
 
@@ -178,6 +179,9 @@ struct Agent<'i> {
     /// The block-list reload in flight, if any, and whether another was asked for meanwhile.
     list_reload: Option<tokio::task::JoinHandle<ListOutcome>>,
     list_reload_again: bool,
+    /// Every block list's prefixes by name, for `listed_in` (rebuilt with the lists).
+    reputation: tokio::sync::watch::Sender<Arc<Reputation>>,
+    reputation_reload: Option<tokio::task::JoinHandle<()>>,
     /// Names of the interfaces attached to, by index (events carry the index).
     ifnames: HashMap<u32, String>,
     status: AgentStatus,
@@ -255,6 +259,8 @@ impl<'i> Agent<'i> {
             protected_task,
             list_reload: None,
             list_reload_again: false,
+            reputation: tokio::sync::watch::Sender::new(Arc::default()),
+            reputation_reload: None,
             budget: AlertBudget::new(config.max_alerts_per_second),
             alerts: AlertSink::stdout(),
             config,
@@ -287,6 +293,11 @@ impl<'i> Agent<'i> {
         let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
         self.load_block_lists();
+        // Before READY: the first findings already name their lists.
+        self.load_reputation();
+        if let Some(first) = &mut self.reputation_reload {
+            first.await.ok();
+        }
         self.write_status(0, Vec::new());
         info!(
             "watching for scans: window {}s, thresholds {:?}",
@@ -397,6 +408,12 @@ impl<'i> Agent<'i> {
             self.enforce_distributed(&sample)
         } else {
             f.examples = self.examples.add(event);
+            if f.direction == Direction::Ingress {
+                f.listed_in = self
+                    .reputation
+                    .borrow()
+                    .listed_in(&key_network(&event.source, self.config.ipv6_prefix));
+            }
             self.enforce(event, f.kind)
         };
         self.metrics
@@ -596,6 +613,7 @@ impl<'i> Agent<'i> {
                     }
                     self.config = new;
                     self.load_block_lists();
+                    self.load_reputation();
                 }
             }
             Err(e) => error!("configuration not reloaded, keeping the old one: {e:#}"),
@@ -622,7 +640,7 @@ impl<'i> Agent<'i> {
                 info!("the protected peers can be read: automatic blocks resume");
             }
             let enforcing = self.config.mode == Mode::Drop && !self.config.dry_run;
-            if enforcing && !self.config.block_lists.is_empty() {
+            if enforcing && !self.config.enforced_lists().is_empty() {
                 self.load_block_lists();
             }
         }
@@ -634,7 +652,7 @@ impl<'i> Agent<'i> {
     /// another follows it.
     fn load_block_lists(&mut self) {
         if self.config.mode != Mode::Drop || self.config.dry_run {
-            if !self.config.block_lists.is_empty() {
+            if !self.config.enforced_lists().is_empty() {
                 info!(
                     "block lists are enforced in drop mode only (not in monitor mode or dry run)"
                 );
@@ -645,7 +663,7 @@ impl<'i> Agent<'i> {
             self.list_reload_again = true;
             return;
         }
-        let paths = self.config.block_lists.clone();
+        let paths = self.config.enforced_lists();
         let policy = self.enforcer.policy.clone();
         let instance = self.instance.clone();
         self.list_reload = Some(tokio::spawn(async move {
@@ -665,6 +683,38 @@ impl<'i> Agent<'i> {
                 removed,
                 entries: trie.len(),
             })
+        }));
+    }
+
+    /// Rebuilds the reputation index of every block list (enforced or not, in every mode) on a
+    /// blocking thread; a newer rebuild replaces one in flight.
+    fn load_reputation(&mut self) {
+        if let Some(old) = self.reputation_reload.take() {
+            old.abort();
+        }
+        let lists = self.config.block_lists.clone();
+        if lists.is_empty() {
+            self.reputation.send_replace(Arc::default());
+            return;
+        }
+        let sender = self.reputation.clone();
+        self.reputation_reload = Some(tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                Reputation::read(&lists, MAX_REPUTATION_ENTRIES)
+            })
+            .await;
+            match read {
+                Ok(Ok(index)) => {
+                    let ranges: usize = index.lists.iter().map(|l| l.index.len()).sum();
+                    info!(
+                        "reputation: {} lists indexed ({ranges} ranges) for alerts' listed_in",
+                        index.lists.len()
+                    );
+                    sender.send_replace(Arc::new(index));
+                }
+                Ok(Err(e)) => error!("{e}"),
+                Err(e) => error!("the reputation rebuild failed: {e}"),
+            }
         }));
     }
 

@@ -224,7 +224,7 @@ pub struct FileConfig {
     pub block_ttl: Option<String>,
     pub max_block_ttl: Option<String>,
     pub never_block: Option<Vec<String>>,
-    pub block_lists: Option<Vec<PathBuf>>,
+    pub block_lists: Option<Vec<ListFile>>,
     pub resolv_conf: Option<Vec<PathBuf>>,
     pub max_blocks_per_second: Option<u32>,
     pub block_burst: Option<u32>,
@@ -302,9 +302,10 @@ pub struct Config {
     pub max_block_ttl: Duration,
     /// Sources never blocked (still tracked and alerted).
     pub never_block: Vec<IpNet>,
-    /// Static block-list files (FireHOL/Spamhaus DROP format), loaded at start and on SIGHUP,
-    /// enforced in drop mode.
-    pub block_lists: Vec<PathBuf>,
+    /// Block-list files (FireHOL/Spamhaus DROP format), loaded at start and on SIGHUP: each
+    /// names the sources it covers in alerts (`listed_in`, monitor mode too) and, unless
+    /// `block = false`, is enforced in drop mode. Default none.
+    pub block_lists: Vec<ListSpec>,
     /// Files naming the host's DNS resolvers (`nameserver` lines), which are never blocked;
     /// watched for changes. Default `/etc/resolv.conf` and systemd-resolved's upstream list
     /// `/run/systemd/resolve/resolv.conf` (a missing file names none).
@@ -536,7 +537,7 @@ impl Config {
             block_ttl,
             max_block_ttl,
             never_block,
-            block_lists: file.block_lists.clone().unwrap_or_default(),
+            block_lists: list_specs(file.block_lists.as_deref().unwrap_or_default())?,
             interfaces,
             xdp_mode: flags.xdp_mode.or(file.xdp_mode).unwrap_or_default(),
             metrics_addr,
@@ -674,6 +675,91 @@ pub(crate) fn parse_duration(
         Some(t) => humantime::parse_duration(t)
             .map_err(|e| invalid(key, format!("`{t}`: {e} (e.g. \"5m\", \"90s\", \"1h\")"))),
     }
+}
+
+/// A `block_lists` entry as written: a path (`"/etc/scanwatch/spamhaus_drop.txt"`), or a table
+/// (`{ path = "...", name = "firehol_level1", block = false }`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ListFile {
+    Path(PathBuf),
+    Table(ListTable),
+}
+
+/// A `block_lists` entry written as a table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListTable {
+    pub path: PathBuf,
+    /// The name alerts give the list. Default: the file stem (`firehol_level1` for
+    /// `firehol_level1.netset`).
+    pub name: Option<String>,
+    /// Default true: enforced in drop mode. False: enrichment only (alerts name it, nothing
+    /// is blocked for it).
+    pub block: Option<bool>,
+}
+
+/// A block list: its file, the name alerts give it, and whether drop mode enforces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSpec {
+    pub path: PathBuf,
+    /// `[A-Za-z0-9_.-]`, 1..=64 characters, unique among the lists.
+    pub name: String,
+    pub block: bool,
+}
+
+impl Config {
+    /// The block-list files drop mode enforces (`block` true).
+    pub fn enforced_lists(&self) -> Vec<PathBuf> {
+        self.block_lists
+            .iter()
+            .filter(|l| l.block)
+            .map(|l| l.path.clone())
+            .collect()
+    }
+}
+
+fn list_specs(files: &[ListFile]) -> Result<Vec<ListSpec>, ConfigError> {
+    let mut specs: Vec<ListSpec> = Vec::with_capacity(files.len());
+    for file in files {
+        let (path, name, block) = match file {
+            ListFile::Path(path) => (path, None, None),
+            ListFile::Table(ListTable { path, name, block }) => (path, name.clone(), *block),
+        };
+        let name = match name {
+            Some(name) => name,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !valid {
+            return Err(invalid(
+                "block_lists",
+                format!(
+                    "list {}: name `{name}` must be 1 to 64 letters, digits, `_`, `.` or `-` \
+                     (set `name = \"...\"` in its table)",
+                    path.display()
+                ),
+            ));
+        }
+        if specs.iter().any(|s| s.name == name) {
+            return Err(invalid(
+                "block_lists",
+                format!("two lists are named `{name}`: give one a `name = \"...\"` of its own"),
+            ));
+        }
+        specs.push(ListSpec {
+            path: path.clone(),
+            name,
+            block: block.unwrap_or(true),
+        });
+    }
+    Ok(specs)
 }
 
 fn invalid(key: &'static str, reason: String) -> ConfigError {
@@ -928,6 +1014,52 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(' ').next().unwrap()), "{e}");
         }
+    }
+
+    #[test]
+    fn block_lists_take_paths_or_tables_named_by_stem_and_blocking_by_default() {
+        let c = parse(
+            "block_lists = [\"/l/spamhaus_drop.txt\",\n\
+             { path = \"/l/firehol_level1.netset\", block = false },\n\
+             { path = \"/l/x.netset\", name = \"abuse.ch-feodo\" }]",
+        )
+        .unwrap();
+        let got: Vec<(&str, &str, bool)> = c
+            .block_lists
+            .iter()
+            .map(|l| (l.path.to_str().unwrap(), l.name.as_str(), l.block))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/l/spamhaus_drop.txt", "spamhaus_drop", true),
+                ("/l/firehol_level1.netset", "firehol_level1", false),
+                ("/l/x.netset", "abuse.ch-feodo", true),
+            ]
+        );
+        // Enrichment-only lists never reach the block trie.
+        assert_eq!(
+            c.enforced_lists(),
+            [
+                PathBuf::from("/l/spamhaus_drop.txt"),
+                PathBuf::from("/l/x.netset")
+            ]
+        );
+    }
+
+    #[test]
+    fn block_list_names_must_be_unique_and_plain() {
+        for text in [
+            "block_lists = [\"/a/l.txt\", \"/b/l.txt\"]",
+            "block_lists = [{ path = \"/a\", name = \"two words\" }]",
+            "block_lists = [{ path = \"/a\", name = \"\" }]",
+        ] {
+            match parse(text) {
+                Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "block_lists", "{text}"),
+                other => panic!("{text}: expected invalid block_lists, got {other:?}"),
+            }
+        }
+        assert!(parse("block_lists = [{ path = \"/a\", blocks = false }]").is_err());
     }
 
     #[test]

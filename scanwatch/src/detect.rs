@@ -120,6 +120,10 @@ pub struct Finding {
     /// Why a finding in drop mode was not blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_blocked: Option<Refusal>,
+    /// Names of the block lists covering the source (enforced or enrichment-only), in
+    /// configuration order; absent when none does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listed_in: Vec<String>,
     /// Hop counts, when known (drop mode): the source's completed handshake's, and the fewest
     /// and most of its probes'.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +167,7 @@ impl Finding {
             block_ttl_seconds: None,
             not_blocked: None,
             hops: None,
+            listed_in: Vec::new(),
             target: None,
             sources: None,
         }
@@ -298,6 +303,7 @@ pub fn finding(
         block_ttl_seconds: None,
         not_blocked: None,
         hops: None,
+        listed_in: Vec::new(),
     })
 }
 
@@ -334,6 +340,7 @@ fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Findin
         distinct_protocols: None,
         at_least: saturated(kind, &event.measures),
         hops: None,
+        listed_in: Vec::new(),
     }
 }
 

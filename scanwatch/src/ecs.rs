@@ -364,4 +364,16 @@ mod tests {
         assert_eq!(doc["event"]["type"], json!(["info"]));
         assert_eq!(doc["scanwatch"]["not_blocked"], "gateway");
     }
+
+    #[test]
+    fn listed_sources_name_their_lists_under_scanwatch() {
+        let mut f = finding(DetectionKind::PortScan, Direction::Ingress, "192.0.2.7");
+        assert!(document(&f)["scanwatch"].get("listed_in").is_none());
+        f.listed_in = vec!["spamhaus_drop".into(), "firehol_level1".into()];
+        let doc = document(&f);
+        assert_eq!(
+            doc["scanwatch"]["listed_in"],
+            json!(["spamhaus_drop", "firehol_level1"])
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! embedded objects and the pieces they check.
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
-//! (kernel event → finding), `enforce` (finding → block), `alerts` (JSON Lines, ECS, syslog),
+//! (kernel event → finding), `enforce` (finding → block), `reputation` (which lists name a source), `alerts` (JSON Lines, ECS, syslog),
 //! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
 //! (the control CLI), `cli` (the command line and its help texts), `systemd` (service
 //! notifications).
@@ -25,4 +25,5 @@ pub mod object;
 pub mod pins;
 pub mod protect;
 pub mod rate;
+pub mod reputation;
 pub mod systemd;

@@ -37,8 +37,18 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let parsed = FileConfig::read(file)?;
     let config = Config::build(Some(&parsed), &Overrides::default())?;
     for list in &config.block_lists {
-        let nets = ctl::check_block_list(list)?;
-        println!("{}: {} entries", list.display(), nets.len());
+        let nets = ctl::check_block_list(&list.path)?;
+        let role = if list.block {
+            "block"
+        } else {
+            "enrichment only"
+        };
+        println!(
+            "{} ({}, {role}): {} entries",
+            list.path.display(),
+            list.name,
+            nets.len()
+        );
     }
     println!("{}: OK\n{config:#?}", file.display());
     Ok(())

@@ -117,6 +117,9 @@ pub fn alert_of(f: &Finding) -> Option<Alert> {
     if let Some(why) = f.not_blocked {
         metas.push(meta("not_blocked", why.name().into()));
     }
+    if !f.listed_in.is_empty() {
+        metas.push(meta("listed_in", f.listed_in.join(",")));
+    }
     let scope = if range { "Range" } else { "Ip" };
     Some(Alert {
         scenario: format!("scanwatch/{}", f.kind.name()),
@@ -272,6 +275,24 @@ mod tests {
         );
         assert!(a.labels.contains(&"attack.T1046".to_owned()));
         assert_eq!(a.events_count, 21);
+    }
+
+    #[test]
+    fn listed_sources_carry_their_lists_as_event_meta() {
+        let mut f = finding("192.0.2.7", Direction::Ingress, Action::Alert);
+        let listed = |a: &Alert| {
+            a.events[0]
+                .meta
+                .iter()
+                .find(|m| m.key == "listed_in")
+                .map(|m| m.value.clone())
+        };
+        assert_eq!(listed(&alert_of(&f).unwrap()), None);
+        f.listed_in = vec!["spamhaus_drop".into(), "firehol_level1".into()];
+        assert_eq!(
+            listed(&alert_of(&f).unwrap()).as_deref(),
+            Some("spamhaus_drop,firehol_level1")
+        );
     }
 
     #[test]
