@@ -359,23 +359,50 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let config = replay_config(args.config.clone())?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("reading the capture {}", args.file.display()))?;
-    let mut capture =
-        Capture::new(&bytes).with_context(|| format!("reading {}", args.file.display()))?;
-    loader::check_privileges()?;
     let mut sink = AlertSink::stdout().with_format(config.alert_format);
-    let mut replayer = Replayer::new(config, "replay".to_owned())?;
-    let mut summary = Summary {
-        file: args.file.display().to_string(),
-        ..Summary::default()
-    };
     let mut alerts = Vec::new();
+    let mut summary = replay_capture(&bytes, config, &args.local, |f| {
+        if args.json {
+            alerts.push(f);
+            Ok(())
+        } else {
+            sink.write(&f).context("writing an alert")
+        }
+    })
+    .with_context(|| format!("replaying {}", args.file.display()))?;
+    summary.file = args.file.display().to_string();
+    if args.json {
+        let report = JsonReport {
+            summary: &summary,
+            alerts: &alerts,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        sink.flush().context("writing alerts")?;
+    }
+    eprintln!("{}", summary_text(&summary));
+    Ok(())
+}
+
+/// Replays a capture held in `bytes` through freshly loaded programs with `config`; frames from
+/// `local` networks go to the egress program. Each alert goes to `on_alert` as it is raised.
+pub fn replay_capture(
+    bytes: &[u8],
+    config: Config,
+    local: &[IpNet],
+    mut on_alert: impl FnMut(Finding) -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
+    let mut capture = Capture::new(bytes)?;
+    loader::check_privileges()?;
+    let mut replayer = Replayer::new(config, "replay".to_owned())?;
+    let mut summary = Summary::default();
     let started = Instant::now();
     let mut last_ts = 0;
     while let Some(frame) = capture.next_frame(summary.packets + 1) {
-        let frame = frame.with_context(|| format!("reading {}", args.file.display()))?;
+        let frame = frame?;
         summary.packets += 1;
-        let egress = !args.local.is_empty()
-            && ip_source(&frame.data).is_some_and(|ip| args.local.iter().any(|n| n.contains(&ip)));
+        let egress = !local.is_empty()
+            && ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)));
         if egress {
             summary.egress_packets += 1;
         } else {
@@ -384,11 +411,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         replayer.feed(&frame, egress)?;
         last_ts = frame.ts_ns.max(last_ts);
         for f in replayer.findings(&mut summary) {
-            if args.json {
-                alerts.push(f);
-            } else {
-                sink.write(&f).context("writing an alert")?;
-            }
+            on_alert(f)?;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -410,17 +433,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             summary.parse_errors.insert(reason.name(), n);
         }
     }
-    if args.json {
-        let report = JsonReport {
-            summary: &summary,
-            alerts: &alerts,
-        };
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        sink.flush().context("writing alerts")?;
-    }
-    eprintln!("{}", summary_text(&summary));
-    Ok(())
+    Ok(summary)
+}
+
+/// The default configuration in monitor mode, as `scanwatch replay` without `--config` uses.
+pub fn default_config() -> anyhow::Result<Config> {
+    replay_config(None)
 }
 
 /// The human summary.
