@@ -237,3 +237,43 @@ fn replayed_benign_capture_raises_no_alert() {
         "{report:#}"
     );
 }
+
+/// Without root or CAP_BPF, replay refuses with the same advice as `run` (no panic, no load).
+#[test]
+fn replay_without_privileges_says_which_capabilities_are_missing() {
+    if !tool_or_skip(
+        "setpriv",
+        "replay_without_privileges_says_which_capabilities_are_missing",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("unprivileged").expect("a temp dir");
+    let path = dir.path().join("one.pcap");
+    let mut writer = pcap_file::pcap::PcapWriter::new(Vec::new()).expect("a pcap writer");
+    let frame = [0u8; 60];
+    writer
+        .write_packet(&pcap_file::pcap::PcapPacket::new(
+            Duration::from_secs(1_700_000_000),
+            60,
+            &frame,
+        ))
+        .expect("a record");
+    std::fs::write(&path, writer.into_writer()).expect("writing the capture");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(daemon_binary().expect("the scanwatch binary"))
+        .arg("replay")
+        .arg(&path)
+        .output()
+        .expect("running setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "replay succeeded unprivileged");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

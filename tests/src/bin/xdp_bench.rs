@@ -662,7 +662,10 @@ fn main() -> Result<()> {
     let replay = filters.is_empty() || filters.iter().any(|f| "replay".contains(f.as_str()));
     if cases.is_empty() && !replay {
         let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
-        bail!("no case matches {filters:?}; cases: {}, replay", names.join(", "));
+        bail!(
+            "no case matches {filters:?}; cases: {}, replay",
+            names.join(", ")
+        );
     }
     pin_to_cpu0()?;
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
