@@ -30,7 +30,7 @@ use ipnet::IpNet;
 use pcap_file::{
     DataLink, PcapError,
     pcap::PcapReader,
-    pcapng::{Block, PcapNgReader},
+    pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
 use scanwatch_common::{
     event::ScanEvent,
@@ -98,7 +98,9 @@ pub struct Frame {
 /// A capture in memory, read frame by frame.
 pub enum Capture<'a> {
     Pcap(PcapReader<&'a [u8]>),
-    PcapNg(PcapNgReader<&'a [u8]>, u64),
+    /// With the last packet's time and the timestamp resolution of each interface seen in the
+    /// current section.
+    PcapNg(PcapNgReader<&'a [u8]>, u64, Vec<u8>),
 }
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
@@ -138,7 +140,7 @@ impl<'a> Capture<'a> {
                 PcapError::IncompleteBuffer => CaptureError::TooShort(bytes.len()),
                 e => CaptureError::NotACapture(e.to_string()),
             })?;
-            Ok(Self::PcapNg(reader, 0))
+            Ok(Self::PcapNg(reader, 0, Vec::new()))
         } else {
             let reader =
                 PcapReader::new(bytes).map_err(|e| CaptureError::NotACapture(e.to_string()))?;
@@ -157,19 +159,25 @@ impl<'a> Capture<'a> {
                 }),
                 Err(e) => Err(record_error(e, packet)),
             }),
-            Self::PcapNg(reader, last_ts) => loop {
+            Self::PcapNg(reader, last_ts, resolutions) => loop {
                 let block = match reader.next_block()? {
                     Ok(b) => b,
                     Err(e) => return Some(Err(record_error(e, packet))),
                 };
                 match block {
+                    Block::SectionHeader(_) => resolutions.clear(),
                     Block::InterfaceDescription(idb) => {
                         if let Err(e) = check_link(idb.linktype) {
                             return Some(Err(e));
                         }
+                        resolutions.push(ts_resolution(&idb.options));
                     }
                     Block::EnhancedPacket(p) => {
-                        *last_ts = p.timestamp.as_nanos() as u64;
+                        let resolution = resolutions
+                            .get(p.interface_id as usize)
+                            .copied()
+                            .unwrap_or(6);
+                        *last_ts = to_ns(p.timestamp.as_nanos(), resolution);
                         return Some(Ok(Frame {
                             ts_ns: *last_ts,
                             data: p.data.into_owned(),
@@ -187,6 +195,35 @@ impl<'a> Capture<'a> {
             },
         }
     }
+}
+
+/// An interface's timestamp resolution (`if_tsresol`; default 6: microseconds).
+fn ts_resolution(options: &[InterfaceDescriptionOption<'_>]) -> u8 {
+    options
+        .iter()
+        .find_map(|o| match o {
+            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+            _ => None,
+        })
+        .unwrap_or(6)
+}
+
+/// An enhanced packet's raw timestamp in nanoseconds. pcap-file 2.0 hands the raw 64-bit count
+/// over as if it were nanoseconds, whatever the interface's `if_tsresol`: scale it here (high
+/// bit set: a power of 2, else a power of 10, per the pcapng specification).
+fn to_ns(raw: u128, resolution: u8) -> u64 {
+    let ns = if resolution & 0x80 != 0 {
+        let shift = u32::from(resolution & 0x7f).min(127);
+        raw.saturating_mul(1_000_000_000) >> shift
+    } else {
+        let exp = u32::from(resolution).min(38);
+        if exp <= 9 {
+            raw.saturating_mul(10u128.pow(9 - exp))
+        } else {
+            raw / 10u128.pow(exp - 9)
+        }
+    };
+    u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
 /// The IP source of an Ethernet frame (after up to two VLAN tags), if IPv4 or IPv6.
@@ -539,8 +576,26 @@ mod tests {
             options: vec![],
         };
         w.write_pcapng_block(epb).unwrap();
+        // No if_tsresol: the raw count (5000) is in microseconds.
         let frames = read_all(&w.into_inner()).unwrap();
-        assert_eq!(frames, vec![Frame { ts_ns: 5000, data }]);
+        assert_eq!(
+            frames,
+            vec![Frame {
+                ts_ns: 5_000_000,
+                data
+            }]
+        );
+    }
+
+    #[test]
+    fn scales_pcapng_timestamps_by_their_resolution() {
+        assert_eq!(to_ns(7, 9), 7);
+        assert_eq!(to_ns(7, 3), 7_000_000);
+        assert_eq!(to_ns(7_000, 12), 7);
+        assert_eq!(to_ns(1 << 10, 0x80 | 10), 1_000_000_000);
+        let nano = [InterfaceDescriptionOption::IfTsResol(9)];
+        assert_eq!(ts_resolution(&nano), 9);
+        assert_eq!(ts_resolution(&[]), 6);
     }
 
     #[test]
