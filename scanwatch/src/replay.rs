@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(to_ns(7, 9), 7);
         assert_eq!(to_ns(7, 3), 7_000_000);
         assert_eq!(to_ns(7_000, 12), 7);
-        assert_eq!(to_ns(1 << 10, 0x80 | 10), 1_000_000_000);
+        assert_eq!(to_ns(1 << 10, 0x8a), 1_000_000_000);
         let nano = [InterfaceDescriptionOption::IfTsResol(9)];
         assert_eq!(ts_resolution(&nano), 9);
         assert_eq!(ts_resolution(&[]), 6);
