@@ -1,5 +1,5 @@
-//! Records what crosses one interface of a lab namespace, both directions, into a pcap file
-//! (raw `AF_PACKET` socket, no tcpdump): the captures `scanwatch replay` is checked against.
+//! Records what crosses one interface of a lab namespace, both directions, into a pcap
+//! or pcapng file (raw `AF_PACKET` socket, no tcpdump): the captures `scanwatch replay` is checked against.
 
 use std::{
     io,
@@ -13,7 +13,17 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow};
-use pcap_file::pcap::{PcapPacket, PcapWriter};
+use pcap_file::{
+    DataLink,
+    pcap::{PcapPacket, PcapWriter},
+    pcapng::{
+        PcapNgWriter,
+        blocks::{
+            enhanced_packet::EnhancedPacketBlock,
+            interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+        },
+    },
+};
 
 use crate::netns::spawn_in_netns;
 
@@ -25,7 +35,7 @@ const RCVBUF: i32 = 8 << 20;
 /// Frames with their capture time since the epoch.
 type Frames = Vec<(Duration, Vec<u8>)>;
 
-/// A running capture; [`Recorder::finish`] writes the file.
+/// A running capture; [`Recorder::finish`] stops it.
 pub struct Recorder {
     stop: Arc<AtomicBool>,
     thread: thread::JoinHandle<Result<io::Result<Frames>>>,
@@ -135,21 +145,61 @@ impl Recorder {
         }
     }
 
-    /// Stops the capture and writes it to `path` as pcap (microseconds, Ethernet); returns the
-    /// number of frames.
-    pub fn finish(self, path: &Path) -> Result<usize> {
+    /// Stops the capture; the frames, to write as pcap or pcapng.
+    pub fn finish(self) -> Result<Captured> {
         self.stop.store(true, Ordering::Relaxed);
         let frames = self
             .thread
             .join()
             .map_err(|_| anyhow!("the capture thread panicked"))??
             .context("capturing")?;
+        Ok(Captured(frames))
+    }
+}
+
+/// A finished capture.
+pub struct Captured(Frames);
+
+impl Captured {
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was captured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Writes the frames to `path` as pcap (microseconds, Ethernet).
+    pub fn write_pcap(&self, path: &Path) -> Result<()> {
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let mut writer = PcapWriter::new(io::BufWriter::new(file))?;
-        for (at, data) in &frames {
+        for (at, data) in &self.0 {
             writer.write_packet(&PcapPacket::new(*at, data.len() as u32, data))?;
         }
-        Ok(frames.len())
+        Ok(())
+    }
+
+    /// Writes the frames to `path` as pcapng: one Ethernet interface with nanosecond
+    /// timestamps (`if_tsresol` 9), one enhanced packet block per frame.
+    pub fn write_pcapng(&self, path: &Path) -> Result<()> {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut writer = PcapNgWriter::new(io::BufWriter::new(file))?;
+        let mut idb = InterfaceDescriptionBlock::new(DataLink::ETHERNET, SNAPLEN as u32);
+        idb.options.push(InterfaceDescriptionOption::IfTsResol(9));
+        writer.write_pcapng_block(idb)?;
+        for (at, data) in &self.0 {
+            writer.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: *at,
+                original_len: data.len() as u32,
+                data: data.as_slice().into(),
+                options: Vec::new(),
+            })?;
+        }
+        Ok(())
     }
 }

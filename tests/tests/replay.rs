@@ -90,15 +90,25 @@ fn live_and_replayed(
     }
     thread::sleep(SETTLE);
     let dir = TempDir::new(name).expect("a temp dir");
-    let path = dir.path().join(format!("{name}.pcap"));
-    let frames = recorder.finish(&path).expect("writing the capture");
-    assert!(frames > 0, "{name}: the capture is empty");
+    let captured = recorder.finish().expect("stopping the capture");
+    assert!(!captured.is_empty(), "{name}: the capture is empty");
     let live = daemon.alerts();
-    let report = replay(&path, lab);
+    let pcap = dir.path().join(format!("{name}.pcap"));
+    captured.write_pcap(&pcap).expect("writing the pcap");
+    let report = replay(&pcap, lab);
     assert_eq!(
         report["summary"]["packets"].as_u64(),
-        Some(frames as u64),
+        Some(captured.len() as u64),
         "{name}: every captured frame replayed"
+    );
+    // The same frames as pcapng (nanosecond timestamps) replay to the same alerts.
+    let pcapng = dir.path().join(format!("{name}.pcapng"));
+    captured.write_pcapng(&pcapng).expect("writing the pcapng");
+    let ng = replay(&pcapng, lab);
+    assert_eq!(
+        alert_keys(ng["alerts"].as_array().unwrap_or(&Vec::new())),
+        alert_keys(report["alerts"].as_array().unwrap_or(&Vec::new())),
+        "{name}: pcap and pcapng of one capture replay differently"
     );
     (live, report)
 }
