@@ -71,6 +71,12 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Replay a capture (pcap or pcapng) through the XDP and TC programs and print its alerts.
+    ///
+    /// Every frame runs through the agent's own programs (BPF_PROG_TEST_RUN) at its capture
+    /// time; events become alerts as in monitor mode. Frames from --local networks go to the
+    /// egress program. Needs the same privileges as `run`; attaches to no interface.
+    Replay(crate::replay::ReplayArgs),
     /// Show the running agent: interfaces, mode, tracked sources, blocks, top sources.
     Status {
         /// Print JSON instead of text.

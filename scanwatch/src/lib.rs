@@ -5,7 +5,7 @@
 //! (kernel event → finding), `enforce` (finding → block), `reputation` (which lists name a source), `alerts` (JSON Lines, ECS, syslog),
 //! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
 //! (the control CLI), `cli` (the command line and its help texts), `systemd` (service
-//! notifications).
+//! notifications), `replay` (captures through the same programs).
 
 pub mod agent;
 pub mod alerts;
@@ -25,5 +25,6 @@ pub mod object;
 pub mod pins;
 pub mod protect;
 pub mod rate;
+pub mod replay;
 pub mod reputation;
 pub mod systemd;

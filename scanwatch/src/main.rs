@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         Command::Unblock { target } => ctl::unblock(&instance, &target),
         Command::List { json, all } => ctl::list(&instance, json, all),
         Command::Status { json } => ctl::status(&instance, json),
+        Command::Replay(args) => scanwatch::replay::run(&args),
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,11 +6,12 @@
 //! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
 //! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
 //! services the lab runs ([`services`]), an HTTP client ([`http`]), the metrics text
-//! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]) and the helpers
+//! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]), a pcap recorder ([`capture`]) and the helpers
 //! the end-to-end test files share ([`e2e`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod capture;
 pub mod crowdsec;
 pub mod daemon;
 pub mod e2e;

@@ -702,9 +702,13 @@ fn main() -> Result<()> {
         .iter()
         .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name.contains(f.as_str())))
         .collect();
-    if cases.is_empty() {
+    let replay = filters.is_empty() || filters.iter().any(|f| "replay".contains(f.as_str()));
+    if cases.is_empty() && !replay {
         let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
-        bail!("no case matches {filters:?}; cases: {}", names.join(", "));
+        bail!(
+            "no case matches {filters:?}; cases: {}, replay",
+            names.join(", ")
+        );
     }
     pin_to_cpu0()?;
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -727,6 +731,10 @@ fn main() -> Result<()> {
     if !relations.is_empty() {
         println!();
         print!("{relations}");
+    }
+
+    if replay {
+        println!("\n{}", replay_throughput()?);
     }
 
     let path = results_path();
@@ -780,6 +788,50 @@ fn tc_egress_syn_ack_drop() -> Result<Prepared> {
         .seq(ISN)
         .build();
     Prepared::tc(h, frame)
+}
+
+/// Frames in the replay throughput capture.
+const REPLAY_FRAMES: u32 = 50_000;
+
+/// `scanwatch replay` throughput (packets per second, end to end: capture parsing, a config
+/// write and a `BPF_PROG_TEST_RUN` per frame, events to alerts) on a synthetic capture: SYN
+/// scans from 50 sources, every probe answered by a RST from the local host (TC egress).
+fn replay_throughput() -> Result<String> {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let mut writer = PcapWriter::new(Vec::new())?;
+    let local = Ipv4Addr::new(198, 51, 100, 1);
+    for i in 0..REPLAY_FRAMES {
+        let src = Ipv4Addr::new(192, 0, 2, (i / 1000) as u8 + 1);
+        let port = (i % 1000) as u16 + 1;
+        let frame = if i % 2 == 0 {
+            PacketBuilder::new(src, local)
+                .src_port(40000)
+                .syn(port)
+                .build()
+        } else {
+            PacketBuilder::new(local, src)
+                .src_port(port)
+                .tcp(40000, tcp_flags::RST | tcp_flags::ACK)
+                .build()
+        };
+        let at = std::time::Duration::from_micros(1_700_000_000_000_000 + u64::from(i) * 20);
+        writer.write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))?;
+    }
+    let bytes = writer.into_writer();
+    let config = scanwatch::replay::default_config()?;
+    let local_net = ipnet::IpNet::from(std::net::IpAddr::from(local));
+    let mut alerts = 0;
+    let summary = scanwatch::replay::replay_capture(&bytes, config, &[local_net], |_| {
+        alerts += 1;
+        Ok(())
+    })?;
+    Ok(format!(
+        "replay throughput: {:.0} packets/s ({} frames, {} egress, {alerts} alerts, {:.2}s)",
+        summary.packets_per_second,
+        summary.packets,
+        summary.egress_packets,
+        summary.elapsed_seconds
+    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,653 @@
+//! `scanwatch replay FILE`: feeds a capture (pcap or pcapng, Ethernet) through the very XDP
+//! object the agent runs, with `BPF_PROG_TEST_RUN`, and turns its events into alerts on the
+//! daemon's own path (`detect::finding`, the alert budget, the alert format).
+//!
+//! - **Clock.** Before each frame the kernel configuration's `clock_override_ns` is set to the
+//!   frame's capture timestamp (nanoseconds since the epoch, never going backwards), which the
+//!   programs use instead of `bpf_ktime`; windows, flow timeouts and alert times follow the
+//!   capture, not the wall clock. `first_seen` / `last_seen` / `timestamp` are capture times.
+//! - **Direction.** A capture taken on the agent's interface holds both directions. Frames
+//!   whose IP source is in a `--local` CIDR are what the host sent: they go to the TC egress
+//!   program (flows, egress detection), so replies to them are recognised as a live agent
+//!   would; every other frame goes to the XDP program. Without `--local`, every frame is
+//!   ingress.
+//! - **Enforcement.** As in monitor mode: nothing is blocked, every alert has `action: alert`
+//!   (the configuration's `mode` and `dry_run` are ignored), so drop-mode effects on later
+//!   packets are not replayed.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+};
+use ipnet::IpNet;
+use pcap_file::{
+    DataLink, PcapError,
+    pcap::PcapReader,
+    pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
+};
+use scanwatch_common::{
+    event::ScanEvent,
+    programs::{EGRESS, XDP},
+    stats::{ParseError, parse_error_slot},
+};
+use serde::Serialize;
+
+use crate::{
+    agent::ConfigSource,
+    alerts::AlertSink,
+    clock::rfc3339,
+    config::{Config, Mode},
+    detect::{AlertBudget, Examples, Finding, finding},
+    kernel::{Events, Maps},
+    loader,
+};
+
+/// Arguments of `scanwatch replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Capture file: pcap or pcapng, Ethernet link type.
+    pub file: PathBuf,
+    /// TOML configuration file (thresholds, window, ignore list, alert format).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The capturing host's own network (repeatable): frames whose IP source is in it were sent
+    /// by the host and go to the TC egress program, so replies to them are recognised.
+    #[arg(long, value_name = "CIDR")]
+    pub local: Vec<IpNet>,
+    /// Print one JSON document (summary and alerts) on stdout instead of JSON Lines alerts and
+    /// a text summary on stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a capture cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0} bytes: too short for a pcap or pcapng header")]
+    TooShort(usize),
+    #[error("not a pcap or pcapng file ({0})")]
+    NotACapture(String),
+    #[error(
+        "link type {name} ({number}) is not supported: scanwatch replays Ethernet captures \
+         (link type 1); capture with `tcpdump -i IFACE -w FILE` on an Ethernet interface"
+    )]
+    UnsupportedLinkType { name: String, number: u32 },
+    #[error(
+        "truncated record at packet {packet}: the file ends inside it (cut off while written?)"
+    )]
+    Truncated { packet: u64 },
+    #[error("malformed record at packet {packet}: {reason}")]
+    Malformed { packet: u64, reason: String },
+}
+
+/// One captured frame.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Capture time, nanoseconds since the epoch.
+    pub ts_ns: u64,
+    pub data: Vec<u8>,
+}
+
+/// A capture in memory, read frame by frame.
+pub enum Capture<'a> {
+    Pcap(PcapReader<&'a [u8]>),
+    /// With the last packet's time and the timestamp resolution of each interface seen in the
+    /// current section.
+    PcapNg(PcapNgReader<&'a [u8]>, u64, Vec<u8>),
+}
+
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+fn check_link(link: DataLink) -> Result<(), CaptureError> {
+    if link == DataLink::ETHERNET {
+        Ok(())
+    } else {
+        Err(CaptureError::UnsupportedLinkType {
+            name: format!("{link:?}"),
+            number: u32::from(link),
+        })
+    }
+}
+
+fn record_error(e: PcapError, packet: u64) -> CaptureError {
+    match e {
+        PcapError::IncompleteBuffer => CaptureError::Truncated { packet },
+        PcapError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            CaptureError::Truncated { packet }
+        }
+        other => CaptureError::Malformed {
+            packet,
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl<'a> Capture<'a> {
+    /// Opens a capture held in `bytes`, checking its link type.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, CaptureError> {
+        if bytes.len() < 24 && !bytes.starts_with(&PCAPNG_MAGIC) {
+            return Err(CaptureError::TooShort(bytes.len()));
+        }
+        if bytes.starts_with(&PCAPNG_MAGIC) {
+            let reader = PcapNgReader::new(bytes).map_err(|e| match e {
+                PcapError::IncompleteBuffer => CaptureError::TooShort(bytes.len()),
+                e => CaptureError::NotACapture(e.to_string()),
+            })?;
+            Ok(Self::PcapNg(reader, 0, Vec::new()))
+        } else {
+            let reader =
+                PcapReader::new(bytes).map_err(|e| CaptureError::NotACapture(e.to_string()))?;
+            check_link(reader.header().datalink)?;
+            Ok(Self::Pcap(reader))
+        }
+    }
+
+    /// The next frame; `packet` is its 1-based number, for error messages.
+    pub fn next_frame(&mut self, packet: u64) -> Option<Result<Frame, CaptureError>> {
+        match self {
+            Self::Pcap(reader) => Some(match reader.next_packet()? {
+                Ok(p) => Ok(Frame {
+                    ts_ns: p.timestamp.as_nanos() as u64,
+                    data: p.data.into_owned(),
+                }),
+                Err(e) => Err(record_error(e, packet)),
+            }),
+            Self::PcapNg(reader, last_ts, resolutions) => loop {
+                let block = match reader.next_block()? {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(record_error(e, packet))),
+                };
+                match block {
+                    Block::SectionHeader(_) => resolutions.clear(),
+                    Block::InterfaceDescription(idb) => {
+                        if let Err(e) = check_link(idb.linktype) {
+                            return Some(Err(e));
+                        }
+                        resolutions.push(ts_resolution(&idb.options));
+                    }
+                    Block::EnhancedPacket(p) => {
+                        let resolution = resolutions
+                            .get(p.interface_id as usize)
+                            .copied()
+                            .unwrap_or(6);
+                        *last_ts = to_ns(p.timestamp.as_nanos(), resolution);
+                        return Some(Ok(Frame {
+                            ts_ns: *last_ts,
+                            data: p.data.into_owned(),
+                        }));
+                    }
+                    // No timestamp of its own: the previous packet's time.
+                    Block::SimplePacket(p) => {
+                        return Some(Ok(Frame {
+                            ts_ns: *last_ts,
+                            data: p.data.into_owned(),
+                        }));
+                    }
+                    _ => {}
+                }
+            },
+        }
+    }
+}
+
+/// An interface's timestamp resolution (`if_tsresol`; default 6: microseconds).
+fn ts_resolution(options: &[InterfaceDescriptionOption<'_>]) -> u8 {
+    options
+        .iter()
+        .find_map(|o| match o {
+            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+            _ => None,
+        })
+        .unwrap_or(6)
+}
+
+/// An enhanced packet's raw timestamp in nanoseconds. pcap-file 2.0 hands the raw 64-bit count
+/// over as if it were nanoseconds, whatever the interface's `if_tsresol`: scale it here (high
+/// bit set: a power of 2, else a power of 10, per the pcapng specification).
+fn to_ns(raw: u128, resolution: u8) -> u64 {
+    let ns = if resolution & 0x80 != 0 {
+        let shift = u32::from(resolution & 0x7f).min(127);
+        raw.saturating_mul(1_000_000_000) >> shift
+    } else {
+        let exp = u32::from(resolution).min(38);
+        if exp <= 9 {
+            raw.saturating_mul(10u128.pow(9 - exp))
+        } else {
+            raw / 10u128.pow(exp - 9)
+        }
+    };
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
+/// The IP source of an Ethernet frame (after up to two VLAN tags), if IPv4 or IPv6.
+pub fn ip_source(frame: &[u8]) -> Option<std::net::IpAddr> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
+    for _ in 0..2 {
+        if ethertype == 0x8100 || ethertype == 0x88a8 {
+            off += 4;
+            ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
+        }
+    }
+    let ip = off + 2;
+    match ethertype {
+        0x0800 => {
+            let a: [u8; 4] = frame.get(ip + 12..ip + 16)?.try_into().ok()?;
+            Some(a.into())
+        }
+        0x86dd => {
+            let a: [u8; 16] = frame.get(ip + 8..ip + 24)?.try_into().ok()?;
+            Some(a.into())
+        }
+        _ => None,
+    }
+}
+
+/// What a replay did, printed to stderr (text) or with `--json`.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub file: String,
+    pub packets: u64,
+    /// Frames fed to the XDP program.
+    pub ingress_packets: u64,
+    /// Frames fed to the TC egress program (source in `--local`).
+    pub egress_packets: u64,
+    pub alerts: u64,
+    pub alerts_by_kind: BTreeMap<&'static str, u64>,
+    /// Findings over the alert budget (`max_alerts_per_second`, in capture time).
+    pub alerts_suppressed: u64,
+    /// The kernel's parse errors by reason (non-zero reasons only).
+    pub parse_errors: BTreeMap<&'static str, u64>,
+    /// Seconds between the first and the last frame.
+    pub capture_seconds: f64,
+    pub elapsed_seconds: f64,
+    pub packets_per_second: f64,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    summary: &'a Summary,
+    alerts: &'a [Finding],
+}
+
+/// The loaded programs and the daemon-side state of a replay.
+struct Replayer {
+    ebpf: Ebpf,
+    maps: Maps,
+    events: Events,
+    config: Config,
+    kernel: scanwatch_common::config::KernelConfig,
+    budget: AlertBudget,
+    examples: Examples,
+    start: Instant,
+    first_ts: Option<u64>,
+    interface: String,
+}
+
+impl Replayer {
+    fn new(config: Config, interface: String) -> anyhow::Result<Self> {
+        let mut ebpf = loader::load(config.tracker_capacity, None)?;
+        let mut maps = Maps::take(&mut ebpf)?;
+        let events = Events::take(&mut ebpf)?;
+        maps.ignore.replace(&config.ignore)?;
+        let kernel = config.kernel_config(rand::random::<u64>());
+        Ok(Self {
+            ebpf,
+            maps,
+            events,
+            budget: AlertBudget::new(config.max_alerts_per_second),
+            config,
+            kernel,
+            examples: Examples::default(),
+            start: Instant::now(),
+            first_ts: None,
+            interface,
+        })
+    }
+
+    /// Runs one frame through the program of its direction at capture time `ts_ns`.
+    fn feed(&mut self, frame: &Frame, egress: bool) -> anyhow::Result<()> {
+        // The programs read "now" from here; never 0 (0 means bpf_ktime) and never backwards.
+        let now = frame.ts_ns.max(self.kernel.clock_override_ns).max(1);
+        self.kernel.clock_override_ns = now;
+        self.first_ts.get_or_insert(now);
+        self.maps.config.write(&self.kernel)?;
+        let mut out = vec![0u8; frame.data.len() + 256];
+        let options = TestRunOptions {
+            data_in: Some(&frame.data),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..TestRunOptions::default()
+        };
+        let name = if egress { EGRESS } else { XDP };
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
+        if egress {
+            let tc: &mut SchedClassifier = program.try_into()?;
+            tc.test_run(options)
+        } else {
+            let xdp: &mut Xdp = program.try_into()?;
+            xdp.test_run(options)
+        }
+        .with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
+        Ok(())
+    }
+
+    /// Findings of the events waiting in the ring, as the agent writes them (monitor mode).
+    fn findings(&mut self, summary: &mut Summary) -> Vec<Finding> {
+        let events = self.events.drain().events;
+        events
+            .iter()
+            .filter_map(|event| self.finding(event, summary))
+            .collect()
+    }
+
+    fn finding(&mut self, event: &ScanEvent, summary: &mut Summary) -> Option<Finding> {
+        let mut f = finding(
+            event,
+            self.interface.clone(),
+            self.config.window,
+            self.config.ipv6_prefix,
+        )?;
+        f.examples = self.examples.add(event);
+        // Kernel times are capture times (epoch nanoseconds) here.
+        let at = |ns: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
+        f.first_seen = at(event.first_seen_ns);
+        f.last_seen = at(event.timestamp_ns);
+        f.timestamp = f.last_seen.clone();
+        let offset = event
+            .timestamp_ns
+            .saturating_sub(self.first_ts.unwrap_or(event.timestamp_ns));
+        if !self.budget.take(
+            f.kind,
+            f.direction,
+            self.start + Duration::from_nanos(offset),
+        ) {
+            summary.alerts_suppressed += 1;
+            return None;
+        }
+        summary.alerts += 1;
+        *summary.alerts_by_kind.entry(f.kind.name()).or_default() += 1;
+        Some(f)
+    }
+}
+
+/// Reads the configuration for a replay: the file's, in monitor mode.
+fn replay_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut source = ConfigSource {
+        path,
+        overrides: crate::config::Overrides::default(),
+    };
+    source.overrides.mode = Some(Mode::Monitor);
+    source.load()
+}
+
+/// `scanwatch replay`: replays the capture and writes alerts (stdout) and the summary.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let config = replay_config(args.config.clone())?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading the capture {}", args.file.display()))?;
+    let mut sink = AlertSink::stdout().with_format(config.alert_format);
+    let mut alerts = Vec::new();
+    let mut summary = replay_capture(&bytes, config, &args.local, |f| {
+        if args.json {
+            alerts.push(f);
+            Ok(())
+        } else {
+            sink.write(&f).context("writing an alert")
+        }
+    })
+    .with_context(|| format!("replaying {}", args.file.display()))?;
+    summary.file = args.file.display().to_string();
+    if args.json {
+        let report = JsonReport {
+            summary: &summary,
+            alerts: &alerts,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        sink.flush().context("writing alerts")?;
+    }
+    eprintln!("{}", summary_text(&summary));
+    Ok(())
+}
+
+/// Replays a capture held in `bytes` through freshly loaded programs with `config`; frames from
+/// `local` networks go to the egress program. Each alert goes to `on_alert` as it is raised.
+pub fn replay_capture(
+    bytes: &[u8],
+    config: Config,
+    local: &[IpNet],
+    mut on_alert: impl FnMut(Finding) -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
+    let mut capture = Capture::new(bytes)?;
+    loader::check_privileges()?;
+    let mut replayer = Replayer::new(config, "replay".to_owned())?;
+    let mut summary = Summary::default();
+    let started = Instant::now();
+    let mut last_ts = 0;
+    while let Some(frame) = capture.next_frame(summary.packets + 1) {
+        let frame = frame?;
+        summary.packets += 1;
+        let egress = !local.is_empty()
+            && ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)));
+        if egress {
+            summary.egress_packets += 1;
+        } else {
+            summary.ingress_packets += 1;
+        }
+        replayer.feed(&frame, egress)?;
+        last_ts = frame.ts_ns.max(last_ts);
+        for f in replayer.findings(&mut summary) {
+            on_alert(f)?;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    summary.elapsed_seconds = elapsed;
+    summary.packets_per_second = if elapsed > 0.0 {
+        summary.packets as f64 / elapsed
+    } else {
+        0.0
+    };
+    summary.capture_seconds =
+        last_ts.saturating_sub(replayer.first_ts.unwrap_or(last_ts)) as f64 / 1e9;
+    let stats = replayer.maps.stats.read()?;
+    for reason in ParseError::ALL {
+        let n = stats
+            .get(parse_error_slot(reason) as usize)
+            .copied()
+            .unwrap_or(0);
+        if n > 0 {
+            summary.parse_errors.insert(reason.name(), n);
+        }
+    }
+    Ok(summary)
+}
+
+/// The default configuration in monitor mode, as `scanwatch replay` without `--config` uses.
+pub fn default_config() -> anyhow::Result<Config> {
+    replay_config(None)
+}
+
+/// The human summary.
+pub fn summary_text(s: &Summary) -> String {
+    let kinds = if s.alerts_by_kind.is_empty() {
+        "none".to_owned()
+    } else {
+        s.alerts_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let errors: u64 = s.parse_errors.values().sum();
+    format!(
+        "{}: {} packets ({} ingress, {} egress) over {:.1}s of capture, replayed in {:.2}s \
+         ({:.0} packets/s); {} alerts ({kinds}), {} suppressed; {errors} parse errors{}",
+        Path::new(&s.file).display(),
+        s.packets,
+        s.ingress_packets,
+        s.egress_packets,
+        s.capture_seconds,
+        s.elapsed_seconds,
+        s.packets_per_second,
+        s.alerts,
+        s.alerts_suppressed,
+        if errors == 0 {
+            String::new()
+        } else {
+            format!(" {:?}", s.parse_errors)
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use pcap_file::{
+        pcap::{PcapHeader, PcapPacket, PcapWriter},
+        pcapng::{PcapNgWriter, blocks::interface_description::InterfaceDescriptionBlock},
+    };
+
+    use super::*;
+
+    fn frame(src: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0u8; 34];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[26..30].copy_from_slice(&src);
+        f
+    }
+
+    fn pcap(link: DataLink, frames: &[Vec<u8>]) -> Vec<u8> {
+        let header = PcapHeader {
+            datalink: link,
+            ..PcapHeader::default()
+        };
+        let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let ts = Duration::from_secs(1_700_000_000 + i as u64);
+            w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+                .unwrap();
+        }
+        w.into_writer()
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<Frame>, CaptureError> {
+        let mut c = Capture::new(bytes)?;
+        let mut out = Vec::new();
+        while let Some(f) = c.next_frame(out.len() as u64 + 1) {
+            out.push(f?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn reads_pcap_frames_with_their_timestamps() {
+        let bytes = pcap(
+            DataLink::ETHERNET,
+            &[frame([10, 0, 0, 1]), frame([10, 0, 0, 2])],
+        );
+        let frames = read_all(&bytes).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].ts_ns, 1_700_000_001_000_000_000);
+        assert_eq!(frames[1].data, frame([10, 0, 0, 2]));
+    }
+
+    #[test]
+    fn reads_pcapng_enhanced_packets() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0xffff))
+            .unwrap();
+        let data = frame([192, 0, 2, 1]);
+        let epb = pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_micros(5),
+            original_len: data.len() as u32,
+            data: data.clone().into(),
+            options: vec![],
+        };
+        w.write_pcapng_block(epb).unwrap();
+        // No if_tsresol: the raw count (5000) is in microseconds.
+        let frames = read_all(&w.into_inner()).unwrap();
+        assert_eq!(
+            frames,
+            vec![Frame {
+                ts_ns: 5_000_000,
+                data
+            }]
+        );
+    }
+
+    #[test]
+    fn scales_pcapng_timestamps_by_their_resolution() {
+        assert_eq!(to_ns(7, 9), 7);
+        assert_eq!(to_ns(7, 3), 7_000_000);
+        assert_eq!(to_ns(7_000, 12), 7);
+        assert_eq!(to_ns(1 << 10, 0x8a), 1_000_000_000);
+        let nano = [InterfaceDescriptionOption::IfTsResol(9)];
+        assert_eq!(ts_resolution(&nano), 9);
+        assert_eq!(ts_resolution(&[]), 6);
+    }
+
+    #[test]
+    fn names_an_unsupported_link_type() {
+        let bytes = pcap(DataLink::LINUX_SLL, &[frame([10, 0, 0, 1])]);
+        let e = read_all(&bytes).unwrap_err();
+        assert!(
+            matches!(&e, CaptureError::UnsupportedLinkType { number: 113, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("LINUX_SLL"), "{e}");
+    }
+
+    #[test]
+    fn names_an_unsupported_pcapng_interface() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::RAW, 0xffff))
+            .unwrap();
+        let e = read_all(&w.into_inner()).unwrap_err();
+        assert!(matches!(e, CaptureError::UnsupportedLinkType { .. }), "{e}");
+    }
+
+    #[test]
+    fn says_which_packet_is_truncated() {
+        let bytes = pcap(
+            DataLink::ETHERNET,
+            &[frame([10, 0, 0, 1]), frame([10, 0, 0, 2])],
+        );
+        let cut = &bytes[..bytes.len() - 5];
+        let e = read_all(cut).unwrap_err();
+        assert!(matches!(e, CaptureError::Truncated { packet: 2 }), "{e}");
+        assert!(e.to_string().contains("packet 2"), "{e}");
+    }
+
+    #[test]
+    fn rejects_files_that_are_not_captures() {
+        assert!(matches!(
+            Capture::new(b"hello"),
+            Err(CaptureError::TooShort(5))
+        ));
+        assert!(matches!(
+            Capture::new(&[b'x'; 64]),
+            Err(CaptureError::NotACapture(_))
+        ));
+    }
+
+    #[test]
+    fn finds_the_ip_source_behind_vlan_tags() {
+        assert_eq!(ip_source(&frame([10, 0, 0, 9])), Some([10, 0, 0, 9].into()));
+        let mut tagged = frame([10, 0, 0, 9]);
+        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+        assert_eq!(ip_source(&tagged), Some([10, 0, 0, 9].into()));
+        assert_eq!(ip_source(&[0u8; 10]), None);
+    }
+}

@@ -1,0 +1,289 @@
+//! `scanwatch replay` against the live agent: captures recorded on the lab target's interface
+//! (both directions, raw `AF_PACKET`) while the real daemon watches it and real nmap scans run
+//! from the attacker; each capture replayed through the same programs must give the alerts the
+//! live daemon wrote in that run (kind, source, direction), and a benign capture none.
+//!
+//! Like `e2e.rs`, a scan test prints a NOTICE and passes when nmap is missing, except under
+//! `CI=true`.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::Path,
+    process::Command,
+    thread,
+    time::Duration,
+};
+
+use scanwatch_tests::{
+    capture::Recorder,
+    daemon::{Daemon, daemon_binary},
+    e2e::{NMAP_TIMEOUT, connects, expect_alert, lab},
+    lab::Lab,
+    netns::in_netns,
+    process::{TempDir, tool_or_skip},
+    scanner,
+    services::Service,
+};
+use serde_json::Value;
+
+/// Late alerts (doublings) the live daemon gets after the expected one, before the capture stops.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// (kind, source, direction) of each alert, sorted: what replay must reproduce, re-reports
+/// (each doubling of a count) included.
+fn alert_keys(alerts: &[Value]) -> Vec<(String, String, String)> {
+    let mut keys: Vec<_> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap_or_default().to_owned(),
+                a["source"].as_str().unwrap_or_default().to_owned(),
+                a["direction"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The target's own networks, for `--local`.
+fn locals(lab: &Lab) -> Vec<String> {
+    vec![
+        format!("{}/32", lab.target_v4()),
+        lab.sweep_net(),
+        format!("{}/128", lab.target_v6()),
+    ]
+}
+
+/// Runs `scanwatch replay --json` on `capture`; its parsed report.
+fn replay(capture: &Path, lab: &Lab) -> Value {
+    let mut cmd = Command::new(daemon_binary().expect("the scanwatch binary"));
+    cmd.arg("replay").arg(capture).arg("--json");
+    for net in locals(lab) {
+        cmd.args(["--local", &net]);
+    }
+    let out = cmd.output().expect("running scanwatch replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scanwatch replay failed: {stderr}");
+    eprintln!("{}", stderr.trim_end());
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "replay --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Captures the target's interface while `traffic` runs against the live daemon, waits for
+/// `expected` (source, kinds) if any, then replays the capture; returns (live, replayed).
+fn live_and_replayed(
+    lab: &Lab,
+    name: &str,
+    expected: Option<(&str, &[&str])>,
+    traffic: impl FnOnce(),
+) -> (Vec<Value>, Value) {
+    let daemon = Daemon::start(lab).expect("starting scanwatch");
+    let recorder = Recorder::start(lab.target.name(), &lab.target_if).expect("capturing");
+    traffic();
+    if let Some((source, kinds)) = expected {
+        expect_alert(&daemon, source, kinds, name);
+    }
+    thread::sleep(SETTLE);
+    let dir = TempDir::new(name).expect("a temp dir");
+    let captured = recorder.finish().expect("stopping the capture");
+    assert!(!captured.is_empty(), "{name}: the capture is empty");
+    let live = daemon.alerts();
+    let pcap = dir.path().join(format!("{name}.pcap"));
+    captured.write_pcap(&pcap).expect("writing the pcap");
+    let report = replay(&pcap, lab);
+    assert_eq!(
+        report["summary"]["packets"].as_u64(),
+        Some(captured.len() as u64),
+        "{name}: every captured frame replayed"
+    );
+    // The same frames as pcapng (nanosecond timestamps) replay to the same alerts.
+    let pcapng = dir.path().join(format!("{name}.pcapng"));
+    captured.write_pcapng(&pcapng).expect("writing the pcapng");
+    let ng = replay(&pcapng, lab);
+    assert_eq!(
+        alert_keys(ng["alerts"].as_array().unwrap_or(&Vec::new())),
+        alert_keys(report["alerts"].as_array().unwrap_or(&Vec::new())),
+        "{name}: pcap and pcapng of one capture replay differently"
+    );
+    (live, report)
+}
+
+/// nmap from the attacker (`scan` flags, then `-n -T4 --max-retries 0 TARGET`) with the live
+/// daemon watching; the replayed alerts must match the live ones.
+fn nmap_replay_matches_live(
+    test: &str,
+    scan: &[&str],
+    target: impl Fn(&Lab) -> String,
+    kinds: &[&str],
+) {
+    if !tool_or_skip("nmap", test) {
+        return;
+    }
+    let lab = lab();
+    let attacker = lab.attacker_v4().to_string();
+    let target = target(&lab);
+    let mut args = scan.to_vec();
+    args.extend([
+        "-n",
+        "-T4",
+        "--max-retries",
+        "0",
+        "--host-timeout",
+        "20s",
+        &target,
+    ]);
+    let (live, report) = live_and_replayed(&lab, test, Some((&attacker, kinds)), || {
+        lab.attacker.nmap(&args, NMAP_TIMEOUT);
+    });
+    let replayed = report["alerts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !replayed.is_empty(),
+        "{test}: replay raised nothing: {report:#}"
+    );
+    assert_eq!(
+        alert_keys(&replayed),
+        alert_keys(&live),
+        "{test}: replayed alerts differ from the live ones\nlive: {live:#?}\nreplayed: {report:#}"
+    );
+    assert_eq!(
+        report["summary"]["parse_errors"],
+        serde_json::json!({}),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn replayed_nmap_syn_scan_matches_live_alerts() {
+    nmap_replay_matches_live(
+        "replayed_nmap_syn_scan_matches_live_alerts",
+        &["-sS", "-Pn", "-p", "1-200"],
+        |lab| lab.target_v4().to_string(),
+        &["port_scan"],
+    );
+}
+
+#[test]
+fn replayed_nmap_udp_scan_matches_live_alerts() {
+    nmap_replay_matches_live(
+        "replayed_nmap_udp_scan_matches_live_alerts",
+        &["-sU", "-Pn", "-p", "1-40"],
+        |lab| lab.target_v4().to_string(),
+        &["udp_scan"],
+    );
+}
+
+#[test]
+fn replayed_nmap_ping_sweep_matches_live_alerts() {
+    nmap_replay_matches_live(
+        "replayed_nmap_ping_sweep_matches_live_alerts",
+        &["-sn"],
+        Lab::sweep_net,
+        &["icmp_sweep", "host_sweep"],
+    );
+}
+
+/// HTTP requests, DNS-style UDP queries and pings from the benign host to the target's
+/// services: the live daemon stays quiet, and so does the replay.
+#[test]
+fn replayed_benign_capture_raises_no_alert() {
+    let lab = lab();
+    let target = lab.target_v4();
+    let web = Service::tcp(&lab.target, target.into(), &[80, 8080]).expect("the web service");
+    let dns_addr = SocketAddr::from((target, 53));
+    let dns = Service::udp(&lab.target, dns_addr).expect("the DNS-style service");
+    let client = lab.benign_v4();
+    let (live, report) = live_and_replayed(&lab, "benign", None, || {
+        for i in 0..20u16 {
+            for port in [80, 8080] {
+                let url = format!("http://{target}:{port}/page{i}");
+                let ok = in_netns(lab.benign.name(), move || ureq::get(&url).call().is_ok())
+                    .expect("entering the benign ns");
+                assert!(ok, "HTTP request {i} to port {port}");
+            }
+        }
+        in_netns(lab.benign.name(), move || {
+            for i in 0..30u16 {
+                let socket = UdpSocket::bind((client, 0)).expect("a client socket");
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .expect("a timeout");
+                let query = scanner::dns_query_message(i, "www.example.test");
+                socket.send_to(&query, dns_addr).expect("a query");
+                let mut buf = [0u8; 512];
+                socket.recv(&mut buf).expect("an answer");
+            }
+            for _ in 0..5 {
+                assert!(
+                    scanner::ping(target, Duration::from_secs(1)).expect("ping"),
+                    "the target answers pings"
+                );
+            }
+        })
+        .expect("entering the benign ns");
+        assert!(connects(lab.benign.name(), SocketAddr::from((target, 80))));
+    });
+    drop((web, dns));
+    assert_eq!(
+        live,
+        Vec::<Value>::new(),
+        "benign traffic raised live alerts"
+    );
+    assert_eq!(
+        report["alerts"],
+        serde_json::json!([]),
+        "benign capture raised alerts on replay: {report:#}"
+    );
+    assert!(
+        report["summary"]["egress_packets"].as_u64() > Some(0),
+        "{report:#}"
+    );
+    assert!(
+        report["summary"]["packets_per_second"].as_f64() > Some(0.0),
+        "{report:#}"
+    );
+}
+
+/// Without root or CAP_BPF, replay refuses with the same advice as `run` (no panic, no load).
+#[test]
+fn replay_without_privileges_says_which_capabilities_are_missing() {
+    if !tool_or_skip(
+        "setpriv",
+        "replay_without_privileges_says_which_capabilities_are_missing",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("unprivileged").expect("a temp dir");
+    let path = dir.path().join("one.pcap");
+    let mut writer = pcap_file::pcap::PcapWriter::new(Vec::new()).expect("a pcap writer");
+    let frame = [0u8; 60];
+    writer
+        .write_packet(&pcap_file::pcap::PcapPacket::new(
+            Duration::from_secs(1_700_000_000),
+            60,
+            &frame,
+        ))
+        .expect("a record");
+    std::fs::write(&path, writer.into_writer()).expect("writing the capture");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(daemon_binary().expect("the scanwatch binary"))
+        .arg("replay")
+        .arg(&path)
+        .output()
+        .expect("running setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "replay succeeded unprivileged");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
