@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 const PACKAGE: &str = "scanwatch-ebpf";
 /// The objects (binaries of the eBPF package) to embed, each as the static that
 /// `src/object.rs` gets from the generated `objects.rs`, with its doc comment.
-const OBJECTS: [(&str, &str, &str); 3] = [
+const OBJECTS: [(&str, &str, &str); 4] = [
     (
         "scanwatch",
         "XDP_OBJECT",
@@ -38,6 +38,11 @@ const OBJECTS: [(&str, &str, &str); 3] = [
         "scanwatch-empty",
         "EMPTY_OBJECT",
         "Bench-only baselines: an empty XDP_PASS program and an empty TC program.",
+    ),
+    (
+        "scanwatch-reference",
+        "REFERENCE_OBJECT",
+        "Bench-only reference: a minimal per-source counter, plainly and under spoofed sources.",
     ),
 ];
 const TARGET: &str = "bpfel-unknown-none";

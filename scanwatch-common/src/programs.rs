@@ -14,6 +14,11 @@ pub const EMPTY: &str = "scanwatch_empty";
 /// Bench-only TC baseline: lets the packet go on and does nothing else.
 pub const EMPTY_TC: &str = "scanwatch_empty_tc";
 
+/// Bench-only reference: a minimal per-source counter (one LRU lookup or insert, one increment).
+pub const REFERENCE: &str = "scanwatch_reference";
+/// Bench-only reference under a spoofed storm: rewrites the IPv4 source, then counts it.
+pub const REFERENCE_SPOOF: &str = "scanwatch_reference_spoof";
+
 /// Byte-wise string equality usable in constants (`str::eq` is not `const`).
 pub const fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

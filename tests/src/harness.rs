@@ -18,7 +18,7 @@ use scanwatch_common::{
     event::ScanEvent,
     evidence::Verified,
     maps,
-    programs::{EGRESS, EMPTY, EMPTY_TC, SPOOF_BENCH, XDP},
+    programs::{EGRESS, EMPTY, EMPTY_TC, REFERENCE, REFERENCE_SPOOF, SPOOF_BENCH, XDP},
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
     target::TargetState,
@@ -37,6 +37,10 @@ pub enum Object {
     SpoofBench,
     /// The bench-only empty XDP_PASS program (the baseline).
     Empty,
+    /// The bench-only reference: a minimal per-source counter.
+    Reference,
+    /// The reference under a spoofed storm (a random IPv4 source per run).
+    ReferenceSpoof,
 }
 
 /// A loaded XDP program with its maps (the daemon's own typed handles).
@@ -70,6 +74,8 @@ impl Harness {
             Object::Product => (scanwatch::object::XDP_OBJECT, XDP),
             Object::SpoofBench => (scanwatch::object::SPOOF_BENCH_OBJECT, SPOOF_BENCH),
             Object::Empty => (scanwatch::object::EMPTY_OBJECT, EMPTY),
+            Object::Reference => (scanwatch::object::REFERENCE_OBJECT, REFERENCE),
+            Object::ReferenceSpoof => (scanwatch::object::REFERENCE_OBJECT, REFERENCE_SPOOF),
         };
         let mut loader = EbpfLoader::new();
         for (map, size) in sizes {
