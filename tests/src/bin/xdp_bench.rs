@@ -10,6 +10,11 @@
 //! The process pins itself to CPU 0: `BPF_PROG_TEST_RUN` runs the program on the calling CPU.
 //! Results go to `target/bench/xdp.json`. Arguments filter cases by name (substring).
 //!
+//! XDP cases also time the reference program (a minimal per-source counter: one LRU lookup or
+//! insert keyed by the source, one increment) on the same frame, spoofed like the case when the
+//! case spoofs. The second ratio, the case's cost over the floor divided by the reference's, says
+//! how close a path is to the least a per-source tracker can cost (issue 16).
+//!
 //! To add a case, write a `fn() -> Result<Prepared>` and list it in [`CASES`].
 
 use std::{
@@ -174,6 +179,14 @@ const RELATIONS: &[(&str, &str, f64)] = &[
     ("established_drop_mode", "established_tcp", 1.5),
 ];
 
+/// Issue 16's targets for (case − floor) / (reference − floor) in one run.
+const REFERENCE_TARGETS: &[(&str, f64)] = &[
+    ("tracked_syn", 1.25),
+    ("udp_probe_tracked", 1.5),
+    ("established_tcp", 1.0),
+    ("spoofed_storm", 1.25),
+];
+
 /// A program `BPF_PROG_TEST_RUN` can time: the XDP harness now, other hooks later.
 trait Timed {
     /// Runs the program `repeat` times on `frame`; returns the verdict and the kernel's average
@@ -206,6 +219,8 @@ struct Prepared {
     /// The empty program of the same hook: the floor.
     floor: Box<dyn Timed>,
     frame: Vec<u8>,
+    /// The reference program on the same hook (XDP only); `None` for TC cases.
+    reference: Option<Box<dyn Timed>>,
     /// The verdict every run must return.
     verdict: u32,
     /// What priming did, for the report.
@@ -218,6 +233,7 @@ impl Prepared {
         Ok(Self {
             program: Box::new(program),
             floor: Box::new(Harness::load_with(Object::Empty, None)?),
+            reference: Some(Box::new(Harness::load_with(Object::Reference, None)?)),
             frame,
             verdict,
             note: None,
@@ -229,10 +245,20 @@ impl Prepared {
         Ok(Self {
             program: Box::new(Egress(program)),
             floor: Box::new(Egress(Harness::load_with(Object::Empty, None)?)),
+            reference: None,
             frame,
             verdict: TC_ACT_UNSPEC,
             note: None,
         })
+    }
+
+    /// Compares the case with the reference under the same spoofed storm, its map filled by
+    /// `prefill` runs first.
+    fn with_spoofed_reference(mut self, prefill: u32) -> Result<Self> {
+        let mut reference = Harness::load_with(Object::ReferenceSpoof, None)?;
+        reference.run_repeat(&self.frame, prefill.max(1))?;
+        self.reference = Some(Box::new(reference));
+        Ok(self)
     }
 
     fn with_note(mut self, note: String) -> Self {
@@ -319,6 +345,7 @@ fn new_source_map_full() -> Result<Prepared> {
         "the tracker holds only {tracked} of {capacity} sources after the pre-fill"
     );
     Ok(Prepared::xdp(h, frame, XDP_PASS)?
+        .with_spoofed_reference(3 * TRACKER_CAPACITY)?
         .with_note(format!("tracker pre-filled to {tracked}/{capacity}")))
 }
 
@@ -328,7 +355,7 @@ fn spoofed_storm() -> Result<Prepared> {
     let mut h = Harness::load_with(Object::SpoofBench, None)?;
     h.set_config(&KernelConfig::default())?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
-    Prepared::xdp(h, frame, XDP_PASS)
+    Prepared::xdp(h, frame, XDP_PASS)?.with_spoofed_reference(1)
 }
 
 /// As `spoofed_storm`, with UDP datagrams at a service of the host: each random source starts an
@@ -341,7 +368,7 @@ fn spoofed_udp_storm() -> Result<Prepared> {
         .src_port(33_000)
         .udp(53)
         .build();
-    Prepared::xdp(h, frame, XDP_PASS)
+    Prepared::xdp(h, frame, XDP_PASS)?.with_spoofed_reference(1)
 }
 
 /// A block that never expires.
@@ -565,12 +592,22 @@ struct Outcome {
     floor_ns: u64,
     ratio: f64,
     target: Option<f64>,
+    /// The reference's ns/packet on the same frame (XDP cases).
+    reference_ns: Option<u64>,
+    /// (case − floor) / (reference − floor).
+    reference_ratio: Option<f64>,
+    reference_target: Option<f64>,
 }
 
 /// Times a prepared case and its floor, interleaved so both see the same drift.
 fn measure(case: &Case, prepared: &mut Prepared) -> Result<Outcome> {
     let mut case_ns = Vec::with_capacity(RUNS);
     let mut floor_ns = Vec::with_capacity(RUNS);
+    let mut reference_ns = Vec::with_capacity(RUNS);
+    if let Some(reference) = &mut prepared.reference {
+        // Warm up: the source is in the reference's map before timing, as in tracked cases.
+        reference.time(&prepared.frame, 1)?;
+    }
     for _ in 0..RUNS {
         let (verdict, ns) = prepared.program.time(&prepared.frame, REPEAT)?;
         ensure!(
@@ -582,6 +619,10 @@ fn measure(case: &Case, prepared: &mut Prepared) -> Result<Outcome> {
         case_ns.push(ns);
         let (_, ns) = prepared.floor.time(&prepared.frame, REPEAT)?;
         floor_ns.push(ns);
+        if let Some(reference) = &mut prepared.reference {
+            let (_, ns) = reference.time(&prepared.frame, REPEAT)?;
+            reference_ns.push(ns);
+        }
     }
     let ns_per_packet = median(&mut case_ns);
     let floor_ns = median(&mut floor_ns);
@@ -591,13 +632,27 @@ fn measure(case: &Case, prepared: &mut Prepared) -> Result<Outcome> {
             case.name
         );
     }
+    let reference_ns = (!reference_ns.is_empty()).then(|| median(&mut reference_ns));
     Ok(Outcome {
         case: case.name,
         ns_per_packet,
         floor_ns,
         ratio: ns_per_packet as f64 / floor_ns.max(1) as f64,
         target: case.target,
+        reference_ns,
+        reference_ratio: reference_ns.map(|r| over_reference(ns_per_packet, r, floor_ns)),
+        reference_target: REFERENCE_TARGETS
+            .iter()
+            .find(|(name, _)| *name == case.name)
+            .map(|(_, t)| *t),
     })
+}
+
+/// (case − floor) / (reference − floor), each difference at least 1 ns (a cost below the
+/// floor is noise).
+fn over_reference(case_ns: u64, reference_ns: u64, floor_ns: u64) -> f64 {
+    let over = |ns: u64| ns.saturating_sub(floor_ns).max(1) as f64;
+    over(case_ns) / over(reference_ns)
 }
 
 fn median(values: &mut [u64]) -> u64 {
@@ -624,27 +679,41 @@ fn target_text(target: Option<f64>) -> String {
     target.map_or_else(|| "-".to_owned(), |t| format!("<={t}"))
 }
 
+fn verdict(ratio: Option<f64>, target: Option<f64>) -> &'static str {
+    match (ratio, target) {
+        (Some(r), Some(t)) if r <= t => "met",
+        (Some(_), Some(_)) => "over",
+        _ => "-",
+    }
+}
+
 fn table(outcomes: &[Outcome]) -> String {
     let mut out = format!(
-        "{:<22} {:>10} {:>9} {:>7} {:>7}  {}\n",
-        "case", "ns/packet", "floor ns", "ratio", "target", "vs target"
+        "{:<22} {:>9} {:>8} {:>6} {:>7} {:>7} {:>5}  {:>7} {:>7} {:>5}\n",
+        "case", "ns/packet", "floor ns", "ref ns", "/floor", "target", "", "/ref", "target", ""
     );
     for o in outcomes {
-        let verdict = match o.target {
-            Some(t) if o.ratio <= t => "met",
-            Some(_) => "over",
-            None => "baseline",
-        };
         let _ = writeln!(
             out,
-            "{:<22} {:>10} {:>9} {:>7.2} {:>7}  {verdict}",
+            "{:<22} {:>9} {:>8} {:>6} {:>7.2} {:>7} {:>5}  {:>7} {:>7} {:>5}",
             o.case,
             o.ns_per_packet,
             o.floor_ns,
+            o.reference_ns
+                .map_or_else(|| "-".to_owned(), |r| r.to_string()),
             o.ratio,
-            target_text(o.target)
+            target_text(o.target),
+            verdict(Some(o.ratio), o.target),
+            o.reference_ratio
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+            target_text(o.reference_target),
+            verdict(o.reference_ratio, o.reference_target),
         );
     }
+    out.push_str(
+        "/floor: ns/packet over the empty program's; /ref: (case - floor) / (reference - floor), \
+         the reference on the same frame\n",
+    );
     out
 }
 
@@ -671,14 +740,22 @@ fn relations_table(outcomes: &[Outcome]) -> String {
     out
 }
 
-/// The results as a JSON array of `{"case", "ns_per_packet", "floor_ns", "ratio"}`.
+/// The results as a JSON array of `{"case", "ns_per_packet", "floor_ns", "ratio",
+/// "reference_ns", "reference_ratio"}` (the last two `null` for TC cases).
 fn json(outcomes: &[Outcome]) -> String {
+    let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
     let rows: Vec<String> = outcomes
         .iter()
         .map(|o| {
             format!(
-                "  {{\"case\": \"{}\", \"ns_per_packet\": {}, \"floor_ns\": {}, \"ratio\": {:.3}}}",
-                o.case, o.ns_per_packet, o.floor_ns, o.ratio
+                "  {{\"case\": \"{}\", \"ns_per_packet\": {}, \"floor_ns\": {}, \"ratio\": {:.3}, \
+                 \"reference_ns\": {}, \"reference_ratio\": {}}}",
+                o.case,
+                o.ns_per_packet,
+                o.floor_ns,
+                o.ratio,
+                or_null(o.reference_ns.map(|r| r.to_string())),
+                or_null(o.reference_ratio.map(|r| format!("{r:.3}")))
             )
         })
         .collect();
@@ -852,6 +929,9 @@ mod tests {
                 floor_ns: 10,
                 ratio: 3.0,
                 target: None,
+                reference_ns: Some(20),
+                reference_ratio: Some(2.0),
+                reference_target: None,
             },
             Outcome {
                 case: "b",
@@ -859,13 +939,32 @@ mod tests {
                 floor_ns: 10,
                 ratio: 1.5,
                 target: Some(2.0),
+                reference_ns: None,
+                reference_ratio: None,
+                reference_target: None,
             },
         ];
         assert_eq!(
             json(&outcomes),
-            "[\n  {\"case\": \"a\", \"ns_per_packet\": 30, \"floor_ns\": 10, \"ratio\": 3.000},\n  \
-             {\"case\": \"b\", \"ns_per_packet\": 15, \"floor_ns\": 10, \"ratio\": 1.500}\n]\n"
+            "[\n  {\"case\": \"a\", \"ns_per_packet\": 30, \"floor_ns\": 10, \"ratio\": 3.000, \
+             \"reference_ns\": 20, \"reference_ratio\": 2.000},\n  \
+             {\"case\": \"b\", \"ns_per_packet\": 15, \"floor_ns\": 10, \"ratio\": 1.500, \
+             \"reference_ns\": null, \"reference_ratio\": null}\n]\n"
         );
+    }
+
+    #[test]
+    fn reference_ratio_compares_costs_over_the_floor() {
+        assert!((over_reference(30, 20, 10) - 2.0).abs() < 1e-9);
+        // A reference at or below the floor counts as 1 ns over it.
+        assert!((over_reference(15, 9, 10) - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reference_targets_name_cases() {
+        for (name, _) in REFERENCE_TARGETS {
+            assert!(CASES.iter().any(|c| c.name == *name), "{name}");
+        }
     }
 
     #[test]
