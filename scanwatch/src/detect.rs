@@ -263,15 +263,8 @@ pub fn finding(
     } else {
         DetectionKind::HostSweep
     };
-    let probes: BTreeMap<&'static str, u32> = PacketClass::ALL[..PROBE_CLASSES]
-        .iter()
-        .zip(event.probes.iter())
-        .filter(|(_, n)| **n > 0)
-        .map(|(c, n)| (c.name(), *n))
-        .collect();
     let direction = Direction::of(event);
     Some(Finding {
-        timestamp: rfc3339(SystemTime::now()),
         // Egress sources are local addresses, tracked at full length.
         source: format_source(
             &event.source,
@@ -280,10 +273,6 @@ pub fn finding(
                 Direction::Ingress => ipv6_prefix,
             },
         ),
-        target: None,
-        sources: None,
-        kind,
-        technique: kind.technique(),
         direction,
         distinct_ports: estimated(ports_kind, &event.measures),
         distinct_hosts: estimated(hosts_kind, &event.measures),
@@ -292,25 +281,13 @@ pub fn finding(
         at_least: [kind, ports_kind, hosts_kind]
             .into_iter()
             .any(|k| saturated(k, &event.measures)),
-        packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
-        probes,
-        examples: Vec::new(),
-        window_seconds: window.as_secs(),
-        first_seen: rfc3339(Clock::wall(event.first_seen_ns)),
-        last_seen: rfc3339(Clock::wall(event.timestamp_ns)),
-        interface,
-        action: Action::Alert,
-        block_ttl_seconds: None,
-        not_blocked: None,
-        hops: None,
-        listed_in: Vec::new(),
+        ..base(event, kind, interface, window)
     })
 }
 
-/// The finding of a distributed scan: `source` is `*`, the event's source is the target, its
-/// target the source whose probe crossed; the agent fills `sources` from the target's sample.
-fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Finding {
-    let kind = DetectionKind::DistributedScan;
+/// What every finding of `event` says before its kind decides what it counts: times, probes by
+/// class, the window and the interface; monitor-mode action.
+fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Duration) -> Finding {
     let probes: BTreeMap<&'static str, u32> = PacketClass::ALL[..PROBE_CLASSES]
         .iter()
         .zip(event.probes.iter())
@@ -319,14 +296,16 @@ fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Findin
         .collect();
     Finding {
         timestamp: rfc3339(SystemTime::now()),
-        source: "*".into(),
-        target: Some(format_target(&event.source.addr, 0)),
-        sources: Some(Vec::new()),
+        source: String::new(),
+        target: None,
+        sources: None,
         kind,
         technique: kind.technique(),
-        direction: Direction::Ingress,
-        distinct_ports: estimated(kind, &event.measures),
-        distinct_hosts: 1,
+        direction: Direction::of(event),
+        distinct_ports: 0,
+        distinct_hosts: 0,
+        distinct_protocols: None,
+        at_least: false,
         packets: event.probes.iter().map(|n| u64::from(*n)).sum(),
         probes,
         examples: Vec::new(),
@@ -337,10 +316,24 @@ fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Findin
         action: Action::Alert,
         block_ttl_seconds: None,
         not_blocked: None,
-        distinct_protocols: None,
-        at_least: saturated(kind, &event.measures),
         hops: None,
         listed_in: Vec::new(),
+    }
+}
+
+/// The finding of a distributed scan: `source` is `*`, the event's source is the target, its
+/// target the source whose probe crossed; the agent fills `sources` from the target's sample.
+fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Finding {
+    let kind = DetectionKind::DistributedScan;
+    Finding {
+        source: "*".into(),
+        target: Some(format_target(&event.source.addr, 0)),
+        sources: Some(Vec::new()),
+        direction: Direction::Ingress,
+        distinct_ports: estimated(kind, &event.measures),
+        distinct_hosts: 1,
+        at_least: saturated(kind, &event.measures),
+        ..base(event, kind, interface, window)
     }
 }
 
