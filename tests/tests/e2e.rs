@@ -18,8 +18,8 @@ use std::{
 use scanwatch_tests::{
     daemon::{Daemon, alert_is, daemon_binary},
     e2e::{
-        ALERT_WITHIN, NMAP_TIMEOUT, SCAN_BUDGET, attacker_port_scan_alert, connects, expect_alert,
-        lab,
+        ALERT_WITHIN, NMAP_FAST, NMAP_TIMEOUT, SCAN_BUDGET, attacker_port_scan_alert, connects,
+        expect_alert, lab,
     },
     http,
     lab::Lab,
@@ -172,22 +172,10 @@ fn nmap_raises(test: &str, technique: &str, ports: &str, kind: &str, probe_class
     let lab = lab();
     let daemon = daemon(&lab);
     let target = lab.target_v4().to_string();
-    nmap(
-        &lab,
-        &[
-            technique,
-            "-p",
-            ports,
-            "-n",
-            "-Pn",
-            "-T4",
-            "--max-retries",
-            "0",
-            "--host-timeout",
-            "20s",
-            &target,
-        ],
-    );
+    let mut args = vec![technique, "-p", ports, "-Pn"];
+    args.extend(NMAP_FAST);
+    args.push(&target);
+    nmap(&lab, &args);
     let alert = expect_alert(&daemon, &lab.attacker_v4().to_string(), &[kind], test);
     assert_alert_shape(&lab, &alert, probe_class);
 }

@@ -27,7 +27,8 @@ use std::{
 use scanwatch_tests::{
     daemon::{Daemon, alert_is},
     e2e::{
-        ALERT_WITHIN, METRICS_WITHIN, NMAP_TIMEOUT, SCAN_BUDGET, excerpt, expect_alert_matching,
+        ALERT_WITHIN, METRICS_WITHIN, NMAP_FAST, NMAP_TIMEOUT, SCAN_BUDGET, excerpt,
+        expect_alert_matching,
     },
     http,
     lab::Lab,
@@ -427,21 +428,10 @@ fn nmap_syn_scan_from_the_host_raises_egress_port_scan_and_is_never_blocked() {
         .expect("the neighbour's web port");
     let neighbour = hood.neighbour_v4().to_string();
 
-    let out = nmap_from_host(
-        &hood,
-        &[
-            "-sS",
-            "-p",
-            "1-200",
-            "-T4",
-            "-n",
-            "--max-retries",
-            "0",
-            "--host-timeout",
-            "20s",
-            &neighbour,
-        ],
-    );
+    let mut args = vec!["-sS", "-p", "1-200"];
+    args.extend(NMAP_FAST);
+    args.push(&neighbour);
+    let out = nmap_from_host(&hood, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("80/tcp open"),

@@ -17,7 +17,7 @@ use std::{
 use scanwatch_tests::{
     capture::Recorder,
     daemon::{Daemon, daemon_binary},
-    e2e::{NMAP_TIMEOUT, connects, expect_alert, lab},
+    e2e::{NMAP_FAST, NMAP_TIMEOUT, connects, expect_alert, lab},
     lab::Lab,
     netns::in_netns,
     process::{TempDir, tool_or_skip},
@@ -128,15 +128,8 @@ fn nmap_replay_matches_live(
     let attacker = lab.attacker_v4().to_string();
     let target = target(&lab);
     let mut args = scan.to_vec();
-    args.extend([
-        "-n",
-        "-T4",
-        "--max-retries",
-        "0",
-        "--host-timeout",
-        "20s",
-        &target,
-    ]);
+    args.extend(NMAP_FAST);
+    args.push(&target);
     let (live, report) = live_and_replayed(&lab, test, Some((&attacker, kinds)), || {
         lab.attacker.nmap(&args, NMAP_TIMEOUT);
     });

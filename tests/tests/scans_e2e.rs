@@ -10,7 +10,7 @@
 
 use scanwatch_tests::{
     daemon::Daemon,
-    e2e::{NMAP_TIMEOUT, expect_alert, lab},
+    e2e::{NMAP_FAST, NMAP_TIMEOUT, expect_alert, lab},
     process::tool_or_skip,
 };
 use serde_json::Value;
@@ -25,18 +25,9 @@ fn nmap_raises(test: &str, scan: &[&str], ports: &str, kind: &str) -> Option<Val
     let daemon = Daemon::start(&lab).expect("starting scanwatch");
     let target = lab.target_v4().to_string();
     let mut args: Vec<&str> = scan.to_vec();
-    args.extend([
-        "-p",
-        ports,
-        "-n",
-        "-Pn",
-        "-T4",
-        "--max-retries",
-        "0",
-        "--host-timeout",
-        "20s",
-        &target,
-    ]);
+    args.extend(["-p", ports, "-Pn"]);
+    args.extend(NMAP_FAST);
+    args.push(&target);
     lab.attacker.nmap(&args, NMAP_TIMEOUT);
     let alert = expect_alert(&daemon, &lab.attacker_v4().to_string(), &[kind], test);
     assert_eq!(alert["technique"], "T1046", "{alert}");
