@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -247,6 +247,17 @@ impl Harness {
         Ok(self.maps()?.tracker.len())
     }
 
+    /// The number of tracked sources and the `n` with the most probes, as the daemon's
+    /// gauges and status file read them.
+    pub fn tracked_top(&self, n: usize) -> Result<(usize, Vec<(SourceKey, u64)>)> {
+        Ok(self.maps()?.tracker.top(n))
+    }
+
+    /// Number of flows in the flow map, as the daemon's gauge reads it.
+    pub fn flow_count(&self) -> Result<usize> {
+        Ok(self.maps()?.flows.len())
+    }
+
     /// Every source key in the tracker.
     pub fn tracked_keys(&self) -> Result<Vec<SourceKey>> {
         Ok(self.maps()?.tracker.keys())

@@ -34,6 +34,7 @@ mod evidence;
 mod flags;
 mod flood;
 mod fragments;
+mod gauges;
 mod ignore;
 mod load;
 mod malformed;
