@@ -23,6 +23,7 @@ pub mod loader;
 pub mod metrics;
 pub mod net;
 pub mod object;
+pub mod occupancy;
 pub mod pins;
 pub mod protect;
 pub mod rate;
