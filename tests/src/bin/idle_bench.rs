@@ -21,13 +21,13 @@
 use std::{
     net::Ipv4Addr,
     os::fd::{AsFd as _, OwnedFd},
-    process::{Command, ExitCode},
+    process::ExitCode,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use aya::maps::{HashMap, Map, MapData, MapInfo, PerCpuArray};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use scanwatch_common::{
     addr::SourceKey,
     flow::{FlowKey, FlowState},
@@ -36,8 +36,8 @@ use scanwatch_common::{
     stats::STATS_LEN,
 };
 use scanwatch_tests::{
-    daemon::Daemon, e2e::config_file, lab::Lab, metrics::sample, netns::in_netns, process::TempDir,
-    require_root, scanner,
+    attached, daemon::Daemon, e2e::config_file, lab::Lab, metrics::sample, netns::in_netns,
+    process::TempDir, require_root, scanner,
 };
 
 /// One way of reading the maps for the gauges; returns the entries it met.
@@ -231,61 +231,25 @@ fn run() -> Result<()> {
 
 /// The daemon's maps, through the map ids of the XDP program on the target interface.
 fn open_maps(lab: &Lab) -> Result<DaemonMaps> {
-    let out = Command::new("ip")
-        .args([
-            "-n",
-            lab.target.name(),
-            "-j",
-            "link",
-            "show",
-            "dev",
-            &lab.target_if,
-        ])
-        .output()?;
-    ensure!(out.status.success(), "ip link show failed");
-    let links: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let prog_id = links[0]["xdp"]["prog"]["id"]
-        .as_u64()
-        .context("no XDP program on the target interface")?;
-    let prog = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|p| u64::from(p.id()) == prog_id)
-        .context("the attached XDP program is not loaded")?;
-    let ids = prog
-        .map_ids()?
-        .context("the kernel hides the program's maps")?;
-    let (mut tracker, mut flows, mut stats, mut flows_capacity) = (None, None, None, 0);
-    for id in ids {
-        let info = MapInfo::from_id(id)?;
-        match info.name_as_str() {
-            Some(maps::TRACKER) => tracker = Some(lru_with_fd(id)?),
-            Some(maps::FLOWS) => {
-                flows_capacity = info.max_entries();
-                flows = Some(lru_with_fd(id)?);
-            }
-            Some(maps::STATS) => {
-                stats = Some(PerCpuArray::try_from(Map::PerCpuArray(MapData::from_id(
-                    id,
-                )?))?);
-            }
-            _ => {}
-        }
-    }
-    let (tracker, tracker_fd) = tracker.context("TRACKER not among the program's maps")?;
-    let (flows, flows_fd) = flows.context("FLOWS not among the program's maps")?;
+    let (ns, iface) = (lab.target.name(), lab.target_if.as_str());
+    let (tracker, tracker_fd) = lru_with_fd(attached::map(ns, iface, maps::TRACKER)?.0)?;
+    let (flows_data, flows_info) = attached::map(ns, iface, maps::FLOWS)?;
+    let (flows, flows_fd) = lru_with_fd(flows_data)?;
+    let stats = PerCpuArray::try_from(Map::PerCpuArray(attached::map(ns, iface, maps::STATS)?.0))?;
     Ok(DaemonMaps {
         tracker,
         flows,
-        stats: stats.context("STATS not among the program's maps")?,
-        flows_capacity,
+        stats,
+        flows_capacity: flows_info.max_entries(),
         tracker_fd,
         flows_fd,
     })
 }
 
-/// LRU hash map `id`, typed, with a second descriptor of it.
-fn lru_with_fd<K: aya::Pod, V: aya::Pod>(id: u32) -> Result<(HashMap<MapData, K, V>, OwnedFd)> {
-    let data = MapData::from_id(id)?;
+/// An LRU hash map, typed, with a second descriptor of it.
+fn lru_with_fd<K: aya::Pod, V: aya::Pod>(
+    data: MapData,
+) -> Result<(HashMap<MapData, K, V>, OwnedFd)> {
     let fd = data.fd().as_fd().try_clone_to_owned()?;
     Ok((HashMap::try_from(Map::LruHashMap(data))?, fd))
 }
