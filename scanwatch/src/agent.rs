@@ -585,7 +585,12 @@ impl<'i> Agent<'i> {
         match self.maps.stats.read() {
             Ok(stats) => {
                 self.metrics.update_kernel(&stats);
-                let inserts = |counter| stats[counter_slot(counter) as usize];
+                let inserts = |counter| {
+                    stats
+                        .get(counter_slot(counter) as usize)
+                        .copied()
+                        .unwrap_or(0)
+                };
                 if let Some(tracked) = self
                     .walked
                     .tracker
@@ -601,11 +606,14 @@ impl<'i> Agent<'i> {
         }
     }
 
-    /// The insert counters of the tracker and the flow map, summed over CPUs (0 when they
-    /// cannot be read: the next walk starts the estimate afresh).
-    fn insert_counters(&self) -> (u64, u64) {
-        let read = |counter| self.maps.stats.get(counter_slot(counter)).unwrap_or(0);
-        (read(Counter::TrackerInserts), read(Counter::FlowsRecorded))
+    /// The insert counters of the tracker and the flow map, summed over CPUs; `None` when
+    /// they cannot be read.
+    fn insert_counters(&self) -> Option<(u64, u64)> {
+        let read = |counter| self.maps.stats.get(counter_slot(counter)).ok();
+        Some((
+            read(Counter::TrackerInserts)?,
+            read(Counter::FlowsRecorded)?,
+        ))
     }
 
     /// Walks the tracker and the flow map in full: exact counts for the gauges, the top
@@ -614,7 +622,10 @@ impl<'i> Agent<'i> {
         let started = thread_cpu_time();
         let prefix = self.config.ipv6_prefix;
         // Before the walk: an insert during it is then counted twice at worst, never missed.
-        let (tracker_inserts, flow_inserts) = self.insert_counters();
+        // Unreadable counters: a baseline no later reading exceeds, so the gauges keep this
+        // walk's counts until the next walk.
+        let (tracker_inserts, flow_inserts) =
+            self.insert_counters().unwrap_or((u64::MAX, u64::MAX));
         let (tracked, top) = self
             .maps
             .tracker
@@ -641,7 +652,8 @@ impl<'i> Agent<'i> {
 
     /// Rewrites the status file: sources tracked now (see [`Occupancy`]), the last walk's top.
     fn refresh_status(&mut self) {
-        let (tracker_inserts, _) = self.insert_counters();
+        // Unreadable counters: 0 adds nothing to the last walk's count.
+        let (tracker_inserts, _) = self.insert_counters().unwrap_or((0, 0));
         let tracked = self.walked.tracker.estimate(tracker_inserts).unwrap_or(0);
         self.write_status(tracked, self.walked.top.clone());
     }
