@@ -76,9 +76,9 @@ pub struct Addrs {
 /// while the source is below every threshold there, the long window, the wide IPv6 prefix and
 /// the distributed-scan count of its target.
 ///
-/// The levels' entries are looked up here and each is updated by the one [`update_level`]: no
-/// frame sits between this one and the update, whose depth the 512-byte limit on the combined
-/// stack of a call chain leaves no room for.
+/// The levels' entries are looked up here, inline, and each is updated by the one
+/// [`update_level`]: the 512-byte stack limit covers a whole call chain, and the deepest one
+/// (program, `record`, `update_level`) has no room for another frame in between.
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelConfig) {
     let Some((key, state, now)) = tracked(&addrs.src, packet.ipv6, config) else {
@@ -117,9 +117,10 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         update_level(long, &update, config);
     }
     if packet.ipv6 && config.ipv6_wide_prefix_len != 0 {
-        let wide = SourceKey::wide_from_ipv6_words(addrs.src.words(), config.ipv6_wide_prefix_len);
-        if let Some(w) = wide::entry(&wide, &update.key, now) {
-            update.key = wide;
+        let wide_key =
+            SourceKey::wide_from_ipv6_words(addrs.src.words(), config.ipv6_wide_prefix_len);
+        if let Some(w) = wide::entry(&wide_key, &update.key, now) {
+            update.key = wide_key;
             update.origin.window = WINDOW_WIDE;
             update_level(&mut w.state, &update, config);
         }
@@ -144,26 +145,26 @@ fn contribute(u: &Update, config: &KernelConfig) {
 /// One ingress probe, as every level (short window, long window, wide IPv6 prefix) counts it:
 /// the arguments of [`update_level`], small enough to pass by reference between BPF frames.
 #[derive(Clone, Copy)]
-pub struct Update {
+struct Update {
     /// The key of the level's entry (the event's source).
-    pub key: SourceKey,
+    key: SourceKey,
     /// The probe's target and interface, and which window and thresholds apply.
-    pub origin: Origin,
-    pub now: u64,
+    origin: Origin,
+    now: u64,
     /// Hash of the destination host.
-    pub host: u32,
-    pub class: PacketClass,
-    pub proto: u8,
+    host: u32,
+    class: PacketClass,
+    proto: u8,
     /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
-    pub hops: u8,
-    pub src_port: u16,
+    hops: u8,
+    src_port: u16,
 }
 
 /// The per-probe update of one level's state (`observe` with the ingress `measure`), in a
 /// frame of its own: every level calls this one copy, so the verifier walks `observe` and its
 /// dispatch once per call site instead of through a copy inlined into each level.
 #[inline(never)]
-pub fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) {
+fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) {
     let probe = Probe {
         class: Some(u.class),
         host: Some(u.host),
