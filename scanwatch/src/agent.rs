@@ -27,7 +27,7 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
-    detect::{AlertBudget, Direction, Examples, Hops, finding, wide_source},
+    detect::{AlertBudget, Direction, Examples, Hops, finding, name_prefixes, wide_source},
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
     kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
@@ -408,12 +408,7 @@ impl<'i> Agent<'i> {
             self.enforce_distributed(&sample)
         } else if let Some((prefix, len)) = wide_source(event) {
             let sample = self.maps.wide.sample(&event.source);
-            f.prefixes = Some(
-                sample
-                    .iter()
-                    .map(|k| net::format_source(k, self.config.ipv6_prefix))
-                    .collect(),
-            );
+            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
             f.examples = self.examples.add(event);
             f.listed_in = self
                 .reputation

@@ -310,6 +310,15 @@ pub fn wide_source(event: &ScanEvent) -> Option<(SourceKey, u32)> {
     Some((SourceKey { addr }, len))
 }
 
+/// `Finding::prefixes` of a wide-level finding: its `WIDE` entry's sample of first-level
+/// prefixes, named as the tracker's sources are.
+pub fn name_prefixes(sample: &[SourceKey], ipv6_prefix: u32) -> Vec<String> {
+    sample
+        .iter()
+        .map(|k| format_source(k, ipv6_prefix))
+        .collect()
+}
+
 /// What every finding of `event` says before its kind decides what it counts: times, probes by
 /// class, the window and the interface; monitor-mode action.
 fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Duration) -> Finding {

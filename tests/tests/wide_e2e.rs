@@ -2,7 +2,8 @@
 //! each (every /64 far below port_scan's threshold of 20), raises a port_scan naming the /48
 //! with the /64s it used, within `ALERT_WITHIN` of the probe that crossed; a web server's IPv6
 //! visitors next to it raise nothing. In drop mode the finding blocks nothing unless
-//! `block_wide_prefix` is set; then the /64s it names are blocked.
+//! `block_wide_prefix` is set; then the /64s it names are blocked. `scanwatch replay` of the
+//! rotation's capture names the /48 and its /64s too.
 //!
 //! The attacker holds one address in each of six /64s of `fd5c:a8:K::/48`, a /48 of its own
 //! (the lab's bridge is `fd5c:a7:0:K::/64`), and the target routes that /48 back through it.
@@ -14,9 +15,11 @@ use std::{
 };
 
 use scanwatch_tests::{
+    capture::Recorder,
     daemon::Daemon,
     e2e::{
         METRICS_WITHIN, NMAP_FAST, NMAP_TIMEOUT, config_file, connects, expect_alert_matching, lab,
+        replay,
     },
     lab::Lab,
     metrics::sample,
@@ -208,4 +211,31 @@ fn nmap_rotating_six_64s_of_a_48_raises_port_scan_for_the_48() {
     assert!(others.is_empty(), "unexpected alerts: {others:#?}");
     drop(daemon);
     web.stop().expect("stopping the web server");
+}
+
+#[test]
+fn replayed_rotation_names_the_48_and_its_64s() {
+    let test = "replayed_rotation_names_the_48_and_its_64s";
+    if !tool_or_skip("nmap", test) {
+        return;
+    }
+    let lab = rotation_lab();
+    let recorder = Recorder::start(lab.target.name(), &lab.target_if).expect("capturing");
+    for i in 1..=3 {
+        scan_from(&lab, i);
+    }
+    let captured = recorder.finish().expect("stopping the capture");
+    let dir = TempDir::new(test).expect("a temp dir");
+    let pcap = dir.path().join("rotation.pcap");
+    captured.write_pcap(&pcap).expect("writing the pcap");
+    let report = replay(&pcap, &lab);
+    let wide = format!("fd5c:a8:{:x}::/48", lab.k());
+    let alert = report["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["kind"] == "port_scan" && a["source"] == wide.as_str())
+        .unwrap_or_else(|| panic!("no port_scan of {wide} replayed: {report}"));
+    let first: Vec<String> = (1..=3).map(|i| prefix64(&lab, i)).collect();
+    assert_eq!(prefixes(alert), first, "{alert}");
 }
