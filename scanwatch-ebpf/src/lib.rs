@@ -24,6 +24,7 @@ pub mod maps;
 pub mod parse;
 pub mod stats;
 pub mod track;
+pub mod wide;
 
 use aya_ebpf::{
     bindings::xdp_action,

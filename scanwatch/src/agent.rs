@@ -29,7 +29,7 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
-    detect::{AlertBudget, Direction, Examples, Hops, finding},
+    detect::{AlertBudget, Direction, Examples, Hops, finding, name_prefixes, wide_source},
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
     kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
@@ -453,6 +453,15 @@ impl<'i> Agent<'i> {
                     .collect(),
             );
             self.enforce_distributed(&sample)
+        } else if let Some((prefix, len)) = wide_source(event) {
+            let sample = self.maps.wide.sample(&event.source);
+            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
+            f.examples = self.examples.add(event);
+            f.listed_in = self
+                .reputation
+                .borrow()
+                .listed_in(&key_network(&prefix, len));
+            self.enforce_wide(&sample, f.kind)
         } else {
             f.examples = self.examples.add(event);
             if f.direction == Direction::Ingress {
@@ -497,10 +506,27 @@ impl<'i> Agent<'i> {
         if !self.config.block_distributed {
             return Verdict::Alert;
         }
+        self.block_each(sample, DetectionKind::DistributedScan)
+    }
+
+    /// A wide-level finding aggregates first-level prefixes that each stayed below every
+    /// threshold: in drop mode the prefixes it names are blocked only when `block_wide_prefix`
+    /// is set, each through the usual protections (the wide prefix itself never is: it may hold
+    /// a whole site); the finding carries the first verdict that blocked (or the last refusal).
+    fn enforce_wide(&mut self, sample: &[SourceKey], kind: DetectionKind) -> Verdict {
+        if !self.config.block_wide_prefix {
+            return Verdict::Alert;
+        }
+        self.block_each(sample, kind)
+    }
+
+    /// Blocks each sampled source of an aggregate finding; returns the first verdict that
+    /// blocked (or the last refusal).
+    fn block_each(&mut self, sample: &[SourceKey], kind: DetectionKind) -> Verdict {
         let mut outcome = Verdict::Alert;
         for source in sample {
-            // The sampled sources' own hop counts are not in the target's event.
-            let verdict = self.block(source, None, DetectionKind::DistributedScan);
+            // The sampled sources' own hop counts are not in the aggregate's event.
+            let verdict = self.block(source, None, kind);
             if !matches!(
                 outcome,
                 Verdict::Block { .. } | Verdict::AlreadyBlocked { .. } | Verdict::WouldBlock { .. }

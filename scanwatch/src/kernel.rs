@@ -42,6 +42,7 @@ use scanwatch_common::{
     state::SourceState,
     stats::STATS_LEN,
     target::TargetState,
+    wide::WideState,
 };
 
 use crate::{
@@ -187,6 +188,8 @@ pub struct Maps {
     pub flows: Flows,
     /// Per-destination distributed-scan state.
     pub targets: Targets,
+    /// Per-prefix state at the wide IPv6 level.
+    pub wide: Wide,
     pub blocks: Blocks,
     pub blocklist: BlockList,
     /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
@@ -219,6 +222,7 @@ impl Maps {
             long: Tracker::take(ebpf, maps::LONG)?,
             flows: Flows::take(ebpf)?,
             targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
+            wide: Wide(HashMap::try_from(take(ebpf, maps::WIDE)?)?),
             blocks,
             blocklist,
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
@@ -508,6 +512,29 @@ impl Targets {
     /// was evicted meanwhile).
     pub fn sample(&self, target: &SourceKey) -> Vec<SourceKey> {
         match self.get(target) {
+            Ok(Some(state)) => state.sample().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `WIDE`: per-prefix state at the wide IPv6 level (`scanwatch_common::wide`).
+pub struct Wide(HashMap<MapData, SourceKey, WideState>);
+
+impl Wide {
+    pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<WideState>> {
+        found(self.0.get(key, 0))
+    }
+
+    /// Every wide prefix held.
+    pub fn keys(&self) -> Vec<SourceKey> {
+        self.0.keys().filter_map(Result::ok).collect()
+    }
+
+    /// The first-level prefixes that contributed to wide prefix `key`, oldest first (none when
+    /// the entry was evicted meanwhile).
+    pub fn sample(&self, key: &SourceKey) -> Vec<SourceKey> {
+        match self.get(key) {
             Ok(Some(state)) => state.sample().collect(),
             _ => Vec::new(),
         }

@@ -44,7 +44,7 @@ use crate::{
     alerts::AlertSink,
     clock::rfc3339,
     config::{Config, Mode},
-    detect::{AlertBudget, Examples, Finding, finding},
+    detect::{AlertBudget, Examples, Finding, finding, name_prefixes},
     kernel::{Events, Maps},
     loader,
 };
@@ -359,6 +359,10 @@ impl Replayer {
             self.config.ipv6_prefix,
         )?;
         f.examples = self.examples.add(event);
+        if f.prefixes.is_some() {
+            let sample = self.maps.wide.sample(&event.source);
+            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
+        }
         // Kernel times are capture times (epoch nanoseconds) here.
         let at = |ns: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
         f.first_seen = at(event.first_seen_ns);

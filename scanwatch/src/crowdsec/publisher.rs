@@ -93,8 +93,11 @@ pub fn alert_of(f: &Finding) -> Option<Alert> {
         return None;
     }
     let range = f.source.contains('/');
-    let remediation =
-        matches!(f.action, Action::Block | Action::WouldBlock) && f.not_blocked.is_none();
+    // A wide IPv6 finding's blocks are the /64s it names (`prefixes`), never the /48 in
+    // `source`: the fleet is not asked to ban a whole site.
+    let remediation = matches!(f.action, Action::Block | Action::WouldBlock)
+        && f.not_blocked.is_none()
+        && f.prefixes.is_none();
     let mut labels = vec![format!("attack.{}", f.technique)];
     if f.technique.starts_with("T1595") {
         labels.push("attack.T1595".into());
@@ -306,6 +309,15 @@ mod tests {
         assert_eq!(a.source.scope, "Range");
         assert_eq!(a.source.range.as_deref(), Some("2001:db8::/64"));
         assert!(a.remediation);
+    }
+
+    #[test]
+    fn a_blocking_wide_finding_is_no_ban_candidate_for_its_48() {
+        let mut f = finding("2001:db8:1::/48", Direction::Ingress, Action::Block);
+        f.prefixes = Some(vec!["2001:db8:1:1::/64".into()]);
+        let a = alert_of(&f).unwrap();
+        assert_eq!(a.source.range.as_deref(), Some("2001:db8:1::/48"));
+        assert!(!a.remediation);
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod protocols;
 mod replies;
 mod slow;
 mod tracking;
+mod wide_prefix;
 
 // ---------------------------------------------------------------------------------------------
 // Addresses, keys and configurations
