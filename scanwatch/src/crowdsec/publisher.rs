@@ -14,6 +14,7 @@ use std::{
 };
 
 use log::{info, warn};
+use scanwatch_common::event::DetectionKind;
 
 use super::{
     Shared,
@@ -87,9 +88,12 @@ impl Queue {
     }
 }
 
-/// The LAPI alert of a finding, or `None` when it is not published (egress).
+/// The LAPI alert of a finding, or `None` when it is not published: egress findings, and
+/// distributed scans, whose source is `"*"` (many sources, none of them scanning on its own:
+/// the Local API takes one IP or range per alert, and no one of the sampled sources earned a
+/// ban).
 pub fn alert_of(f: &Finding) -> Option<Alert> {
-    if f.direction == Direction::Egress {
+    if f.direction == Direction::Egress || f.kind == DetectionKind::DistributedScan {
         return None;
     }
     let range = f.source.contains('/');
@@ -278,6 +282,14 @@ mod tests {
         );
         assert!(a.labels.contains(&"attack.T1046".to_owned()));
         assert_eq!(a.events_count, 21);
+    }
+
+    #[test]
+    fn distributed_findings_are_not_published() {
+        let mut f = finding("*", Direction::Ingress, Action::Alert);
+        f.kind = DetectionKind::DistributedScan;
+        f.sources = Some(vec!["192.0.2.7".into(), "192.0.2.8".into()]);
+        assert!(alert_of(&f).is_none());
     }
 
     #[test]
