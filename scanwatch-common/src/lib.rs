@@ -48,4 +48,5 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::evidence::Verified {}
     unsafe impl aya::Pod for crate::target::TargetState {}
+    unsafe impl aya::Pod for crate::target::PortState {}
 }

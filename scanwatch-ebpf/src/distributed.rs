@@ -1,22 +1,28 @@
 //! Distributed scans: many sources, each below every threshold, probing many ports of one
-//! destination (`scanwatch_common::target` explains what counts and why).
+//! destination, or one port across many destination hosts (`scanwatch_common::target` explains
+//! what counts and why).
 //!
 //! Called from `track::record` for SYN, UDP and stealth probes of tracked, not yet reported
-//! sources; one LRU lookup (an insert for a destination's first probe) and one bit per probe.
+//! sources; per form switched on, one LRU lookup (an insert for a destination's or port's
+//! first probe) and one bit per probe. The TC egress program marks the hosts that answer on a
+//! port ([`note_served`]).
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::{FLAG_NO_EVENTS, KernelConfig},
-    event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
-    hash::hash_port,
+    event::{
+        DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT, ScanEvent,
+    },
+    evidence::HOPS_UNKNOWN,
+    hash::{hash_addr, hash_port},
     stats::Counter,
-    target::{SAMPLE_SOURCES, TargetState},
+    target::{PortState, SAMPLE_SOURCES, TargetState, port_key},
 };
 
 use crate::{
-    maps::{EMPTY_TARGET, EVENTS, TARGETS},
+    maps::{EMPTY_PORT, EMPTY_TARGET, EVENTS, PORTS, TARGETS},
     stats::count,
 };
 
@@ -36,10 +42,21 @@ pub struct Contribution {
 /// Reports per target and window at most, as for sources.
 const MAX_REPORTS: u32 = 8;
 
-/// Counts a probe's port at its destination; sends an event when the destination's distinct
-/// ports reach the threshold and at each doubling.
+/// Counts a probe toward both forms: its port at its destination, its destination host at its
+/// port. A dispatcher without locals: each form has its own frame, side by side, so the call
+/// chain stays under the 512-byte combined BPF stack limit.
 #[inline(never)] // own BPF stack frame: keeps `track::record` under the 512-byte limit
 pub fn contribute(c: &Contribution, config: &KernelConfig) {
+    per_target(c, config);
+    if config.distributed_hosts != 0 {
+        per_port(c, config);
+    }
+}
+
+/// Counts a probe's port at its destination; sends an event when the destination's distinct
+/// ports reach the threshold and at each doubling.
+#[inline(never)] // own BPF stack frame, beside `per_port`'s
+fn per_target(c: &Contribution, config: &KernelConfig) {
     let Some(&threshold) = config
         .thresholds
         .get(DetectionKind::DistributedScan as usize)
@@ -74,7 +91,7 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
         return;
     }
     t.ports_set += 1;
-    remember(t, &c.source);
+    remember(&mut t.sources, &mut t.next, &c.source);
     if t.reported >= MAX_REPORTS || u64::from(t.ports_set) < u64::from(threshold) << t.reported {
         return;
     }
@@ -100,7 +117,11 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
         (*e).ifindex = c.ifindex;
         (*e).direction = DIRECTION_INGRESS;
         (*e).target_port = c.port;
+        (*e).min_hops = HOPS_UNKNOWN;
+        (*e).max_hops = HOPS_UNKNOWN;
         (*e).window = scanwatch_common::event::WINDOW_SHORT;
+        (*e).scope = SCOPE_ADDRESS;
+        (*e).proto = c.proto;
         (*e).target = c.source.addr;
     }
     entry.submit(0);
@@ -108,24 +129,135 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
     count(Counter::EventsEmitted);
 }
 
-/// Adds `source` to the target's sample unless it is already there.
+/// Counts a probe's destination host at its (protocol, port); sends an event when the port's
+/// hosts that did not answer on it reach `distributed_hosts`, and at each doubling.
+#[inline(never)] // own BPF stack frame
+fn per_port(c: &Contribution, config: &KernelConfig) {
+    let threshold = config.distributed_hosts;
+    let Some(p) = port_state(port_key(c.proto, c.port)) else {
+        return;
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    let p = unsafe { &mut *p };
+    let now = c.now;
+    if p.first_seen_ns == 0 {
+        p.first_seen_ns = now;
+        p.window_start_ns = now;
+    }
+    if now.wrapping_sub(p.window_start_ns) >= config.window() {
+        p.window_start_ns = now;
+        p.reported = 0;
+        p.hosts_set = 0;
+        p.probes = [0; scanwatch_common::classify::PROBE_CLASSES];
+        p.hosts.clear();
+        p.served.clear();
+    }
+    p.last_seen_ns = now;
+    if let Some(n) = p.probes.get_mut(c.class as usize) {
+        *n = n.wrapping_add(1);
+    }
+    if !p
+        .hosts
+        .insert(hash_addr(config.hash_seed, &c.target) as u32)
+    {
+        return;
+    }
+    p.hosts_set += 1;
+    remember(&mut p.sources, &mut p.next, &c.source);
+    if p.reported >= MAX_REPORTS {
+        return;
+    }
+    let due = u64::from(threshold) << p.reported;
+    // `hosts_set` bounds the measure from above: the popcount only once it could be due.
+    if u64::from(p.hosts_set) < due {
+        return;
+    }
+    let unserved = p.unserved();
+    if u64::from(unserved) < due || config.flags & FLAG_NO_EVENTS != 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ScanEvent>(0) else {
+        count(Counter::EventsDropped);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
+    // written before submit.
+    unsafe {
+        (*e).timestamp_ns = now;
+        (*e).first_seen_ns = p.window_start_ns;
+        (*e).window_start_ns = p.window_start_ns;
+        (*e).source = SourceKey::default();
+        (*e).probes = p.probes;
+        (*e).measures = [0; DETECTION_KINDS];
+        (*e).measures[DetectionKind::DistributedScan as usize] = unserved;
+        (*e).kind = DetectionKind::DistributedScan as u32;
+        (*e).ifindex = c.ifindex;
+        (*e).direction = DIRECTION_INGRESS;
+        (*e).target_port = c.port;
+        (*e).min_hops = HOPS_UNKNOWN;
+        (*e).max_hops = HOPS_UNKNOWN;
+        (*e).window = scanwatch_common::event::WINDOW_SHORT;
+        (*e).scope = SCOPE_PORT;
+        (*e).proto = c.proto;
+        (*e).target = c.target.addr;
+    }
+    entry.submit(0);
+    p.reported += 1;
+    count(Counter::EventsEmitted);
+}
+
+/// An answer this host sends from a local port: a SYN-ACK, or a UDP datagram.
+#[derive(Clone, Copy)]
+pub struct Served {
+    pub local: SourceKey,
+    pub proto: u8,
+    pub local_port: u16,
+}
+
+/// TC egress: marks the local host as serving the port, in the port's state if it has one
+/// (only probed ports do; nothing is inserted). Its probes then stop counting toward a
+/// distributed sweep of the port in this window.
+#[inline(never)] // own BPF stack frame
+pub fn note_served(served: &Served, config: &KernelConfig) {
+    let Some(p) = PORTS.get_ptr_mut(port_key(served.proto, served.local_port)) else {
+        return;
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    let p = unsafe { &mut *p };
+    p.served
+        .insert(hash_addr(config.hash_seed, &served.local) as u32);
+}
+
+/// Adds `source` to a sample ring unless it is already there.
 #[inline(always)]
-fn remember(target: &mut TargetState, source: &SourceKey) {
+fn remember(sources: &mut [SourceKey; SAMPLE_SOURCES], next: &mut u32, source: &SourceKey) {
     let new = source.words();
     let mut i = 0;
     while i < SAMPLE_SOURCES {
-        if let Some(known) = target.sources.get(i)
+        if let Some(known) = sources.get(i)
             && known.words() == new
         {
             return;
         }
         i += 1;
     }
-    let slot = (target.next as usize) % SAMPLE_SOURCES;
-    if let Some(entry) = target.sources.get_mut(slot) {
+    let slot = (*next as usize) % SAMPLE_SOURCES;
+    if let Some(entry) = sources.get_mut(slot) {
         *entry = *source;
     }
-    target.next = ((slot + 1) % SAMPLE_SOURCES) as u32;
+    *next = ((slot + 1) % SAMPLE_SOURCES) as u32;
+}
+
+#[inline(always)]
+fn port_state(key: u32) -> Option<*mut PortState> {
+    if let Some(p) = PORTS.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let template = EMPTY_PORT.get(0)?;
+    // NOEXIST: another CPU may have inserted the same port meanwhile; then use its entry.
+    let _ = PORTS.insert(key, template, u64::from(BPF_NOEXIST));
+    PORTS.get_ptr_mut(key)
 }
 
 #[inline(always)]

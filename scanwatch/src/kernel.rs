@@ -39,7 +39,7 @@ use scanwatch_common::{
     presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
     state::SourceState,
     stats::STATS_LEN,
-    target::TargetState,
+    target::{PortState, TargetState},
 };
 
 use crate::{
@@ -170,6 +170,8 @@ pub struct Maps {
     pub flows: Flows,
     /// Per-destination distributed-scan state.
     pub targets: Targets,
+    /// Per-port distributed-sweep state.
+    pub ports: Ports,
     pub blocks: Blocks,
     pub blocklist: BlockList,
     /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
@@ -202,6 +204,7 @@ impl Maps {
             long: Tracker(HashMap::try_from(take(ebpf, maps::LONG)?)?),
             flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
             targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
+            ports: Ports(HashMap::try_from(take(ebpf, maps::PORTS)?)?),
             blocks,
             blocklist,
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
@@ -401,6 +404,25 @@ impl Targets {
     /// was evicted meanwhile).
     pub fn sample(&self, target: &SourceKey) -> Vec<SourceKey> {
         match self.get(target) {
+            Ok(Some(state)) => state.sample().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `PORTS`: per-port distributed-sweep state (`scanwatch_common::target::PortState`), keyed by
+/// `target::port_key`.
+pub struct Ports(HashMap<MapData, u32, PortState>);
+
+impl Ports {
+    pub fn get(&self, key: u32) -> anyhow::Result<Option<PortState>> {
+        found(self.0.get(&key, 0))
+    }
+
+    /// The sampled sources of a sweep of the port `key`, oldest first (none when the entry was
+    /// evicted meanwhile).
+    pub fn sample(&self, key: u32) -> Vec<SourceKey> {
+        match self.get(key) {
             Ok(Some(state)) => state.sample().collect(),
             _ => Vec::new(),
         }
