@@ -52,6 +52,12 @@ pub struct KernelConfig {
     pub long_thresholds: [u32; DETECTION_KINDS],
     /// Long window length (slow scans); 0 turns the long window off (no `LONG` state).
     pub long_window_ns: u64,
+    /// Distributed sweeps: the kernel-unit threshold (bits of `target::PortState::hosts` whose
+    /// host did not answer) of distinct destination hosts probed on one (protocol, port); 0
+    /// turns the per-port form off (no `PORTS` state). Its findings are `DistributedScan`
+    /// events of scope `event::SCOPE_PORT`.
+    pub distributed_hosts: u32,
+    pub reserved2: u32,
 }
 
 impl KernelConfig {

@@ -81,7 +81,14 @@ pub struct ScanEvent {
     /// Which window the counts cover: [`WINDOW_SHORT`] (`KernelConfig::window_ns`) or
     /// [`WINDOW_LONG`] (`KernelConfig::long_window_ns`, slow scans).
     pub window: u16,
-    pub reserved: [u8; 6],
+    /// `DistributedScan` events only (written by `distributed.rs`; other writers leave it
+    /// unset): what `source` names, [`SCOPE_ADDRESS`] (the probed target) or [`SCOPE_PORT`]
+    /// (a distributed sweep of one port: `source` is all-zero, the port is
+    /// `proto`/`target_port`).
+    pub scope: u8,
+    /// `DistributedScan` events only: IP protocol of the crossing probe (`proto::IPPROTO_*`).
+    pub proto: u8,
+    pub reserved: [u8; 4],
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
 }
@@ -93,6 +100,12 @@ pub const WINDOW_LONG: u16 = 1;
 /// `ScanEvent::window` of counts over the (short) detection window at the wide IPv6 level:
 /// `source` is a wide key (`SourceKey::wide_prefix`), its first-level prefixes are in `WIDE`.
 pub const WINDOW_WIDE: u16 = 2;
+
+/// `ScanEvent::scope` of an event about one address (a source, or a distributed scan's target).
+pub const SCOPE_ADDRESS: u8 = 0;
+/// `ScanEvent::scope` of a distributed sweep: one (protocol, port) probed across many
+/// destination hosts by many sources (`target::PortState`).
+pub const SCOPE_PORT: u8 = 1;
 
 /// `ScanEvent::direction` of probes arriving at this host.
 pub const DIRECTION_INGRESS: u32 = 0;

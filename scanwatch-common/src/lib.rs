@@ -50,4 +50,5 @@ mod pod {
     unsafe impl aya::Pod for crate::evidence::Verified {}
     unsafe impl aya::Pod for crate::target::TargetState {}
     unsafe impl aya::Pod for crate::wide::WideState {}
+    unsafe impl aya::Pod for crate::target::PortState {}
 }

@@ -43,6 +43,12 @@ pub const INBOUND: &str = "INBOUND";
 pub const TARGETS: &str = "TARGETS";
 /// One-entry array holding an all-zero `TargetState`, the template for `TARGETS` inserts.
 pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
+/// LRU hash of per-port state for distributed sweeps (`target::port_key` → `target::PortState`):
+/// one (protocol, port) probed across many destination hosts. Written by the XDP program
+/// (probes) and the TC egress program (answers), read by the daemon for a finding's sample.
+pub const PORTS: &str = "PORTS";
+/// One-entry array holding an all-zero `PortState`, the template for `PORTS` inserts.
+pub const EMPTY_PORT: &str = "EMPTY_PORT";
 /// LRU hash of per-source state over the long window (`SourceKey` → `SourceState`): slow scans.
 pub const LONG: &str = "LONG";
 /// LRU hash of per-prefix state at the wide IPv6 level (`SourceKey::wide_from_ipv6_words` →
@@ -129,6 +135,12 @@ pub const VERIFIED_CAPACITY: u32 = 65_536;
 /// tracked sources, so spoofed sources cannot add keys. 4096 × ~400 bytes (336-byte value,
 /// 16-byte key, LRU bookkeeping) ≈ 1.6 MiB.
 pub const TARGETS_CAPACITY: u32 = 4096;
+/// (Protocol, port) pairs tracked for distributed sweeps: 4096 × ~400 bytes (352-byte value,
+/// 4-byte key, LRU bookkeeping) ≈ 1.6 MiB. Keys are bounded by the port space (65,536 per
+/// protocol) whatever the sources, and only probes of tracked sources not yet reported insert:
+/// a sweep's port stays among the most recently used while it goes on; under churn (probes of
+/// more than 4096 other ports between two of its probes) the LRU forgets the longest-idle first.
+pub const PORTS_CAPACITY: u32 = 4096;
 /// Sources tracked over the long window (slow scans): 8192 × ~670 bytes ≈ 5.4 MiB, a quarter of
 /// the tracker: only sources already in the tracker enter, and only while they have not been
 /// reported in their short window. A slow scanner sends a probe every few seconds to minutes, so

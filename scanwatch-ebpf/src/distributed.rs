@@ -1,45 +1,49 @@
 //! Distributed scans: many sources, each below every threshold, probing many ports of one
-//! destination (`scanwatch_common::target` explains what counts and why).
+//! destination, or one port across many destination hosts (`scanwatch_common::target` explains
+//! what counts and why).
 //!
 //! Called from `track::record` for SYN, UDP and stealth probes of tracked, not yet reported
-//! sources; one LRU lookup (an insert for a destination's first probe) and one bit per probe.
+//! sources; per form switched on, one LRU lookup (an insert for a destination's or port's
+//! first probe) and one bit per probe. The TC egress program marks the hosts that answer on a
+//! port ([`note_served`]).
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use scanwatch_common::{
     addr::SourceKey,
-    classify::PacketClass,
     config::{FLAG_NO_EVENTS, KernelConfig},
-    event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, ScanEvent},
-    hash::hash_port,
+    event::{
+        DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT, ScanEvent,
+    },
+    evidence::HOPS_UNKNOWN,
+    hash::{hash_addr, hash_port},
     stats::Counter,
-    target::{SAMPLE_SOURCES, TargetState},
+    target::{PortState, SAMPLE_SOURCES, TargetState, port_key},
 };
 
 use crate::{
-    maps::{EMPTY_TARGET, EVENTS, TARGETS},
+    maps::{EMPTY_PORT, EMPTY_TARGET, EVENTS, PORTS, TARGETS},
     stats::count,
+    track::Update,
 };
-
-/// One probe of a source that is below every threshold.
-pub struct Contribution {
-    /// The source's tracker key.
-    pub source: SourceKey,
-    /// The probe's destination address.
-    pub target: SourceKey,
-    pub class: PacketClass,
-    pub proto: u8,
-    pub port: u16,
-    pub ifindex: u32,
-    pub now: u64,
-}
 
 /// Reports per target and window at most, as for sources.
 const MAX_REPORTS: u32 = 8;
 
+/// Counts a probe toward both forms: its port at its destination, its destination host at its
+/// port. Inlined into `track::record`, and each form has its own
+/// frame, side by side, so the call chain stays under the 512-byte combined BPF stack limit.
+#[inline(always)]
+pub fn contribute(u: &Update, config: &KernelConfig) {
+    per_target(u, config);
+    if config.distributed_hosts != 0 {
+        per_port(u, config);
+    }
+}
+
 /// Counts a probe's port at its destination; sends an event when the destination's distinct
 /// ports reach the threshold and at each doubling.
-#[inline(never)] // own BPF stack frame: keeps `track::record` under the 512-byte limit
-pub fn contribute(c: &Contribution, config: &KernelConfig) {
+#[inline(never)] // own BPF stack frame, beside `per_port`'s
+fn per_target(u: &Update, config: &KernelConfig) {
     let Some(&threshold) = config
         .thresholds
         .get(DetectionKind::DistributedScan as usize)
@@ -49,12 +53,12 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
     if threshold == 0 {
         return;
     }
-    let Some(t) = lookup_or_insert(&c.target) else {
+    let Some(t) = lookup_or_insert(&u.origin.target) else {
         return;
     };
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
     let t = unsafe { &mut *t };
-    let now = c.now;
+    let now = u.now;
     if t.first_seen_ns == 0 {
         t.first_seen_ns = now;
         t.window_start_ns = now;
@@ -67,14 +71,17 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
         t.ports.clear();
     }
     t.last_seen_ns = now;
-    if let Some(p) = t.probes.get_mut(c.class as usize) {
+    if let Some(p) = t.probes.get_mut(u.class as usize) {
         *p = p.wrapping_add(1);
     }
-    if !t.ports.insert(hash_port(config.hash_seed, c.proto, c.port)) {
+    if !t
+        .ports
+        .insert(hash_port(config.hash_seed, u.proto, u.origin.target_port))
+    {
         return;
     }
     t.ports_set += 1;
-    remember(t, &c.source);
+    remember(&mut t.sources, &mut t.next, &u.key);
     if t.reported >= MAX_REPORTS || u64::from(t.ports_set) < u64::from(threshold) << t.reported {
         return;
     }
@@ -92,40 +99,152 @@ pub fn contribute(c: &Contribution, config: &KernelConfig) {
         (*e).timestamp_ns = now;
         (*e).first_seen_ns = t.window_start_ns;
         (*e).window_start_ns = t.window_start_ns;
-        (*e).source = c.target;
+        (*e).source = u.origin.target;
         (*e).probes = t.probes;
         (*e).measures = [0; DETECTION_KINDS];
         (*e).measures[DetectionKind::DistributedScan as usize] = t.ports_set;
         (*e).kind = DetectionKind::DistributedScan as u32;
-        (*e).ifindex = c.ifindex;
+        (*e).ifindex = u.origin.ifindex;
         (*e).direction = DIRECTION_INGRESS;
-        (*e).target_port = c.port;
+        (*e).target_port = u.origin.target_port;
+        (*e).min_hops = HOPS_UNKNOWN;
+        (*e).max_hops = HOPS_UNKNOWN;
         (*e).window = scanwatch_common::event::WINDOW_SHORT;
-        (*e).target = c.source.addr;
+        (*e).scope = SCOPE_ADDRESS;
+        (*e).proto = u.proto;
+        (*e).target = u.key.addr;
     }
     entry.submit(0);
     t.reported += 1;
     count(Counter::EventsEmitted);
 }
 
-/// Adds `source` to the target's sample unless it is already there.
+/// Counts a probe's destination host at its (protocol, port); sends an event when the port's
+/// hosts that did not answer on it reach `distributed_hosts`, and at each doubling.
+#[inline(never)] // own BPF stack frame
+fn per_port(u: &Update, config: &KernelConfig) {
+    let threshold = config.distributed_hosts;
+    let Some(p) = port_state(port_key(u.proto, u.origin.target_port)) else {
+        return;
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    let p = unsafe { &mut *p };
+    let now = u.now;
+    if p.first_seen_ns == 0 {
+        p.first_seen_ns = now;
+        p.window_start_ns = now;
+    }
+    if now.wrapping_sub(p.window_start_ns) >= config.window() {
+        p.window_start_ns = now;
+        p.reported = 0;
+        p.hosts_set = 0;
+        p.probes = [0; scanwatch_common::classify::PROBE_CLASSES];
+        p.hosts.clear();
+        p.served.clear();
+    }
+    p.last_seen_ns = now;
+    if let Some(n) = p.probes.get_mut(u.class as usize) {
+        *n = n.wrapping_add(1);
+    }
+    if !p.hosts.insert(u.host) {
+        return;
+    }
+    p.hosts_set += 1;
+    remember(&mut p.sources, &mut p.next, &u.key);
+    if p.reported >= MAX_REPORTS {
+        return;
+    }
+    let due = u64::from(threshold) << p.reported;
+    // `hosts_set` bounds the measure from above: the popcount only once it could be due.
+    if u64::from(p.hosts_set) < due {
+        return;
+    }
+    let unserved = p.unserved();
+    if u64::from(unserved) < due || config.flags & FLAG_NO_EVENTS != 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ScanEvent>(0) else {
+        count(Counter::EventsDropped);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
+    // written before submit.
+    unsafe {
+        (*e).timestamp_ns = now;
+        (*e).first_seen_ns = p.window_start_ns;
+        (*e).window_start_ns = p.window_start_ns;
+        (*e).source = SourceKey::default();
+        (*e).probes = p.probes;
+        (*e).measures = [0; DETECTION_KINDS];
+        (*e).measures[DetectionKind::DistributedScan as usize] = unserved;
+        (*e).kind = DetectionKind::DistributedScan as u32;
+        (*e).ifindex = u.origin.ifindex;
+        (*e).direction = DIRECTION_INGRESS;
+        (*e).target_port = u.origin.target_port;
+        (*e).min_hops = HOPS_UNKNOWN;
+        (*e).max_hops = HOPS_UNKNOWN;
+        (*e).window = scanwatch_common::event::WINDOW_SHORT;
+        (*e).scope = SCOPE_PORT;
+        (*e).proto = u.proto;
+        (*e).target = u.origin.target.addr;
+    }
+    entry.submit(0);
+    p.reported += 1;
+    count(Counter::EventsEmitted);
+}
+
+/// An answer this host sends from a local port: a SYN-ACK, or a UDP datagram.
+#[derive(Clone, Copy)]
+pub struct Served {
+    pub local: SourceKey,
+    pub proto: u8,
+    pub local_port: u16,
+}
+
+/// TC egress: marks the local host as serving the port, in the port's state if it has one
+/// (only probed ports do; nothing is inserted). Its probes then stop counting toward a
+/// distributed sweep of the port in this window.
+#[inline(never)] // own BPF stack frame
+pub fn note_served(served: &Served, config: &KernelConfig) {
+    let Some(p) = PORTS.get_ptr_mut(port_key(served.proto, served.local_port)) else {
+        return;
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    let p = unsafe { &mut *p };
+    p.served
+        .insert(hash_addr(config.hash_seed, &served.local) as u32);
+}
+
+/// Adds `source` to a sample ring unless it is already there.
 #[inline(always)]
-fn remember(target: &mut TargetState, source: &SourceKey) {
+fn remember(sources: &mut [SourceKey; SAMPLE_SOURCES], next: &mut u32, source: &SourceKey) {
     let new = source.words();
     let mut i = 0;
     while i < SAMPLE_SOURCES {
-        if let Some(known) = target.sources.get(i)
+        if let Some(known) = sources.get(i)
             && known.words() == new
         {
             return;
         }
         i += 1;
     }
-    let slot = (target.next as usize) % SAMPLE_SOURCES;
-    if let Some(entry) = target.sources.get_mut(slot) {
+    let slot = (*next as usize) % SAMPLE_SOURCES;
+    if let Some(entry) = sources.get_mut(slot) {
         *entry = *source;
     }
-    target.next = ((slot + 1) % SAMPLE_SOURCES) as u32;
+    *next = ((slot + 1) % SAMPLE_SOURCES) as u32;
+}
+
+#[inline(always)]
+fn port_state(key: u32) -> Option<*mut PortState> {
+    if let Some(p) = PORTS.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let template = EMPTY_PORT.get(0)?;
+    // NOEXIST: another CPU may have inserted the same port meanwhile; then use its entry.
+    let _ = PORTS.insert(key, template, u64::from(BPF_NOEXIST));
+    PORTS.get_ptr_mut(key)
 }
 
 #[inline(always)]

@@ -287,6 +287,22 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
     {
         evidence::note_syn_ack(packet, &src, &dst, seq);
     }
+    // A SYN-ACK or a UDP datagram we send: the local host serves that port, so its probes do
+    // not make a distributed sweep of the port (the per-port form only).
+    if config.distributed_hosts != 0
+        && (packet.class == PacketClass::Udp
+            || packet.class == PacketClass::TcpOther
+                && packet.tcp_flags
+                    & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST | tcp_flags::FIN)
+                    == tcp_flags::SYN | tcp_flags::ACK)
+    {
+        let served = distributed::Served {
+            local: src,
+            proto: packet.proto,
+            local_port: packet.src_port,
+        };
+        distributed::note_served(&served, config);
+    }
     if flows::opens_flow(packet.class) {
         flows::record_outbound(packet, &src, &dst, config, now);
     }

@@ -14,13 +14,13 @@ use scanwatch_common::{
     maps::{
         ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY,
         BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, HANDSHAKES_CAPACITY,
-        IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, TARGETS_CAPACITY, TRACKER_CAPACITY,
-        VERIFIED_CAPACITY, WIDE_CAPACITY,
+        IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORTS_CAPACITY, TARGETS_CAPACITY,
+        TRACKER_CAPACITY, VERIFIED_CAPACITY, WIDE_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
-    target::TargetState,
+    target::{PortState, TargetState},
     wide::WideState,
 };
 
@@ -114,6 +114,13 @@ pub static TARGETS: LruHashMap<SourceKey, TargetState> =
 
 #[map]
 pub static EMPTY_TARGET: Array<TargetState> = Array::with_max_entries(1, 0);
+
+/// Per-port distributed-sweep state (`scanwatch_common::target::PortState`).
+#[map]
+pub static PORTS: LruHashMap<u32, PortState> = LruHashMap::with_max_entries(PORTS_CAPACITY, 0);
+
+#[map]
+pub static EMPTY_PORT: Array<PortState> = Array::with_max_entries(1, 0);
 
 /// Per-CPU room for one LPM-trie key. The key type is packed (a 4-byte prefix length, then 16
 /// address bytes); built on the stack, its address half would be stored with misaligned 8-byte

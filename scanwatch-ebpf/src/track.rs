@@ -16,8 +16,8 @@ use scanwatch_common::{
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
     event::{
-        DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent,
-        WINDOW_LONG, WINDOW_SHORT, WINDOW_WIDE,
+        DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS,
+        ScanEvent, WINDOW_LONG, WINDOW_SHORT, WINDOW_WIDE,
     },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_datagram, hash_port},
@@ -108,7 +108,7 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         return;
     }
     if counts_for_target(packet.class) {
-        contribute(&update, config);
+        distributed::contribute(&update, config);
     }
     if config.long_window_ns != 0
         && let Some(long) = long_state(&update.key, now)
@@ -127,37 +127,22 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
     }
 }
 
-/// Counts the probe of a source below every threshold toward its target's distributed scan.
-#[inline(never)] // own BPF stack frame: keeps the contribution off `record`'s
-fn contribute(u: &Update, config: &KernelConfig) {
-    let contribution = distributed::Contribution {
-        source: u.key,
-        target: u.origin.target,
-        class: u.class,
-        proto: u.proto,
-        port: u.origin.target_port,
-        ifindex: u.origin.ifindex,
-        now: u.now,
-    };
-    distributed::contribute(&contribution, config);
-}
-
 /// One ingress probe, as every level (short window, long window, wide IPv6 prefix) counts it:
 /// the arguments of [`update_level`], small enough to pass by reference between BPF frames.
 #[derive(Clone, Copy)]
-struct Update {
+pub struct Update {
     /// The key of the level's entry (the event's source).
-    key: SourceKey,
+    pub key: SourceKey,
     /// The probe's target and interface, and which window and thresholds apply.
-    origin: Origin,
-    now: u64,
+    pub origin: Origin,
+    pub now: u64,
     /// Hash of the destination host.
-    host: u32,
-    class: PacketClass,
-    proto: u8,
+    pub host: u32,
+    pub class: PacketClass,
+    pub proto: u8,
     /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
-    hops: u8,
-    src_port: u16,
+    pub hops: u8,
+    pub src_port: u16,
 }
 
 /// The per-probe update of one level's state (`observe` with the ingress `measure`), in a
@@ -571,6 +556,8 @@ fn bump_measure(
         (*e).min_hops = s.min_hops;
         (*e).max_hops = s.max_hops;
         (*e).window = origin.window;
+        (*e).scope = SCOPE_ADDRESS;
+        (*e).proto = 0;
         (*e).target = origin.target.addr;
     }
     entry.submit(0);

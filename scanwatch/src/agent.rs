@@ -15,9 +15,10 @@ use log::{debug, error, info, warn};
 use scanwatch_common::{
     addr::SourceKey,
     block::BlockReason,
-    event::{DetectionKind, ScanEvent, WINDOW_LONG},
+    event::{DetectionKind, SCOPE_PORT, ScanEvent, WINDOW_LONG},
     maps::FLOWS_CAPACITY,
     stats::{Counter, counter_slot},
+    target::port_key,
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -445,7 +446,13 @@ impl<'i> Agent<'i> {
             return;
         };
         let verdict = if f.kind == DetectionKind::DistributedScan {
-            let sample = self.maps.targets.sample(&event.source);
+            let sample = if event.scope == SCOPE_PORT {
+                self.maps
+                    .ports
+                    .sample(port_key(event.proto, event.target_port))
+            } else {
+                self.maps.targets.sample(&event.source)
+            };
             f.sources = Some(
                 sample
                     .iter()

@@ -11,7 +11,7 @@ use scanwatch_common::{
     distinct::{bits_for_count, saturation_estimate},
     event::{DETECTION_KINDS, DetectionKind},
     maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
-    state::{ProtocolSet, SourceState},
+    state::{NarrowBitmap, ProtocolSet, SourceState},
 };
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,19 @@ impl Sensitivity {
         t
     }
 
+    /// The distributed-sweep threshold of the preset: distinct destination hosts probed on one
+    /// (protocol, port), by sources below every threshold, that did not answer on it. Medium
+    /// 32: above host_sweep's 25, so one source's sweep (which stops counting once reported)
+    /// never reaches it alone and at least two sources are needed, and low enough that six bots
+    /// sweeping ten hosts each cross it. Low 64 (above 50), high 20 (above 15).
+    pub const fn distributed_hosts(self) -> u32 {
+        match self {
+            Self::Low => 64,
+            Self::Medium => 32,
+            Self::High => 20,
+        }
+    }
+
     /// Egress thresholds of the preset. port_scan, udp_scan and host_sweep count *failed*
     /// attempts (RST or ICMP unreachable answering this host), as Zeek's scan policy counted
     /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
@@ -157,6 +170,8 @@ pub struct Thresholds {
     pub protocol_scan: Option<u32>,
     pub sctp_scan: Option<u32>,
     pub distributed_scan: Option<u32>,
+    /// Not a kind: the per-port form of distributed_scan (`[thresholds]` only).
+    pub distributed_hosts: Option<u32>,
 }
 
 impl Thresholds {
@@ -286,6 +301,10 @@ pub struct Config {
     pub max_alerts_per_second: u32,
     /// Threshold per kind (distinct ports/hosts, or probes); 0 disables.
     pub thresholds: KindThresholds,
+    /// Distributed sweeps (the per-port form of distributed_scan): distinct destination hosts
+    /// probed on one (protocol, port) by sources below every threshold, not counting hosts
+    /// that answered on it; 0 disables. See `Sensitivity::distributed_hosts`.
+    pub distributed_hosts: u32,
     /// Egress detection (scans this host sends). Default on. Reply recognition (the TC egress
     /// program recording the host's own flows) is always on.
     pub egress: bool,
@@ -474,6 +493,7 @@ impl Config {
             sensitivity.thresholds(),
             file.thresholds.as_ref(),
         )?;
+        let distributed_hosts = distributed_hosts(sensitivity, file)?;
         let long_window = parse_duration(
             "long_window",
             file.long_window.as_deref(),
@@ -583,6 +603,7 @@ impl Config {
             top_sources,
             max_alerts_per_second,
             thresholds,
+            distributed_hosts,
             egress: file.egress.unwrap_or(true),
             egress_thresholds,
             long_window,
@@ -636,6 +657,8 @@ impl Config {
             flow_timeout_ns: self.flow_timeout.as_nanos() as u64,
             long_thresholds,
             long_window_ns: self.long_window.as_nanos() as u64,
+            distributed_hosts: bits_for_count(self.distributed_hosts, NarrowBitmap::BITS),
+            reserved2: 0,
         }
     }
 }
@@ -656,6 +679,44 @@ pub fn counting_limit(kind: DetectionKind) -> u32 {
         Some(bits) => saturation_estimate(bits).floor() as u32,
         None => ProtocolSet::BITS,
     }
+}
+
+/// The distributed-sweep threshold: `[thresholds] distributed_hosts`, or the preset's; refused
+/// above its 512-bit estimator's saturation and in the tables that do not measure it.
+fn distributed_hosts(sensitivity: Sensitivity, file: &FileConfig) -> Result<u32, ConfigError> {
+    for (key, table) in [
+        ("long_thresholds", &file.long_thresholds),
+        ("egress_thresholds", &file.egress_thresholds),
+    ] {
+        if table
+            .as_ref()
+            .is_some_and(|t| t.distributed_hosts.is_some())
+        {
+            return Err(invalid(
+                key,
+                "distributed_hosts is measured per port over the short window only; set it \
+                 under [thresholds]"
+                    .into(),
+            ));
+        }
+    }
+    let value = file
+        .thresholds
+        .as_ref()
+        .and_then(|t| t.distributed_hosts)
+        .unwrap_or(sensitivity.distributed_hosts());
+    let limit = saturation_estimate(NarrowBitmap::BITS).floor() as u32;
+    if value > limit {
+        return Err(invalid(
+            "thresholds",
+            format!(
+                "distributed_hosts = {value} can never be reached: its {}-bit estimator \
+                 saturates near {limit} items; use at most {limit}",
+                NarrowBitmap::BITS
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 fn merge_thresholds(
@@ -1004,6 +1065,41 @@ mod tests {
             c.kernel_config(1).thresholds[DetectionKind::DistributedScan as usize],
             0
         );
+    }
+
+    #[test]
+    fn distributed_sweeps_have_their_own_host_threshold() {
+        let c = parse("").unwrap();
+        assert_eq!(c.distributed_hosts, 32);
+        assert_eq!(
+            c.kernel_config(1).distributed_hosts,
+            bits_for_count(32, NarrowBitmap::BITS)
+        );
+        assert_eq!(
+            parse("sensitivity = \"high\"").unwrap().distributed_hosts,
+            20
+        );
+        let c = parse("[thresholds]\ndistributed_hosts = 0").unwrap();
+        assert_eq!(c.kernel_config(1).distributed_hosts, 0);
+        for (bad, key) in [
+            ("[thresholds]\ndistributed_hosts = 4000", "thresholds"),
+            (
+                "[long_thresholds]\ndistributed_hosts = 40",
+                "long_thresholds",
+            ),
+            (
+                "[egress_thresholds]\ndistributed_hosts = 40",
+                "egress_thresholds",
+            ),
+        ] {
+            match parse(bad) {
+                Err(ConfigError::Invalid { key: k, reason }) => {
+                    assert_eq!(k, key, "{bad}: {reason}");
+                    assert!(reason.contains("distributed_hosts"), "{reason}");
+                }
+                other => panic!("{bad} accepted: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::{PROBE_CLASSES, PacketClass},
     distinct::estimate,
-    event::{DIRECTION_EGRESS, DetectionKind, ScanEvent, WINDOW_WIDE},
-    state::SourceState,
+    event::{DIRECTION_EGRESS, DetectionKind, SCOPE_PORT, ScanEvent, WINDOW_WIDE},
+    proto::{IPPROTO_TCP, IPPROTO_UDP},
+    state::{NarrowBitmap, SourceState},
 };
 use serde::Serialize;
 use strum::VariantArray as _;
@@ -53,6 +54,25 @@ impl Direction {
     }
 }
 
+/// The transport protocol of a swept port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    /// From an IP protocol number (`None` for the others).
+    pub fn of(proto: u8) -> Option<Self> {
+        match proto {
+            IPPROTO_TCP => Some(Self::Tcp),
+            IPPROTO_UDP => Some(Self::Udp),
+            _ => None,
+        }
+    }
+}
+
 /// What was done about a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,9 +93,16 @@ pub struct Finding {
     /// The scanning source: an address, or `prefix/len` for aggregated IPv6; `*` for a
     /// `distributed_scan` (many sources: see `target` and `sources`).
     pub source: String,
-    /// The probed destination of a `distributed_scan`.
+    /// The probed destination of a `distributed_scan`; `*` for a distributed sweep of one port
+    /// across many hosts (see `port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The probed port of a distributed sweep (a `distributed_scan` whose `target` is `*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The transport protocol of that port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Transport>,
     /// A sample of a `distributed_scan`'s sources (the last distinct ones to add a port, oldest
     /// first; at most `scanwatch_common::target::SAMPLE_SOURCES`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,6 +201,8 @@ impl Finding {
             hops: None,
             listed_in: Vec::new(),
             target: None,
+            port: None,
+            protocol: None,
             sources: None,
             prefixes: None,
         }
@@ -332,6 +361,8 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
         timestamp: rfc3339(SystemTime::now()),
         source: String::new(),
         target: None,
+        port: None,
+        protocol: None,
         sources: None,
         prefixes: None,
         kind,
@@ -358,8 +389,27 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
 
 /// The finding of a distributed scan: `source` is `*`, the event's source is the target, its
 /// target the source whose probe crossed; the agent fills `sources` from the target's sample.
+/// A distributed sweep (scope `SCOPE_PORT`) names the port instead, with `target` `*`.
 fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Finding {
     let kind = DetectionKind::DistributedScan;
+    if event.scope == SCOPE_PORT {
+        // The kernel measure: bits of the port's 512-bit host bitmap whose host did not answer.
+        let raw = event.measures[kind as usize];
+        return Finding {
+            source: "*".into(),
+            target: Some("*".into()),
+            port: Some(event.target_port),
+            protocol: Transport::of(event.proto),
+            sources: Some(Vec::new()),
+            direction: Direction::Ingress,
+            distinct_ports: 1,
+            distinct_hosts: estimate(raw, NarrowBitmap::BITS).round() as u64,
+            at_least: raw >= NarrowBitmap::BITS,
+            // The probe that crossed: one of the swept hosts.
+            examples: vec![format_target(&event.target, event.target_port)],
+            ..base(event, kind, interface, window)
+        };
+    }
     Finding {
         source: "*".into(),
         target: Some(format_target(&event.source.addr, 0)),
@@ -428,7 +478,9 @@ mod tests {
             min_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             max_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             window: 0,
-            reserved: [0; 6],
+            scope: 0,
+            proto: IPPROTO_TCP,
+            reserved: [0; 4],
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }
@@ -634,6 +686,33 @@ mod tests {
         .unwrap();
         let json = serde_json::to_string(&port).unwrap();
         assert!(!json.contains("\"target\"") && !json.contains("\"sources\""));
+    }
+
+    #[test]
+    fn distributed_sweep_names_the_port_and_counts_hosts() {
+        let mut m = [0; DETECTION_KINDS];
+        m[DetectionKind::DistributedScan as usize] = bits_for_count(45, NarrowBitmap::BITS);
+        let mut e = event(DetectionKind::DistributedScan, m);
+        e.scope = SCOPE_PORT;
+        e.source = SourceKey::default();
+        let f = finding(&e, "x".into(), Duration::from_secs(300), 64).unwrap();
+        assert_eq!((f.source.as_str(), f.target.as_deref()), ("*", Some("*")));
+        assert_eq!((f.port, f.protocol), (Some(22), Some(Transport::Tcp)));
+        assert_eq!((f.distinct_hosts, f.distinct_ports), (45, 1));
+        assert!(!f.at_least);
+        assert_eq!(f.examples, ["198.51.100.1:22"]);
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(
+            json.contains(
+                "\"source\":\"*\",\"target\":\"*\",\"port\":22,\"protocol\":\"tcp\",\"sources\":[]"
+            ),
+            "{json}"
+        );
+        e.proto = IPPROTO_UDP;
+        e.measures[DetectionKind::DistributedScan as usize] = NarrowBitmap::BITS;
+        let f = finding(&e, "x".into(), Duration::from_secs(300), 64).unwrap();
+        assert_eq!(f.protocol, Some(Transport::Udp));
+        assert!(f.at_least, "a saturated host bitmap is a lower bound");
     }
 
     #[test]

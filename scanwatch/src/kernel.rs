@@ -41,7 +41,7 @@ use scanwatch_common::{
     presence::{GENERATION_WORD, PRESENCE_MMAP_BYTES, PRESENCE_WORDS, PrefixBits},
     state::SourceState,
     stats::STATS_LEN,
-    target::TargetState,
+    target::{PortState, TargetState},
     wide::WideState,
 };
 
@@ -190,6 +190,8 @@ pub struct Maps {
     pub targets: Targets,
     /// Per-prefix state at the wide IPv6 level.
     pub wide: Wide,
+    /// Per-port distributed-sweep state.
+    pub ports: Ports,
     pub blocks: Blocks,
     pub blocklist: BlockList,
     /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
@@ -223,6 +225,7 @@ impl Maps {
             flows: Flows::take(ebpf)?,
             targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
             wide: Wide(HashMap::try_from(take(ebpf, maps::WIDE)?)?),
+            ports: Ports(HashMap::try_from(take(ebpf, maps::PORTS)?)?),
             blocks,
             blocklist,
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
@@ -534,6 +537,25 @@ impl Wide {
     /// The first-level prefixes that contributed to wide prefix `key`, oldest first (none when
     /// the entry was evicted meanwhile).
     pub fn sample(&self, key: &SourceKey) -> Vec<SourceKey> {
+        match self.get(key) {
+            Ok(Some(state)) => state.sample().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `PORTS`: per-port distributed-sweep state (`scanwatch_common::target::PortState`), keyed by
+/// `target::port_key`.
+pub struct Ports(HashMap<MapData, u32, PortState>);
+
+impl Ports {
+    pub fn get(&self, key: u32) -> anyhow::Result<Option<PortState>> {
+        found(self.0.get(&key, 0))
+    }
+
+    /// The sampled sources of a sweep of the port `key`, oldest first (none when the entry was
+    /// evicted meanwhile).
+    pub fn sample(&self, key: u32) -> Vec<SourceKey> {
         match self.get(key) {
             Ok(Some(state)) => state.sample().collect(),
             _ => Vec::new(),

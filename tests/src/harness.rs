@@ -21,7 +21,7 @@ use scanwatch_common::{
     programs::{EGRESS, EMPTY, EMPTY_TC, REFERENCE, REFERENCE_SPOOF, SPOOF_BENCH, XDP},
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
-    target::TargetState,
+    target::{PortState, TargetState, port_key},
     wide::WideState,
 };
 
@@ -228,6 +228,11 @@ impl Harness {
     /// The distributed-scan state of a destination, if any.
     pub fn target_state(&self, key: &SourceKey) -> Result<Option<TargetState>> {
         self.maps()?.targets.get(key)
+    }
+
+    /// The distributed-sweep state of a (protocol, port), if any.
+    pub fn port_state(&self, proto: u8, port: u16) -> Result<Option<PortState>> {
+        self.maps()?.ports.get(port_key(proto, port))
     }
 
     /// Writes the runtime configuration.

@@ -33,6 +33,7 @@ use scanwatch_common::{
     distinct::bits_for_count,
     event::DetectionKind,
     maps::TRACKER_CAPACITY,
+    proto::IPPROTO_TCP,
 };
 use scanwatch_tests::{
     harness::{Harness, Object, XDP_DROP, XDP_PASS},
@@ -84,6 +85,11 @@ const CASES: &[Case] = &[
         name: "syn_long_distributed",
         target: None,
         prepare: tracked_syn_long_distributed,
+    },
+    Case {
+        name: "syn_distributed_ports",
+        target: None,
+        prepare: tracked_syn_distributed_ports,
     },
     Case {
         name: "new_source_map_full",
@@ -291,6 +297,18 @@ fn tracked_syn() -> Result<Prepared> {
 /// window (`LONG` lookup and estimator update) and distributed scans (`TARGETS` lookup and port
 /// bit). Compare with `tracked_syn` of the same run.
 fn tracked_syn_long_distributed() -> Result<Prepared> {
+    long_distributed(false)
+}
+
+/// `syn_long_distributed` with distributed sweeps on too (`PORTS` lookup and host bit), as the
+/// daemon configures them: compare with `syn_long_distributed` of the same run.
+fn tracked_syn_distributed_ports() -> Result<Prepared> {
+    long_distributed(true)
+}
+
+/// A tracked SYN with the long window and per-target distributed scans on, and distributed
+/// sweeps (`ports`) on or off.
+fn long_distributed(ports: bool) -> Result<Prepared> {
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
     let key = SourceKey::from_ipv4(SRC_V4.octets());
     let mut h = tracked(&frame, &key)?;
@@ -300,6 +318,9 @@ fn tracked_syn_long_distributed() -> Result<Prepared> {
     };
     config.thresholds[DetectionKind::DistributedScan as usize] = bits_for_count(40, 1024);
     config.long_thresholds[DetectionKind::PortScan as usize] = bits_for_count(20, 1024);
+    if ports {
+        config.distributed_hosts = bits_for_count(32, 512);
+    }
     h.set_config(&config)?;
     h.run(&frame)?;
     ensure!(
@@ -307,6 +328,10 @@ fn tracked_syn_long_distributed() -> Result<Prepared> {
             && h.target_state(&SourceKey::from_ipv4(DST_V4.octets()))?
                 .is_some(),
         "the long window and the target state are not in use"
+    );
+    ensure!(
+        h.port_state(IPPROTO_TCP, 80)?.is_some() == ports,
+        "the port state is not as configured"
     );
     Prepared::xdp(h, frame, XDP_PASS)
 }

@@ -27,6 +27,7 @@ mod block;
 mod classify;
 mod closes;
 mod distributed;
+mod distributed_sweep;
 mod encapsulation;
 mod estimates;
 mod events;
