@@ -22,6 +22,7 @@ use crate::{
     enforce::{Refusal, Verdict},
     net::{format_source, format_target},
     rate::TokenBucket,
+    tool::ToolMatch,
 };
 
 /// Which way a finding's probes went.
@@ -128,6 +129,10 @@ pub struct Finding {
     /// and most of its probes'.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<Hops>,
+    /// The scanner the source's sampled probes look like (`name` `unknown` when they match no
+    /// trait); ingress only: absent for egress findings and a `distributed_scan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolMatch>,
 }
 
 /// The hop counts behind a `suspected_spoof` decision, as written in the alert:
@@ -170,6 +175,7 @@ impl Finding {
             listed_in: Vec::new(),
             target: None,
             sources: None,
+            tool: None,
         }
     }
 
@@ -318,6 +324,7 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
         not_blocked: None,
         hops: None,
         listed_in: Vec::new(),
+        tool: None,
     }
 }
 

@@ -40,6 +40,7 @@ mod malformed;
 mod protocols;
 mod replies;
 mod slow;
+mod tools;
 mod tracking;
 
 // ---------------------------------------------------------------------------------------------
