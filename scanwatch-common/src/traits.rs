@@ -49,7 +49,7 @@ pub enum Cond {
     /// Received TTL (IPv6: hop limit) within this range, inclusive: the tool's initial value
     /// less the hops a probe may have travelled.
     TtlIn(u8, u8),
-    /// IPv4 Don't Fragment bit is set (`true`) or clear (`false`).
+    /// IPv4 Don't Fragment bit is set (`true`) or clear (`false`); never holds for IPv6.
     DontFragment(bool),
     /// TCP window equals this value.
     WindowIs(u16),
@@ -319,7 +319,8 @@ impl<'a> Header<'a> {
                 self.ip_id == Some(self.dst_low ^ dst_port ^ (seq as u16))
             }
             (Cond::TtlIn(lo, hi), _) => (lo..=hi).contains(&self.ttl),
-            (Cond::DontFragment(df), _) => self.dont_fragment == df,
+            // IPv6 has no DF bit: a condition on it holds for IPv4 only.
+            (Cond::DontFragment(df), _) => !self.ipv6 && self.dont_fragment == df,
             (Cond::WindowIs(w), L4::Tcp { window, .. }) => window == w,
             (
                 Cond::OptionsAre(want),
@@ -463,6 +464,28 @@ mod tests {
         // A Linux ping: 56 bytes of payload, DF set.
         let ping = ipv4(64, 1, true, 1, &[8, 0, 0, 0, 0, 1, 0, 1], 56);
         assert!(names(&ping).is_empty());
+    }
+
+    #[test]
+    fn ipv6_probes_decode_and_df_traits_stay_ipv4_only() {
+        // An IPv6 client SYN from afar (hop limit 50): nmap's TTL range, but no DF bit to read.
+        let tcp = syn(443, 77, 0, 64800, &[2, 4, 5, 0xa0]);
+        let mut b = vec![0x60, 0, 0, 0];
+        b.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        b.extend_from_slice(&[6, 50]);
+        b.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        b.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        b.extend_from_slice(&tcp);
+        let header = Header::decode(&b).expect("decodes");
+        assert!(header.ipv6 && header.ip_id.is_none() && header.ttl == 50);
+        assert_eq!(header.kind(), Some(ProbeKind::TcpSyn));
+        assert!(names(&b).is_empty(), "{:?}", names(&b));
+        // nmap's IPv6 SYN: window 1024, MSS 1460 only.
+        let nmap = syn(22, 1, 0, 1024, MSS_1460);
+        let mut n = b[..40].to_vec();
+        n[4..6].copy_from_slice(&(nmap.len() as u16).to_be_bytes());
+        n.extend_from_slice(&nmap);
+        assert_eq!(names(&n), ["nmap_syn_window_1024_mss_only"]);
     }
 
     #[test]

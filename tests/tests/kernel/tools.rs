@@ -8,10 +8,17 @@ use std::{fs::File, net::Ipv4Addr, path::PathBuf};
 
 use pcap_file::pcap::PcapReader;
 use scanwatch::tool::ToolMatch;
-use scanwatch_common::{config::KernelConfig, sample::ProbeSample, traits::Header};
-use scanwatch_tests::{harness::Harness, packet::ethernet_frame};
+use scanwatch_common::{
+    config::KernelConfig,
+    sample::ProbeSample,
+    traits::{Header, L4},
+};
+use scanwatch_tests::{
+    harness::Harness,
+    packet::{PacketBuilder, ethernet_frame},
+};
 
-use crate::{SECOND, T0, key_of, load_with, pass, state_of};
+use crate::{SCANNER_V6, SECOND, T0, TARGET_V6, key_of, load_with, pass, state_of};
 
 /// The scanner's address in every capture.
 const SCANNER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
@@ -187,9 +194,7 @@ fn macos_client_syns_match_no_tool() {
     assert!(samples.iter().all(|s| s.len > 0), "the SYNs are sampled");
     // All 24 option bytes fit the 64-byte sample.
     let header = Header::decode(samples[0].data()).unwrap();
-    assert!(
-        matches!(header.l4, scanwatch_common::traits::L4::Tcp { options, .. } if options == MACOS_OPTIONS)
-    );
+    assert!(matches!(header.l4, L4::Tcp { options, .. } if options == MACOS_OPTIONS));
     assert_eq!(ToolMatch::of(&samples), ToolMatch::unknown());
 }
 
@@ -212,4 +217,21 @@ fn a_new_window_samples_again() {
         "the first probe of the new window is sampled"
     );
     assert_eq!(after[1].len, 0, "the second slot waits for the next probe");
+}
+
+#[test]
+fn ipv6_probes_are_sampled_from_the_ipv6_header() {
+    let mut h = load_with(&config());
+    for port in 1..=3 {
+        pass(
+            &mut h,
+            &PacketBuilder::new(SCANNER_V6, TARGET_V6).syn(port).build(),
+        );
+    }
+    let samples = state_of(&h, &key_of(SCANNER_V6)).samples;
+    for s in &samples {
+        let header = Header::decode(s.data()).expect("an IPv6 sample decodes");
+        assert!(header.ipv6, "{header:?}");
+        assert!(matches!(header.l4, L4::Tcp { .. }), "{header:?}");
+    }
 }
