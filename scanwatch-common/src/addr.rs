@@ -18,6 +18,17 @@ pub const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 /// Default IPv6 aggregation prefix (/64: one subnet, the unit a scanner rotates inside).
 pub const DEFAULT_IPV6_PREFIX_LEN: u32 = 64;
 
+/// Default wide IPv6 level (/48: a site's allocation), counted beside the first level so a
+/// scanner rotating /64s inside its /48 is seen as one source.
+pub const DEFAULT_IPV6_WIDE_PREFIX_LEN: u32 = 48;
+
+/// Longest wide prefix: the key's last byte must be masked off to hold the marker.
+pub const MAX_IPV6_WIDE_PREFIX_LEN: u32 = 120;
+
+/// High bit of a wide key's last byte; the low seven bits hold its prefix length. A first-level
+/// key (prefix at most 120) always has a zero last byte, so a wide key never equals one.
+pub const WIDE_MARKER: u8 = 0x80;
+
 impl SourceKey {
     /// Key for an IPv4 source given in network byte order.
     #[inline(always)]
@@ -76,6 +87,47 @@ impl SourceKey {
     #[inline(always)]
     pub const fn from_ipv6_words(words: [u64; 2], prefix_len: u32) -> Self {
         Self::from_words(mask_words(words, prefix_len))
+    }
+
+    /// Wide-level key for an IPv6 address (given as words in memory order): masked to
+    /// `prefix_len` (clamped to 1..=[`MAX_IPV6_WIDE_PREFIX_LEN`]) with [`WIDE_MARKER`] and the
+    /// length in the last byte, which the mask has zeroed. It can therefore never equal a
+    /// first-level key, whatever the two prefix lengths, and names its own prefix length.
+    #[inline(always)]
+    pub const fn wide_from_ipv6_words(words: [u64; 2], prefix_len: u32) -> Self {
+        let len = if prefix_len == 0 {
+            1
+        } else if prefix_len > MAX_IPV6_WIDE_PREFIX_LEN {
+            MAX_IPV6_WIDE_PREFIX_LEN
+        } else {
+            prefix_len
+        };
+        let [hi, lo] = mask_words(words, len);
+        let mut marker = [0u8; 8];
+        marker[7] = WIDE_MARKER | len as u8;
+        Self::from_words([hi, lo | u64::from_ne_bytes(marker)])
+    }
+
+    /// [`SourceKey::wide_from_ipv6_words`] for an address given as bytes.
+    #[inline(always)]
+    pub fn wide_from_ipv6(octets: [u8; 16], prefix_len: u32) -> Self {
+        Self::wide_from_ipv6_words(SourceKey { addr: octets }.words(), prefix_len)
+    }
+
+    /// The prefix (address bytes with the marker cleared, and its length) of a wide-level key;
+    /// `None` for a key that is not one (no marker, or bits set beyond the prefix).
+    pub fn wide_prefix(&self) -> Option<([u8; 16], u32)> {
+        let last = self.addr[15];
+        if last & WIDE_MARKER == 0 {
+            return None;
+        }
+        let len = u32::from(last & !WIDE_MARKER);
+        if len == 0 || len > MAX_IPV6_WIDE_PREFIX_LEN {
+            return None;
+        }
+        let mut addr = self.addr;
+        addr[15] = 0;
+        (mask_ipv6(addr, len) == addr).then_some((addr, len))
     }
 
     /// True when this key holds an IPv4 source.
@@ -172,6 +224,58 @@ mod tests {
                 SourceKey::from_ipv6(a, prefix),
                 "/{prefix}"
             );
+        }
+    }
+
+    #[test]
+    fn rotated_64s_of_one_48_share_a_wide_key_that_no_first_level_key_equals() {
+        let mut a = [
+            0x20, 0x01, 0x0d, 0xb8, 0x00, 0x07, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1,
+        ];
+        let wide = SourceKey::wide_from_ipv6(a, 48);
+        for subnet in 1..=6u8 {
+            a[7] = subnet;
+            a[15] = subnet;
+            assert_eq!(SourceKey::wide_from_ipv6(a, 48), wide);
+            for first in [48, 56, 64, 96, 120] {
+                assert_ne!(SourceKey::from_ipv6(a, first), wide, "/{first}");
+            }
+        }
+        a[5] = 8;
+        assert_ne!(SourceKey::wide_from_ipv6(a, 48), wide, "another /48");
+    }
+
+    #[test]
+    fn wide_key_names_its_prefix() {
+        let a = [
+            0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4,
+        ];
+        for len in [1, 16, 48, 56, 64, 100, 120] {
+            let (prefix, got) = SourceKey::wide_from_ipv6(a, len).wide_prefix().unwrap();
+            assert_eq!((prefix, got), (mask_ipv6(a, len), len), "/{len}");
+        }
+        // Clamped to 1..=120.
+        assert_eq!(SourceKey::wide_from_ipv6(a, 0).wide_prefix().unwrap().1, 1);
+        assert_eq!(
+            SourceKey::wide_from_ipv6(a, 128).wide_prefix().unwrap().1,
+            120
+        );
+        // First-level and IPv4 keys are not wide keys.
+        assert_eq!(SourceKey::from_ipv6(a, 64).wide_prefix(), None);
+        assert_eq!(SourceKey::from_ipv6(a, 120).wide_prefix(), None);
+        assert_eq!(SourceKey::from_ipv4([192, 0, 2, 7]).wide_prefix(), None);
+    }
+
+    #[test]
+    fn wide_word_constructor_agrees_with_byte_one() {
+        let a = [
+            0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4,
+        ];
+        let words = SourceKey { addr: a }.words();
+        for len in [0, 1, 32, 48, 63, 64, 65, 120, 200] {
+            let key = SourceKey::wide_from_ipv6_words(words, len);
+            assert_eq!(key, SourceKey::wide_from_ipv6(a, len), "/{len}");
+            assert_eq!(key.addr[15] & WIDE_MARKER, WIDE_MARKER, "/{len}");
         }
     }
 

@@ -40,7 +40,9 @@ pub struct KernelConfig {
     pub flags: u32,
     /// Entries in the ignore list; 0 lets the program skip the trie lookup.
     pub ignore_entries: u32,
-    pub reserved: u32,
+    /// Wide IPv6 level (`WIDE`): the prefix length a scanner rotating first-level prefixes
+    /// inside is counted at as well (48: its /64s inside a /48); 0 turns the level off.
+    pub ipv6_wide_prefix_len: u32,
     /// Thresholds for egress detection (probes this host sends), as `thresholds`.
     pub egress_thresholds: [u32; DETECTION_KINDS],
     /// A recorded outbound flow matches replies this long; 0 means

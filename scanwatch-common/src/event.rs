@@ -90,6 +90,9 @@ pub struct ScanEvent {
 pub const WINDOW_SHORT: u16 = 0;
 /// `ScanEvent::window` of counts over the long window (slow scans).
 pub const WINDOW_LONG: u16 = 1;
+/// `ScanEvent::window` of counts over the (short) detection window at the wide IPv6 level:
+/// `source` is a wide key (`SourceKey::wide_prefix`), its first-level prefixes are in `WIDE`.
+pub const WINDOW_WIDE: u16 = 2;
 
 /// `ScanEvent::direction` of probes arriving at this host.
 pub const DIRECTION_INGRESS: u32 = 0;

@@ -35,6 +35,7 @@ pub mod state;
 pub mod stats;
 pub mod target;
 pub mod traits;
+pub mod wide;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -50,4 +51,5 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::evidence::Verified {}
     unsafe impl aya::Pod for crate::target::TargetState {}
+    unsafe impl aya::Pod for crate::wide::WideState {}
 }

@@ -45,6 +45,12 @@ pub const TARGETS: &str = "TARGETS";
 pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
 /// LRU hash of per-source state over the long window (`SourceKey` → `SourceState`): slow scans.
 pub const LONG: &str = "LONG";
+/// LRU hash of per-prefix state at the wide IPv6 level (`SourceKey::wide_from_ipv6_words` →
+/// `wide::WideState`): a scanner rotating /64s inside its /48. Read by the daemon for a
+/// finding's first-level prefixes.
+pub const WIDE: &str = "WIDE";
+/// One-entry array holding an all-zero `WideState`, the template for `WIDE` inserts.
+pub const EMPTY_WIDE: &str = "EMPTY_WIDE";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
 /// LRU hash of remotes that answered a flow this host opened (tracker key → time of the latest
@@ -129,3 +135,9 @@ pub const TARGETS_CAPACITY: u32 = 4096;
 /// it is among the most recently active of the sources still quiet enough to be here; under
 /// churn the LRU forgets the longest-idle first.
 pub const LONG_CAPACITY: u32 = 8192;
+/// Wide IPv6 prefixes tracked (/48s by default): 4096 × ~1154 bytes (1096-byte value, 16-byte
+/// key, LRU bookkeeping) ≈ 4.5 MiB. Only IPv6 prefixes already in the tracker and not yet
+/// reported in their window feed it, so spoofed single packets never add a key; a /48 holds
+/// 65,536 /64s, so under churn the LRU forgets the longest-idle /48 first, never a scanner's
+/// /64s one by one.
+pub const WIDE_CAPACITY: u32 = 4096;

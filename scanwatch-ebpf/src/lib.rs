@@ -25,6 +25,7 @@ pub mod parse;
 pub mod sample;
 pub mod stats;
 pub mod track;
+pub mod wide;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -15,12 +15,13 @@ use scanwatch_common::{
         ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY,
         BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, HANDSHAKES_CAPACITY,
         IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, TARGETS_CAPACITY, TRACKER_CAPACITY,
-        VERIFIED_CAPACITY,
+        VERIFIED_CAPACITY, WIDE_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
     target::TargetState,
+    wide::WideState,
 };
 
 #[map]
@@ -71,10 +72,17 @@ pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(
 #[map]
 pub static INBOUND: Array<u64> = Array::with_max_entries(INBOUND_SLOTS, 0);
 
-/// Per-source state over the long window (`track::record_long`).
+/// Per-source state over the long window (`track::long_state`).
 #[map]
 pub static LONG: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(LONG_CAPACITY, 0);
+
+/// Per-prefix state at the wide IPv6 level (`wide::record`).
+#[map]
+pub static WIDE: LruHashMap<SourceKey, WideState> = LruHashMap::with_max_entries(WIDE_CAPACITY, 0);
+
+#[map]
+pub static EMPTY_WIDE: Array<WideState> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static EGRESS: LruHashMap<SourceKey, SourceState> =

@@ -17,7 +17,7 @@ use scanwatch_common::{
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
     event::{
         DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, ScanEvent,
-        WINDOW_LONG, WINDOW_SHORT,
+        WINDOW_LONG, WINDOW_SHORT, WINDOW_WIDE,
     },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_datagram, hash_port},
@@ -33,6 +33,7 @@ use crate::{
     parse::Packet,
     sample,
     stats::count,
+    wide,
 };
 
 /// Salt that separates the admission filter's hash from the estimators'.
@@ -72,123 +73,145 @@ pub struct Addrs {
     pub hops: u8,
 }
 
-/// Records one probe (a packet whose class `is_probe`).
+/// Records one probe (a packet whose class `is_probe`) at every level: the short window, then,
+/// while the source is below every threshold there, the long window, the wide IPv6 prefix and
+/// the distributed-scan count of its target.
+///
+/// The levels' entries are looked up here, inline, and each is updated by the one
+/// [`update_level`]: the 512-byte stack limit covers a whole call chain, and the deepest one
+/// (program, `record`, `update_level`) has no room for another frame in between.
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelConfig) {
-    let Addrs { src, dst, hops } = *addrs;
-    let Some((key, state, now)) = tracked(&src, packet.ipv6, config) else {
+    let Some((key, state, now)) = tracked(&addrs.src, packet.ipv6, config) else {
         return;
     };
-    let origin = Origin {
-        // SAFETY: reading a field of the context the kernel passed in.
-        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
-        direction: DIRECTION_INGRESS,
-        target: dst,
-        target_port: packet.dst_port,
-        long: false,
-    };
-    let seed = config.hash_seed;
-    let host = hash_addr(seed, &dst) as u32;
-    let probe = Probe {
-        class: Some(packet.class),
-        host: Some(host),
-        hops,
-    };
-    observe(
-        state,
-        &key,
-        &probe,
-        |s| measure(s, packet, host, seed),
-        config,
+    let mut update = Update {
+        key,
+        origin: Origin {
+            // SAFETY: reading a field of the context the kernel passed in.
+            ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
+            direction: DIRECTION_INGRESS,
+            target: addrs.dst,
+            target_port: packet.dst_port,
+            window: WINDOW_SHORT,
+        },
         now,
-        &origin,
-    );
+        host: hash_addr(config.hash_seed, &addrs.dst) as u32,
+        class: packet.class,
+        proto: packet.proto,
+        hops: addrs.hops,
+        src_port: packet.src_port,
+    };
+    update_level(state, &update, config);
     if sample::wanted(&state.samples) {
         sample::take(ctx, packet.l3, &mut state.samples);
     }
-    // Only sources below every threshold of their short window feed the long window and the
-    // distributed-scan count of their target: a scan already reported is not reported again.
+    // Only sources below every threshold of their short window feed the other levels: a scan
+    // already reported is not reported again.
     if state.reported != 0 {
         return;
     }
-    if config.long_window_ns != 0 {
-        let long = Long {
-            key,
-            host,
-            hops,
-            origin,
-            now,
-        };
-        record_long(packet, &long, config);
-    }
     if counts_for_target(packet.class) {
-        let contribution = distributed::Contribution {
-            source: key,
-            target: dst,
-            class: packet.class,
-            proto: packet.proto,
-            port: packet.dst_port,
-            ifindex: origin.ifindex,
-            now,
-        };
-        distributed::contribute(&contribution, config);
+        contribute(&update, config);
+    }
+    if config.long_window_ns != 0
+        && let Some(long) = long_state(&update.key, now)
+    {
+        update.origin.window = WINDOW_LONG;
+        update_level(long, &update, config);
+    }
+    if packet.ipv6 && config.ipv6_wide_prefix_len != 0 {
+        let wide_key =
+            SourceKey::wide_from_ipv6_words(addrs.src.words(), config.ipv6_wide_prefix_len);
+        if let Some(w) = wide::entry(&wide_key, &update.key, now) {
+            update.key = wide_key;
+            update.origin.window = WINDOW_WIDE;
+            update_level(&mut w.state, &update, config);
+        }
     }
 }
 
-/// A probe's context for [`record_long`].
-struct Long {
+/// Counts the probe of a source below every threshold toward its target's distributed scan.
+#[inline(never)] // own BPF stack frame: keeps the contribution off `record`'s
+fn contribute(u: &Update, config: &KernelConfig) {
+    let contribution = distributed::Contribution {
+        source: u.key,
+        target: u.origin.target,
+        class: u.class,
+        proto: u.proto,
+        port: u.origin.target_port,
+        ifindex: u.origin.ifindex,
+        now: u.now,
+    };
+    distributed::contribute(&contribution, config);
+}
+
+/// One ingress probe, as every level (short window, long window, wide IPv6 prefix) counts it:
+/// the arguments of [`update_level`], small enough to pass by reference between BPF frames.
+#[derive(Clone, Copy)]
+struct Update {
+    /// The key of the level's entry (the event's source).
     key: SourceKey,
-    host: u32,
-    hops: u8,
+    /// The probe's target and interface, and which window and thresholds apply.
     origin: Origin,
     now: u64,
+    /// Hash of the destination host.
+    host: u32,
+    class: PacketClass,
+    proto: u8,
+    /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
+    hops: u8,
+    src_port: u16,
 }
 
-/// Counts a probe over the long window (slow scans): the same per-probe update as the short
-/// window, in `LONG`, with the long window and thresholds. A source enters `LONG` only once it
-/// is in the tracker (past the admission filter).
-#[inline(never)] // own BPF stack frame: keeps `record` under the 512-byte limit
-fn record_long(packet: &Packet, long: &Long, config: &KernelConfig) {
-    let key = &long.key;
-    let state = if let Some(s) = LONG.get_ptr_mut(key) {
-        s
-    } else {
-        let Some(template) = EMPTY_STATE.get(0) else {
-            return;
-        };
-        let _ = LONG.insert(key, template, u64::from(BPF_NOEXIST));
-        let Some(s) = LONG.get_ptr_mut(key) else {
-            return;
-        };
-        s
-    };
-    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
-    let state = unsafe { &mut *state };
-    if state.first_seen_ns == 0 {
-        state.first_seen_ns = long.now;
-        state.window_start_ns = long.now;
-        state.min_hops = HOPS_UNKNOWN;
-        state.max_hops = HOPS_UNKNOWN;
-    }
-    let origin = Origin {
-        long: true,
-        ..long.origin
-    };
+/// The per-probe update of one level's state (`observe` with the ingress `measure`), in a
+/// frame of its own: every level calls this one copy, so the verifier walks `observe` and its
+/// dispatch once per call site instead of through a copy inlined into each level.
+#[inline(never)]
+fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) {
     let probe = Probe {
-        class: Some(packet.class),
-        host: Some(long.host),
-        hops: long.hops,
+        class: Some(u.class),
+        host: Some(u.host),
+        hops: u.hops,
     };
     let seed = config.hash_seed;
     observe(
         state,
-        key,
+        &u.key,
         &probe,
-        |s| measure(s, packet, long.host, seed),
+        |s| measure(s, u, seed),
         config,
-        long.now,
-        &origin,
+        u.now,
+        &u.origin,
     );
+}
+
+/// The long-window (slow scans) state of a tracked source, created on its first probe there:
+/// a source enters `LONG` only once it is in the tracker (past the admission filter).
+#[inline(always)]
+fn long_state(key: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
+    let state = if let Some(s) = LONG.get_ptr_mut(key) {
+        s
+    } else {
+        let template = EMPTY_STATE.get(0)?;
+        let _ = LONG.insert(key, template, u64::from(BPF_NOEXIST));
+        LONG.get_ptr_mut(key)?
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    let state = unsafe { &mut *state };
+    start(state, now);
+    Some(state)
+}
+
+/// Initialises the times of a level's entry on its first probe.
+#[inline(always)]
+pub fn start(state: &mut SourceState, now: u64) {
+    if state.first_seen_ns == 0 {
+        state.first_seen_ns = now;
+        state.window_start_ns = now;
+        state.min_hops = HOPS_UNKNOWN;
+        state.max_hops = HOPS_UNKNOWN;
+    }
 }
 
 /// Probes that name a port: SYN, UDP and stealth flag mixes (not ICMP, not fragments).
@@ -226,12 +249,7 @@ fn tracked(
     let state = unsafe { &mut *state };
     // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it.
     let now = now(config);
-    if state.first_seen_ns == 0 {
-        state.first_seen_ns = now;
-        state.window_start_ns = now;
-        state.min_hops = HOPS_UNKNOWN;
-        state.max_hops = HOPS_UNKNOWN;
-    }
+    start(state, now);
     Some((key, state, now))
 }
 
@@ -260,7 +278,7 @@ pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
         direction: DIRECTION_INGRESS,
         target: reset.local,
         target_port: reset.local_port,
-        long: false,
+        window: WINDOW_SHORT,
     };
     let seed = config.hash_seed;
     // The ACK itself was no probe class (it took the established fast path).
@@ -289,8 +307,10 @@ pub struct Origin {
     pub direction: u32,
     pub target: SourceKey,
     pub target_port: u16,
-    /// Counts over the long window (`LONG`, slow scans) rather than the short one.
-    pub long: bool,
+    /// Which counts: `WINDOW_SHORT` (the tracker, or `EGRESS`), `WINDOW_LONG` (`LONG`, slow
+    /// scans: the long window and thresholds) or `WINDOW_WIDE` (`WIDE`: the short window at the
+    /// wide IPv6 prefix); sent as the event's `window`.
+    pub window: u16,
 }
 
 impl Origin {
@@ -302,7 +322,7 @@ impl Origin {
             direction: scanwatch_common::event::DIRECTION_EGRESS,
             target,
             target_port,
-            long: false,
+            window: WINDOW_SHORT,
         }
     }
 }
@@ -389,11 +409,12 @@ fn reset_window(s: &mut SourceState, now: u64) {
 /// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that
 /// kind when the bit was new.
 #[inline(always)]
-fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option<DetectionKind> {
-    match packet.class {
+fn measure(s: &mut SourceState, u: &Update, seed: u64) -> Option<DetectionKind> {
+    let host = u.host;
+    match u.class {
         PacketClass::TcpSyn => s
             .tcp_ports
-            .insert(hash_port(seed, IPPROTO_TCP, packet.dst_port))
+            .insert(hash_port(seed, IPPROTO_TCP, u.origin.target_port))
             .then_some(DetectionKind::PortScan),
         PacketClass::TcpFin
         | PacketClass::TcpNull
@@ -401,11 +422,11 @@ fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option
         | PacketClass::TcpMaimon
         | PacketClass::TcpOddFlags => s
             .stealth_ports
-            .insert(hash_port(seed, IPPROTO_TCP, packet.dst_port))
+            .insert(hash_port(seed, IPPROTO_TCP, u.origin.target_port))
             .then_some(DetectionKind::StealthScan),
         PacketClass::Udp => s
             .udp_ports
-            .insert(hash_port(seed, IPPROTO_UDP, packet.dst_port))
+            .insert(hash_port(seed, IPPROTO_UDP, u.origin.target_port))
             .then_some(DetectionKind::UdpScan),
         PacketClass::IcmpEcho | PacketClass::IcmpTimestamp | PacketClass::IcmpAddrMask => s
             .icmp_hosts
@@ -413,16 +434,16 @@ fn measure(s: &mut SourceState, packet: &Packet, host: u32, seed: u64) -> Option
             .then_some(DetectionKind::IcmpSweep),
         PacketClass::Fragment => s
             .fragments
-            .insert(hash_datagram(host, u32::from(packet.src_port)))
+            .insert(hash_datagram(host, u32::from(u.src_port)))
             .then_some(DetectionKind::FragmentScan),
         // One bit per protocol number: an exact set.
         PacketClass::IpProtocol => s
             .protocols
-            .insert(u32::from(packet.proto))
+            .insert(u32::from(u.proto))
             .then_some(DetectionKind::ProtocolScan),
         PacketClass::SctpInit | PacketClass::SctpCookieEcho => s
             .sctp_ports
-            .insert(hash_port(seed, IPPROTO_SCTP, packet.dst_port))
+            .insert(hash_port(seed, IPPROTO_SCTP, u.origin.target_port))
             .then_some(DetectionKind::SctpScan),
         _ => None,
     }
@@ -458,8 +479,8 @@ pub fn observe(
     now: u64,
     origin: &Origin,
 ) {
-    // `direction` and `long` are constants at every (inlined) call site, so this folds away.
-    let (thresholds, window) = if origin.long {
+    // `direction` is a constant at every (inlined) call site, so that test folds away.
+    let (thresholds, window) = if origin.window == WINDOW_LONG {
         (&config.long_thresholds, config.long_window_ns)
     } else if origin.direction == DIRECTION_EGRESS {
         (&config.egress_thresholds, config.window())
@@ -556,11 +577,7 @@ fn bump_measure(
         (*e).target_port = origin.target_port;
         (*e).min_hops = s.min_hops;
         (*e).max_hops = s.max_hops;
-        (*e).window = if origin.long {
-            WINDOW_LONG
-        } else {
-            WINDOW_SHORT
-        };
+        (*e).window = origin.window;
         (*e).target = origin.target.addr;
     }
     entry.submit(0);

@@ -11,12 +11,14 @@ use std::{
 
 use anyhow::anyhow;
 use aya::Ebpf;
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use scanwatch_common::{
     addr::SourceKey,
     block::BlockReason,
     event::{DetectionKind, ScanEvent, WINDOW_LONG},
+    maps::FLOWS_CAPACITY,
     sample::ProbeSample,
+    stats::{Counter, counter_slot},
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -28,12 +30,13 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
-    detect::{AlertBudget, Direction, Examples, Hops, finding},
+    detect::{AlertBudget, Direction, Examples, Hops, finding, name_prefixes, wide_source},
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
     kernel::{BlockList, Events, Maps},
     loader::{self, Attachment},
     metrics::{self, Metrics},
     net::{self, format_source, key_network},
+    occupancy::Occupancy,
     pins::{AgentStatus, Instance},
     protect::{self, Snapshot},
     rate::TokenBucket,
@@ -44,8 +47,20 @@ use crate::{
 
 /// How often kernel statistics are folded into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the tracker is walked for the tracked-sources gauges and the status file.
-const TRACKER_WALK_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest interval between full reads of the tracker and the flow map (batch lookups):
+/// exact counts, the top-sources gauge and the status file's top list. Between walks the
+/// tracked-sources and flow gauges follow the data path's insert counters ([`Occupancy`]),
+/// refreshed every [`STATS_INTERVAL`].
+const MIN_WALK_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest interval between full walks.
+const MAX_WALK_INTERVAL: Duration = Duration::from_secs(60);
+/// The next walk waits this many times the CPU time the last one took, so walks use at most
+/// 1/200 (0.5 %) of a core: a batch walk of 100,000 sources and a full flow map takes tens of
+/// ms, which every 5 s kept the idle daemon above 1 % of a core (issue 16). Small maps are
+/// still walked every [`MIN_WALK_INTERVAL`].
+const WALK_COST_FACTOR: u32 = 200;
+/// How often the status file is rewritten (tracked sources now, the last walk's top list).
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often expired blocks are removed from the detection-block hash (the kernel already
 /// stops dropping at expiry; this is garbage collection and the blocks-expired metric).
 const BLOCK_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -191,6 +206,30 @@ struct Agent<'i> {
     status: AgentStatus,
     /// CrowdSec Local API roles (off without `[crowdsec]`).
     fleet: Fleet,
+    /// The tracker's and the flow map's last full walk.
+    walked: Walked,
+}
+
+/// What the last full walk found, for the gauges and the status file between walks.
+struct Walked {
+    tracker: Occupancy,
+    flows: Occupancy,
+    /// The busiest sources (formatted), most first.
+    top: Vec<(String, u64)>,
+    /// When the next walk is due.
+    next: tokio::time::Instant,
+}
+
+/// CPU time of the calling thread (zero if the clock cannot be read: walks then run every
+/// [`MIN_WALK_INTERVAL`]).
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, Duration::from)
+}
+
+/// The wait before the next full walk, given the CPU time the last one took.
+fn walk_interval(took: Duration) -> Duration {
+    (took * WALK_COST_FACTOR).clamp(MIN_WALK_INTERVAL, MAX_WALK_INTERVAL)
 }
 
 /// The signals the agent answers.
@@ -234,6 +273,12 @@ impl<'i> Agent<'i> {
                 .collect(),
             tracker_capacity: config.tracker_capacity,
             ..AgentStatus::default()
+        };
+        let walked = Walked {
+            tracker: Occupancy::new(config.tracker_capacity),
+            flows: Occupancy::new(FLOWS_CAPACITY),
+            top: Vec::new(),
+            next: tokio::time::Instant::now(),
         };
         let (mut protected, protected_task) = protect::watch(config.resolv_conf.clone());
         if tokio::time::timeout(PROTECTED_FIRST_READ, protected.wait_for(Option::is_some))
@@ -282,6 +327,7 @@ impl<'i> Agent<'i> {
                 .map(|a| (a.ifindex, a.interface.clone()))
                 .collect(),
             status,
+            walked,
         }
     }
 
@@ -294,7 +340,7 @@ impl<'i> Agent<'i> {
         self.alerts = AlertSink::for_config(&self.config)?;
 
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
-        let mut walk_tick = tokio::time::interval(TRACKER_WALK_INTERVAL);
+        let mut status_file_tick = tokio::time::interval(STATUS_INTERVAL);
         let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
         self.load_block_lists();
@@ -330,7 +376,8 @@ impl<'i> Agent<'i> {
                 _ = sweep_tick.tick() => self.sweep_blocks(),
                 _ = list_sweep_tick.tick() => self.sweep_blocklist(),
                 _ = stats_tick.tick() => self.refresh_stats(),
-                _ = walk_tick.tick() => self.walk_maps(),
+                () = tokio::time::sleep_until(self.walked.next) => self.walk_maps(),
+                _ = status_file_tick.tick() => self.refresh_status(),
                 _ = signals.hangup.recv() => {
                     systemd.reloading();
                     self.reload();
@@ -411,6 +458,15 @@ impl<'i> Agent<'i> {
                     .collect(),
             );
             self.enforce_distributed(&sample)
+        } else if let Some((prefix, len)) = wide_source(event) {
+            let sample = self.maps.wide.sample(&event.source);
+            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
+            f.examples = self.examples.add(event);
+            f.listed_in = self
+                .reputation
+                .borrow()
+                .listed_in(&key_network(&prefix, len));
+            self.enforce_wide(&sample, f.kind)
         } else {
             f.examples = self.examples.add(event);
             if f.direction == Direction::Ingress {
@@ -465,10 +521,27 @@ impl<'i> Agent<'i> {
         if !self.config.block_distributed {
             return Verdict::Alert;
         }
+        self.block_each(sample, DetectionKind::DistributedScan)
+    }
+
+    /// A wide-level finding aggregates first-level prefixes that each stayed below every
+    /// threshold: in drop mode the prefixes it names are blocked only when `block_wide_prefix`
+    /// is set, each through the usual protections (the wide prefix itself never is: it may hold
+    /// a whole site); the finding carries the first verdict that blocked (or the last refusal).
+    fn enforce_wide(&mut self, sample: &[SourceKey], kind: DetectionKind) -> Verdict {
+        if !self.config.block_wide_prefix {
+            return Verdict::Alert;
+        }
+        self.block_each(sample, kind)
+    }
+
+    /// Blocks each sampled source of an aggregate finding; returns the first verdict that
+    /// blocked (or the last refusal).
+    fn block_each(&mut self, sample: &[SourceKey], kind: DetectionKind) -> Verdict {
         let mut outcome = Verdict::Alert;
         for source in sample {
-            // The sampled sources' own hop counts are not in the target's event.
-            let verdict = self.block(source, None, DetectionKind::DistributedScan);
+            // The sampled sources' own hop counts are not in the aggregate's event.
+            let verdict = self.block(source, None, kind);
             if !matches!(
                 outcome,
                 Verdict::Block { .. } | Verdict::AlreadyBlocked { .. } | Verdict::WouldBlock { .. }
@@ -547,29 +620,83 @@ impl<'i> Agent<'i> {
         self.metrics.record_sweep("cidr", swept.removed, swept.left);
     }
 
-    fn refresh_stats(&self) {
+    /// Folds the kernel statistics into the metrics, and the inserts since the last walk into
+    /// the tracked-sources and flow gauges.
+    fn refresh_stats(&mut self) {
         match self.maps.stats.read() {
-            Ok(stats) => self.metrics.update_kernel(&stats),
+            Ok(stats) => {
+                self.metrics.update_kernel(&stats);
+                let inserts = |counter| {
+                    stats
+                        .get(counter_slot(counter) as usize)
+                        .copied()
+                        .unwrap_or(0)
+                };
+                if let Some(tracked) = self
+                    .walked
+                    .tracker
+                    .estimate(inserts(Counter::TrackerInserts))
+                {
+                    self.metrics.set_tracked(tracked);
+                }
+                if let Some(flows) = self.walked.flows.estimate(inserts(Counter::FlowsRecorded)) {
+                    self.metrics.set_flows(flows);
+                }
+            }
             Err(e) => warn!("reading kernel statistics: {e:#}"),
         }
     }
 
-    /// Walks the tracker and the flow map for the gauges and the status file.
+    /// The insert counters of the tracker and the flow map, summed over CPUs; `None` when
+    /// they cannot be read.
+    fn insert_counters(&self) -> Option<(u64, u64)> {
+        let read = |counter| self.maps.stats.get(counter_slot(counter)).ok();
+        Some((
+            read(Counter::TrackerInserts)?,
+            read(Counter::FlowsRecorded)?,
+        ))
+    }
+
+    /// Walks the tracker and the flow map in full: exact counts for the gauges, the top
+    /// sources for their gauge and the status file.
     fn walk_maps(&mut self) {
+        let started = thread_cpu_time();
         let prefix = self.config.ipv6_prefix;
+        // Before the walk: an insert during it is then counted twice at worst, never missed.
+        // Unreadable counters: a baseline no later reading exceeds, so the gauges keep this
+        // walk's counts until the next walk.
+        let (tracker_inserts, flow_inserts) =
+            self.insert_counters().unwrap_or((u64::MAX, u64::MAX));
         let (tracked, top) = self
             .maps
             .tracker
             .top(self.config.top_sources.max(STATUS_TOP));
-        let top: Vec<(String, u64)> = top
+        let flows = self.maps.flows.len();
+        self.walked.tracker.walked(tracked, tracker_inserts);
+        self.walked.flows.walked(flows, flow_inserts);
+        self.walked.top = top
             .into_iter()
             .map(|(key, probes)| (format_source(&key, prefix), probes))
             .collect();
-        self.metrics.set_flows(self.maps.flows.len());
+        // CPU time, not wall time: on a busy host a walk waits for the CPU without costing any.
+        let took = thread_cpu_time().saturating_sub(started);
+        self.metrics.map_walk_cpu_seconds.set(took.as_secs_f64());
+        self.walked.next = tokio::time::Instant::now() + walk_interval(took);
+        debug!("walked {tracked} sources and {flows} flows in {took:?}");
+        let top = &self.walked.top;
+        self.metrics.set_flows(flows);
         self.metrics.set_tracked(tracked);
         self.metrics
             .set_top_sources(&top[..top.len().min(self.config.top_sources)]);
-        self.write_status(tracked, top);
+        self.refresh_status();
+    }
+
+    /// Rewrites the status file: sources tracked now (see [`Occupancy`]), the last walk's top.
+    fn refresh_status(&mut self) {
+        // Unreadable counters: 0 adds nothing to the last walk's count.
+        let (tracker_inserts, _) = self.insert_counters().unwrap_or((0, 0));
+        let tracked = self.walked.tracker.estimate(tracker_inserts).unwrap_or(0);
+        self.write_status(tracked, self.walked.top.clone());
     }
 
     fn write_status(&mut self, tracked: usize, top: Vec<(String, u64)>) {
@@ -793,5 +920,23 @@ fn warn_restart_only(old: &Config, new: &Config) {
         if changed {
             warn!("`{key}` changed; it takes effect on restart, not on reload");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_slow_down_as_they_get_costlier() {
+        // A small map: the shortest interval.
+        assert_eq!(walk_interval(Duration::from_millis(2)), MIN_WALK_INTERVAL);
+        // 100,000 sources (about 60 ms): 12 s, so walks take 0.5 % of a core.
+        assert_eq!(
+            walk_interval(Duration::from_millis(60)),
+            Duration::from_secs(12)
+        );
+        // A stalled walk never stops the gauges for more than a minute.
+        assert_eq!(walk_interval(Duration::from_secs(3)), MAX_WALK_INTERVAL);
     }
 }

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use scanwatch_common::{
-    addr::DEFAULT_IPV6_PREFIX_LEN,
+    addr::{DEFAULT_IPV6_PREFIX_LEN, DEFAULT_IPV6_WIDE_PREFIX_LEN, MAX_IPV6_WIDE_PREFIX_LEN},
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
     distinct::{bits_for_count, saturation_estimate},
     event::{DETECTION_KINDS, DetectionKind},
@@ -232,6 +232,8 @@ pub struct FileConfig {
     /// `[crowdsec]`: the fleet (see `crowdsec::settings`).
     pub crowdsec: Option<crate::crowdsec::Section>,
     pub block_distributed: Option<bool>,
+    pub ipv6_wide_prefix: Option<u32>,
+    pub block_wide_prefix: Option<bool>,
 }
 
 impl FileConfig {
@@ -250,6 +252,10 @@ impl FileConfig {
 
 /// The validated configuration the agent runs with.
 #[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent on/off settings of the configuration file, not a state machine"
+)]
 pub struct Config {
     /// Interfaces to watch; empty means the default route's interface.
     pub interfaces: Vec<String>,
@@ -328,6 +334,14 @@ pub struct Config {
     /// sources are each below every threshold, so a spoofer who sends two probes from each of
     /// many forged addresses could otherwise choose whom to block.
     pub block_distributed: bool,
+    /// IPv6 sources are counted at this wider prefix as well (default /48; 0 = off), so a
+    /// scanner rotating `ipv6_prefix`es inside it is reported as the wide prefix, with the
+    /// prefixes it used.
+    pub ipv6_wide_prefix: u32,
+    /// In drop mode, block the first-level prefixes a wide-level finding names (never the wide
+    /// prefix itself: a /48 may hold a whole site). Default false: the finding aggregates
+    /// prefixes that each stayed below every threshold.
+    pub block_wide_prefix: bool,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -406,6 +420,21 @@ impl Config {
             return Err(invalid(
                 "ipv6_prefix",
                 format!("{ipv6_prefix} is outside 16..=128 (/64 is one subnet, /56 a site)"),
+            ));
+        }
+        let ipv6_wide_prefix = file
+            .ipv6_wide_prefix
+            .unwrap_or(DEFAULT_IPV6_WIDE_PREFIX_LEN);
+        if ipv6_wide_prefix != 0
+            && (!(16..=MAX_IPV6_WIDE_PREFIX_LEN).contains(&ipv6_wide_prefix)
+                || ipv6_wide_prefix >= ipv6_prefix)
+        {
+            return Err(invalid(
+                "ipv6_wide_prefix",
+                format!(
+                    "{ipv6_wide_prefix} must be 0 (off) or within 16..={MAX_IPV6_WIDE_PREFIX_LEN} \
+                     and shorter than ipv6_prefix ({ipv6_prefix})"
+                ),
             ));
         }
         let tracker_capacity = file.tracker_capacity.unwrap_or(TRACKER_CAPACITY);
@@ -532,6 +561,8 @@ impl Config {
             block_burst,
             answered_peer_window,
             block_distributed: file.block_distributed.unwrap_or(false),
+            ipv6_wide_prefix,
+            block_wide_prefix: file.block_wide_prefix.unwrap_or(false),
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             dry_run: flags.dry_run || file.dry_run.unwrap_or(false),
             block_ttl,
@@ -600,7 +631,7 @@ impl Config {
             ipv6_prefix_len: self.ipv6_prefix,
             flags,
             ignore_entries: self.ignore.len() as u32,
-            reserved: 0,
+            ipv6_wide_prefix_len: self.ipv6_wide_prefix,
             egress_thresholds,
             flow_timeout_ns: self.flow_timeout.as_nanos() as u64,
             long_thresholds,
@@ -887,6 +918,12 @@ mod tests {
             ("window = \"soon\"", "window"),
             ("window = \"0s\"", "window"),
             ("ipv6_prefix = 8", "ipv6_prefix"),
+            ("ipv6_wide_prefix = 8", "ipv6_wide_prefix"),
+            ("ipv6_wide_prefix = 64", "ipv6_wide_prefix"),
+            (
+                "ipv6_prefix = 56\nipv6_wide_prefix = 56",
+                "ipv6_wide_prefix",
+            ),
             ("ignore = [\"10.0.0.0/33\"]", "ignore"),
             ("metrics_addr = \"nowhere\"", "metrics_addr"),
             ("top_sources = 1000", "top_sources"),
@@ -942,6 +979,18 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn wide_ipv6_level_defaults_to_48_and_can_be_turned_off() {
+        let c = parse("").unwrap();
+        assert_eq!((c.ipv6_wide_prefix, c.block_wide_prefix), (48, false));
+        assert_eq!(c.kernel_config(1).ipv6_wide_prefix_len, 48);
+        let c = parse("ipv6_wide_prefix = 0").unwrap();
+        assert_eq!(c.kernel_config(1).ipv6_wide_prefix_len, 0);
+        let c =
+            parse("ipv6_prefix = 128\nipv6_wide_prefix = 56\nblock_wide_prefix = true").unwrap();
+        assert_eq!((c.ipv6_wide_prefix, c.block_wide_prefix), (56, true));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use scanwatch_common::{
     addr::SourceKey,
     classify::{PROBE_CLASSES, PacketClass},
     distinct::estimate,
-    event::{DIRECTION_EGRESS, DetectionKind, ScanEvent},
+    event::{DIRECTION_EGRESS, DetectionKind, ScanEvent, WINDOW_WIDE},
     state::SourceState,
 };
 use serde::Serialize;
@@ -81,6 +81,11 @@ pub struct Finding {
     /// first; at most `scanwatch_common::target::SAMPLE_SOURCES`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
+    /// The first-level prefixes (`ipv6_prefix`, /64 by default) a wide-level finding's source
+    /// (`ipv6_wide_prefix`, /48 by default) used: the last distinct ones to probe, oldest first;
+    /// at most `scanwatch_common::wide::SAMPLE_PREFIXES`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<Vec<String>>,
     pub kind: DetectionKind,
     /// MITRE ATT&CK technique.
     pub technique: &'static str,
@@ -175,6 +180,7 @@ impl Finding {
             listed_in: Vec::new(),
             target: None,
             sources: None,
+            prefixes: None,
             tool: None,
         }
     }
@@ -270,15 +276,24 @@ pub fn finding(
         DetectionKind::HostSweep
     };
     let direction = Direction::of(event);
-    Some(Finding {
+    let (source, prefixes) = match wide_source(event) {
+        // The agent fills `prefixes` from the wide prefix's entry.
+        Some((key, len)) => (format_source(&key, len), Some(Vec::new())),
         // Egress sources are local addresses, tracked at full length.
-        source: format_source(
-            &event.source,
-            match direction {
-                Direction::Egress => 128,
-                Direction::Ingress => ipv6_prefix,
-            },
+        None => (
+            format_source(
+                &event.source,
+                match direction {
+                    Direction::Egress => 128,
+                    Direction::Ingress => ipv6_prefix,
+                },
+            ),
+            None,
         ),
+    };
+    Some(Finding {
+        source,
+        prefixes,
         direction,
         distinct_ports: estimated(ports_kind, &event.measures),
         distinct_hosts: estimated(hosts_kind, &event.measures),
@@ -289,6 +304,25 @@ pub fn finding(
             .any(|k| saturated(k, &event.measures)),
         ..base(event, kind, interface, window)
     })
+}
+
+/// The prefix (as a plain key) and its length of a wide-level event's source; `None` for an
+/// event of any other level.
+pub fn wide_source(event: &ScanEvent) -> Option<(SourceKey, u32)> {
+    if event.window != WINDOW_WIDE {
+        return None;
+    }
+    let (addr, len) = event.source.wide_prefix()?;
+    Some((SourceKey { addr }, len))
+}
+
+/// `Finding::prefixes` of a wide-level finding: its `WIDE` entry's sample of first-level
+/// prefixes, named as the tracker's sources are.
+pub fn name_prefixes(sample: &[SourceKey], ipv6_prefix: u32) -> Vec<String> {
+    sample
+        .iter()
+        .map(|k| format_source(k, ipv6_prefix))
+        .collect()
 }
 
 /// What every finding of `event` says before its kind decides what it counts: times, probes by
@@ -305,6 +339,7 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
         source: String::new(),
         target: None,
         sources: None,
+        prefixes: None,
         kind,
         technique: kind.technique(),
         direction: Direction::of(event),
@@ -336,6 +371,7 @@ fn distributed(event: &ScanEvent, interface: String, window: Duration) -> Findin
         source: "*".into(),
         target: Some(format_target(&event.source.addr, 0)),
         sources: Some(Vec::new()),
+        prefixes: None,
         direction: Direction::Ingress,
         distinct_ports: estimated(kind, &event.measures),
         distinct_hosts: 1,
@@ -402,6 +438,25 @@ mod tests {
             reserved: [0; 6],
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
+    }
+
+    #[test]
+    fn wide_findings_name_the_wide_prefix() {
+        let mut e = event(DetectionKind::PortScan, [0; DETECTION_KINDS]);
+        let addr = "2001:db8:1:5::9".parse::<Ipv6Addr>().unwrap().octets();
+        e.source = SourceKey::wide_from_ipv6(addr, 48);
+        e.window = WINDOW_WIDE;
+        let f = finding(&e, "x".into(), Duration::from_secs(60), 64).unwrap();
+        assert_eq!(f.source, "2001:db8:1::/48");
+        assert_eq!(f.prefixes, Some(Vec::new()));
+        // The same key in a short-window event is not read as a wide prefix.
+        e.window = 0;
+        assert_eq!(
+            finding(&e, "x".into(), Duration::from_secs(60), 64)
+                .unwrap()
+                .prefixes,
+            None
+        );
     }
 
     #[test]

@@ -10,8 +10,10 @@
 
 use std::{
     borrow::Borrow,
+    cmp::Reverse,
+    collections::BinaryHeap,
     num::NonZeroUsize,
-    os::fd::{AsFd as _, AsRawFd, RawFd},
+    os::fd::{AsFd as _, AsRawFd, OwnedFd, RawFd},
     path::Path,
     ptr::NonNull,
     sync::{
@@ -23,7 +25,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ipnet::IpNet;
@@ -40,9 +42,11 @@ use scanwatch_common::{
     state::SourceState,
     stats::STATS_LEN,
     target::TargetState,
+    wide::WideState,
 };
 
 use crate::{
+    batch,
     net::{lpm_key, lpm_network},
     pins::Instance,
 };
@@ -59,6 +63,20 @@ fn take_map_data(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
         Map::Array(m) | Map::HashMap(m) | Map::LruHashMap(m) | Map::LpmTrie(m) => Ok(m),
         _ => bail!("map {name} has an unexpected type"),
     }
+}
+
+/// Hash map `name` of a loaded object, with a second descriptor of it for batch reads
+/// ([`crate::batch`]; aya's typed handle does not lend its own).
+fn take_hash<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> anyhow::Result<(HashMap<MapData, K, V>, OwnedFd)> {
+    let map = take(ebpf, name)?;
+    let fd = match &map {
+        Map::HashMap(m) | Map::LruHashMap(m) => m.fd().as_fd().try_clone_to_owned()?,
+        _ => bail!("map {name} is not a hash map"),
+    };
+    Ok((HashMap::try_from(map)?, fd))
 }
 
 /// A second handle on the same map.
@@ -170,6 +188,8 @@ pub struct Maps {
     pub flows: Flows,
     /// Per-destination distributed-scan state.
     pub targets: Targets,
+    /// Per-prefix state at the wide IPv6 level.
+    pub wide: Wide,
     pub blocks: Blocks,
     pub blocklist: BlockList,
     /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
@@ -197,11 +217,12 @@ impl Maps {
             config: ConfigMap(Array::try_from(take(ebpf, maps::CONFIG)?)?),
             ignore: IgnoreList(LpmTrie::try_from(take(ebpf, maps::IGNORE)?)?),
             stats: Stats(PerCpuArray::try_from(take(ebpf, maps::STATS)?)?),
-            tracker: Tracker(HashMap::try_from(take(ebpf, maps::TRACKER)?)?),
-            egress: Tracker(HashMap::try_from(take(ebpf, maps::EGRESS)?)?),
-            long: Tracker(HashMap::try_from(take(ebpf, maps::LONG)?)?),
-            flows: Flows(HashMap::try_from(take(ebpf, maps::FLOWS)?)?),
+            tracker: Tracker::take(ebpf, maps::TRACKER)?,
+            egress: Tracker::take(ebpf, maps::EGRESS)?,
+            long: Tracker::take(ebpf, maps::LONG)?,
+            flows: Flows::take(ebpf)?,
             targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
+            wide: Wide(HashMap::try_from(take(ebpf, maps::WIDE)?)?),
             blocks,
             blocklist,
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
@@ -352,19 +373,29 @@ impl Stats {
 }
 
 /// `TRACKER` (ingress) or `EGRESS` (this host's own probes): per-source detection state.
-pub struct Tracker(HashMap<MapData, SourceKey, SourceState>);
+pub struct Tracker {
+    map: HashMap<MapData, SourceKey, SourceState>,
+    /// The same map, for batch reads.
+    fd: OwnedFd,
+}
 
 impl Tracker {
+    fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Self> {
+        let (map, fd) = take_hash(ebpf, name)?;
+        Ok(Self { map, fd })
+    }
+
     pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<SourceState>> {
-        found(self.0.get(key, 0))
+        found(self.map.get(key, 0))
     }
 
     pub fn keys(&self) -> Vec<SourceKey> {
-        self.0.keys().filter_map(Result::ok).collect()
+        self.map.keys().filter_map(Result::ok).collect()
     }
 
+    /// The number of sources present (one full walk: see [`Tracker::top`]).
     pub fn len(&self) -> usize {
-        self.0.keys().filter_map(Result::ok).count()
+        self.top(0).0
     }
 
     pub fn is_empty(&self) -> bool {
@@ -372,20 +403,100 @@ impl Tracker {
     }
 
     /// The number of sources, and the `top` most active (probes in their window), most first.
+    ///
+    /// One walk of the whole map, by batch lookups ([`crate::batch`], a few dozen system calls
+    /// for 100,000 sources) or, on kernels without them, key by key. The count is exact for a
+    /// map nobody writes meanwhile; under traffic it is the entries the walk met.
     pub fn top(&self, top: usize) -> (usize, Vec<(SourceKey, u64)>) {
-        if top == 0 {
-            return (self.len(), Vec::new());
+        let mut best = TopN::new(top);
+        let walked = batch::for_each(
+            self.fd.as_fd(),
+            |keys: &[SourceKey], states: &[SourceState]| {
+                for (key, state) in keys.iter().zip(states) {
+                    best.offer(*key, state);
+                }
+            },
+        );
+        if let Err(e) = walked {
+            if !batch::is_unsupported(&e) {
+                log::warn!("batch read of the tracker failed, walking it key by key: {e}");
+            }
+            best = TopN::new(top);
+            for (key, state) in self.map.iter().filter_map(Result::ok) {
+                best.offer(key, &state);
+            }
         }
-        let mut all: Vec<(SourceKey, u64)> = self
-            .0
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, s)| (k, s.probes.iter().map(|n| u64::from(*n)).sum()))
+        best.finish()
+    }
+}
+
+/// The `n` sources with the most probes among those offered, and how many were offered;
+/// memory is bounded by `n`, not by the tracker's size.
+struct TopN {
+    n: usize,
+    seen: usize,
+    /// A min-heap on probes: the root is the first to go when a busier source comes.
+    heap: BinaryHeap<Reverse<Ranked>>,
+}
+
+/// A source and its probes, ordered by probes only.
+struct Ranked(u64, SourceKey);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl TopN {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            seen: 0,
+            heap: BinaryHeap::with_capacity(n + 1),
+        }
+    }
+
+    fn offer(&mut self, key: SourceKey, state: &SourceState) {
+        self.seen += 1;
+        if self.n == 0 {
+            return;
+        }
+        let probes = state.probes.iter().map(|n| u64::from(*n)).sum();
+        if self.heap.len() < self.n {
+            self.heap.push(Reverse(Ranked(probes, key)));
+        } else if self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(least)| probes > least.0)
+        {
+            self.heap.pop();
+            self.heap.push(Reverse(Ranked(probes, key)));
+        }
+    }
+
+    fn finish(self) -> (usize, Vec<(SourceKey, u64)>) {
+        let mut top: Vec<(SourceKey, u64)> = self
+            .heap
+            .into_iter()
+            .map(|Reverse(Ranked(probes, key))| (key, probes))
             .collect();
-        let tracked = all.len();
-        all.sort_unstable_by_key(|(_, probes)| std::cmp::Reverse(*probes));
-        all.truncate(top);
-        (tracked, all)
+        top.sort_unstable_by_key(|(_, probes)| Reverse(*probes));
+        (self.seen, top)
     }
 }
 
@@ -407,12 +518,57 @@ impl Targets {
     }
 }
 
+/// `WIDE`: per-prefix state at the wide IPv6 level (`scanwatch_common::wide`).
+pub struct Wide(HashMap<MapData, SourceKey, WideState>);
+
+impl Wide {
+    pub fn get(&self, key: &SourceKey) -> anyhow::Result<Option<WideState>> {
+        found(self.0.get(key, 0))
+    }
+
+    /// Every wide prefix held.
+    pub fn keys(&self) -> Vec<SourceKey> {
+        self.0.keys().filter_map(Result::ok).collect()
+    }
+
+    /// The first-level prefixes that contributed to wide prefix `key`, oldest first (none when
+    /// the entry was evicted meanwhile).
+    pub fn sample(&self, key: &SourceKey) -> Vec<SourceKey> {
+        match self.get(key) {
+            Ok(Some(state)) => state.sample().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// `FLOWS`: flows this host opened (written by the egress program).
-pub struct Flows(HashMap<MapData, FlowKey, FlowState>);
+pub struct Flows {
+    map: HashMap<MapData, FlowKey, FlowState>,
+    /// The same map, for batch reads.
+    fd: OwnedFd,
+}
 
 impl Flows {
+    fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let (map, fd) = take_hash(ebpf, maps::FLOWS)?;
+        Ok(Self { map, fd })
+    }
+
+    /// The number of flows present: one walk, by batch lookups where the kernel has them
+    /// (see [`Tracker::top`]).
     pub fn len(&self) -> usize {
-        self.0.keys().filter_map(Result::ok).count()
+        let mut n = 0;
+        match batch::for_each(self.fd.as_fd(), |keys: &[FlowKey], _: &[FlowState]| {
+            n += keys.len();
+        }) {
+            Ok(()) => n,
+            Err(e) => {
+                if !batch::is_unsupported(&e) {
+                    log::warn!("batch read of the flow map failed, walking it key by key: {e}");
+                }
+                self.map.keys().filter_map(Result::ok).count()
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

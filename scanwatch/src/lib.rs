@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod loader;
 pub mod metrics;
 pub mod net;
 pub mod object;
+pub mod occupancy;
 pub mod pins;
 pub mod protect;
 pub mod rate;

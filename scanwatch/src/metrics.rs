@@ -53,13 +53,17 @@ pub struct Metrics {
     /// Entries in the block maps, by map (`detection`, `cidr`).
     pub blocked_sources: IntGaugeVec,
     replies: IntCounterVec,
-    /// Outbound flows in the flow map at the last walk.
+    /// Outbound flows in the flow map (the last walk's count plus inserts since, see
+    /// `occupancy`).
     pub flows: IntGauge,
     flow_capacity: IntGauge,
     pub flow_fill_ratio: Gauge,
     /// Flows evicted from the full LRU map before their lifetime (recorded − present).
     pub flow_evictions: IntCounter,
     flows_recorded_total: AtomicU64,
+    /// CPU time of the last full walk of the tracker and the flow map (it sets how long the
+    /// next waits: see `agent`).
+    pub map_walk_cpu_seconds: Gauge,
     /// Kernel statistics as last read, to turn absolute values into counter increments.
     /// The last kernel statistics read, to turn totals into counter increments.
     last_kernel: Mutex<Vec<u64>>,
@@ -220,7 +224,7 @@ impl Metrics {
         }
         let flows = r.gauge(
             "scanwatch_flows",
-            "Outbound flows in the flow map at the last walk.",
+            "Outbound flows in the flow map: the last full walk's count (every 5 to 60 s, by map size) plus flows recorded since, at most the capacity.",
         )?;
         let flow_capacity = r.gauge(
             "scanwatch_flow_capacity",
@@ -243,9 +247,13 @@ impl Metrics {
             "scanwatch_alert_write_errors_total",
             "Findings that could not be written to the alert log.",
         )?;
+        let map_walk_cpu_seconds = r.ratio(
+            "scanwatch_map_walk_cpu_seconds",
+            "CPU time of the last full read of the tracker and the flow map (exact counts, top sources); the next waits 200 times as long, 5 to 60 s.",
+        )?;
         let tracked_sources = r.gauge(
             "scanwatch_tracked_sources",
-            "Sources in the kernel tracker at the last walk.",
+            "Sources in the kernel tracker: the last full walk's count (every 5 to 60 s, by map size) plus sources inserted since, at most the capacity.",
         )?;
         let capacity = r.gauge(
             "scanwatch_tracker_capacity",
@@ -280,7 +288,7 @@ impl Metrics {
         let top_sources = r.add(GaugeVec::new(
             Opts::new(
                 "scanwatch_top_source_probes",
-                "Probes in the current window of the most active tracked sources (opt-in, at most 20 series).",
+                "Probes in the current window of the most active tracked sources at the last full walk, every 5 to 60 s by map size (opt-in, at most 20 series).",
             ),
             &["source"],
         )?)?;
@@ -353,6 +361,7 @@ impl Metrics {
             flow_fill_ratio,
             flow_evictions,
             flows_recorded_total: AtomicU64::new(0),
+            map_walk_cpu_seconds,
             last_kernel: Mutex::new(vec![0; STATS_LEN as usize]),
         })
     }
@@ -427,7 +436,7 @@ impl Metrics {
             .set(left as i64);
     }
 
-    /// Sets the tracker gauges after a walk.
+    /// Sets the tracker gauges (after a walk, or from the insert counter between walks).
     pub fn set_tracked(&self, tracked: usize) {
         self.tracked_sources.set(tracked as i64);
         let capacity = self.tracker_capacity.get().max(1);
@@ -435,7 +444,7 @@ impl Metrics {
             .set(tracked as f64 / capacity as f64);
     }
 
-    /// Sets the flow-map gauges after a walk; evictions are the recorded flows no longer there
+    /// Sets the flow-map gauges (after a walk, or from the insert counter between walks); evictions are the recorded flows no longer there
     /// (entries are never deleted, only evicted).
     pub fn set_flows(&self, present: usize) {
         self.flows.set(present as i64);

@@ -44,7 +44,7 @@ use crate::{
     alerts::AlertSink,
     clock::rfc3339,
     config::{Config, Mode},
-    detect::{AlertBudget, Direction, Examples, Finding, finding},
+    detect::{AlertBudget, Direction, Examples, Finding, finding, name_prefixes},
     kernel::{Events, Maps},
     loader,
     tool::Attribution,
@@ -363,6 +363,10 @@ impl Replayer {
             self.config.ipv6_prefix,
         )?;
         f.examples = self.examples.add(event);
+        if f.prefixes.is_some() {
+            let sample = self.maps.wide.sample(&event.source);
+            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
+        }
         // As the agent: ingress sources only (egress and distributed findings carry no tool).
         if f.kind != DetectionKind::DistributedScan && f.direction == Direction::Ingress {
             let samples = match self.maps.tracker.get(&event.source) {

@@ -5,13 +5,15 @@
 use std::{
     io,
     net::{SocketAddr, TcpStream},
+    path::Path,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
 use crate::{
-    daemon::{Daemon, alert_is},
+    daemon::{Daemon, alert_is, daemon_binary},
     lab::Lab,
     metrics,
     netns::in_netns,
@@ -129,4 +131,33 @@ pub fn excerpt(text: &str) -> String {
             "scanwatch_flows",
         ],
     )
+}
+
+/// The target's own networks, for `--local`.
+fn locals(lab: &Lab) -> Vec<String> {
+    vec![
+        format!("{}/32", lab.target_v4()),
+        lab.sweep_net(),
+        format!("{}/128", lab.target_v6()),
+    ]
+}
+
+/// Runs `scanwatch replay --json` on `capture` (the lab target's networks local); its parsed
+/// report.
+pub fn replay(capture: &Path, lab: &Lab) -> Value {
+    let mut cmd = Command::new(daemon_binary().expect("the scanwatch binary"));
+    cmd.arg("replay").arg(capture).arg("--json");
+    for net in locals(lab) {
+        cmd.args(["--local", &net]);
+    }
+    let out = cmd.output().expect("running scanwatch replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scanwatch replay failed: {stderr}");
+    eprintln!("{}", stderr.trim_end());
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "replay --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }

@@ -22,6 +22,7 @@ use scanwatch_common::{
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
     target::TargetState,
+    wide::WideState,
 };
 
 /// XDP verdicts.
@@ -132,6 +133,19 @@ impl Harness {
         Ok((result.return_value, result.duration.as_nanos() as u64))
     }
 
+    /// Instructions the verifier processed to accept the XDP program and the TC egress program
+    /// (`None` for an object without one): how close each is to the 1,000,000 limit.
+    pub fn verified_instructions(&self) -> Result<(u32, Option<u32>)> {
+        let count = |name: &str| -> Result<Option<u32>> {
+            let Some(program) = self.ebpf.program(name) else {
+                return Ok(None);
+            };
+            Ok(program.info()?.verified_instruction_count())
+        };
+        let xdp = count(self.program)?.ok_or_else(|| anyhow!("no verified instruction count"))?;
+        Ok((xdp, count(EGRESS)?))
+    }
+
     /// Runs the TC egress program once on `frame` (as if this host sent it); returns its TC
     /// action.
     pub fn run_egress(&mut self, frame: &[u8]) -> Result<i32> {
@@ -201,6 +215,16 @@ impl Harness {
         self.maps()?.long.get(key)
     }
 
+    /// The wide IPv6 level's state of a wide prefix (`SourceKey::wide_from_ipv6`), if any.
+    pub fn wide_state(&self, key: &SourceKey) -> Result<Option<WideState>> {
+        self.maps()?.wide.get(key)
+    }
+
+    /// Every wide prefix the wide IPv6 level holds.
+    pub fn wide_keys(&self) -> Result<Vec<SourceKey>> {
+        Ok(self.maps()?.wide.keys())
+    }
+
     /// The distributed-scan state of a destination, if any.
     pub fn target_state(&self, key: &SourceKey) -> Result<Option<TargetState>> {
         self.maps()?.targets.get(key)
@@ -245,6 +269,17 @@ impl Harness {
     /// Number of sources in the tracker.
     pub fn tracked_count(&self) -> Result<usize> {
         Ok(self.maps()?.tracker.len())
+    }
+
+    /// The number of tracked sources and the `n` with the most probes, as the daemon's
+    /// gauges and status file read them.
+    pub fn tracked_top(&self, n: usize) -> Result<(usize, Vec<(SourceKey, u64)>)> {
+        Ok(self.maps()?.tracker.top(n))
+    }
+
+    /// Number of flows in the flow map, as the daemon's gauge reads it.
+    pub fn flow_count(&self) -> Result<usize> {
+        Ok(self.maps()?.flows.len())
     }
 
     /// Every source key in the tracker.

@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod attached;
 pub mod capture;
 pub mod crowdsec;
 pub mod daemon;

@@ -10,15 +10,27 @@
 
 use std::{
     collections::BTreeSet,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
+use aya::maps::{Map, MapData};
+use scanwatch_common::{
+    addr::SourceKey,
+    flow::{FlowKey, FlowState},
+    maps,
+    state::SourceState,
+};
 use scanwatch_tests::{
+    attached,
     daemon::Daemon,
-    e2e::{METRICS_WITHIN, SCAN_BUDGET, attacker_port_scan_alert, config_file, expect_alert, lab},
+    e2e::{
+        METRICS_WITHIN, SCAN_BUDGET, attacker_port_scan_alert, config_file, connect, expect_alert,
+        lab,
+    },
     metrics::{sample, total},
     netns::in_netns,
     process::{TempDir, describe, tool_or_skip},
@@ -351,4 +363,68 @@ fn scan_detected_rule_fires_in_a_live_prometheus() {
     );
     let status = prometheus.stop().unwrap();
     assert!(status.success(), "prometheus: {}", describe(status));
+}
+
+/// How long the tracked-sources and flow gauges get to show a change: the insert counters are
+/// folded in every second; a full walk comes at least every 60 s.
+const GAUGES_WITHIN: Duration = Duration::from_secs(70);
+
+/// The tracked-sources and flow gauges count exactly the entries of the kernel's maps (read by
+/// this test through the attached program), whether they come from a full walk or, between
+/// walks, from the insert counters.
+#[test]
+fn tracked_sources_and_flow_gauges_equal_the_kernel_maps_entries() {
+    let lab = lab();
+    let daemon = Daemon::start(&lab).expect("starting scanwatch");
+    let (ns, iface) = (lab.target.name(), lab.target_if.as_str());
+    // Sources: two scanners (their second probe passes the admission filter).
+    let target = lab.target_v4();
+    for scanner_ns in [lab.attacker.name(), lab.benign.name()] {
+        let sent = in_netns(scanner_ns, move || {
+            scanner::syn_scan(target, 1..=20, SCAN_BUDGET)
+        })
+        .unwrap()
+        .expect("SYN scan");
+        assert_eq!(sent, 20);
+    }
+    // Flows: the target opens connections (refused) to the attacker.
+    for port in [7001, 7002, 7003] {
+        let _refused = connect(
+            ns,
+            SocketAddr::from((lab.attacker_v4(), port)),
+            Duration::from_secs(2),
+        );
+    }
+    let tracker: aya::maps::HashMap<MapData, SourceKey, SourceState> =
+        aya::maps::HashMap::try_from(Map::LruHashMap(
+            attached::map(ns, iface, maps::TRACKER).unwrap().0,
+        ))
+        .unwrap();
+    let flows: aya::maps::HashMap<MapData, FlowKey, FlowState> = aya::maps::HashMap::try_from(
+        Map::LruHashMap(attached::map(ns, iface, maps::FLOWS).unwrap().0),
+    )
+    .unwrap();
+    let exact = || {
+        (
+            tracker.keys().filter_map(Result::ok).count() as u64,
+            flows.keys().filter_map(Result::ok).count() as u64,
+        )
+    };
+    let (sources, opened) = exact();
+    assert!(sources >= 2, "both scanners are tracked: {sources}");
+    assert!(opened >= 3, "the target's connections are flows: {opened}");
+    let text = daemon.wait_for_metrics(GAUGES_WITHIN, |m| {
+        (
+            sample(m, "scanwatch_tracked_sources"),
+            sample(m, "scanwatch_flows"),
+        ) == exact()
+    });
+    assert_eq!(
+        (
+            sample(&text, "scanwatch_tracked_sources"),
+            sample(&text, "scanwatch_flows"),
+        ),
+        exact(),
+        "gauges (tracked sources, flows) against the kernel maps' entries"
+    );
 }

@@ -9,7 +9,6 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    path::Path,
     process::Command,
     thread,
     time::Duration,
@@ -18,7 +17,7 @@ use std::{
 use scanwatch_tests::{
     capture::Recorder,
     daemon::{Daemon, daemon_binary},
-    e2e::{NMAP_FAST, NMAP_TIMEOUT, connects, expect_alert, lab},
+    e2e::{NMAP_FAST, NMAP_TIMEOUT, connects, expect_alert, lab, replay},
     lab::Lab,
     netns::in_netns,
     process::{TempDir, tool_or_skip},
@@ -48,34 +47,6 @@ fn alert_keys(alerts: &[Value]) -> Vec<(String, String, String, String)> {
         .collect();
     keys.sort();
     keys
-}
-
-/// The target's own networks, for `--local`.
-fn locals(lab: &Lab) -> Vec<String> {
-    vec![
-        format!("{}/32", lab.target_v4()),
-        lab.sweep_net(),
-        format!("{}/128", lab.target_v6()),
-    ]
-}
-
-/// Runs `scanwatch replay --json` on `capture`; its parsed report.
-fn replay(capture: &Path, lab: &Lab) -> Value {
-    let mut cmd = Command::new(daemon_binary().expect("the scanwatch binary"));
-    cmd.arg("replay").arg(capture).arg("--json");
-    for net in locals(lab) {
-        cmd.args(["--local", &net]);
-    }
-    let out = cmd.output().expect("running scanwatch replay");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scanwatch replay failed: {stderr}");
-    eprintln!("{}", stderr.trim_end());
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "replay --json printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 /// Captures the target's interface while `traffic` runs against the live daemon, waits for

@@ -6,7 +6,11 @@ mod package;
 mod setup;
 mod test;
 
-use std::{ffi::OsString, os::unix::process::CommandExt as _, process::ExitCode};
+use std::{
+    ffi::OsString,
+    os::unix::process::CommandExt as _,
+    process::{Command, ExitCode},
+};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -45,7 +49,18 @@ enum Task {
     /// Benchmark the XDP program under `BPF_PROG_TEST_RUN`; writes target/bench/xdp.json.
     /// Needs root.
     Bench {
-        /// Arguments for the bench binary (case-name filters).
+        /// Instead: the release daemon at rest with 100,000 tracked sources and a full flow
+        /// map, in a lab (CPU, RSS, gauge freshness; `tests/src/bin/idle_bench.rs`).
+        #[arg(long, conflicts_with = "traffic")]
+        idle: bool,
+        /// Instead: packets per second through a veth pair driven by trafgen, with nothing,
+        /// the empty XDP program and the release agent attached
+        /// (`tests/src/bin/traffic_bench.rs`). Installs netsniff-ng (trafgen) with apt-get
+        /// when it is missing.
+        #[arg(long)]
+        traffic: bool,
+        /// Arguments for the bench binary (case-name filters; `--seconds N` for --idle and
+        /// --traffic, `--runs N` for --traffic).
         #[arg(last = true)]
         args: Vec<OsString>,
     },
@@ -68,7 +83,15 @@ fn main() -> ExitCode {
         Task::Build => build().map(|()| ExitCode::SUCCESS),
         Task::Run { args } => run(&args),
         Task::Test { args } => test::test(&args),
-        Task::Bench { args } => bench(&args),
+        Task::Bench {
+            idle: true, args, ..
+        } => daemon_bench("idle_bench", &args),
+        Task::Bench {
+            traffic: true,
+            args,
+            ..
+        } => trafgen().and_then(|()| daemon_bench("traffic_bench", &args)),
+        Task::Bench { args, .. } => bench(&args),
         Task::Man => package::man(package::Profile::Dev).map(|_| ExitCode::SUCCESS),
         Task::Package => {
             package::package(package::Profile::Release, &cmd::target_dir().join("debian"))
@@ -104,7 +127,7 @@ fn run(args: &[OsString]) -> Result<ExitCode> {
         "the daemon loads and attaches its programs (CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
     )?;
     build()?;
-    let mut daemon = std::process::Command::new(cmd::target_dir().join("release/scanwatch"));
+    let mut daemon = Command::new(cmd::target_dir().join("release/scanwatch"));
     daemon.arg("run").args(args);
     cmd::announce(&daemon);
     let error = daemon.exec();
@@ -115,7 +138,35 @@ fn run(args: &[OsString]) -> Result<ExitCode> {
 fn bench(args: &[OsString]) -> Result<ExitCode> {
     cmd::require_root("bench", "the benchmark loads BPF programs (CAP_BPF)")?;
     setup::setup()?;
-    run_tests_bin("xdp_bench", &["--release"], args)
+    run_tests_bin("xdp_bench", &["--release"], args, None)
+}
+
+/// Runs a bench binary that starts the daemon: both built in release mode, the daemon passed
+/// as `SCANWATCH_BIN`.
+fn daemon_bench(bin: &str, args: &[OsString]) -> Result<ExitCode> {
+    cmd::require_root(
+        "bench",
+        "the benchmark creates network namespaces and loads BPF programs (CAP_BPF + CAP_NET_ADMIN)",
+    )?;
+    setup::setup()?;
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "scanwatch"]))?;
+    let daemon = cmd::target_dir().join("release/scanwatch");
+    run_tests_bin(bin, &["--release"], args, Some(daemon.as_os_str()))
+}
+
+/// Installs Debian's netsniff-ng (trafgen) when `trafgen` is missing; the traffic bench needs
+/// it and nothing else does.
+fn trafgen() -> Result<()> {
+    if Command::new("trafgen")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    eprintln!("trafgen is missing: installing netsniff-ng with apt-get");
+    cmd::run(Command::new("apt-get").args(["install", "-y", "netsniff-ng"]))
 }
 
 /// Runs the demo (`tests/src/bin/demo.rs`).
@@ -127,12 +178,21 @@ fn demo() -> Result<ExitCode> {
     // The demo runs the daemon binary, which `cargo run` of the tests package does not build.
     setup::setup()?;
     cmd::run(cmd::cargo().args(["build", "-p", "scanwatch"]))?;
-    run_tests_bin("demo", &[], &[])
+    run_tests_bin("demo", &[], &[], None)
 }
 
-/// `cargo run` of a binary of the tests package (after setup); its exit code is ours.
-fn run_tests_bin(bin: &str, cargo_args: &[&str], args: &[OsString]) -> Result<ExitCode> {
+/// `cargo run` of a binary of the tests package (after setup), with `daemon` as the
+/// `SCANWATCH_BIN` it starts; its exit code is ours.
+fn run_tests_bin(
+    bin: &str,
+    cargo_args: &[&str],
+    args: &[OsString],
+    daemon: Option<&std::ffi::OsStr>,
+) -> Result<ExitCode> {
     let mut command = cmd::cargo();
+    if let Some(daemon) = daemon {
+        command.env("SCANWATCH_BIN", daemon);
+    }
     command
         .args(["run"])
         .args(cargo_args)
@@ -154,9 +214,24 @@ mod tests {
 
     fn args_of(argv: &[&str]) -> Vec<OsString> {
         match Cli::try_parse_from(argv).unwrap().task {
-            Task::Run { args } | Task::Test { args } | Task::Bench { args } => args,
+            Task::Run { args } | Task::Test { args } | Task::Bench { args, .. } => args,
             Task::Setup | Task::Build | Task::Man | Task::Package | Task::Demo => panic!("no args"),
         }
+    }
+
+    #[test]
+    fn idle_and_traffic_benches_are_exclusive() {
+        assert!(Cli::try_parse_from(["xtask", "bench", "--idle", "--traffic"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["xtask", "bench", "--idle"])
+                .unwrap()
+                .task,
+            Task::Bench {
+                idle: true,
+                traffic: false,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -171,6 +246,10 @@ mod tests {
             ["tracker", "--", "--nocapture"]
         );
         assert!(args_of(&["xtask", "bench"]).is_empty());
+        assert_eq!(
+            args_of(&["xtask", "bench", "--traffic", "--", "--runs", "3"]),
+            ["--runs", "3"]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::{
 };
 
 use log::{info, warn};
+use scanwatch_common::event::DetectionKind;
 
 use super::{
     Shared,
@@ -87,14 +88,20 @@ impl Queue {
     }
 }
 
-/// The LAPI alert of a finding, or `None` when it is not published (egress).
+/// The LAPI alert of a finding, or `None` when it is not published: egress findings, and
+/// distributed scans, whose source is `"*"` (many sources, none of them scanning on its own:
+/// the Local API takes one IP or range per alert, and no one of the sampled sources earned a
+/// ban).
 pub fn alert_of(f: &Finding) -> Option<Alert> {
-    if f.direction == Direction::Egress {
+    if f.direction == Direction::Egress || f.kind == DetectionKind::DistributedScan {
         return None;
     }
     let range = f.source.contains('/');
-    let remediation =
-        matches!(f.action, Action::Block | Action::WouldBlock) && f.not_blocked.is_none();
+    // A wide IPv6 finding's blocks are the /64s it names (`prefixes`), never the /48 in
+    // `source`: the fleet is not asked to ban a whole site.
+    let remediation = matches!(f.action, Action::Block | Action::WouldBlock)
+        && f.not_blocked.is_none()
+        && f.prefixes.is_none();
     let mut labels = vec![format!("attack.{}", f.technique)];
     if f.technique.starts_with("T1595") {
         labels.push("attack.T1595".into());
@@ -278,6 +285,14 @@ mod tests {
     }
 
     #[test]
+    fn distributed_findings_are_not_published() {
+        let mut f = finding("*", Direction::Ingress, Action::Alert);
+        f.kind = DetectionKind::DistributedScan;
+        f.sources = Some(vec!["192.0.2.7".into(), "192.0.2.8".into()]);
+        assert!(alert_of(&f).is_none());
+    }
+
+    #[test]
     fn listed_sources_carry_their_lists_as_event_meta() {
         let mut f = finding("192.0.2.7", Direction::Ingress, Action::Alert);
         let listed = |a: &Alert| {
@@ -306,6 +321,15 @@ mod tests {
         assert_eq!(a.source.scope, "Range");
         assert_eq!(a.source.range.as_deref(), Some("2001:db8::/64"));
         assert!(a.remediation);
+    }
+
+    #[test]
+    fn a_blocking_wide_finding_is_no_ban_candidate_for_its_48() {
+        let mut f = finding("2001:db8:1::/48", Direction::Ingress, Action::Block);
+        f.prefixes = Some(vec!["2001:db8:1:1::/64".into()]);
+        let a = alert_of(&f).unwrap();
+        assert_eq!(a.source.range.as_deref(), Some("2001:db8:1::/48"));
+        assert!(!a.remediation);
     }
 
     #[test]

@@ -101,6 +101,11 @@ const CASES: &[Case] = &[
         prepare: ipv6_syn,
     },
     Case {
+        name: "ipv6_syn_wide",
+        target: None,
+        prepare: ipv6_syn_wide,
+    },
+    Case {
         name: "blocked_drop",
         target: Some(1.5),
         prepare: blocked_drop,
@@ -311,6 +316,25 @@ fn ipv6_syn() -> Result<Prepared> {
     let frame = PacketBuilder::new(SRC_V6, DST_V6).syn(80).build();
     let key = SourceKey::from_ipv6(SRC_V6.octets(), KernelConfig::default().ipv6_prefix());
     Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+}
+
+/// `ipv6_syn` with the wide IPv6 level on (/48, the daemon's default): a `WIDE` lookup, the
+/// ring check of the /64 and a second estimator update. Compare with `ipv6_syn` of the same run.
+fn ipv6_syn_wide() -> Result<Prepared> {
+    let frame = PacketBuilder::new(SRC_V6, DST_V6).syn(80).build();
+    let key = SourceKey::from_ipv6(SRC_V6.octets(), KernelConfig::default().ipv6_prefix());
+    let mut h = tracked(&frame, &key)?;
+    h.set_config(&KernelConfig {
+        ipv6_wide_prefix_len: 48,
+        ..KernelConfig::default()
+    })?;
+    h.run(&frame)?;
+    ensure!(
+        h.wide_state(&SourceKey::wide_from_ipv6(SRC_V6.octets(), 48))?
+            .is_some(),
+        "the wide level is not in use"
+    );
+    Prepared::xdp(h, frame, XDP_PASS)
 }
 
 /// The product program with the default config (admission filter on) after `frame` has been

@@ -34,6 +34,7 @@ mod evidence;
 mod flags;
 mod flood;
 mod fragments;
+mod gauges;
 mod ignore;
 mod load;
 mod malformed;
@@ -42,6 +43,7 @@ mod replies;
 mod slow;
 mod tools;
 mod tracking;
+mod wide_prefix;
 
 // ---------------------------------------------------------------------------------------------
 // Addresses, keys and configurations
