@@ -30,9 +30,11 @@ pub mod maps;
 pub mod presence;
 pub mod programs;
 pub mod proto;
+pub mod sample;
 pub mod state;
 pub mod stats;
 pub mod target;
+pub mod traits;
 pub mod wide;
 
 #[cfg(feature = "user")]

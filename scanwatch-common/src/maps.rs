@@ -147,8 +147,8 @@ pub const PORTS_CAPACITY: u32 = 4096;
 /// it is among the most recently active of the sources still quiet enough to be here; under
 /// churn the LRU forgets the longest-idle first.
 pub const LONG_CAPACITY: u32 = 8192;
-/// Wide IPv6 prefixes tracked (/48s by default): 4096 × ~1010 bytes (952-byte value, 16-byte
-/// key, LRU bookkeeping) ≈ 4 MiB. Only IPv6 prefixes already in the tracker and not yet
+/// Wide IPv6 prefixes tracked (/48s by default): 4096 × ~1154 bytes (1096-byte value, 16-byte
+/// key, LRU bookkeeping) ≈ 4.5 MiB. Only IPv6 prefixes already in the tracker and not yet
 /// reported in their window feed it, so spoofed single packets never add a key; a /48 holds
 /// 65,536 /64s, so under churn the LRU forgets the longest-idle /48 first, never a scanner's
 /// /64s one by one.

@@ -4,6 +4,7 @@ use crate::{
     classify::PROBE_CLASSES,
     distinct::DistinctBitmap,
     event::{DETECTION_KINDS, DetectionKind},
+    sample::{ProbeSample, SAMPLES},
 };
 
 /// 1024-bit estimator, for the measures that matter most (TCP ports, hosts).
@@ -13,7 +14,7 @@ pub type NarrowBitmap = DistinctBitmap<8>;
 /// 256 bits, one per IP protocol number: an exact set, not an estimator.
 pub type ProtocolSet = DistinctBitmap<4>;
 
-/// Everything the tracker knows about one source (816 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (960 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,11 @@ pub struct SourceState {
     pub min_hops: u8,
     pub max_hops: u8,
     pub reserved: [u8; 6],
+    /// Headers of the window's first tracked probes (ingress tracker only), for tool
+    /// attribution: user space reads them from the tracker when it reports the source (copying
+    /// them into every event would cost the verifier a copy on each event path). Slots fill
+    /// in order; a window reset empties them.
+    pub samples: [ProbeSample; SAMPLES],
 }
 
 impl SourceState {
@@ -78,4 +84,4 @@ impl SourceState {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 816);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 960);

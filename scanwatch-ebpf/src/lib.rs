@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod flows;
 pub mod maps;
 pub mod parse;
+pub mod sample;
 pub mod stats;
 pub mod track;
 pub mod wide;

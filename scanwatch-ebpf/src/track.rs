@@ -31,6 +31,7 @@ use crate::{
     distributed,
     maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
+    sample,
     stats::count,
     wide,
 };
@@ -102,6 +103,9 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         src_port: packet.src_port,
     };
     update_level(state, &update, config);
+    if sample::wanted(&state.samples) {
+        sample::take(ctx, packet.l3, &mut state.samples);
+    }
     // Only sources below every threshold of their short window feed the other levels: a scan
     // already reported is not reported again.
     if state.reported != 0 {
@@ -382,6 +386,9 @@ fn reset_window(s: &mut SourceState, now: u64) {
     s.protocols.clear();
     s.min_hops = HOPS_UNKNOWN;
     s.max_hops = HOPS_UNKNOWN;
+    for sample in &mut s.samples {
+        sample.len = 0;
+    }
 }
 
 /// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that

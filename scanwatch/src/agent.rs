@@ -17,6 +17,7 @@ use scanwatch_common::{
     block::BlockReason,
     event::{DetectionKind, SCOPE_PORT, ScanEvent, WINDOW_LONG},
     maps::FLOWS_CAPACITY,
+    sample::ProbeSample,
     stats::{Counter, counter_slot},
     target::port_key,
 };
@@ -42,6 +43,7 @@ use crate::{
     rate::TokenBucket,
     reputation::{MAX_REPUTATION_ENTRIES, Reputation},
     systemd::Notifier,
+    tool::Attribution,
 };
 
 /// How often kernel statistics are folded into the metrics.
@@ -188,6 +190,8 @@ struct Agent<'i> {
     alerts: AlertSink,
     budget: AlertBudget,
     examples: Examples,
+    /// Which scanner each source's probes look like.
+    tools: Attribution,
     enforcer: Enforcer,
     /// The protected peers, kept current by [`protect::watch`].
     protected: tokio::sync::watch::Receiver<Snapshot>,
@@ -317,6 +321,7 @@ impl<'i> Agent<'i> {
             events,
             metrics,
             examples: Examples::default(),
+            tools: Attribution::default(),
             enforcer,
             ifnames: attachments
                 .iter()
@@ -472,6 +477,8 @@ impl<'i> Agent<'i> {
         } else {
             f.examples = self.examples.add(event);
             if f.direction == Direction::Ingress {
+                let samples = self.samples(event);
+                f.tool = Some(self.tools.add(event, &samples));
                 f.listed_in = self
                     .reputation
                     .borrow()
@@ -504,6 +511,14 @@ impl<'i> Agent<'i> {
         }
         let latency_ns = Clock::monotonic_ns().saturating_sub(event.timestamp_ns);
         self.metrics.latency.observe(latency_ns as f64 / 1e9);
+    }
+
+    /// The ingress source's probe samples, from the tracker (none when it left it).
+    fn samples(&self, event: &ScanEvent) -> Vec<ProbeSample> {
+        match self.maps.tracker.get(&event.source) {
+            Ok(Some(state)) => state.samples.to_vec(),
+            _ => Vec::new(),
+        }
     }
 
     /// A distributed scan names a target, not a source: in drop mode its sampled sources are

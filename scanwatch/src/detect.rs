@@ -23,6 +23,7 @@ use crate::{
     enforce::{Refusal, Verdict},
     net::{format_source, format_target},
     rate::TokenBucket,
+    tool::ToolMatch,
 };
 
 /// Which way a finding's probes went.
@@ -160,6 +161,10 @@ pub struct Finding {
     /// and most of its probes'.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<Hops>,
+    /// The scanner the source's sampled probes look like (`name` `unknown` when they match no
+    /// trait); ingress only: absent for egress findings and a `distributed_scan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolMatch>,
 }
 
 /// The hop counts behind a `suspected_spoof` decision, as written in the alert:
@@ -205,6 +210,7 @@ impl Finding {
             protocol: None,
             sources: None,
             prefixes: None,
+            tool: None,
         }
     }
 
@@ -384,6 +390,7 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
         not_blocked: None,
         hops: None,
         listed_in: Vec::new(),
+        tool: None,
     }
 }
 

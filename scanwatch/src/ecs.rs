@@ -168,6 +168,10 @@ pub fn document(f: &Finding) -> Value {
             },
             "technique": technique,
         });
+        // ECS threat.software: the tool the source's probes look like, when one matched.
+        if let Some(tool) = f.tool.as_ref().filter(|t| t.name != "unknown") {
+            doc["threat"]["software"] = json!({"name": tool.name, "type": "Tool"});
+        }
     }
     doc
 }
@@ -197,7 +201,7 @@ mod tests {
     use scanwatch_common::event::DetectionKind;
 
     use super::*;
-    use crate::enforce::Refusal;
+    use crate::{enforce::Refusal, tool::ToolMatch};
 
     fn finding(kind: DetectionKind, direction: Direction, source: &str) -> Finding {
         Finding {
@@ -374,6 +378,27 @@ mod tests {
         assert_eq!(
             doc["scanwatch"]["listed_in"],
             json!(["spamhaus_drop", "firehol_level1"])
+        );
+    }
+
+    #[test]
+    fn a_named_tool_is_threat_software_and_unknown_is_not() {
+        let mut f = finding(DetectionKind::PortScan, Direction::Ingress, "192.0.2.7");
+        f.tool = Some(ToolMatch::unknown());
+        let doc = document(&f);
+        assert!(doc["threat"].get("software").is_none());
+        assert_eq!(doc["scanwatch"]["tool"]["name"], "unknown");
+        f.tool = Some(ToolMatch {
+            name: "zmap",
+            confidence: 0.98,
+            traits: vec!["zmap_ip_id_54321"],
+        });
+        let doc = document(&f);
+        assert_eq!(doc["threat"]["software"]["name"], "zmap");
+        assert_eq!(doc["threat"]["software"]["type"], "Tool");
+        assert_eq!(
+            doc["scanwatch"]["tool"]["traits"],
+            json!(["zmap_ip_id_54321"])
         );
     }
 }

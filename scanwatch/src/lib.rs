@@ -5,7 +5,8 @@
 //! (kernel event → finding), `enforce` (finding → block), `reputation` (which lists name a source), `alerts` (JSON Lines, ECS, syslog),
 //! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
 //! (the control CLI), `cli` (the command line and its help texts), `systemd` (service
-//! notifications), `replay` (captures through the same programs).
+//! notifications), `replay` (captures through the same programs), `tool` (which scanner a
+//! source's probes look like).
 
 pub mod agent;
 pub mod alerts;
@@ -30,3 +31,4 @@ pub mod rate;
 pub mod replay;
 pub mod reputation;
 pub mod systemd;
+pub mod tool;

@@ -33,7 +33,7 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
 use scanwatch_common::{
-    event::ScanEvent,
+    event::{DetectionKind, ScanEvent},
     programs::{EGRESS, XDP},
     stats::{ParseError, parse_error_slot},
 };
@@ -44,9 +44,10 @@ use crate::{
     alerts::AlertSink,
     clock::rfc3339,
     config::{Config, Mode},
-    detect::{AlertBudget, Examples, Finding, finding, name_prefixes},
+    detect::{AlertBudget, Direction, Examples, Finding, finding, name_prefixes},
     kernel::{Events, Maps},
     loader,
+    tool::Attribution,
 };
 
 /// Arguments of `scanwatch replay`.
@@ -286,6 +287,8 @@ struct Replayer {
     kernel: scanwatch_common::config::KernelConfig,
     budget: AlertBudget,
     examples: Examples,
+    /// Which scanner each source's probes look like.
+    tools: Attribution,
     start: Instant,
     first_ts: Option<u64>,
     interface: String,
@@ -306,6 +309,7 @@ impl Replayer {
             config,
             kernel,
             examples: Examples::default(),
+            tools: Attribution::default(),
             start: Instant::now(),
             first_ts: None,
             interface,
@@ -362,6 +366,14 @@ impl Replayer {
         if f.prefixes.is_some() {
             let sample = self.maps.wide.sample(&event.source);
             f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
+        }
+        // As the agent: ingress sources only (egress and distributed findings carry no tool).
+        if f.kind != DetectionKind::DistributedScan && f.direction == Direction::Ingress {
+            let samples = match self.maps.tracker.get(&event.source) {
+                Ok(Some(state)) => state.samples.to_vec(),
+                _ => Vec::new(),
+            };
+            f.tool = Some(self.tools.add(event, &samples));
         }
         // Kernel times are capture times (epoch nanoseconds) here.
         let at = |ns: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));

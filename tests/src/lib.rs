@@ -25,6 +25,7 @@ pub mod packet;
 pub mod process;
 pub mod prometheus;
 pub mod scanner;
+pub mod scanners;
 pub mod services;
 pub mod tcx;
 

@@ -1,7 +1,8 @@
 //! `scanwatch replay` against the live agent: captures recorded on the lab target's interface
 //! (both directions, raw `AF_PACKET`) while the real daemon watches it and real nmap scans run
 //! from the attacker; each capture replayed through the same programs must give the alerts the
-//! live daemon wrote in that run (kind, source, direction), and a benign capture none.
+//! live daemon wrote in that run (kind, source, direction, tool), and a benign capture none.
+//! masscan, zmap and hping3 runs are replayed the same way (tool attribution).
 //!
 //! Like `e2e.rs`, a scan test prints a NOTICE and passes when nmap is missing, except under
 //! `CI=true`.
@@ -21,6 +22,7 @@ use scanwatch_tests::{
     netns::in_netns,
     process::{TempDir, tool_or_skip},
     scanner,
+    scanners::Scanner,
     services::Service,
 };
 use serde_json::Value;
@@ -28,16 +30,18 @@ use serde_json::Value;
 /// Late alerts (doublings) the live daemon gets after the expected one, before the capture stops.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-/// (kind, source, direction) of each alert, sorted: what replay must reproduce, re-reports
-/// (each doubling of a count) included.
-fn alert_keys(alerts: &[Value]) -> Vec<(String, String, String)> {
+/// (kind, source, direction, tool name) of each alert, sorted: what replay must reproduce,
+/// re-reports (each doubling of a count) included.
+fn alert_keys(alerts: &[Value]) -> Vec<(String, String, String, String)> {
+    let field = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let mut keys: Vec<_> = alerts
         .iter()
         .map(|a| {
             (
-                a["kind"].as_str().unwrap_or_default().to_owned(),
-                a["source"].as_str().unwrap_or_default().to_owned(),
-                a["direction"].as_str().unwrap_or_default().to_owned(),
+                field(&a["kind"]),
+                field(&a["source"]),
+                field(&a["direction"]),
+                field(&a["tool"]["name"]),
             )
         })
         .collect();
@@ -104,6 +108,16 @@ fn nmap_replay_matches_live(
     let (live, report) = live_and_replayed(&lab, test, Some((&attacker, kinds)), || {
         lab.attacker.nmap(&args, NMAP_TIMEOUT);
     });
+    assert!(
+        live.iter()
+            .any(|a| a["source"] == attacker.as_str() && a["tool"]["name"] == "nmap"),
+        "{test}: the live alerts name nmap: {live:#?}"
+    );
+    assert_replay_matches(test, &live, &report);
+}
+
+/// The replayed alerts are not empty and match the live ones; the capture parsed cleanly.
+fn assert_replay_matches(test: &str, live: &[Value], report: &Value) {
     let replayed = report["alerts"].as_array().cloned().unwrap_or_default();
     assert!(
         !replayed.is_empty(),
@@ -111,7 +125,7 @@ fn nmap_replay_matches_live(
     );
     assert_eq!(
         alert_keys(&replayed),
-        alert_keys(&live),
+        alert_keys(live),
         "{test}: replayed alerts differ from the live ones\nlive: {live:#?}\nreplayed: {report:#}"
     );
     assert_eq!(
@@ -119,6 +133,42 @@ fn nmap_replay_matches_live(
         serde_json::json!({}),
         "{report:#}"
     );
+}
+
+/// `scanner` from the attacker with the live daemon watching; the replayed alerts, tool
+/// included, must match the live ones, which name the scanner.
+fn scanner_replay_matches_live(test: &str, scanner: Scanner) {
+    if !tool_or_skip(scanner.program(), test) {
+        return;
+    }
+    let lab = lab();
+    let attacker = lab.attacker_v4().to_string();
+    let (live, report) =
+        live_and_replayed(&lab, test, Some((&attacker, &[scanner.kind()])), || {
+            scanner.run(&lab);
+        });
+    assert!(
+        live.iter()
+            .any(|a| a["source"] == attacker.as_str() && a["tool"]["name"] == scanner.program()),
+        "{test}: the live alerts name {}: {live:#?}",
+        scanner.program()
+    );
+    assert_replay_matches(test, &live, &report);
+}
+
+#[test]
+fn replayed_masscan_matches_live_alerts() {
+    scanner_replay_matches_live("replayed_masscan_matches_live_alerts", Scanner::Masscan);
+}
+
+#[test]
+fn replayed_zmap_matches_live_alerts() {
+    scanner_replay_matches_live("replayed_zmap_matches_live_alerts", Scanner::Zmap);
+}
+
+#[test]
+fn replayed_hping3_matches_live_alerts() {
+    scanner_replay_matches_live("replayed_hping3_matches_live_alerts", Scanner::Hping3);
 }
 
 #[test]

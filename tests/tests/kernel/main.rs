@@ -42,6 +42,7 @@ mod malformed;
 mod protocols;
 mod replies;
 mod slow;
+mod tools;
 mod tracking;
 mod wide_prefix;
 
