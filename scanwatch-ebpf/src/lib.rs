@@ -138,7 +138,12 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
     } else {
         HOPS_UNKNOWN
     };
-    let addrs = track::Addrs { src, dst, hops };
+    let addrs = track::Addrs {
+        src,
+        dst,
+        hops,
+        now: 0,
+    };
     match packet.class {
         // A SYN or an ICMP request opens a flow; it never answers one of ours.
         PacketClass::TcpSyn
@@ -177,7 +182,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
             if packet.proto == IPPROTO_UDP {
                 flows::note_inbound(packet, &src, &dst, now);
             }
-            track::record(ctx, packet, &addrs, config);
+            track::record(ctx, packet, &track::Addrs { now, ..addrs }, config);
         }
         PacketClass::TcpOther => {
             let f = packet.tcp_flags;
@@ -276,6 +281,7 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
             ipv6: packet.ipv6,
             // SAFETY: reading a field of the skb the kernel passed in.
             ifindex: unsafe { (*ctx.skb.skb).ifindex },
+            now,
         };
         track::record_ack_reset(&reset, config);
     }

@@ -71,6 +71,10 @@ pub struct Addrs {
     pub dst: SourceKey,
     /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
     pub hops: u8,
+    /// The clock, when the caller already read it for this packet (a UDP or stealth probe,
+    /// checked against our flows first); 0 when not read yet. One clock read per packet: the
+    /// helper call costs about 18 ns.
+    pub now: u64,
 }
 
 /// Records one probe (a packet whose class `is_probe`) at every level: the short window, then,
@@ -82,7 +86,7 @@ pub struct Addrs {
 /// (program, `record`, `update_level`) has no room for another frame in between.
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelConfig) {
-    let Some((key, state, now)) = tracked(&addrs.src, packet.ipv6, config) else {
+    let Some((key, state, now)) = tracked(&addrs.src, packet.ipv6, config, addrs.now) else {
         return;
     };
     let mut update = Update {
@@ -220,6 +224,7 @@ fn tracked(
     src: &SourceKey,
     ipv6: bool,
     config: &KernelConfig,
+    known_now: u64,
 ) -> Option<(SourceKey, &'static mut SourceState, u64)> {
     if ipv6 && config.flags & FLAG_NO_IPV6 != 0 {
         return None;
@@ -232,8 +237,13 @@ fn tracked(
     let state = lookup_or_admit(&key, config)?;
     // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
     let state = unsafe { &mut *state };
-    // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it.
-    let now = now(config);
+    // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it
+    // (unless its caller read it already).
+    let now = if known_now != 0 {
+        known_now
+    } else {
+        now(config)
+    };
     start(state, now);
     Some((key, state, now))
 }
@@ -248,6 +258,8 @@ pub struct Reset {
     pub local_port: u16,
     pub ipv6: bool,
     pub ifindex: u32,
+    /// The clock, as the egress program read it for this packet.
+    pub now: u64,
 }
 
 /// TC egress: counts a probed port of an ACK or window scan in the *ingress* state of the
@@ -255,7 +267,7 @@ pub struct Reset {
 /// admission filter: a spoofer's ACKs make the host reset toward the forged address).
 #[inline(never)] // own BPF stack frame
 pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
-    let Some((key, state, now)) = tracked(&reset.remote, reset.ipv6, config) else {
+    let Some((key, state, now)) = tracked(&reset.remote, reset.ipv6, config, reset.now) else {
         return;
     };
     let origin = Origin {
