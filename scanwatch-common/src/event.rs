@@ -29,6 +29,11 @@ indexed_enum! {
         /// address, `target` the source whose probe crossed; the sample of sources is in the
         /// `TARGETS` map. T1046.
         DistributedScan = 9 => "distributed_scan",
+        /// An HTTP request whose request line or headers match a known scanner's signature
+        /// (user agent, referer, probing path), seen in the first request of a connection on a
+        /// web port. Found in user space from `WEB_SAMPLES`; the kernel has no threshold for it
+        /// (its slots in the per-kind arrays stay 0). T1595.002.
+        WebScan = 10 => "web_scan",
     }
     /// Number of detection kinds.
     pub const DETECTION_KINDS: usize;
@@ -47,6 +52,7 @@ impl DetectionKind {
             | Self::ProtocolScan
             | Self::SctpScan
             | Self::DistributedScan => "T1046",
+            Self::WebScan => "T1595.002",
         }
     }
 }
@@ -81,7 +87,7 @@ pub struct ScanEvent {
     /// Which window the counts cover: [`WINDOW_SHORT`] (`KernelConfig::window_ns`) or
     /// [`WINDOW_LONG`] (`KernelConfig::long_window_ns`, slow scans).
     pub window: u16,
-    pub reserved: [u8; 6],
+    pub reserved: [u8; 2],
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
 }

@@ -33,6 +33,7 @@ pub mod proto;
 pub mod state;
 pub mod stats;
 pub mod target;
+pub mod web;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -48,4 +49,5 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::evidence::Verified {}
     unsafe impl aya::Pod for crate::target::TargetState {}
+    unsafe impl aya::Pod for crate::web::WebSample {}
 }

@@ -24,6 +24,7 @@ pub mod maps;
 pub mod parse;
 pub mod stats;
 pub mod track;
+pub mod web;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -89,17 +90,21 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let drop_mode = config.flags & FLAG_DROP != 0;
-    if drop_mode {
-        if block::is_blocked(ctx, packet, config) {
-            return xdp_action::XDP_DROP;
+    if drop_mode && block::is_blocked(ctx, packet, config) {
+        return xdp_action::XDP_DROP;
+    }
+    if packet.class == PacketClass::TcpEstablished {
+        // A segment to a web port may carry a connection's first request (`web`).
+        if config.is_web_port(packet.dst_port)
+            && let Some((client, server)) = packet.addrs(ctx)
+        {
+            web::on_segment(ctx, packet, &web::Segment { client, server }, config);
         }
         // A bare ACK (ECN bits aside) may complete a handshake of ours: proof of its source.
-        if packet.class == PacketClass::TcpEstablished
-            && packet.tcp_flags & TCP_FLAGS_NO_ECN == tcp_flags::ACK
-        {
+        if drop_mode && packet.tcp_flags & TCP_FLAGS_NO_ECN == tcp_flags::ACK {
             evidence::verify_handshake(ctx, packet, config);
-            return xdp_action::XDP_PASS;
         }
+        return xdp_action::XDP_PASS;
     }
     match parsed {
         Ok(()) => inspect(ctx, packet, config),

@@ -73,7 +73,8 @@ pub struct Finding {
     /// The scanning source: an address, or `prefix/len` for aggregated IPv6; `*` for a
     /// `distributed_scan` (many sources: see `target` and `sources`).
     pub source: String,
-    /// The probed destination of a `distributed_scan`.
+    /// The probed destination of a `distributed_scan`; the server (`host:port`) of a
+    /// `web_scan`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// A sample of a `distributed_scan`'s sources (the last distinct ones to add a port, oldest
@@ -128,6 +129,9 @@ pub struct Finding {
     /// and most of its probes'.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<Hops>,
+    /// The matched request of a `web_scan` (signatures, tool, request line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<crate::web::WebDetail>,
 }
 
 /// The hop counts behind a `suspected_spoof` decision, as written in the alert:
@@ -170,6 +174,7 @@ impl Finding {
             listed_in: Vec::new(),
             target: None,
             sources: None,
+            web: None,
         }
     }
 
@@ -318,6 +323,7 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
         not_blocked: None,
         hops: None,
         listed_in: Vec::new(),
+        web: None,
     }
 }
 
@@ -392,7 +398,7 @@ mod tests {
             min_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             max_hops: scanwatch_common::evidence::HOPS_UNKNOWN,
             window: 0,
-            reserved: [0; 6],
+            reserved: [0; 2],
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }

@@ -28,3 +28,4 @@ pub mod rate;
 pub mod replay;
 pub mod reputation;
 pub mod systemd;
+pub mod web;
