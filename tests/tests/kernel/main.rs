@@ -41,6 +41,7 @@ mod protocols;
 mod replies;
 mod slow;
 mod tracking;
+mod web;
 
 // ---------------------------------------------------------------------------------------------
 // Addresses, keys and configurations
