@@ -696,6 +696,10 @@ impl<'i> Agent<'i> {
                     {
                         self.enforcer.rate = block_rate(&new);
                     }
+                    info!(
+                        "configuration reloaded: {} web signatures",
+                        new.web.signatures.len()
+                    );
                     self.config = new;
                     self.load_block_lists();
                     self.load_reputation();
