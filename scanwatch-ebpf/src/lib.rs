@@ -3,7 +3,8 @@
 //! Ingress (XDP, [`handle`]): parse a packet once into a [`parse::Packet`], count it, drop it if
 //! drop mode is on and its source is blocked, recognise replies to the host's own flows (never
 //! probes), note failed outbound attempts for egress detection, and track probes per source.
-//! Every other packet passes.
+//! Established TCP to a web port may carry a connection's first HTTP request: sampled for the
+//! daemon's scanner signatures (`web`). Every other packet passes.
 //!
 //! Egress (TC, [`handle_egress`]): record the host's outbound flows and count the probes it
 //! sends. Never changes a packet.
@@ -94,8 +95,11 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     if packet.class == PacketClass::TcpEstablished {
-        // A segment to a web port may carry a connection's first request (`web`).
-        if config.is_web_port(packet.dst_port)
+        // A segment to a web port may carry a connection's first request (`web`). Only with
+        // PSH: a sender sets it on the segment that ends a write, so a request that fits one
+        // segment carries it, while a client's bare ACKs (most segments to a server) never do.
+        if packet.tcp_flags & tcp_flags::PSH != 0
+            && config.is_web_port(packet.dst_port)
             && let Some((client, server)) = packet.addrs(ctx)
         {
             web::on_segment(ctx, packet, &web::Segment { client, server }, config);

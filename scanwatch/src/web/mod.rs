@@ -268,6 +268,18 @@ mod tests {
         assert_eq!(v["source"], "192.0.2.7");
         assert_eq!(v["target"], "198.51.100.1:80");
         assert_eq!(v["web"]["signatures"][0], "nmap-nse-user-agent");
+        let doc = crate::ecs::document(&f);
+        assert_eq!(
+            doc["message"],
+            "web_scan from 192.0.2.7: Nmap Scripting Engine (nmap-nse-user-agent) requested \
+             `GET /nice HTTP/1.1`"
+        );
+        assert_eq!(doc["destination"]["port"], 80);
+        assert_eq!(
+            doc["threat"]["technique"]["subtechnique"]["id"][0],
+            "T1595.002"
+        );
+        assert_eq!(doc["scanwatch"]["web"]["tool"], "Nmap Scripting Engine");
     }
 
     #[test]

@@ -114,9 +114,18 @@ pub enum SignatureError {
 }
 
 /// The signatures in force.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Signatures {
     list: Vec<Signature>,
+}
+
+/// Names only: `check-config` prints the configuration, and a page of patterns would bury it.
+impl std::fmt::Debug for Signatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.list.iter().map(|s| &s.name))
+            .finish()
+    }
 }
 
 impl Default for Signatures {

@@ -120,6 +120,10 @@ fn other_segments_are_not_sampled() {
         ),
         ("a bare ACK", scan_v4().tcp(80, tcp_flags::ACK).build()),
         (
+            "a request segment without PSH (not the end of a write)",
+            scan_v4().tcp(80, tcp_flags::ACK).payload(REQUEST).build(),
+        ),
+        (
             "a lowercase method",
             scan_v4()
                 .tcp(80, PSH_ACK)
