@@ -101,7 +101,7 @@ pub fn on_segment(ctx: &XdpContext, packet: &Packet, segment: &Segment, config: 
     };
     let now = track::now(config);
     // SAFETY: a plain read of the value the kernel returned; no reference outlives the call.
-    if let Some(sampled) = unsafe { WEB_SEEN.get(&key) }
+    if let Some(sampled) = unsafe { WEB_SEEN.get(key) }
         && now.wrapping_sub(*sampled) < config.window()
     {
         return;
@@ -155,5 +155,5 @@ pub fn on_segment(ctx: &XdpContext, packet: &Packet, segment: &Segment, config: 
     };
     entry.submit(u64::from(wakeup));
     count(Counter::WebSamples);
-    let _ = WEB_SEEN.insert(&key, &now, 0);
+    let _ = WEB_SEEN.insert(key, now, 0);
 }

@@ -256,6 +256,10 @@ impl FileConfig {
 
 /// The validated configuration the agent runs with.
 #[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent on/off keys of the configuration file, each documented"
+)]
 pub struct Config {
     /// Interfaces to watch; empty means the default route's interface.
     pub interfaces: Vec<String>,

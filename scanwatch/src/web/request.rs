@@ -19,7 +19,7 @@ pub struct Request {
 
 impl Request {
     /// Parses a sample. A header line cut off by the sample's end is dropped (its value may be
-    /// incomplete), except that a complete request line is always kept.
+    /// incomplete); the request line is kept even when cut off.
     pub fn parse(sample: &[u8]) -> Self {
         let mut lines = sample.split(|b| *b == b'\n');
         let first = lines.next().unwrap_or_default();
@@ -29,10 +29,8 @@ impl Request {
             .nth(1)
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let complete = sample.iter().filter(|b| **b == b'\n').count();
         let mut headers = Vec::new();
-        // Lines after the first that ended with `\n` inside the sample.
-        for line in lines.take(complete.saturating_sub(1)) {
+        for line in complete(lines, sample) {
             let line = trim_cr(line);
             if line.is_empty() {
                 break; // end of the header section
@@ -65,11 +63,10 @@ impl Request {
 
     /// The first complete `User-Agent` value of a sample as sent (case kept), for alerts.
     pub fn parse_raw_user_agent(sample: &[u8]) -> Option<String> {
-        let complete = sample.iter().filter(|b| **b == b'\n').count();
-        sample
-            .split(|b| *b == b'\n')
-            .take(complete)
-            .skip(1)
+        let mut lines = sample.split(|b| *b == b'\n');
+        lines.next();
+        complete(lines, sample)
+            .into_iter()
             .map(trim_cr)
             .take_while(|l| !l.is_empty())
             .find_map(|line| {
@@ -85,6 +82,16 @@ impl Request {
     pub fn user_agent(&self) -> Option<&str> {
         self.header("user-agent").next()
     }
+}
+
+/// The lines of `rest` (the sample's lines after the first) that ended with `\n` inside the
+/// sample: the last piece is cut off unless the sample ends with a line end.
+fn complete<'a>(rest: impl Iterator<Item = &'a [u8]>, sample: &[u8]) -> Vec<&'a [u8]> {
+    let mut lines: Vec<&[u8]> = rest.collect();
+    if !sample.ends_with(b"\n") {
+        lines.pop();
+    }
+    lines
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
