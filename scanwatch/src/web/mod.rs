@@ -7,7 +7,7 @@ pub mod request;
 pub mod signature;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -217,11 +217,6 @@ impl Throttle {
     }
 }
 
-/// The distinct tools of a list of signatures' names, for logs.
-pub fn tools(signatures: &Signatures) -> BTreeSet<&str> {
-    signatures.iter().map(|s| s.tool.as_str()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +317,32 @@ mod tests {
             );
         }
         assert!(t.reported.len() <= THROTTLE_SOURCES);
+    }
+
+    #[test]
+    fn the_web_section_is_validated_with_the_configuration() {
+        use crate::config::{Config, FileConfig, Overrides};
+        let build = |text: &str| {
+            let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            Config::build(Some(&file), &Overrides::default()).map_err(|e| e.to_string())
+        };
+        let c = build("block_web_scan = true\n[web]\nports = [8081]\n").unwrap();
+        assert!(c.block_web_scan);
+        assert_eq!(c.kernel_config(1).web_ports, [8081, 0, 0, 0, 0, 0, 0, 0]);
+        let c = build("").unwrap();
+        assert!(!c.block_web_scan);
+        assert_eq!(c.web.ports, DEFAULT_WEB_PORTS);
+        let e = build("[web]\nsignatures = \"/nonexistent/web.toml\"\n").unwrap_err();
+        assert!(
+            e.contains("web.signatures") && e.contains("/nonexistent/web.toml"),
+            "{e}"
+        );
+        let e = build("[web]\nports = [1, 2, 3, 4, 5, 6, 7, 8, 9]\n").unwrap_err();
+        assert!(e.contains("web.ports") && e.contains("at most 8"), "{e}");
+        assert!(
+            build("[web]\nport = [80]\n").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]
