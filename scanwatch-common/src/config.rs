@@ -50,6 +50,8 @@ pub struct KernelConfig {
     pub flow_timeout_ns: u64,
     /// Ingress thresholds over the long window (slow scans), as `thresholds`.
     pub long_thresholds: [u32; DETECTION_KINDS],
+    /// Explicit padding: the threshold arrays have an odd number of `u32`s.
+    pub long_reserved: u32,
     /// Long window length (slow scans); 0 turns the long window off (no `LONG` state).
     pub long_window_ns: u64,
     /// Distributed sweeps: the kernel-unit threshold (bits of `target::PortState::hosts` whose
@@ -58,7 +60,12 @@ pub struct KernelConfig {
     /// events of scope `event::SCOPE_PORT`.
     pub distributed_hosts: u32,
     pub reserved2: u32,
+    /// Destination ports whose first HTTP request per connection is sampled into
+    /// `WEB_SAMPLES` (`crate::web`); 0 marks an unused slot. All zero: no sampling.
+    pub web_ports: [u16; crate::web::WEB_PORTS],
 }
+
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 216);
 
 impl KernelConfig {
     /// The effective window length.
@@ -79,6 +86,24 @@ impl KernelConfig {
         } else {
             self.flow_timeout_ns
         }
+    }
+
+    /// Whether `port` is one of the web ports (`web_ports`): unrolled compares, stopping at
+    /// the first unused slot, so the established fast path pays a few instructions.
+    #[inline(always)]
+    pub const fn is_web_port(&self, port: u16) -> bool {
+        let mut i = 0;
+        while i < crate::web::WEB_PORTS {
+            let p = self.web_ports[i];
+            if p == 0 {
+                return false;
+            }
+            if p == port {
+                return true;
+            }
+            i += 1;
+        }
+        false
     }
 
     /// The effective IPv6 prefix length.

@@ -29,6 +29,11 @@ indexed_enum! {
         /// address, `target` the source whose probe crossed; the sample of sources is in the
         /// `TARGETS` map. T1046.
         DistributedScan = 9 => "distributed_scan",
+        /// An HTTP request whose request line or headers match a known scanner's signature
+        /// (user agent, referer, probing path), seen in the first request of a connection on a
+        /// web port. Found in user space from `WEB_SAMPLES`; the kernel has no threshold for it
+        /// (its slots in the per-kind arrays stay 0). T1595.002.
+        WebScan = 10 => "web_scan",
     }
     /// Number of detection kinds.
     pub const DETECTION_KINDS: usize;
@@ -47,6 +52,7 @@ impl DetectionKind {
             | Self::ProtocolScan
             | Self::SctpScan
             | Self::DistributedScan => "T1046",
+            Self::WebScan => "T1595.002",
         }
     }
 }
@@ -88,7 +94,6 @@ pub struct ScanEvent {
     pub scope: u8,
     /// `DistributedScan` events only: IP protocol of the crossing probe (`proto::IPPROTO_*`).
     pub proto: u8,
-    pub reserved: [u8; 4],
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
 }

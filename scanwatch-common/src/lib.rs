@@ -35,6 +35,7 @@ pub mod state;
 pub mod stats;
 pub mod target;
 pub mod traits;
+pub mod web;
 pub mod wide;
 
 #[cfg(feature = "user")]
@@ -53,4 +54,5 @@ mod pod {
     unsafe impl aya::Pod for crate::target::TargetState {}
     unsafe impl aya::Pod for crate::wide::WideState {}
     unsafe impl aya::Pod for crate::target::PortState {}
+    unsafe impl aya::Pod for crate::web::WebSample {}
 }

@@ -73,7 +73,13 @@ pub const HANDSHAKE_HINTS: &str = "HANDSHAKE_HINTS";
 /// `evidence::Verified`, with its hop count), written by the XDP program, read by the daemon.
 pub const VERIFIED: &str = "VERIFIED";
 
-/// Default tracker capacity. Each entry costs about 870 bytes of kernel memory (816-byte value,
+/// Ring buffer of `web::WebSample`s: the first request of each new connection to a web port.
+pub const WEB_SAMPLES: &str = "WEB_SAMPLES";
+/// LRU hash of connections already sampled (`web::WebConnection` → sample time, kernel
+/// monotonic ns): later requests of a keep-alive session cost one lookup, not a copy.
+pub const WEB_SEEN: &str = "WEB_SEEN";
+
+/// Default tracker capacity. Each entry costs about 880 bytes of kernel memory (824-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 27 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
 /// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
@@ -147,9 +153,18 @@ pub const PORTS_CAPACITY: u32 = 4096;
 /// it is among the most recently active of the sources still quiet enough to be here; under
 /// churn the LRU forgets the longest-idle first.
 pub const LONG_CAPACITY: u32 = 8192;
-/// Wide IPv6 prefixes tracked (/48s by default): 4096 × ~1154 bytes (1096-byte value, 16-byte
+/// Wide IPv6 prefixes tracked (/48s by default): 4096 × ~1162 bytes (1104-byte value, 16-byte
 /// key, LRU bookkeeping) ≈ 4.5 MiB. Only IPv6 prefixes already in the tracker and not yet
 /// reported in their window feed it, so spoofed single packets never add a key; a /48 holds
 /// 65,536 /64s, so under churn the LRU forgets the longest-idle /48 first, never a scanner's
 /// /64s one by one.
 pub const WIDE_CAPACITY: u32 = 4096;
+/// Web-sample ring size: 256 KiB ≈ 450 samples (568 bytes + 8-byte header each) between two
+/// drains of the daemon (it drains as soon as the ring is readable). A burst of new
+/// connections beyond that is counted (`web_samples_dropped`), never blocks the data path.
+pub const WEB_SAMPLES_BYTES: u32 = 256 * 1024;
+/// Connections remembered as sampled (LRU): 16384 × ~110 bytes (40-byte key, 8-byte value,
+/// LRU bookkeeping) ≈ 1.8 MiB. Only connections whose first segment to a web port starts with
+/// an HTTP method enter, one insert per connection. When it is full the least recently active
+/// connection is forgotten, and its next request is sampled again: one more sample, no miss.
+pub const WEB_SEEN_CAPACITY: u32 = 16_384;

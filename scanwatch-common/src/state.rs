@@ -14,7 +14,7 @@ pub type NarrowBitmap = DistinctBitmap<8>;
 /// 256 bits, one per IP protocol number: an exact set, not an estimator.
 pub type ProtocolSet = DistinctBitmap<4>;
 
-/// Everything the tracker knows about one source (960 bytes). Counters and bitmaps cover the
+/// Everything the tracker knows about one source (968 bytes). Counters and bitmaps cover the
 /// current tumbling window; `first_seen_ns` covers the entry's life.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct SourceState {
     /// The kernel-unit measure of each detection kind (bits set), indexed by `DetectionKind`;
     /// compared against `KernelConfig::thresholds`.
     pub measures: [u32; DETECTION_KINDS],
+    /// Explicit padding: `measures` has an odd number of `u32`s, the bitmaps are 8-aligned.
+    pub measures_pad: u32,
     /// Distinct destination TCP ports of SYN probes.
     pub tcp_ports: WideBitmap,
     /// Distinct destination hosts of any probe.
@@ -79,9 +81,10 @@ impl SourceState {
             | DetectionKind::FragmentScan
             | DetectionKind::AckScan
             | DetectionKind::SctpScan => Some(NarrowBitmap::BITS),
-            DetectionKind::ProtocolScan => None,
+            // WebScan: a signature match, no count.
+            DetectionKind::ProtocolScan | DetectionKind::WebScan => None,
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<SourceState>() == 960);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 968);

@@ -107,6 +107,10 @@ indexed_enum! {
         /// Remotes that completed a handshake with the ack number our SYN-ACK asked for: their
         /// address and hop count are proven (drop mode).
         HandshakesVerified = 30 => "handshakes_verified",
+        /// First requests of connections to a web port copied to `WEB_SAMPLES`.
+        WebSamples = 31 => "web_samples",
+        /// Web samples lost because the `WEB_SAMPLES` ring was full.
+        WebSamplesDropped = 32 => "web_samples_dropped",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;
@@ -143,7 +147,7 @@ pub const PARSE_ERROR_BASE: u32 = 24;
 /// First slot of the counter group.
 pub const COUNTER_BASE: u32 = 40;
 /// Slots in the statistics array.
-pub const STATS_LEN: u32 = 72;
+pub const STATS_LEN: u32 = 80;
 
 const _: () = assert!(CLASS_BASE as usize + PACKET_CLASSES <= PARSE_ERROR_BASE as usize);
 const _: () = assert!(PARSE_ERROR_BASE as usize + PARSE_ERRORS <= COUNTER_BASE as usize);

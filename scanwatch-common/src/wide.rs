@@ -13,7 +13,7 @@ use crate::{addr::SourceKey, state::SourceState};
 /// First-level prefixes kept per wide prefix (the last distinct contributors, a ring).
 pub const SAMPLE_PREFIXES: usize = 8;
 
-/// One wide prefix's state (1096 bytes): the tracker's per-source state plus the ring.
+/// One wide prefix's state (1104 bytes): the tracker's per-source state plus the ring.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WideState {
@@ -36,7 +36,7 @@ impl WideState {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<WideState>() == 1096);
+const _: () = assert!(core::mem::size_of::<WideState>() == 1104);
 
 #[cfg(all(test, feature = "std"))]
 mod tests {

@@ -3,7 +3,8 @@
 //! Ingress (XDP, [`handle`]): parse a packet once into a [`parse::Packet`], count it, drop it if
 //! drop mode is on and its source is blocked, recognise replies to the host's own flows (never
 //! probes), note failed outbound attempts for egress detection, and track probes per source.
-//! Every other packet passes.
+//! Established TCP to a web port may carry a connection's first HTTP request: sampled for the
+//! daemon's scanner signatures (`web`). Every other packet passes.
 //!
 //! Egress (TC, [`handle_egress`]): record the host's outbound flows and count the probes it
 //! sends. Never changes a packet.
@@ -25,6 +26,7 @@ pub mod parse;
 pub mod sample;
 pub mod stats;
 pub mod track;
+pub mod web;
 pub mod wide;
 
 use aya_ebpf::{
@@ -91,17 +93,26 @@ pub fn handle(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let drop_mode = config.flags & FLAG_DROP != 0;
-    if drop_mode {
-        if block::is_blocked(ctx, packet, config) {
-            return xdp_action::XDP_DROP;
+    if drop_mode && block::is_blocked(ctx, packet, config) {
+        return xdp_action::XDP_DROP;
+    }
+    if packet.class == PacketClass::TcpEstablished {
+        // A segment to a web port may carry a connection's first request (`web`). Only with
+        // PSH: a sender sets it on the segment that ends a write, so a request that fits one
+        // segment carries it, while a client's bare ACKs (most segments to a server) never do.
+        // The port test first: with the PSH test first, LLVM's branch layout more than doubled
+        // the verifier's work on the spoof-bench program (over the 1M-instruction limit).
+        if config.is_web_port(packet.dst_port)
+            && packet.tcp_flags & tcp_flags::PSH != 0
+            && let Some((client, server)) = packet.addrs(ctx)
+        {
+            web::on_segment(ctx, packet, &web::Segment { client, server }, config);
         }
         // A bare ACK (ECN bits aside) may complete a handshake of ours: proof of its source.
-        if packet.class == PacketClass::TcpEstablished
-            && packet.tcp_flags & TCP_FLAGS_NO_ECN == tcp_flags::ACK
-        {
+        if drop_mode && packet.tcp_flags & TCP_FLAGS_NO_ECN == tcp_flags::ACK {
             evidence::verify_handshake(ctx, packet, config);
-            return xdp_action::XDP_PASS;
         }
+        return xdp_action::XDP_PASS;
     }
     match parsed {
         Ok(()) => inspect(ctx, packet, config),

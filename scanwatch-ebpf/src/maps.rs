@@ -15,12 +15,13 @@ use scanwatch_common::{
         ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY,
         BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, HANDSHAKES_CAPACITY,
         IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORTS_CAPACITY, TARGETS_CAPACITY,
-        TRACKER_CAPACITY, VERIFIED_CAPACITY, WIDE_CAPACITY,
+        TRACKER_CAPACITY, VERIFIED_CAPACITY, WEB_SAMPLES_BYTES, WEB_SEEN_CAPACITY, WIDE_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
     target::{PortState, TargetState},
+    web::WebConnection,
     wide::WideState,
 };
 
@@ -121,6 +122,16 @@ pub static PORTS: LruHashMap<u32, PortState> = LruHashMap::with_max_entries(PORT
 
 #[map]
 pub static EMPTY_PORT: Array<PortState> = Array::with_max_entries(1, 0);
+
+/// First requests of connections to web ports (`web::on_segment`), for the daemon's
+/// signature matching.
+#[map]
+pub static WEB_SAMPLES: RingBuf = RingBuf::with_byte_size(WEB_SAMPLES_BYTES, 0);
+
+/// Connections already sampled → when (`web::on_segment`).
+#[map]
+pub static WEB_SEEN: LruHashMap<WebConnection, u64> =
+    LruHashMap::with_max_entries(WEB_SEEN_CAPACITY, 0);
 
 /// Per-CPU room for one LPM-trie key. The key type is packed (a 4-byte prefix length, then 16
 /// address bytes); built on the stack, its address half would be stored with misaligned 8-byte

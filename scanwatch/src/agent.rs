@@ -20,6 +20,7 @@ use scanwatch_common::{
     sample::ProbeSample,
     stats::{Counter, counter_slot},
     target::port_key,
+    web::WebSample,
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -31,9 +32,11 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
-    detect::{AlertBudget, Direction, Examples, Hops, finding, name_prefixes, wide_source},
+    detect::{
+        AlertBudget, Direction, Examples, Finding, Hops, finding, name_prefixes, wide_source,
+    },
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
-    kernel::{BlockList, Events, Maps},
+    kernel::{BlockList, Events, Maps, WebSamples},
     loader::{self, Attachment},
     metrics::{self, Metrics},
     net::{self, format_source, key_network},
@@ -44,8 +47,12 @@ use crate::{
     reputation::{MAX_REPUTATION_ENTRIES, Reputation},
     systemd::Notifier,
     tool::Attribution,
+    web,
 };
 
+/// How often the web-sample ring is drained: the kernel wakes the agent only when a burst fills
+/// a quarter of it (a wakeup per sample costs the data path more than the sample).
+const WEB_DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 /// How often kernel statistics are folded into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest interval between full reads of the tracker and the flow map (batch lookups):
@@ -118,6 +125,11 @@ pub async fn run(
     let mut ebpf = loader::load(config.tracker_capacity, Some(instance))?;
     let mut maps = Maps::take(&mut ebpf)?;
     let events = Events::take(&mut ebpf)?;
+    let web_samples = WebSamples::take(&mut ebpf)?;
+    // SAFETY: as for `events` below: the AsyncFd owns the ring and its fd.
+    let web_samples =
+        unsafe { AsyncFd::register_with_interest(web_samples, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow!("polling the web-sample ring buffer: {e}"))?;
     // SAFETY: `Events` owns the ring's map fd, which stays open and unchanged until the
     // AsyncFd (which owns `Events`) is dropped.
     let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
@@ -132,7 +144,7 @@ pub async fn run(
         source,
         instance,
         maps,
-        events,
+        (events, web_samples),
         metrics,
         hash_seed,
         &attachments,
@@ -186,6 +198,10 @@ struct Agent<'i> {
     hash_seed: u64,
     maps: Maps,
     events: AsyncFd<Events>,
+    /// First requests of connections to web ports (`web`).
+    web_samples: AsyncFd<WebSamples>,
+    /// One `web_scan` per source and window.
+    web_throttle: web::Throttle,
     metrics: Arc<Metrics>,
     alerts: AlertSink,
     budget: AlertBudget,
@@ -260,7 +276,7 @@ impl<'i> Agent<'i> {
         source: ConfigSource,
         instance: &'i Instance,
         maps: Maps,
-        events: AsyncFd<Events>,
+        (events, web_samples): (AsyncFd<Events>, AsyncFd<WebSamples>),
         metrics: Arc<Metrics>,
         hash_seed: u64,
         attachments: &[Attachment],
@@ -319,6 +335,8 @@ impl<'i> Agent<'i> {
             hash_seed,
             maps,
             events,
+            web_samples,
+            web_throttle: web::Throttle::default(),
             metrics,
             examples: Examples::default(),
             tools: Attribution::default(),
@@ -342,6 +360,7 @@ impl<'i> Agent<'i> {
 
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut status_file_tick = tokio::time::interval(STATUS_INTERVAL);
+        let mut web_tick = tokio::time::interval(WEB_DRAIN_INTERVAL);
         let mut sweep_tick = tokio::time::interval(BLOCK_SWEEP_INTERVAL);
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
         self.load_block_lists();
@@ -373,6 +392,21 @@ impl<'i> Agent<'i> {
                         Err(e) => break Err(anyhow!(e).context("waiting for events")),
                     };
                     self.report_all(&events);
+                }
+                guard = self.web_samples.readable_mut() => {
+                    let samples = match guard {
+                        Ok(mut guard) => {
+                            let drained = guard.get_inner_mut().drain();
+                            guard.clear_ready();
+                            drained
+                        }
+                        Err(e) => break Err(anyhow!(e).context("waiting for web samples")),
+                    };
+                    self.inspect_web(&samples);
+                }
+                _ = web_tick.tick() => {
+                    let samples = self.web_samples.get_mut().drain();
+                    self.inspect_web(&samples);
                 }
                 _ = sweep_tick.tick() => self.sweep_blocks(),
                 _ = list_sweep_tick.tick() => self.sweep_blocklist(),
@@ -486,10 +520,6 @@ impl<'i> Agent<'i> {
             }
             self.enforce(event, f.kind)
         };
-        self.metrics
-            .detections
-            .with_label_values(&[f.kind.name(), f.direction.name()])
-            .inc();
         f.set_verdict(&verdict);
         if let Some(probes) = ProbeHops::of(event)
             && Direction::of(event) == Direction::Ingress
@@ -499,14 +529,7 @@ impl<'i> Agent<'i> {
                 probes: [probes.min, probes.max],
             });
         }
-        self.fleet.publish(&f);
-        if !self.budget.take(f.kind, f.direction, Instant::now()) {
-            self.metrics.alerts_suppressed.inc();
-            return;
-        }
-        if let Err(e) = self.alerts.write(&f) {
-            self.metrics.alert_write_errors.inc();
-            error!("writing an alert failed: {e}");
+        if !self.write_finding(&f) {
             return;
         }
         let latency_ns = Clock::monotonic_ns().saturating_sub(event.timestamp_ns);
@@ -519,6 +542,78 @@ impl<'i> Agent<'i> {
             Ok(Some(state)) => state.samples.to_vec(),
             _ => Vec::new(),
         }
+    }
+
+    /// Counts a finding, publishes it to the fleet and writes its alert within the alert
+    /// budget; false when it was not written.
+    fn write_finding(&mut self, f: &Finding) -> bool {
+        self.metrics
+            .detections
+            .with_label_values(&[f.kind.name(), f.direction.name()])
+            .inc();
+        self.fleet.publish(f);
+        if !self.budget.take(f.kind, f.direction, Instant::now()) {
+            self.metrics.alerts_suppressed.inc();
+            return false;
+        }
+        if let Err(e) = self.alerts.write(f) {
+            self.metrics.alert_write_errors.inc();
+            error!("writing an alert failed: {e}");
+            return false;
+        }
+        true
+    }
+
+    /// Sampled first requests of connections to web ports: a request matching a scanner's
+    /// signature is a `web_scan` finding for its source (one per source and window; later
+    /// ones are counted).
+    fn inspect_web(&mut self, samples: &[WebSample]) {
+        for sample in samples {
+            let source = web::source_key(sample, self.config.ipv6_prefix);
+            if self.ignored(&source) {
+                continue;
+            }
+            let Some(detail) = web::inspect(sample.payload(), &self.config.web.signatures) else {
+                continue;
+            };
+            if !self
+                .web_throttle
+                .first(source, self.config.window, Instant::now())
+            {
+                self.metrics.web_repeats.inc();
+                continue;
+            }
+            let interface = self
+                .ifnames
+                .get(&sample.ifindex)
+                .cloned()
+                .unwrap_or_else(|| net::ifname(sample.ifindex));
+            let mut f = web::finding(
+                sample,
+                detail,
+                interface,
+                self.config.window,
+                self.config.ipv6_prefix,
+            );
+            f.listed_in = self
+                .reputation
+                .borrow()
+                .listed_in(&key_network(&source, self.config.ipv6_prefix));
+            let verdict = if self.config.block_web_scan {
+                self.block(&source, None, DetectionKind::WebScan)
+            } else {
+                Verdict::Alert
+            };
+            f.set_verdict(&verdict);
+            self.write_finding(&f);
+        }
+    }
+
+    /// Whether `source` is on the ignore list (the kernel never tracks it; its web samples
+    /// are not findings either).
+    fn ignored(&self, source: &SourceKey) -> bool {
+        let addr = net::key_addr(source);
+        self.config.ignore.iter().any(|net| net.contains(&addr))
     }
 
     /// A distributed scan names a target, not a source: in drop mode its sampled sources are
@@ -760,6 +855,10 @@ impl<'i> Agent<'i> {
                     {
                         self.enforcer.rate = block_rate(&new);
                     }
+                    info!(
+                        "configuration reloaded: {} web signatures",
+                        new.web.signatures.len()
+                    );
                     self.config = new;
                     self.load_block_lists();
                     self.load_reputation();

@@ -81,11 +81,12 @@ impl Sensitivity {
     /// distributed_scan 40 distinct ports of one destination from sources below every
     /// threshold: twice port_scan, so one source's scan (which stops counting once reported)
     /// never reaches it alone, and far above the two or three ports a web server's visitors use.
+    /// web_scan 0: a signature match, not a count (`[web]`, found in user space).
     pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 30, 20, 40, 50, 20, 20, 20, 80],
-            Self::Medium => [20, 25, 15, 10, 15, 20, 10, 10, 10, 40],
-            Self::High => [10, 15, 8, 5, 8, 10, 5, 6, 5, 20],
+            Self::Low => [50, 50, 30, 20, 40, 50, 20, 20, 20, 80, 0],
+            Self::Medium => [20, 25, 15, 10, 15, 20, 10, 10, 10, 40, 0],
+            Self::High => [10, 15, 8, 5, 8, 10, 5, 6, 5, 20, 0],
         }
     }
 
@@ -119,9 +120,9 @@ impl Sensitivity {
     /// protocol_scan and sctp_scan and distributed_scan are measured at ingress only: 0 (see [`INGRESS_ONLY`]).
     pub const fn egress_thresholds(self) -> [u32; DETECTION_KINDS] {
         match self {
-            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0, 0],
-            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0, 0],
-            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0, 0],
+            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0, 0, 0],
+            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0, 0, 0],
+            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0, 0, 0],
         }
     }
 }
@@ -187,6 +188,8 @@ impl Thresholds {
             DetectionKind::ProtocolScan => self.protocol_scan,
             DetectionKind::SctpScan => self.sctp_scan,
             DetectionKind::DistributedScan => self.distributed_scan,
+            // A signature match, not a count: no threshold.
+            DetectionKind::WebScan => None,
         }
     }
 }
@@ -249,6 +252,9 @@ pub struct FileConfig {
     pub block_distributed: Option<bool>,
     pub ipv6_wide_prefix: Option<u32>,
     pub block_wide_prefix: Option<bool>,
+    /// `[web]`: web-scanner signatures (see `web::Section`).
+    pub web: Option<crate::web::Section>,
+    pub block_web_scan: Option<bool>,
 }
 
 impl FileConfig {
@@ -361,6 +367,13 @@ pub struct Config {
     /// prefix itself: a /48 may hold a whole site). Default false: the finding aggregates
     /// prefixes that each stayed below every threshold.
     pub block_wide_prefix: bool,
+    /// Web-scanner signature matching: sampled ports and signatures. Default ports 80, 8000,
+    /// 8008, 8080, 8888; the built-in signatures.
+    pub web: crate::web::Settings,
+    /// In drop mode, block the source of a `web_scan` finding (through the same protections as
+    /// any block). Default false: alert only. The source completed a TCP handshake, so it is
+    /// not forged, but a signature is one request's text.
+    pub block_web_scan: bool,
 }
 
 /// Flag values that override the file (`None` = not given).
@@ -583,6 +596,13 @@ impl Config {
             block_distributed: file.block_distributed.unwrap_or(false),
             ipv6_wide_prefix,
             block_wide_prefix: file.block_wide_prefix.unwrap_or(false),
+            web: crate::web::Settings::build(file.web.as_ref()).map_err(|e| match e {
+                crate::web::SettingsError::Signatures(e) => {
+                    invalid("web.signatures", e.to_string())
+                }
+                e => invalid("web.ports", e.to_string()),
+            })?,
+            block_web_scan: file.block_web_scan.unwrap_or(false),
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             dry_run: flags.dry_run || file.dry_run.unwrap_or(false),
             block_ttl,
@@ -656,9 +676,11 @@ impl Config {
             egress_thresholds,
             flow_timeout_ns: self.flow_timeout.as_nanos() as u64,
             long_thresholds,
+            long_reserved: 0,
             long_window_ns: self.long_window.as_nanos() as u64,
             distributed_hosts: bits_for_count(self.distributed_hosts, NarrowBitmap::BITS),
             reserved2: 0,
+            web_ports: self.web.kernel_ports(),
         }
     }
 }

@@ -94,8 +94,8 @@ pub struct Finding {
     /// The scanning source: an address, or `prefix/len` for aggregated IPv6; `*` for a
     /// `distributed_scan` (many sources: see `target` and `sources`).
     pub source: String,
-    /// The probed destination of a `distributed_scan`; `*` for a distributed sweep of one port
-    /// across many hosts (see `port`).
+    /// The probed destination of a `distributed_scan` (`*` for a distributed sweep of one port
+    /// across many hosts, see `port`); the server (`host:port`) of a `web_scan`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// The probed port of a distributed sweep (a `distributed_scan` whose `target` is `*`).
@@ -165,6 +165,9 @@ pub struct Finding {
     /// trait); ingress only: absent for egress findings and a `distributed_scan`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolMatch>,
+    /// The matched request of a `web_scan` (signatures, tool, request line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<crate::web::WebDetail>,
 }
 
 /// The hop counts behind a `suspected_spoof` decision, as written in the alert:
@@ -211,6 +214,7 @@ impl Finding {
             sources: None,
             prefixes: None,
             tool: None,
+            web: None,
         }
     }
 
@@ -391,6 +395,7 @@ fn base(event: &ScanEvent, kind: DetectionKind, interface: String, window: Durat
         hops: None,
         listed_in: Vec::new(),
         tool: None,
+        web: None,
     }
 }
 
@@ -487,7 +492,6 @@ mod tests {
             window: 0,
             scope: 0,
             proto: IPPROTO_TCP,
-            reserved: [0; 4],
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
         }
     }

@@ -119,10 +119,19 @@ pub fn document(f: &Finding) -> Value {
     let mut doc = json!({
         "@timestamp": f.timestamp,
         "ecs": { "version": ECS_VERSION },
-        "message": format!(
-            "{kind} from {}: {} distinct ports, {} distinct hosts, {} probes ({})",
-            f.source, f.distinct_ports, f.distinct_hosts, f.packets, f.direction.name()
-        ),
+        "message": match &f.web {
+            Some(web) => format!(
+                "{kind} from {}: {} ({}) requested `{}`",
+                f.source,
+                web.tool,
+                web.signatures.join(", "),
+                web.request_line
+            ),
+            None => format!(
+                "{kind} from {}: {} distinct ports, {} distinct hosts, {} probes ({})",
+                f.source, f.distinct_ports, f.distinct_hosts, f.packets, f.direction.name()
+            ),
+        },
         "event": {
             "kind": "alert",
             "category": ["network", "intrusion_detection"],

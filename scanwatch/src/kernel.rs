@@ -42,6 +42,7 @@ use scanwatch_common::{
     state::SourceState,
     stats::STATS_LEN,
     target::{PortState, TargetState},
+    web::WebSample,
     wide::WideState,
 };
 
@@ -1142,6 +1143,36 @@ impl Events {
 }
 
 impl AsRawFd for Events {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// `WEB_SAMPLES`: the first requests of new connections to web ports (`web`).
+pub struct WebSamples(RingBuf<MapData>);
+
+impl WebSamples {
+    /// Takes the ring out of a loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        Ok(Self(RingBuf::try_from(take(ebpf, maps::WEB_SAMPLES)?)?))
+    }
+
+    /// Every sample waiting in the ring (records of another size, never written, are
+    /// skipped).
+    pub fn drain(&mut self) -> Vec<WebSample> {
+        let mut out = Vec::new();
+        while let Some(item) = self.0.next() {
+            if item.len() == size_of::<WebSample>() {
+                // SAFETY: the kernel wrote a WebSample, a plain-integer repr(C) type, of
+                // exactly this size; read_unaligned copies it out of the ring.
+                out.push(unsafe { item.as_ptr().cast::<WebSample>().read_unaligned() });
+            }
+        }
+        out
+    }
+}
+
+impl AsRawFd for WebSamples {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
     }

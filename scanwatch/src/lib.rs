@@ -32,3 +32,4 @@ pub mod replay;
 pub mod reputation;
 pub mod systemd;
 pub mod tool;
+pub mod web;

@@ -32,6 +32,9 @@ pub struct Metrics {
     datapath: Vec<(Counter, IntCounter)>,
     pub detections: IntCounterVec,
     pub alerts_suppressed: IntCounter,
+    /// Sampled requests matching a web-scanner signature from a source already reported in
+    /// the window (no second `web_scan`).
+    pub web_repeats: IntCounter,
     pub alert_write_errors: IntCounter,
     pub tracked_sources: IntGauge,
     pub tracker_capacity: IntGauge,
@@ -110,6 +113,12 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         }
         Counter::HandshakesVerified => {
             "Remotes whose ACK completed this host's SYN-ACK: address and hop count proven (drop mode)."
+        }
+        Counter::WebSamples => {
+            "First requests of connections to a web port sampled for signature matching."
+        }
+        Counter::WebSamplesDropped => {
+            "Web request samples lost because their ring buffer was full."
         }
         Counter::RepliesTcp
         | Counter::RepliesUdp
@@ -243,6 +252,10 @@ impl Metrics {
             "scanwatch_alerts_suppressed_total",
             "Findings not written because the alert rate budget was spent.",
         )?;
+        let web_repeats = r.counter(
+            "scanwatch_web_scan_repeats_total",
+            "Requests matching a web-scanner signature from a source already reported in its window.",
+        )?;
         let alert_write_errors = r.counter(
             "scanwatch_alert_write_errors_total",
             "Findings that could not be written to the alert log.",
@@ -341,6 +354,7 @@ impl Metrics {
             datapath,
             detections,
             alerts_suppressed,
+            web_repeats,
             alert_write_errors,
             tracked_sources,
             tracker_capacity: capacity,

@@ -7,7 +7,7 @@ use aya::{
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use scanwatch::{
-    kernel::{Events, Maps},
+    kernel::{Events, Maps, WebSamples},
     net::lpm_network,
 };
 use scanwatch_common::{
@@ -22,6 +22,7 @@ use scanwatch_common::{
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
     target::{PortState, TargetState, port_key},
+    web::WebSample,
     wide::WideState,
 };
 
@@ -51,6 +52,7 @@ pub struct Harness {
     /// `None` for the empty baseline, which has no maps.
     maps: Option<Maps>,
     events: Option<Events>,
+    web_samples: Option<WebSamples>,
 }
 
 impl Harness {
@@ -96,11 +98,13 @@ impl Harness {
         let has_maps = ebpf.map(maps::CONFIG).is_some();
         let maps = has_maps.then(|| Maps::take(&mut ebpf)).transpose()?;
         let events = has_maps.then(|| Events::take(&mut ebpf)).transpose()?;
+        let web_samples = has_maps.then(|| WebSamples::take(&mut ebpf)).transpose()?;
         let mut h = Self {
             ebpf,
             program,
             maps,
             events,
+            web_samples,
         };
         if h.maps.is_some() {
             h.set_config(&KernelConfig::default())?;
@@ -339,6 +343,14 @@ impl Harness {
     pub fn unblock_prefix(&mut self, addr: [u8; 16], prefix_len: u32) -> Result<bool> {
         let net = lpm_network(&Key::new(prefix_len, addr));
         Ok(self.maps_mut()?.blocklist.remove(&net))
+    }
+
+    /// Drains the web-request samples the program has sent.
+    pub fn web_samples(&mut self) -> Vec<WebSample> {
+        self.web_samples
+            .as_mut()
+            .map(WebSamples::drain)
+            .unwrap_or_default()
     }
 
     /// Drains the events the program has sent.

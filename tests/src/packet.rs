@@ -65,6 +65,8 @@ pub struct PacketBuilder {
     /// TCP sequence and acknowledgement numbers (default 1 and 0).
     seq: u32,
     ack: u32,
+    /// Bytes after the TCP header (a segment's payload).
+    tcp_payload: Vec<u8>,
 }
 
 impl PacketBuilder {
@@ -88,6 +90,7 @@ impl PacketBuilder {
             ttl: 64,
             seq: 1,
             ack: 0,
+            tcp_payload: Vec::new(),
         }
     }
 
@@ -145,6 +148,13 @@ impl PacketBuilder {
             dst_port: port,
             flags,
         };
+        self
+    }
+
+    /// Payload carried after the TCP header.
+    #[must_use]
+    pub fn payload(mut self, bytes: &[u8]) -> Self {
+        self.tcp_payload = bytes.to_vec();
         self
     }
 
@@ -257,6 +267,7 @@ impl PacketBuilder {
                 b[12] = 5 << 4;
                 b[13] = *flags;
                 b[14..16].copy_from_slice(&1024u16.to_be_bytes());
+                b.extend_from_slice(&self.tcp_payload);
                 (6, b)
             }
             L4::Udp { dst_port } => {

@@ -34,6 +34,7 @@ use scanwatch_common::{
     event::DetectionKind,
     maps::TRACKER_CAPACITY,
     proto::IPPROTO_TCP,
+    web::DEFAULT_WEB_PORTS,
 };
 use scanwatch_tests::{
     harness::{Harness, Object, XDP_DROP, XDP_PASS},
@@ -75,6 +76,26 @@ const CASES: &[Case] = &[
         name: "handshake_ack_check",
         target: None,
         prepare: handshake_ack_check,
+    },
+    Case {
+        name: "established_tcp_web_ports",
+        target: None,
+        prepare: established_tcp_web_ports,
+    },
+    Case {
+        name: "web_port_ack",
+        target: None,
+        prepare: web_port_ack,
+    },
+    Case {
+        name: "web_request_sampled_connection",
+        target: None,
+        prepare: web_request_sampled_connection,
+    },
+    Case {
+        name: "web_request_new_connection",
+        target: None,
+        prepare: web_request_new_connection,
     },
     Case {
         name: "tracked_syn",
@@ -188,6 +209,7 @@ const RELATIONS: &[(&str, &str, f64)] = &[
     ("block_list_lpm", "blocked_drop", 2.0),
     ("block_list_unlisted", "blocked_drop", 2.0),
     ("established_drop_mode", "established_tcp", 1.5),
+    ("established_tcp_web_ports", "established_tcp", 1.1),
 ];
 
 /// Issue 16's targets for (case − floor) / (reference − floor) in one run.
@@ -284,6 +306,126 @@ fn established_tcp() -> Result<Prepared> {
         .tcp(443, tcp_flags::ACK)
         .build();
     Prepared::xdp(Harness::load()?, frame, XDP_PASS)
+}
+
+/// The daemon's default web ports (`[web] ports`), as `KernelConfig::web_ports` holds them.
+fn web_config() -> KernelConfig {
+    let mut config = KernelConfig::default();
+    config.web_ports[..DEFAULT_WEB_PORTS.len()].copy_from_slice(&DEFAULT_WEB_PORTS);
+    config
+}
+
+const WEB_REQUEST: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: target\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+
+/// `established_tcp` with the default web ports configured: a segment to another port pays
+/// the port compares (every slot, as 443 is in none).
+fn established_tcp_web_ports() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&web_config())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .tcp(443, tcp_flags::ACK)
+        .build();
+    Prepared::xdp(h, frame, XDP_PASS)
+}
+
+/// A bare ACK to a web port (a client acknowledging the answer): the sampling function runs
+/// and finds no payload.
+fn web_port_ack() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&web_config())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .tcp(80, tcp_flags::ACK)
+        .build();
+    Prepared::xdp(h, frame, XDP_PASS)
+}
+
+/// A request on a keep-alive connection already sampled: method check and one `WEB_SEEN`
+/// lookup, no copy.
+fn web_request_sampled_connection() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&web_config())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
+        .payload(WEB_REQUEST)
+        .build();
+    h.run(&frame)?;
+    ensure!(
+        h.web_samples().len() == 1,
+        "the first request was not sampled"
+    );
+    Prepared::xdp(h, frame, XDP_PASS)
+}
+
+/// The first request of a new connection: method check, `WEB_SEEN` miss, ring reserve, a
+/// bounded copy, submit and insert. Every run needs a new 4-tuple, so each is its own test run
+/// ([`EachConnection`]); floor and reference are timed the same way.
+fn web_request_new_connection() -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&web_config())?;
+    let frame = PacketBuilder::new(SRC_V4, DST_V4)
+        .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
+        .payload(WEB_REQUEST)
+        .build();
+    Ok(Prepared {
+        program: Box::new(EachConnection::new(h, true)),
+        floor: Box::new(EachConnection::new(
+            Harness::load_with(Object::Empty, None)?,
+            false,
+        )),
+        reference: Some(Box::new(EachConnection::new(
+            Harness::load_with(Object::Reference, None)?,
+            false,
+        ))),
+        frame,
+        verdict: XDP_PASS,
+        note: Some(format!(
+            "{NEW_CONNECTIONS} single runs per call, each a new source port"
+        )),
+    })
+}
+
+/// Single runs per timing call of [`EachConnection`].
+const NEW_CONNECTIONS: u16 = 2000;
+
+/// Times a program on the request of a new connection each run: one test run per connection
+/// (the kernel's duration of a single run), the web-sample ring drained between runs.
+struct EachConnection {
+    h: Harness,
+    drain: bool,
+    next: u32,
+}
+
+impl EachConnection {
+    fn new(h: Harness, drain: bool) -> Self {
+        Self { h, drain, next: 0 }
+    }
+}
+
+impl Timed for EachConnection {
+    fn time(&mut self, _frame: &[u8], _repeat: u32) -> Result<(u32, u64)> {
+        let mut total = 0;
+        let mut verdict = XDP_PASS;
+        for _ in 0..NEW_CONNECTIONS {
+            self.next += 1;
+            let [_, hi, mid, lo] = self.next.to_be_bytes();
+            let frame = PacketBuilder::new(Ipv4Addr::new(10, hi, mid, lo), DST_V4)
+                .src_port(40_000)
+                .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
+                .payload(WEB_REQUEST)
+                .build();
+            let (v, ns) = self.h.run_repeat(&frame, 1)?;
+            verdict = v;
+            total += ns;
+            if self.drain {
+                ensure!(
+                    self.h.web_samples().len() == 1,
+                    "a new connection was not sampled"
+                );
+            }
+        }
+        Ok((verdict, total / u64::from(NEW_CONNECTIONS)))
+    }
 }
 
 /// A SYN from a source already in the tracker: lookup and estimator updates.

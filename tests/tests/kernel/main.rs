@@ -44,6 +44,7 @@ mod replies;
 mod slow;
 mod tools;
 mod tracking;
+mod web;
 mod wide_prefix;
 
 // ---------------------------------------------------------------------------------------------
