@@ -94,6 +94,18 @@ pub const TRAITS: &[Trait] = &[
         source: "nmap tcpip.cc:607 (window 1024 when none given), nmap.h:163 (TCP_SYN_PROBE_OPTIONS: MSS 1460), scan_engine_raw.cc:1213 (SYN probes carry them)",
     },
     Trait {
+        name: "nmap_syn_window_1024_mss_only_hop_limit_255",
+        tool: Tool::Nmap,
+        probe: ProbeKind::TcpSyn,
+        all: &[
+            Cond::WindowIs(1024),
+            Cond::OptionsAre(MSS_1460),
+            Cond::TtlIn(200, 255),
+        ],
+        weight: 85,
+        source: "nmap scan_engine_raw.cc:1212-1214 (SYN options whatever the family), tcpip.cc:659 (build_tcp_raw_ipv6 takes the hop limit as u8: the default o.ttl -1 arrives as 255), tcpip.cc:558-559 (so the random 37..59 never applies to IPv6)",
+    },
+    Trait {
         name: "nmap_random_ttl_no_df",
         tool: Tool::Nmap,
         probe: ProbeKind::Any,
@@ -486,6 +498,17 @@ mod tests {
         n[4..6].copy_from_slice(&(nmap.len() as u16).to_be_bytes());
         n.extend_from_slice(&nmap);
         assert_eq!(names(&n), ["nmap_syn_window_1024_mss_only"]);
+        // As nmap really sends it over IPv6: hop limit 255 (its u8 hop limit turns the random
+        // TTL's -1 into 255), which masscan's template (window 1024, TTL 255) also matches;
+        // the MSS-only layout names nmap, with the higher weight.
+        n[7] = 255;
+        assert_eq!(
+            names(&n),
+            [
+                "nmap_syn_window_1024_mss_only_hop_limit_255",
+                "masscan_syn_template"
+            ]
+        );
     }
 
     #[test]

@@ -15,11 +15,9 @@ use log::{debug, error, info, warn};
 use scanwatch_common::{
     addr::SourceKey,
     block::BlockReason,
-    event::{DetectionKind, SCOPE_PORT, ScanEvent, WINDOW_LONG},
+    event::{DetectionKind, ScanEvent},
     maps::FLOWS_CAPACITY,
-    sample::ProbeSample,
     stats::{Counter, counter_slot},
-    target::port_key,
     web::WebSample,
 };
 use tokio::{
@@ -32,9 +30,7 @@ use crate::{
     clock::{Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
-    detect::{
-        AlertBudget, Direction, Examples, Finding, Hops, finding, name_prefixes, wide_source,
-    },
+    detect::{AlertBudget, Direction, Finding, Hops},
     enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
     kernel::{BlockList, Events, Maps, WebSamples},
     loader::{self, Attachment},
@@ -44,10 +40,9 @@ use crate::{
     pins::{AgentStatus, Instance},
     protect::{self, Snapshot},
     rate::TokenBucket,
+    report::{Counted, Reporter, WebReport},
     reputation::{MAX_REPUTATION_ENTRIES, Reputation},
     systemd::Notifier,
-    tool::Attribution,
-    web,
 };
 
 /// How often the web-sample ring is drained: the kernel wakes the agent only when a burst fills
@@ -200,14 +195,11 @@ struct Agent<'i> {
     events: AsyncFd<Events>,
     /// First requests of connections to web ports (`web`).
     web_samples: AsyncFd<WebSamples>,
-    /// One `web_scan` per source and window.
-    web_throttle: web::Throttle,
     metrics: Arc<Metrics>,
     alerts: AlertSink,
     budget: AlertBudget,
-    examples: Examples,
-    /// Which scanner each source's probes look like.
-    tools: Attribution,
+    /// Event to finding: recent targets, tool traits and web clients per source.
+    reporter: Reporter,
     enforcer: Enforcer,
     /// The protected peers, kept current by [`protect::watch`].
     protected: tokio::sync::watch::Receiver<Snapshot>,
@@ -336,10 +328,8 @@ impl<'i> Agent<'i> {
             maps,
             events,
             web_samples,
-            web_throttle: web::Throttle::default(),
             metrics,
-            examples: Examples::default(),
-            tools: Attribution::default(),
+            reporter: Reporter::default(),
             enforcer,
             ifnames: attachments
                 .iter()
@@ -476,49 +466,33 @@ impl<'i> Agent<'i> {
             .get(&event.ifindex)
             .cloned()
             .unwrap_or_else(|| net::ifname(event.ifindex));
-        let window = if event.window == WINDOW_LONG {
-            self.config.long_window
-        } else {
-            self.config.window
-        };
-        let Some(mut f) = finding(event, interface, window, self.config.ipv6_prefix) else {
+        let Some((mut f, counted)) =
+            self.reporter
+                .event(event, &self.maps, &self.config, interface)
+        else {
             return;
         };
-        let verdict = if f.kind == DetectionKind::DistributedScan {
-            let sample = if event.scope == SCOPE_PORT {
-                self.maps
-                    .ports
-                    .sample(port_key(event.proto, event.target_port))
-            } else {
-                self.maps.targets.sample(&event.source)
-            };
-            f.sources = Some(
-                sample
-                    .iter()
-                    .map(|k| net::format_source(k, self.config.ipv6_prefix))
-                    .collect(),
-            );
-            self.enforce_distributed(&sample)
-        } else if let Some((prefix, len)) = wide_source(event) {
-            let sample = self.maps.wide.sample(&event.source);
-            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
-            f.examples = self.examples.add(event);
-            f.listed_in = self
-                .reputation
-                .borrow()
-                .listed_in(&key_network(&prefix, len));
-            self.enforce_wide(&sample, f.kind)
-        } else {
-            f.examples = self.examples.add(event);
-            if f.direction == Direction::Ingress {
-                let samples = self.samples(event);
-                f.tool = Some(self.tools.add(event, &samples));
+        let verdict = match counted {
+            Counted::Sources(sample) => self.enforce_distributed(&sample),
+            Counted::Prefixes {
+                prefixes,
+                wide: (prefix, len),
+            } => {
                 f.listed_in = self
                     .reputation
                     .borrow()
-                    .listed_in(&key_network(&event.source, self.config.ipv6_prefix));
+                    .listed_in(&key_network(&prefix, len));
+                self.enforce_wide(&prefixes, f.kind)
             }
-            self.enforce(event, f.kind)
+            Counted::Source => {
+                if f.direction == Direction::Ingress {
+                    f.listed_in = self
+                        .reputation
+                        .borrow()
+                        .listed_in(&key_network(&event.source, self.config.ipv6_prefix));
+                }
+                self.enforce(event, f.kind)
+            }
         };
         f.set_verdict(&verdict);
         if let Some(probes) = ProbeHops::of(event)
@@ -534,14 +508,6 @@ impl<'i> Agent<'i> {
         }
         let latency_ns = Clock::monotonic_ns().saturating_sub(event.timestamp_ns);
         self.metrics.latency.observe(latency_ns as f64 / 1e9);
-    }
-
-    /// The ingress source's probe samples, from the tracker (none when it left it).
-    fn samples(&self, event: &ScanEvent) -> Vec<ProbeSample> {
-        match self.maps.tracker.get(&event.source) {
-            Ok(Some(state)) => state.samples.to_vec(),
-            _ => Vec::new(),
-        }
     }
 
     /// Counts a finding, publishes it to the fleet and writes its alert within the alert
@@ -569,32 +535,24 @@ impl<'i> Agent<'i> {
     /// ones are counted).
     fn inspect_web(&mut self, samples: &[WebSample]) {
         for sample in samples {
-            let source = web::source_key(sample, self.config.ipv6_prefix);
-            if self.ignored(&source) {
-                continue;
-            }
-            let Some(detail) = web::inspect(sample.payload(), &self.config.web.signatures) else {
-                continue;
-            };
-            if !self
-                .web_throttle
-                .first(source, self.config.window, Instant::now())
-            {
-                self.metrics.web_repeats.inc();
-                continue;
-            }
             let interface = self
                 .ifnames
                 .get(&sample.ifindex)
                 .cloned()
                 .unwrap_or_else(|| net::ifname(sample.ifindex));
-            let mut f = web::finding(
-                sample,
-                detail,
-                interface,
-                self.config.window,
-                self.config.ipv6_prefix,
-            );
+            let report = self
+                .reporter
+                .web(sample, &self.config, interface, Instant::now());
+            let Some(WebReport::Finding {
+                finding: mut f,
+                source,
+            }) = report
+            else {
+                if matches!(report, Some(WebReport::Repeat)) {
+                    self.metrics.web_repeats.inc();
+                }
+                continue;
+            };
             f.listed_in = self
                 .reputation
                 .borrow()
@@ -607,13 +565,6 @@ impl<'i> Agent<'i> {
             f.set_verdict(&verdict);
             self.write_finding(&f);
         }
-    }
-
-    /// Whether `source` is on the ignore list (the kernel never tracks it; its web samples
-    /// are not findings either).
-    fn ignored(&self, source: &SourceKey) -> bool {
-        let addr = net::key_addr(source);
-        self.config.ignore.iter().any(|net| net.contains(&addr))
     }
 
     /// A distributed scan names a target, not a source: in drop mode its sampled sources are

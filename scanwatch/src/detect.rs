@@ -162,7 +162,8 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<Hops>,
     /// The scanner the source's sampled probes look like (`name` `unknown` when they match no
-    /// trait); ingress only: absent for egress findings and a `distributed_scan`.
+    /// trait): of its /64s for a wide finding, of its sampled sources for a `distributed_scan`;
+    /// absent for egress findings and a `web_scan` (whose `web` names its tool).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolMatch>,
     /// The matched request of a `web_scan` (signatures, tool, request line).

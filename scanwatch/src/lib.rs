@@ -29,6 +29,7 @@ pub mod pins;
 pub mod protect;
 pub mod rate;
 pub mod replay;
+pub mod report;
 pub mod reputation;
 pub mod systemd;
 pub mod tool;

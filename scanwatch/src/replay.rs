@@ -33,7 +33,6 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
 use scanwatch_common::{
-    event::{DetectionKind, ScanEvent},
     programs::{EGRESS, XDP},
     stats::{ParseError, parse_error_slot},
 };
@@ -44,10 +43,10 @@ use crate::{
     alerts::AlertSink,
     clock::rfc3339,
     config::{Config, Mode},
-    detect::{AlertBudget, Direction, Examples, Finding, finding, name_prefixes},
-    kernel::{Events, Maps},
+    detect::{AlertBudget, Finding},
+    kernel::{Events, Maps, WebSamples},
     loader,
-    tool::Attribution,
+    report::{Reporter, WebReport},
 };
 
 /// Arguments of `scanwatch replay`.
@@ -286,9 +285,10 @@ struct Replayer {
     config: Config,
     kernel: scanwatch_common::config::KernelConfig,
     budget: AlertBudget,
-    examples: Examples,
-    /// Which scanner each source's probes look like.
-    tools: Attribution,
+    /// Sampled first requests of web connections (for `web_scan`).
+    web_samples: WebSamples,
+    /// Event to finding, as the agent: recent targets, tool traits and web clients per source.
+    reporter: Reporter,
     start: Instant,
     first_ts: Option<u64>,
     interface: String,
@@ -299,6 +299,7 @@ impl Replayer {
         let mut ebpf = loader::load(config.tracker_capacity, None)?;
         let mut maps = Maps::take(&mut ebpf)?;
         let events = Events::take(&mut ebpf)?;
+        let web_samples = WebSamples::take(&mut ebpf)?;
         maps.ignore.replace(&config.ignore)?;
         let kernel = config.kernel_config(rand::random::<u64>());
         Ok(Self {
@@ -308,8 +309,8 @@ impl Replayer {
             budget: AlertBudget::new(config.max_alerts_per_second),
             config,
             kernel,
-            examples: Examples::default(),
-            tools: Attribution::default(),
+            web_samples,
+            reporter: Reporter::default(),
             start: Instant::now(),
             first_ts: None,
             interface,
@@ -346,48 +347,57 @@ impl Replayer {
         Ok(())
     }
 
-    /// Findings of the events waiting in the ring, as the agent writes them (monitor mode).
+    /// Findings of the events and web samples waiting in their rings, as the agent writes them
+    /// (monitor mode).
     fn findings(&mut self, summary: &mut Summary) -> Vec<Finding> {
         let events = self.events.drain().events;
-        events
+        let mut findings: Vec<Finding> = events
             .iter()
-            .filter_map(|event| self.finding(event, summary))
-            .collect()
+            .filter_map(|event| {
+                let (f, _) =
+                    self.reporter
+                        .event(event, &self.maps, &self.config, self.interface.clone())?;
+                self.admit(f, event.first_seen_ns, event.timestamp_ns, summary)
+            })
+            .collect();
+        for sample in self.web_samples.drain() {
+            let at = self.capture_instant(sample.timestamp_ns);
+            let report = self
+                .reporter
+                .web(&sample, &self.config, self.interface.clone(), at);
+            if let Some(WebReport::Finding { finding, .. }) = report
+                && let Some(f) =
+                    self.admit(*finding, sample.timestamp_ns, sample.timestamp_ns, summary)
+            {
+                findings.push(f);
+            }
+        }
+        findings
     }
 
-    fn finding(&mut self, event: &ScanEvent, summary: &mut Summary) -> Option<Finding> {
-        let mut f = finding(
-            event,
-            self.interface.clone(),
-            self.config.window,
-            self.config.ipv6_prefix,
-        )?;
-        f.examples = self.examples.add(event);
-        if f.prefixes.is_some() {
-            let sample = self.maps.wide.sample(&event.source);
-            f.prefixes = Some(name_prefixes(&sample, self.config.ipv6_prefix));
-        }
-        // As the agent: ingress sources only (egress and distributed findings carry no tool).
-        if f.kind != DetectionKind::DistributedScan && f.direction == Direction::Ingress {
-            let samples = match self.maps.tracker.get(&event.source) {
-                Ok(Some(state)) => state.samples.to_vec(),
-                _ => Vec::new(),
-            };
-            f.tool = Some(self.tools.add(event, &samples));
-        }
-        // Kernel times are capture times (epoch nanoseconds) here.
+    /// The instant of capture time `ns`, on the clock the alert budget and web throttle run on.
+    fn capture_instant(&self, ns: u64) -> Instant {
+        let offset = ns.saturating_sub(self.first_ts.unwrap_or(ns));
+        self.start + Duration::from_nanos(offset)
+    }
+
+    /// A finding with the capture's times (kernel times are capture times, epoch nanoseconds,
+    /// here), if the alert budget lets it through at that time.
+    fn admit(
+        &mut self,
+        mut f: Finding,
+        first_ns: u64,
+        last_ns: u64,
+        summary: &mut Summary,
+    ) -> Option<Finding> {
         let at = |ns: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
-        f.first_seen = at(event.first_seen_ns);
-        f.last_seen = at(event.timestamp_ns);
+        f.first_seen = at(first_ns);
+        f.last_seen = at(last_ns);
         f.timestamp = f.last_seen.clone();
-        let offset = event
-            .timestamp_ns
-            .saturating_sub(self.first_ts.unwrap_or(event.timestamp_ns));
-        if !self.budget.take(
-            f.kind,
-            f.direction,
-            self.start + Duration::from_nanos(offset),
-        ) {
+        if !self
+            .budget
+            .take(f.kind, f.direction, self.capture_instant(last_ns))
+        {
             summary.alerts_suppressed += 1;
             return None;
         }

@@ -301,3 +301,65 @@ fn replay_without_privileges_says_which_capabilities_are_missing() {
     assert!(stderr.contains("CAP_BPF"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A capture holding the first request of two HTTP connections, one from sqlmap and one from
+/// curl: replay samples them through the XDP program as the live agent does and reports one
+/// `web_scan`, for sqlmap's client, naming the tool; curl's request raises nothing.
+#[test]
+fn replayed_web_requests_give_the_agents_web_scan() {
+    use scanwatch_tests::packet::{PacketBuilder, tcp_flags};
+    let dir = TempDir::new("replay_web").expect("a temp dir");
+    let path = dir.path().join("web.pcap");
+    let server = std::net::Ipv4Addr::new(198, 51, 100, 1);
+    let request = |client: std::net::Ipv4Addr, agent: &str| {
+        let text = format!(
+            "GET /index.php?id=1 HTTP/1.1\r\nHost: {server}\r\nUser-Agent: {agent}\r\nAccept: */*\r\n\r\n"
+        );
+        PacketBuilder::new(client, server)
+            .src_port(40_000)
+            .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
+            .payload(text.as_bytes())
+            .build()
+    };
+    let frames = [
+        request(
+            std::net::Ipv4Addr::new(192, 0, 2, 7),
+            "sqlmap/1.7.2#stable (https://sqlmap.org)",
+        ),
+        request(std::net::Ipv4Addr::new(192, 0, 2, 8), "curl/7.88.1"),
+    ];
+    let mut writer = pcap_file::pcap::PcapWriter::new(Vec::new()).expect("a pcap writer");
+    for (i, frame) in frames.iter().enumerate() {
+        writer
+            .write_packet(&pcap_file::pcap::PcapPacket::new(
+                Duration::from_secs(1_700_000_000 + i as u64),
+                frame.len() as u32,
+                frame,
+            ))
+            .expect("a record");
+    }
+    std::fs::write(&path, writer.into_writer()).expect("writing the capture");
+    let out = Command::new(daemon_binary().expect("the scanwatch binary"))
+        .arg("replay")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .expect("running scanwatch replay");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("replay --json prints JSON");
+    let alerts = report["alerts"].as_array().expect("an alert list");
+    assert_eq!(alerts.len(), 1, "one web_scan expected: {report:#}");
+    assert_eq!(alerts[0]["kind"], "web_scan", "{report:#}");
+    assert_eq!(alerts[0]["source"], "192.0.2.7", "{report:#}");
+    assert_eq!(alerts[0]["web"]["tool"], "sqlmap", "{report:#}");
+    assert_eq!(alerts[0]["target"], "198.51.100.1:80", "{report:#}");
+    // Times are the capture's, as for every replayed alert.
+    assert_eq!(
+        alerts[0]["first_seen"], "2023-11-14T22:13:20.000Z",
+        "{report:#}"
+    );
+}

@@ -184,6 +184,8 @@ fn nmap_rotating_six_64s_of_a_48_raises_port_scan_for_the_48() {
         first,
         "the /64s that crossed, oldest first: {alert}"
     );
+    // The tool, from the probes its /64s sent.
+    assert_eq!(alert["tool"]["name"], "nmap", "{alert}");
 
     // Three more /64s: the /48 is reported again when its ports double (40), naming the /64s
     // used by then.
