@@ -11,18 +11,15 @@ use aya_ebpf::bindings::BPF_NOEXIST;
 use scanwatch_common::{
     addr::SourceKey,
     config::{FLAG_NO_EVENTS, KernelConfig},
-    event::{
-        DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT, ScanEvent,
-    },
+    event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT},
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_port},
-    stats::Counter,
     target::{PortState, SAMPLE_SOURCES, TargetState, port_key},
 };
 
 use crate::{
-    maps::{EMPTY_PORT, EMPTY_TARGET, EVENTS, PORTS, TARGETS},
-    stats::count,
+    event,
+    maps::{EMPTY_PORT, EMPTY_TARGET, PORTS, TARGETS},
     track::Update,
 };
 
@@ -88,35 +85,33 @@ fn per_target(u: &Update, config: &KernelConfig) {
     if config.flags & FLAG_NO_EVENTS != 0 {
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<ScanEvent>(0) else {
-        count(Counter::EventsDropped);
+    let sent = event::emit(|e| {
+        // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field
+        // is written before submit.
+        unsafe {
+            (*e).timestamp_ns = now;
+            (*e).first_seen_ns = t.window_start_ns;
+            (*e).window_start_ns = t.window_start_ns;
+            (*e).source = u.origin.target;
+            (*e).probes = t.probes;
+            (*e).measures = [0; DETECTION_KINDS];
+            (*e).measures[DetectionKind::DistributedScan as usize] = t.ports_set;
+            (*e).kind = DetectionKind::DistributedScan as u32;
+            (*e).ifindex = u.origin.ifindex;
+            (*e).direction = DIRECTION_INGRESS;
+            (*e).target_port = u.origin.target_port;
+            (*e).min_hops = HOPS_UNKNOWN;
+            (*e).max_hops = HOPS_UNKNOWN;
+            (*e).window = scanwatch_common::event::WINDOW_SHORT;
+            (*e).scope = SCOPE_ADDRESS;
+            (*e).proto = u.proto;
+            (*e).target = u.key.addr;
+        }
+    });
+    if !sent {
         return;
-    };
-    let e = entry.as_mut_ptr();
-    // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
-    // written before submit.
-    unsafe {
-        (*e).timestamp_ns = now;
-        (*e).first_seen_ns = t.window_start_ns;
-        (*e).window_start_ns = t.window_start_ns;
-        (*e).source = u.origin.target;
-        (*e).probes = t.probes;
-        (*e).measures = [0; DETECTION_KINDS];
-        (*e).measures[DetectionKind::DistributedScan as usize] = t.ports_set;
-        (*e).kind = DetectionKind::DistributedScan as u32;
-        (*e).ifindex = u.origin.ifindex;
-        (*e).direction = DIRECTION_INGRESS;
-        (*e).target_port = u.origin.target_port;
-        (*e).min_hops = HOPS_UNKNOWN;
-        (*e).max_hops = HOPS_UNKNOWN;
-        (*e).window = scanwatch_common::event::WINDOW_SHORT;
-        (*e).scope = SCOPE_ADDRESS;
-        (*e).proto = u.proto;
-        (*e).target = u.key.addr;
     }
-    entry.submit(0);
     t.reported += 1;
-    count(Counter::EventsEmitted);
 }
 
 /// Counts a probe's destination host at its (protocol, port); sends an event when the port's
@@ -163,35 +158,33 @@ fn per_port(u: &Update, config: &KernelConfig) {
     if u64::from(unserved) < due || config.flags & FLAG_NO_EVENTS != 0 {
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<ScanEvent>(0) else {
-        count(Counter::EventsDropped);
+    let sent = event::emit(|e| {
+        // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field
+        // is written before submit.
+        unsafe {
+            (*e).timestamp_ns = now;
+            (*e).first_seen_ns = p.window_start_ns;
+            (*e).window_start_ns = p.window_start_ns;
+            (*e).source = SourceKey::default();
+            (*e).probes = p.probes;
+            (*e).measures = [0; DETECTION_KINDS];
+            (*e).measures[DetectionKind::DistributedScan as usize] = unserved;
+            (*e).kind = DetectionKind::DistributedScan as u32;
+            (*e).ifindex = u.origin.ifindex;
+            (*e).direction = DIRECTION_INGRESS;
+            (*e).target_port = u.origin.target_port;
+            (*e).min_hops = HOPS_UNKNOWN;
+            (*e).max_hops = HOPS_UNKNOWN;
+            (*e).window = scanwatch_common::event::WINDOW_SHORT;
+            (*e).scope = SCOPE_PORT;
+            (*e).proto = u.proto;
+            (*e).target = u.origin.target.addr;
+        }
+    });
+    if !sent {
         return;
-    };
-    let e = entry.as_mut_ptr();
-    // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
-    // written before submit.
-    unsafe {
-        (*e).timestamp_ns = now;
-        (*e).first_seen_ns = p.window_start_ns;
-        (*e).window_start_ns = p.window_start_ns;
-        (*e).source = SourceKey::default();
-        (*e).probes = p.probes;
-        (*e).measures = [0; DETECTION_KINDS];
-        (*e).measures[DetectionKind::DistributedScan as usize] = unserved;
-        (*e).kind = DetectionKind::DistributedScan as u32;
-        (*e).ifindex = u.origin.ifindex;
-        (*e).direction = DIRECTION_INGRESS;
-        (*e).target_port = u.origin.target_port;
-        (*e).min_hops = HOPS_UNKNOWN;
-        (*e).max_hops = HOPS_UNKNOWN;
-        (*e).window = scanwatch_common::event::WINDOW_SHORT;
-        (*e).scope = SCOPE_PORT;
-        (*e).proto = u.proto;
-        (*e).target = u.origin.target.addr;
     }
-    entry.submit(0);
     p.reported += 1;
-    count(Counter::EventsEmitted);
 }
 
 /// An answer this host sends from a local port: a SYN-ACK, or a UDP datagram.

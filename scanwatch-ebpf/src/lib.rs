@@ -19,6 +19,7 @@
 pub mod block;
 pub mod distributed;
 pub mod egress;
+pub mod event;
 pub mod evidence;
 pub mod flows;
 pub mod maps;

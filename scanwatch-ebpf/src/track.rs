@@ -17,7 +17,7 @@ use scanwatch_common::{
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
     event::{
         DETECTION_KINDS, DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS,
-        ScanEvent, WINDOW_LONG, WINDOW_SHORT, WINDOW_WIDE,
+        WINDOW_LONG, WINDOW_SHORT, WINDOW_WIDE,
     },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_datagram, hash_port},
@@ -28,8 +28,8 @@ use scanwatch_common::{
 };
 
 use crate::{
-    distributed,
-    maps::{ADMISSION, EMPTY_STATE, EVENTS, IGNORE, LONG, TRACKER, lpm_key},
+    distributed, event,
+    maps::{ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
     sample,
     stats::count,
@@ -552,36 +552,32 @@ fn bump_measure(
     if config.flags & FLAG_NO_EVENTS != 0 {
         return;
     }
-    // Written in place in the ring buffer: the event is too big for the 512-byte BPF stack next
-    // to everything else.
-    let Some(mut entry) = EVENTS.reserve::<ScanEvent>(0) else {
-        count(Counter::EventsDropped);
+    let sent = event::emit(|e| {
+        // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field
+        // is written before submit.
+        unsafe {
+            (*e).timestamp_ns = now;
+            (*e).first_seen_ns = s.first_seen_ns;
+            (*e).window_start_ns = s.window_start_ns;
+            (*e).source = *key;
+            (*e).probes = s.probes;
+            (*e).measures = s.measures;
+            (*e).kind = kind as u32;
+            (*e).ifindex = origin.ifindex;
+            (*e).direction = origin.direction;
+            (*e).target_port = origin.target_port;
+            (*e).min_hops = s.min_hops;
+            (*e).max_hops = s.max_hops;
+            (*e).window = origin.window;
+            (*e).scope = SCOPE_ADDRESS;
+            (*e).proto = 0;
+            (*e).target = origin.target.addr;
+        }
+    });
+    if !sent {
         return;
-    };
-    let e = entry.as_mut_ptr();
-    // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
-    // written before submit.
-    unsafe {
-        (*e).timestamp_ns = now;
-        (*e).first_seen_ns = s.first_seen_ns;
-        (*e).window_start_ns = s.window_start_ns;
-        (*e).source = *key;
-        (*e).probes = s.probes;
-        (*e).measures = s.measures;
-        (*e).kind = kind as u32;
-        (*e).ifindex = origin.ifindex;
-        (*e).direction = origin.direction;
-        (*e).target_port = origin.target_port;
-        (*e).min_hops = s.min_hops;
-        (*e).max_hops = s.max_hops;
-        (*e).window = origin.window;
-        (*e).scope = SCOPE_ADDRESS;
-        (*e).proto = 0;
-        (*e).target = origin.target.addr;
     }
-    entry.submit(0);
     // Counted as reported only once sent: a full ring must not silence a source for the
     // rest of its window.
     s.reported += 1u64 << shift;
-    count(Counter::EventsEmitted);
 }
