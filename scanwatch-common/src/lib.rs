@@ -20,6 +20,7 @@ pub mod addr;
 pub mod block;
 pub mod classify;
 pub mod config;
+pub mod contributors;
 pub mod distinct;
 pub mod event;
 pub mod evidence;

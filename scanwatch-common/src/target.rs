@@ -50,10 +50,7 @@ pub struct TargetState {
 impl TargetState {
     /// The sample, oldest first, without empty slots.
     pub fn sample(&self) -> impl Iterator<Item = SourceKey> + '_ {
-        let start = self.next as usize % SAMPLE_SOURCES;
-        (0..SAMPLE_SOURCES)
-            .map(move |i| self.sources[(start + i) % SAMPLE_SOURCES])
-            .filter(|k| *k != SourceKey::default())
+        crate::contributors::oldest_first(&self.sources, self.next)
     }
 }
 
@@ -113,10 +110,7 @@ impl PortState {
 
     /// The sample, oldest first, without empty slots.
     pub fn sample(&self) -> impl Iterator<Item = SourceKey> + '_ {
-        let start = self.next as usize % SAMPLE_SOURCES;
-        (0..SAMPLE_SOURCES)
-            .map(move |i| self.sources[(start + i) % SAMPLE_SOURCES])
-            .filter(|k| *k != SourceKey::default())
+        crate::contributors::oldest_first(&self.sources, self.next)
     }
 }
 

@@ -29,10 +29,7 @@ pub struct WideState {
 impl WideState {
     /// The contributing first-level prefixes, oldest first, without empty slots.
     pub fn sample(&self) -> impl Iterator<Item = SourceKey> + '_ {
-        let start = self.next as usize % SAMPLE_PREFIXES;
-        (0..SAMPLE_PREFIXES)
-            .map(move |i| self.prefixes[(start + i) % SAMPLE_PREFIXES])
-            .filter(|k| *k != SourceKey::default())
+        crate::contributors::oldest_first(&self.prefixes, self.next)
     }
 }
 

@@ -7,19 +7,22 @@
 //! first probe) and one bit per probe. The TC egress program marks the hosts that answer on a
 //! port ([`note_served`]).
 
-use aya_ebpf::bindings::BPF_NOEXIST;
 use scanwatch_common::{
     addr::SourceKey,
+    classify::PROBE_CLASSES,
     config::{FLAG_NO_EVENTS, KernelConfig},
-    event::{DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT},
+    contributors,
+    event::{
+        DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT, WINDOW_SHORT,
+    },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_port},
-    target::{PortState, SAMPLE_SOURCES, TargetState, port_key},
+    target::port_key,
 };
 
 use crate::{
     event,
-    maps::{EMPTY_PORT, EMPTY_TARGET, PORTS, TARGETS},
+    maps::{self, EMPTY_PORT, EMPTY_TARGET, PORTS, TARGETS},
     track::Update,
 };
 
@@ -50,7 +53,7 @@ fn per_target(u: &Update, config: &KernelConfig) {
     if threshold == 0 {
         return;
     }
-    let Some(t) = lookup_or_insert(&u.origin.target) else {
+    let Some(t) = maps::entry(&TARGETS, &EMPTY_TARGET, &u.origin.target) else {
         return;
     };
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
@@ -78,37 +81,22 @@ fn per_target(u: &Update, config: &KernelConfig) {
         return;
     }
     t.ports_set += 1;
-    remember(&mut t.sources, &mut t.next, &u.key);
+    contributors::remember(&mut t.sources, &mut t.next, &u.key);
     if t.reported >= MAX_REPORTS || u64::from(t.ports_set) < u64::from(threshold) << t.reported {
         return;
     }
     if config.flags & FLAG_NO_EVENTS != 0 {
         return;
     }
-    let sent = event::emit(|e| {
-        // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field
-        // is written before submit.
-        unsafe {
-            (*e).timestamp_ns = now;
-            (*e).first_seen_ns = t.window_start_ns;
-            (*e).window_start_ns = t.window_start_ns;
-            (*e).source = u.origin.target;
-            (*e).probes = t.probes;
-            (*e).measures = [0; DETECTION_KINDS];
-            (*e).measures[DetectionKind::DistributedScan as usize] = t.ports_set;
-            (*e).kind = DetectionKind::DistributedScan as u32;
-            (*e).ifindex = u.origin.ifindex;
-            (*e).direction = DIRECTION_INGRESS;
-            (*e).target_port = u.origin.target_port;
-            (*e).min_hops = HOPS_UNKNOWN;
-            (*e).max_hops = HOPS_UNKNOWN;
-            (*e).window = scanwatch_common::event::WINDOW_SHORT;
-            (*e).scope = SCOPE_ADDRESS;
-            (*e).proto = u.proto;
-            (*e).target = u.key.addr;
-        }
-    });
-    if !sent {
+    let found = Found {
+        window_start_ns: t.window_start_ns,
+        probes: &t.probes,
+        measure: t.ports_set,
+        source: u.origin.target,
+        scope: SCOPE_ADDRESS,
+        crossing: u.key.addr,
+    };
+    if !emit(u, &found) {
         return;
     }
     t.reported += 1;
@@ -119,7 +107,11 @@ fn per_target(u: &Update, config: &KernelConfig) {
 #[inline(never)] // own BPF stack frame
 fn per_port(u: &Update, config: &KernelConfig) {
     let threshold = config.distributed_hosts;
-    let Some(p) = port_state(port_key(u.proto, u.origin.target_port)) else {
+    let Some(p) = maps::entry(
+        &PORTS,
+        &EMPTY_PORT,
+        &port_key(u.proto, u.origin.target_port),
+    ) else {
         return;
     };
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
@@ -145,7 +137,7 @@ fn per_port(u: &Update, config: &KernelConfig) {
         return;
     }
     p.hosts_set += 1;
-    remember(&mut p.sources, &mut p.next, &u.key);
+    contributors::remember(&mut p.sources, &mut p.next, &u.key);
     if p.reported >= MAX_REPORTS {
         return;
     }
@@ -158,30 +150,15 @@ fn per_port(u: &Update, config: &KernelConfig) {
     if u64::from(unserved) < due || config.flags & FLAG_NO_EVENTS != 0 {
         return;
     }
-    let sent = event::emit(|e| {
-        // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field
-        // is written before submit.
-        unsafe {
-            (*e).timestamp_ns = now;
-            (*e).first_seen_ns = p.window_start_ns;
-            (*e).window_start_ns = p.window_start_ns;
-            (*e).source = SourceKey::default();
-            (*e).probes = p.probes;
-            (*e).measures = [0; DETECTION_KINDS];
-            (*e).measures[DetectionKind::DistributedScan as usize] = unserved;
-            (*e).kind = DetectionKind::DistributedScan as u32;
-            (*e).ifindex = u.origin.ifindex;
-            (*e).direction = DIRECTION_INGRESS;
-            (*e).target_port = u.origin.target_port;
-            (*e).min_hops = HOPS_UNKNOWN;
-            (*e).max_hops = HOPS_UNKNOWN;
-            (*e).window = scanwatch_common::event::WINDOW_SHORT;
-            (*e).scope = SCOPE_PORT;
-            (*e).proto = u.proto;
-            (*e).target = u.origin.target.addr;
-        }
-    });
-    if !sent {
+    let found = Found {
+        window_start_ns: p.window_start_ns,
+        probes: &p.probes,
+        measure: unserved,
+        source: SourceKey::default(),
+        scope: SCOPE_PORT,
+        crossing: u.origin.target.addr,
+    };
+    if !emit(u, &found) {
         return;
     }
     p.reported += 1;
@@ -209,44 +186,44 @@ pub fn note_served(served: &Served, config: &KernelConfig) {
         .insert(hash_addr(config.hash_seed, &served.local) as u32);
 }
 
-/// Adds `source` to a sample ring unless it is already there.
+/// What a distributed finding's event says beyond the probe that crossed (`Update`): the
+/// two forms differ only here.
+struct Found<'a> {
+    window_start_ns: u64,
+    probes: &'a [u32; PROBE_CLASSES],
+    /// The estimate that crossed: distinct ports of a target, unanswered hosts of a port.
+    measure: u32,
+    /// The probed target (per-target form), or all-zero (a sweep of one port).
+    source: SourceKey,
+    scope: u8,
+    /// The address the event's `target` field carries for the finding's example.
+    crossing: [u8; 16],
+}
+
+/// Sends a distributed finding's event; false when the ring was full.
 #[inline(always)]
-fn remember(sources: &mut [SourceKey; SAMPLE_SOURCES], next: &mut u32, source: &SourceKey) {
-    let new = source.words();
-    let mut i = 0;
-    while i < SAMPLE_SOURCES {
-        if let Some(known) = sources.get(i)
-            && known.words() == new
-        {
-            return;
+fn emit(u: &Update, found: &Found) -> bool {
+    event::emit(|e| {
+        // SAFETY: `e` points to a reserved ring-buffer slot of ScanEvent size; every field is
+        // written before submit.
+        unsafe {
+            (*e).timestamp_ns = u.now;
+            (*e).first_seen_ns = found.window_start_ns;
+            (*e).window_start_ns = found.window_start_ns;
+            (*e).source = found.source;
+            (*e).probes = *found.probes;
+            (*e).measures = [0; DETECTION_KINDS];
+            (*e).measures[DetectionKind::DistributedScan as usize] = found.measure;
+            (*e).kind = DetectionKind::DistributedScan as u32;
+            (*e).ifindex = u.origin.ifindex;
+            (*e).direction = DIRECTION_INGRESS;
+            (*e).target_port = u.origin.target_port;
+            (*e).min_hops = HOPS_UNKNOWN;
+            (*e).max_hops = HOPS_UNKNOWN;
+            (*e).window = WINDOW_SHORT;
+            (*e).scope = found.scope;
+            (*e).proto = u.proto;
+            (*e).target = found.crossing;
         }
-        i += 1;
-    }
-    let slot = (*next as usize) % SAMPLE_SOURCES;
-    if let Some(entry) = sources.get_mut(slot) {
-        *entry = *source;
-    }
-    *next = ((slot + 1) % SAMPLE_SOURCES) as u32;
-}
-
-#[inline(always)]
-fn port_state(key: u32) -> Option<*mut PortState> {
-    if let Some(p) = PORTS.get_ptr_mut(key) {
-        return Some(p);
-    }
-    let template = EMPTY_PORT.get(0)?;
-    // NOEXIST: another CPU may have inserted the same port meanwhile; then use its entry.
-    let _ = PORTS.insert(key, template, u64::from(BPF_NOEXIST));
-    PORTS.get_ptr_mut(key)
-}
-
-#[inline(always)]
-fn lookup_or_insert(target: &SourceKey) -> Option<*mut TargetState> {
-    if let Some(t) = TARGETS.get_ptr_mut(target) {
-        return Some(t);
-    }
-    let template = EMPTY_TARGET.get(0)?;
-    // NOEXIST: another CPU may have inserted the same target meanwhile; then use its entry.
-    let _ = TARGETS.insert(target, template, u64::from(BPF_NOEXIST));
-    TARGETS.get_ptr_mut(target)
+    })
 }

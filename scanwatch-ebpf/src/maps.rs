@@ -1,7 +1,8 @@
-//! Map declarations. Sizes and reasons are documented in `scanwatch_common::maps`.
+//! Map declarations, and the one way an LRU entry is created from its template. Sizes and reasons
+//! are documented in `scanwatch_common::maps`.
 
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -149,4 +150,17 @@ pub fn lpm_key(addr: &scanwatch_common::addr::SourceKey) -> Option<&'static Key<
         (*key).data = addr.addr;
         Some(&*key)
     }
+}
+
+/// The value of `key` in LRU `map`, created from `template`'s value (its all-zero first slot)
+/// when absent. NOEXIST: another CPU may have inserted the same key meanwhile; then its entry
+/// is the one returned.
+#[inline(always)]
+pub fn entry<K, V>(map: &LruHashMap<K, V>, template: &Array<V>, key: &K) -> Option<*mut V> {
+    if let Some(v) = map.get_ptr_mut(key) {
+        return Some(v);
+    }
+    let template = template.get(0)?;
+    let _ = map.insert(key, template, u64::from(BPF_NOEXIST));
+    map.get_ptr_mut(key)
 }

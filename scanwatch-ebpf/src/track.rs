@@ -29,7 +29,7 @@ use scanwatch_common::{
 
 use crate::{
     distributed, event,
-    maps::{ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
+    maps::{self, ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
     sample,
     stats::count,
@@ -179,13 +179,7 @@ fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) {
 /// a source enters `LONG` only once it is in the tracker (past the admission filter).
 #[inline(always)]
 fn long_state(key: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
-    let state = if let Some(s) = LONG.get_ptr_mut(key) {
-        s
-    } else {
-        let template = EMPTY_STATE.get(0)?;
-        let _ = LONG.insert(key, template, u64::from(BPF_NOEXIST));
-        LONG.get_ptr_mut(key)?
-    };
+    let state = maps::entry(&LONG, &EMPTY_STATE, key)?;
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
     let state = unsafe { &mut *state };
     start(state, now);
