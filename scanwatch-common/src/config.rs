@@ -26,8 +26,9 @@ pub const FLAG_DROP: u32 = 1 << 3;
 pub struct KernelConfig {
     /// Window length; 0 means [`DEFAULT_WINDOW_NS`].
     pub window_ns: u64,
-    /// When non-zero, the program uses this as "now" instead of `bpf_ktime_get_ns`: tests drive
-    /// windows deterministically (the rakelimit approach). The daemon always writes 0.
+    /// When non-zero (with `tick_ns` 0), the program uses this as "now" instead of its clock:
+    /// tests drive windows deterministically (the rakelimit approach). The daemon always
+    /// writes 0.
     pub clock_override_ns: u64,
     /// Seed of every hash (estimators, admission filter); random per daemon start.
     pub hash_seed: u64,
@@ -63,9 +64,14 @@ pub struct KernelConfig {
     /// Destination ports whose first HTTP request per connection is sampled into
     /// `WEB_SAMPLES` (`crate::web`); 0 marks an unused slot. All zero: no sampling.
     pub web_ports: [u16; crate::web::WEB_PORTS],
+    /// The data path's clock (`crate::ticks`): nanoseconds per jiffy, measured by the daemon
+    /// at start; 0 makes the program read `bpf_ktime_get_coarse_ns` instead.
+    pub tick_ns: u64,
+    /// CLOCK_MONOTONIC at jiffies 0, with `tick_ns`.
+    pub tick_offset_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 216);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 232);
 
 impl KernelConfig {
     /// The effective window length.

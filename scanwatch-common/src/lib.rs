@@ -35,6 +35,7 @@ pub mod sample;
 pub mod state;
 pub mod stats;
 pub mod target;
+pub mod ticks;
 pub mod traits;
 pub mod web;
 pub mod wide;
@@ -56,4 +57,5 @@ mod pod {
     unsafe impl aya::Pod for crate::wide::WideState {}
     unsafe impl aya::Pod for crate::target::PortState {}
     unsafe impl aya::Pod for crate::web::WebSample {}
+    unsafe impl aya::Pod for crate::ticks::ClockSample {}
 }

@@ -16,6 +16,10 @@ pub const EVENTS: &str = "EVENTS";
 /// state is larger than the 512-byte BPF stack, so it cannot be built there).
 pub const EMPTY_STATE: &str = "EMPTY_STATE";
 
+/// One-entry array of `ticks::ClockSample`: written by the calibration program
+/// (`programs::CLOCK`), read by the daemon at start.
+pub const CLOCK_SAMPLE: &str = "CLOCK_SAMPLE";
+
 /// Hash of blocked sources (`SourceKey` → `BlockEntry`), pinned by the daemon.
 pub const BLOCKS: &str = "BLOCKS";
 /// LPM trie of blocked CIDRs (keys as in `IGNORE`) → `BlockEntry`, pinned by the daemon.

@@ -7,6 +7,9 @@
 pub const XDP: &str = "scanwatch";
 /// The TC egress program: the host's own flows and the probes it sends.
 pub const EGRESS: &str = "scanwatch_egress";
+/// XDP program never attached: each test run writes the kernel's jiffies and coarse monotonic
+/// clock into `maps::CLOCK_SAMPLE`, from which the daemon calibrates the data path's clock.
+pub const CLOCK: &str = "scanwatch_clock";
 /// Bench-only XDP program that spoofs a random IPv4 source before handling each packet.
 pub const SPOOF_BENCH: &str = "scanwatch_spoof_bench";
 /// Bench-only XDP baseline: returns XDP_PASS and does nothing else.

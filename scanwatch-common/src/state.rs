@@ -1,7 +1,7 @@
 //! Per-source state kept in the kernel's LRU tracker.
 
 use crate::{
-    classify::PROBE_CLASSES,
+    classify::{PROBE_CLASSES, PacketClass},
     distinct::DistinctBitmap,
     event::{DETECTION_KINDS, DetectionKind},
     sample::{ProbeSample, SAMPLES},
@@ -58,7 +58,11 @@ pub struct SourceState {
     /// only; `evidence::HOPS_UNKNOWN` when none was measured.
     pub min_hops: u8,
     pub max_hops: u8,
-    pub reserved: [u8; 6],
+    pub reserved: u16,
+    /// The [`probe_id`] of the source's last probe in this window that every level counted
+    /// (ingress tracker only; 0: none). The same probe again (a retransmission, a flood of one
+    /// port) sets no new bit anywhere, so the data path only counts it here.
+    pub last_probe: u32,
     /// Headers of the window's first tracked probes (ingress tracker only), for tool
     /// attribution: user space reads them from the tracker when it reports the source (copying
     /// them into every event would cost the verifier a copy on each event path). Slots fill
@@ -88,3 +92,89 @@ impl SourceState {
 }
 
 const _: () = assert!(core::mem::size_of::<SourceState>() == 968);
+
+/// Probe classes whose estimator bit depends on the destination host, class and port only:
+/// every probe class but `Fragment` (its datagram's identification counts) and `IpProtocol`
+/// (its protocol number counts). One bit per `PacketClass` index.
+pub const REPEATABLE_CLASSES: u32 = !((1 << PacketClass::Fragment as u32)
+    | (1 << PacketClass::IpProtocol as u32))
+    & ((1 << PROBE_CLASSES) - 1);
+
+/// Names a probe by its destination host (`host`: the seeded hash of the address), class and
+/// port, for [`SourceState::last_probe`]: never 0 for a class of [`REPEATABLE_CLASSES`], always
+/// 0 for any other (computed without a branch: the data path's verifier walks every branch).
+///
+/// Two probes of one host get the same id only with the same class and port. Probes of two
+/// hosts share one when the hosts' seeded hashes differ by exactly the class and port bits: a
+/// sender who does not know the seed cannot choose that, so it cannot make new probes pass for
+/// repeats (and skip the estimators).
+#[inline(always)]
+pub const fn probe_id(host: u32, class: PacketClass, port: u16) -> u32 {
+    let repeatable = (REPEATABLE_CLASSES >> (class as u32 & 31)) & 1;
+    ((host ^ (((port as u32) << 16) | ((class as u32) << 8))) | 1) & 0u32.wrapping_sub(repeatable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{addr::SourceKey, hash::hash_addr};
+
+    #[test]
+    fn probe_ids_of_one_host_differ_by_class_and_port_and_are_never_zero() {
+        let host = hash_addr(7, &SourceKey::from_ipv4([198, 51, 100, 1])) as u32;
+        let classes = [
+            PacketClass::TcpSyn,
+            PacketClass::Udp,
+            PacketClass::TcpFin,
+            PacketClass::TcpNull,
+            PacketClass::TcpXmas,
+            PacketClass::TcpMaimon,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for class in classes {
+            for port in 0..=u16::MAX {
+                let id = probe_id(host, class, port);
+                assert_ne!(id, 0);
+                assert!(seen.insert(id), "{class:?} port {port} repeats another id");
+            }
+        }
+        assert_eq!(
+            probe_id(host, PacketClass::TcpSyn, 22),
+            probe_id(host, PacketClass::TcpSyn, 22)
+        );
+        for class in [
+            PacketClass::IcmpEcho,
+            PacketClass::TcpOddFlags,
+            PacketClass::SctpInit,
+        ] {
+            assert_ne!(probe_id(host, class, 0), 0, "{class:?}");
+        }
+    }
+
+    #[test]
+    fn probes_whose_bit_needs_more_than_host_and_port_have_no_id() {
+        let host = hash_addr(7, &SourceKey::from_ipv4([198, 51, 100, 1])) as u32;
+        for class in [
+            PacketClass::Fragment,
+            PacketClass::IpProtocol,
+            PacketClass::TcpEstablished,
+            PacketClass::TcpOther,
+            PacketClass::IcmpOther,
+        ] {
+            for port in [0, 1, 22, u16::MAX] {
+                assert_eq!(probe_id(host, class, port), 0, "{class:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn probe_ids_of_neighbouring_hosts_differ() {
+        let ids: std::collections::HashSet<u32> = (0..=255u8)
+            .map(|last| {
+                let host = hash_addr(7, &SourceKey::from_ipv4([198, 51, 100, last])) as u32;
+                probe_id(host, PacketClass::TcpSyn, 22)
+            })
+            .collect();
+        assert_eq!(ids.len(), 256);
+    }
+}

@@ -25,10 +25,11 @@ use scanwatch_common::{
 };
 
 use crate::{
+    clock::now,
     maps::{BLOCK_CACHE, BLOCK_PRESENCE, BLOCKLIST, BLOCKS, lpm_key},
     parse::Packet,
     stats::{add, count},
-    track::{now, source_key},
+    track::source_key,
 };
 
 // `blocklist_entry` passes the map's address as its definition, as aya-ebpf's own maps do:

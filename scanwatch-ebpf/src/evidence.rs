@@ -12,11 +12,12 @@ use scanwatch_common::{
 };
 
 use crate::{
+    clock::now,
     flows,
     maps::{ANSWERED, HANDSHAKE_HINTS, HANDSHAKES, VERIFIED},
     parse::Packet,
     stats::count,
-    track::{now, source_key},
+    track::source_key,
 };
 
 /// Notes that the remote `key` (a tracker key) answered one of our flows at `now`. A lookup per

@@ -17,6 +17,7 @@
 )]
 
 pub mod block;
+pub mod clock;
 pub mod distributed;
 pub mod egress;
 pub mod event;
@@ -172,7 +173,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
         | PacketClass::TcpXmas
         | PacketClass::TcpMaimon
         | PacketClass::TcpOddFlags => {
-            let now = track::now(config);
+            let now = clock::now(config);
             if flows::is_reply(packet, &src, &dst, config, now) {
                 if packet.proto == IPPROTO_UDP {
                     stats::count(Counter::RepliesUdp);
@@ -203,7 +204,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
             if !(rst || syn_ack) {
                 return;
             }
-            let now = track::now(config);
+            let now = clock::now(config);
             if let Some(flow) = flows::reply_flow(packet, &src, &dst, config, now) {
                 stats::count(Counter::RepliesTcp);
                 if syn_ack {
@@ -231,7 +232,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
             let Some(q) = packet.quoted(ctx) else {
                 return;
             };
-            let now = track::now(config);
+            let now = clock::now(config);
             if flows::quotes_our_flow(&q, config, now) {
                 // Every error quoting our flow is a reply; only those meaning the destination
                 // cannot be reached are failed attempts (scanwatch_common::icmp): path MTU,
@@ -278,7 +279,7 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
     let Some((src, dst)) = packet.addrs(ctx) else {
         return TC_ACT_UNSPEC;
     };
-    let now = track::now(config);
+    let now = clock::now(config);
     // A bare RST (no ACK) is how the host answers a segment with ACK that belongs to no
     // connection (RFC 9293 §3.10.7.1): the answer to an ACK or window scan (nmap -sA, -sW),
     // whose ACKs took the fast path at XDP. The remote is the scanner.

@@ -22,6 +22,7 @@ use scanwatch_common::{
     state::SourceState,
     stats::STATS_LEN,
     target::{PortState, TargetState},
+    ticks::ClockSample,
     web::WebConnection,
     wide::WideState,
 };
@@ -47,6 +48,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map]
 pub static EMPTY_STATE: Array<SourceState> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static CLOCK_SAMPLE: Array<ClockSample> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static BLOCKS: HashMap<SourceKey, BlockEntry> = HashMap::with_max_entries(BLOCKS_CAPACITY, 0);

@@ -10,7 +10,7 @@
 //! flood a scanner's fingerprint can be overwritten before its second probe, which delays its
 //! admission by a probe or more (see `ADMISSION_SLOTS`).
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
@@ -23,12 +23,12 @@ use scanwatch_common::{
     hash::{hash_addr, hash_datagram, hash_port},
     maps::ADMISSION_SLOTS,
     proto::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
-    state::SourceState,
+    state::{SourceState, probe_id},
     stats::Counter,
 };
 
 use crate::{
-    distributed, event,
+    clock, distributed, event,
     maps::{self, ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
     sample,
@@ -49,20 +49,6 @@ pub fn source_key(src: &SourceKey, ipv6: bool, config: &KernelConfig) -> SourceK
     }
 }
 
-/// The program's clock: CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`, Linux >= 5.11),
-/// unless a test injected one. Windows last minutes and flows seconds, so tick resolution
-/// (1-4 ms) is plenty, and the coarse clock costs a memory read where the precise one costs a
-/// clocksource read (tens of nanoseconds in a VM).
-#[inline(always)]
-pub fn now(config: &KernelConfig) -> u64 {
-    if config.clock_override_ns != 0 {
-        config.clock_override_ns
-    } else {
-        // SAFETY: helper with no arguments.
-        unsafe { bpf_ktime_get_coarse_ns() }
-    }
-}
-
 /// A packet's addresses, read from the packet by the caller: a non-inlined function cannot
 /// derive packet pointers from the context (the verifier rejects the zero-extension LLVM emits).
 #[derive(Clone, Copy)]
@@ -72,14 +58,17 @@ pub struct Addrs {
     /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
     pub hops: u8,
     /// The clock, when the caller already read it for this packet (a UDP or stealth probe,
-    /// checked against our flows first); 0 when not read yet. One clock read per packet: the
-    /// helper call costs about 18 ns.
+    /// checked against our flows first); 0 when not read yet. One clock read per packet.
     pub now: u64,
 }
 
 /// Records one probe (a packet whose class `is_probe`) at every level: the short window, then,
 /// while the source is below every threshold there, the long window, the wide IPv6 prefix and
 /// the distributed-scan count of its target.
+///
+/// A repeat of the source's last probe in its window (same host, port and class: a
+/// retransmission, a flood of one port) is only counted in the short window: it would set no
+/// bit at any level, so it skips the estimators and the other levels' lookups.
 ///
 /// The levels' entries are looked up here, inline, and each is updated by the one
 /// [`update_level`]: the 512-byte stack limit covers a whole call chain, and the deepest one
@@ -106,6 +95,9 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
         hops: addrs.hops,
         src_port: packet.src_port,
     };
+    if count_if_repeat(state, &update, config) {
+        return;
+    }
     update_level(state, &update, config);
     if sample::wanted(&state.samples) {
         sample::take(ctx, packet.l3, &mut state.samples);
@@ -151,6 +143,28 @@ pub struct Update {
     /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
     pub hops: u8,
     pub src_port: u16,
+}
+
+/// Counts a repeat of the source's last probe in its window (see [`record`]) and returns true.
+/// Any other probe becomes the last probe (a window roll in its update forgets it again) and
+/// gets false, with nothing counted.
+///
+/// In a frame of its own: inlined, its conditions more than doubled the verifier's work on
+/// `record`, and the id kept across `update_level` grew `record`'s frame past the combined
+/// 512-byte stack limit.
+#[inline(never)]
+fn count_if_repeat(state: &mut SourceState, u: &Update, config: &KernelConfig) -> bool {
+    let id = probe_id(u.host, u.class, u.origin.target_port);
+    if id == 0
+        || state.last_probe != id
+        || u.now.wrapping_sub(state.window_start_ns) >= config.window()
+        || sample::wanted(&state.samples)
+    {
+        state.last_probe = id;
+        return false;
+    }
+    count_probe(state, Some(u.class), u.hops, u.now);
+    true
 }
 
 /// The per-probe update of one level's state (`observe` with the ingress `measure`), in a
@@ -236,7 +250,7 @@ fn tracked(
     let now = if known_now != 0 {
         known_now
     } else {
-        now(config)
+        clock::now(config)
     };
     start(state, now);
     Some((key, state, now))
@@ -392,6 +406,7 @@ fn reset_window(s: &mut SourceState, now: u64) {
     s.protocols.clear();
     s.min_hops = HOPS_UNKNOWN;
     s.max_hops = HOPS_UNKNOWN;
+    s.last_probe = 0;
     for sample in &mut s.samples {
         sample.len = 0;
     }
@@ -479,21 +494,7 @@ pub fn observe(
         (&config.thresholds, config.window())
     };
     roll_window(s, now, window);
-    s.last_seen_ns = now;
-    if probe.hops != HOPS_UNKNOWN {
-        if s.min_hops == HOPS_UNKNOWN || probe.hops < s.min_hops {
-            s.min_hops = probe.hops;
-        }
-        if s.max_hops == HOPS_UNKNOWN || probe.hops > s.max_hops {
-            s.max_hops = probe.hops;
-        }
-    }
-    if let Some(class) = probe.class {
-        s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
-        if let Some(p) = s.probes.get_mut(class as usize) {
-            *p = p.wrapping_add(1);
-        }
-    }
+    count_probe(s, probe.class, probe.hops, now);
     if let Some(host) = probe.host
         && s.hosts.insert(host)
     {
@@ -509,6 +510,27 @@ pub fn observe(
     }
     if let Some(kind) = measure(s) {
         bump_measure(s, key, kind, thresholds, config, now, origin);
+    }
+}
+
+/// What every probe adds to its window, new or a repeat: the time, its hop count and, for a
+/// packet the source sent (`class`), the probe counts.
+#[inline(always)]
+fn count_probe(s: &mut SourceState, class: Option<PacketClass>, hops: u8, now: u64) {
+    s.last_seen_ns = now;
+    if hops != HOPS_UNKNOWN {
+        if s.min_hops == HOPS_UNKNOWN || hops < s.min_hops {
+            s.min_hops = hops;
+        }
+        if s.max_hops == HOPS_UNKNOWN || hops > s.max_hops {
+            s.max_hops = hops;
+        }
+    }
+    if let Some(class) = class {
+        s.lifetime_probes = s.lifetime_probes.wrapping_add(1);
+        if let Some(p) = s.probes.get_mut(class as usize) {
+            *p = p.wrapping_add(1);
+        }
     }
 }
 

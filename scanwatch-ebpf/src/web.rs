@@ -23,10 +23,10 @@ use scanwatch_common::{
 };
 
 use crate::{
+    clock,
     maps::{WEB_SAMPLES, WEB_SEEN},
     parse::Packet,
     stats::count,
-    track,
 };
 
 /// Unread bytes in `WEB_SAMPLES` past which a sample wakes the daemon (a quarter of the ring).
@@ -99,7 +99,7 @@ pub fn on_segment(ctx: &XdpContext, packet: &Packet, segment: &Segment, config: 
         remote_port: packet.src_port,
         proto: u32::from(IPPROTO_TCP),
     };
-    let now = track::now(config);
+    let now = clock::now(config);
     // SAFETY: a plain read of the value the kernel returned; no reference outlives the call.
     if let Some(sampled) = unsafe { WEB_SEEN.get(key) }
         && now.wrapping_sub(*sampled) < config.window()

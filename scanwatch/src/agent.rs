@@ -18,6 +18,7 @@ use scanwatch_common::{
     event::{DetectionKind, ScanEvent},
     maps::FLOWS_CAPACITY,
     stats::{Counter, counter_slot},
+    ticks::Ticks,
     web::WebSample,
 };
 use tokio::{
@@ -27,7 +28,7 @@ use tokio::{
 
 use crate::{
     alerts::AlertSink,
-    clock::{Clock, rfc3339},
+    clock::{self, Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
     crowdsec::Fleet,
     detect::{AlertBudget, Direction, Finding, Hops},
@@ -129,8 +130,11 @@ pub async fn run(
     // AsyncFd (which owns `Events`) is dropped.
     let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow!("polling the event ring buffer: {e}"))?;
-    let hash_seed = rand::random::<u64>();
-    apply_config(&mut maps, &config, hash_seed)?;
+    let startup = Startup {
+        hash_seed: rand::random::<u64>(),
+        ticks: clock::calibrate_kernel_clock(&mut ebpf),
+    };
+    apply_config(&mut maps, &config, &startup)?;
 
     let metrics = Arc::new(Metrics::new(config.tracker_capacity)?);
     let attachments = attach_all(&mut ebpf, &interfaces, &config, force, &metrics).await?;
@@ -141,7 +145,7 @@ pub async fn run(
         maps,
         (events, web_samples),
         metrics,
-        hash_seed,
+        startup,
         &attachments,
     )
     .await;
@@ -179,10 +183,26 @@ async fn attach_all(
     Ok(attachments)
 }
 
+/// What the kernel configuration takes from this agent's start rather than from the
+/// configuration file; kept across reloads.
+#[derive(Clone, Copy)]
+struct Startup {
+    /// Seed of every kernel hash, random per start.
+    hash_seed: u64,
+    /// The data path's clock calibration (`clock::calibrate_kernel_clock`); `None` keeps the
+    /// coarse clock.
+    ticks: Option<Ticks>,
+}
+
 /// Writes the kernel configuration and replaces the ignore list.
-fn apply_config(maps: &mut Maps, config: &Config, hash_seed: u64) -> anyhow::Result<()> {
+fn apply_config(maps: &mut Maps, config: &Config, startup: &Startup) -> anyhow::Result<()> {
     maps.ignore.replace(&config.ignore)?;
-    maps.config.write(&config.kernel_config(hash_seed))
+    let mut kernel = config.kernel_config(startup.hash_seed);
+    if let Some(ticks) = startup.ticks {
+        kernel.tick_ns = ticks.tick_ns;
+        kernel.tick_offset_ns = ticks.offset_ns;
+    }
+    maps.config.write(&kernel)
 }
 
 /// The agent's state between events.
@@ -190,7 +210,7 @@ struct Agent<'i> {
     config: Config,
     source: ConfigSource,
     instance: &'i Instance,
-    hash_seed: u64,
+    startup: Startup,
     maps: Maps,
     events: AsyncFd<Events>,
     /// First requests of connections to web ports (`web`).
@@ -270,7 +290,7 @@ impl<'i> Agent<'i> {
         maps: Maps,
         (events, web_samples): (AsyncFd<Events>, AsyncFd<WebSamples>),
         metrics: Arc<Metrics>,
-        hash_seed: u64,
+        startup: Startup,
         attachments: &[Attachment],
     ) -> Self {
         let status = AgentStatus {
@@ -324,7 +344,7 @@ impl<'i> Agent<'i> {
             config,
             source,
             instance,
-            hash_seed,
+            startup,
             maps,
             events,
             web_samples,
@@ -779,7 +799,7 @@ impl<'i> Agent<'i> {
         match self.source.load() {
             Ok(new) => {
                 warn_restart_only(&self.config, &new);
-                if let Err(e) = apply_config(&mut self.maps, &new, self.hash_seed) {
+                if let Err(e) = apply_config(&mut self.maps, &new, &self.startup) {
                     error!(
                         "applying the reloaded configuration failed, keeping the old one: {e:#}"
                     );

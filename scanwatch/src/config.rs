@@ -681,6 +681,9 @@ impl Config {
             distributed_hosts: bits_for_count(self.distributed_hosts, NarrowBitmap::BITS),
             reserved2: 0,
             web_ports: self.web.kernel_ports(),
+            // The agent adds its clock calibration (`ticks`); 0 reads the coarse clock.
+            tick_ns: 0,
+            tick_offset_ns: 0,
         }
     }
 }

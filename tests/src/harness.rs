@@ -1,5 +1,7 @@
 //! Loads the real scanwatch XDP object and drives it with `BPF_PROG_TEST_RUN`.
 
+use std::sync::OnceLock;
+
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
@@ -22,11 +24,30 @@ use scanwatch_common::{
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
     target::{PortState, TargetState, port_key},
+    ticks::Ticks,
     web::WebSample,
     wide::WideState,
 };
 
 /// XDP verdicts.
+/// The data path's clock calibration (`scanwatch_common::ticks`), measured once per process
+/// by the agent's own code, on a copy of the product object of which only the calibration
+/// program is loaded.
+pub fn kernel_ticks() -> Result<Ticks> {
+    static TICKS: OnceLock<Result<Ticks, String>> = OnceLock::new();
+    TICKS
+        .get_or_init(|| {
+            let mut ebpf = EbpfLoader::new()
+                .load(scanwatch::object::XDP_OBJECT)
+                .map_err(|e| format!("loading the product object: {e}"))?;
+            scanwatch::clock::calibrate(&mut ebpf)
+                .map_err(|e| format!("{e:#}"))?
+                .ok_or_else(|| "the tick rate matches no CONFIG_HZ".to_owned())
+        })
+        .clone()
+        .map_err(|e| anyhow!("calibrating the data path's clock: {e}"))
+}
+
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 
@@ -241,6 +262,19 @@ impl Harness {
 
     /// Writes the runtime configuration.
     pub fn set_config(&mut self, config: &KernelConfig) -> Result<()> {
+        let mut config = *config;
+        // As the agent does: a configuration without a clock gets the calibrated one.
+        if config.clock_override_ns == 0 && config.tick_ns == 0 {
+            let ticks = kernel_ticks()?;
+            config.tick_ns = ticks.tick_ns;
+            config.tick_offset_ns = ticks.offset_ns;
+        }
+        self.set_config_raw(&config)
+    }
+
+    /// Writes `config` as it is: with `tick_ns` 0 and no injected clock, the program reads
+    /// `bpf_ktime_get_coarse_ns`.
+    pub fn set_config_raw(&mut self, config: &KernelConfig) -> Result<()> {
         self.maps_mut()?.config.write(config)
     }
 

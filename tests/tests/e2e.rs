@@ -50,6 +50,23 @@ fn assert_alert_shape(lab: &Lab, alert: &Value, probe_class: &str) {
     for key in ["timestamp", "first_seen", "last_seen", "technique"] {
         assert!(alert[key].is_string(), "{key} missing: {alert}");
     }
+    // The kernel's times (jiffies through the agent's calibration) read as wall time now.
+    let time = |key: &str| {
+        humantime::parse_rfc3339(alert[key].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{key}: {e}: {alert}"))
+    };
+    let (first, last, stamp) = (time("first_seen"), time("last_seen"), time("timestamp"));
+    let age = std::time::SystemTime::now()
+        .duration_since(first)
+        .unwrap_or_else(|e| panic!("first_seen {:?} in the future: {alert}", e.duration()));
+    assert!(
+        age < std::time::Duration::from_secs(120),
+        "first_seen {age:?} ago: {alert}"
+    );
+    assert!(
+        first <= last && last <= stamp,
+        "times out of order: {alert}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

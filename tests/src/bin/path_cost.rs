@@ -60,36 +60,70 @@ fn main() -> Result<()> {
         time(&mut reference, &syn)?,
         floor,
     );
-    let cases: [(&str, &[u8], KernelConfig); 9] = [
-        ("established ACK (parse, classify, CONFIG)", &ack, bare),
+    // Every configuration gets the agent's clock calibration (jiffies) from the harness, but
+    // `fixed_clock` (no clock read) and those written as they are (`AS_WRITTEN`: with no
+    // calibration the program calls `bpf_ktime_get_coarse_ns`).
+    const AS_WRITTEN: bool = true;
+    let cases: [(&str, &[u8], KernelConfig, bool); 11] = [
+        (
+            "established ACK (parse, classify, CONFIG)",
+            &ack,
+            bare,
+            false,
+        ),
         (
             "tracked SYN, all-zero config (the bench's tracked_syn)",
             &syn,
             bare,
+            false,
         ),
         (
-            "  same, fixed clock (no bpf_ktime_get_coarse_ns)",
+            "  same, fixed clock (no clock read)",
             &syn,
             fixed_clock,
+            false,
         ),
-        ("tracked SYN, the daemon's default config", &syn, daemon),
-        ("  same without the long window (LONG)", &syn, no_long),
+        (
+            "  same, coarse clock (bpf_ktime_get_coarse_ns)",
+            &syn,
+            bare,
+            AS_WRITTEN,
+        ),
+        (
+            "tracked SYN, the daemon's default config",
+            &syn,
+            daemon,
+            false,
+        ),
+        (
+            "  same without the long window (LONG)",
+            &syn,
+            no_long,
+            false,
+        ),
         (
             "  same without long window and distributed (TARGETS)",
             &syn,
             no_distributed,
+            false,
         ),
-        ("tracked UDP probe, all-zero config", &udp, bare),
-        ("  same, fixed clock", &udp, fixed_clock),
+        ("tracked UDP probe, all-zero config", &udp, bare, false),
+        ("  same, fixed clock", &udp, fixed_clock, false),
+        ("  same, coarse clock", &udp, bare, AS_WRITTEN),
         (
             "tracked UDP probe, the daemon's default config",
             &udp,
             daemon,
+            false,
         ),
     ];
-    for (name, frame, config) in cases {
+    for (name, frame, config, as_written) in cases {
         let mut h = Harness::load()?;
-        h.set_config(&config)?;
+        if as_written {
+            h.set_config_raw(&config)?;
+        } else {
+            h.set_config(&config)?;
+        }
         for _ in 0..3 {
             h.run(frame)?;
         }

@@ -103,6 +103,11 @@ const CASES: &[Case] = &[
         prepare: tracked_syn,
     },
     Case {
+        name: "tracked_syn_new_port",
+        target: None,
+        prepare: tracked_syn_new_port,
+    },
+    Case {
         name: "syn_long_distributed",
         target: None,
         prepare: tracked_syn_long_distributed,
@@ -368,13 +373,15 @@ fn web_request_new_connection() -> Result<Prepared> {
         .payload(WEB_REQUEST)
         .build();
     Ok(Prepared {
-        program: Box::new(EachConnection::new(h, true)),
+        program: Box::new(EachConnection::new(h, new_connection_request, true)),
         floor: Box::new(EachConnection::new(
             Harness::load_with(Object::Empty, None)?,
+            new_connection_request,
             false,
         )),
         reference: Some(Box::new(EachConnection::new(
             Harness::load_with(Object::Reference, None)?,
+            new_connection_request,
             false,
         ))),
         frame,
@@ -388,17 +395,34 @@ fn web_request_new_connection() -> Result<Prepared> {
 /// Single runs per timing call of [`EachConnection`].
 const NEW_CONNECTIONS: u16 = 2000;
 
-/// Times a program on the request of a new connection each run: one test run per connection
-/// (the kernel's duration of a single run), the web-sample ring drained between runs.
+/// The first request of connection `n`: a new source address each.
+fn new_connection_request(n: u32) -> Vec<u8> {
+    let [_, hi, mid, lo] = n.to_be_bytes();
+    PacketBuilder::new(Ipv4Addr::new(10, hi, mid, lo), DST_V4)
+        .src_port(40_000)
+        .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
+        .payload(WEB_REQUEST)
+        .build()
+}
+
+/// Times a program on a different frame each run (`frame(n)` for run `n`): one test run per
+/// frame (the kernel's duration of a single run), the web-sample ring drained between runs
+/// when `drain` (each frame is then a new connection's request, which must be sampled).
 struct EachConnection {
     h: Harness,
+    frame: fn(u32) -> Vec<u8>,
     drain: bool,
     next: u32,
 }
 
 impl EachConnection {
-    fn new(h: Harness, drain: bool) -> Self {
-        Self { h, drain, next: 0 }
+    fn new(h: Harness, frame: fn(u32) -> Vec<u8>, drain: bool) -> Self {
+        Self {
+            h,
+            frame,
+            drain,
+            next: 0,
+        }
     }
 }
 
@@ -408,12 +432,7 @@ impl Timed for EachConnection {
         let mut verdict = XDP_PASS;
         for _ in 0..NEW_CONNECTIONS {
             self.next += 1;
-            let [_, hi, mid, lo] = self.next.to_be_bytes();
-            let frame = PacketBuilder::new(Ipv4Addr::new(10, hi, mid, lo), DST_V4)
-                .src_port(40_000)
-                .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
-                .payload(WEB_REQUEST)
-                .build();
+            let frame = (self.frame)(self.next);
             let (v, ns) = self.h.run_repeat(&frame, 1)?;
             verdict = v;
             total += ns;
@@ -428,16 +447,53 @@ impl Timed for EachConnection {
     }
 }
 
-/// A SYN from a source already in the tracker: lookup and estimator updates.
+/// A SYN from a tracked source to a new port each run, the case of a real scan: the estimators'
+/// update. Single runs ([`EachConnection`]), floor and reference timed the same way.
+fn tracked_syn_new_port() -> Result<Prepared> {
+    let first = new_port_syn(0);
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    each_new_port(tracked(&first, &key)?, first, new_port_syn)
+}
+
+/// Times `h` on [`new_port_syn`] frames, one single run each, against floor and reference
+/// timed the same way.
+fn each_new_port(h: Harness, first: Vec<u8>, frame: fn(u32) -> Vec<u8>) -> Result<Prepared> {
+    let each = |h| EachConnection::new(h, frame, false);
+    Ok(Prepared {
+        program: Box::new(each(h)),
+        floor: Box::new(each(Harness::load_with(Object::Empty, None)?)),
+        reference: Some(Box::new(each(Harness::load_with(Object::Reference, None)?))),
+        frame: first,
+        verdict: XDP_PASS,
+        note: Some(format!(
+            "{NEW_CONNECTIONS} single runs per call, each to a new destination port"
+        )),
+    })
+}
+
+/// A SYN of `SRC_V4` to destination port `n` (cycling through 1..=65535).
+fn new_port_syn(n: u32) -> Vec<u8> {
+    let port = (n % 65_535 + 1) as u16;
+    PacketBuilder::new(SRC_V4, DST_V4).syn(port).build()
+}
+
+/// [`new_port_syn`] over IPv6 (`SRC_V6` to `DST_V6`).
+fn new_port_syn_v6(n: u32) -> Vec<u8> {
+    let port = (n % 65_535 + 1) as u16;
+    PacketBuilder::new(SRC_V6, DST_V6).syn(port).build()
+}
+
+/// A SYN from a source already in the tracker, the same one each run: a repeat of the source's
+/// last probe (retransmissions, a flood of one port), counted without the estimators.
 fn tracked_syn() -> Result<Prepared> {
     let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
     let key = SourceKey::from_ipv4(SRC_V4.octets());
     Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
 }
 
-/// `tracked_syn` with issue 12's per-probe work on, as the daemon configures it: the long
-/// window (`LONG` lookup and estimator update) and distributed scans (`TARGETS` lookup and port
-/// bit). Compare with `tracked_syn` of the same run.
+/// `tracked_syn_new_port` with issue 12's per-probe work on, as the daemon configures it: the
+/// long window (`LONG` lookup and estimator update) and distributed scans (`TARGETS` lookup and
+/// port bit). Compare with `tracked_syn_new_port` of the same run.
 fn tracked_syn_long_distributed() -> Result<Prepared> {
     long_distributed(false)
 }
@@ -451,7 +507,7 @@ fn tracked_syn_distributed_ports() -> Result<Prepared> {
 /// A tracked SYN with the long window and per-target distributed scans on, and distributed
 /// sweeps (`ports`) on or off.
 fn long_distributed(ports: bool) -> Result<Prepared> {
-    let frame = PacketBuilder::new(SRC_V4, DST_V4).syn(80).build();
+    let frame = new_port_syn(79);
     let key = SourceKey::from_ipv4(SRC_V4.octets());
     let mut h = tracked(&frame, &key)?;
     let mut config = KernelConfig {
@@ -464,7 +520,8 @@ fn long_distributed(ports: bool) -> Result<Prepared> {
         config.distributed_hosts = bits_for_count(32, 512);
     }
     h.set_config(&config)?;
-    h.run(&frame)?;
+    // Another port: a repeat of the last probe would reach no other level.
+    h.run(&new_port_syn(78))?;
     ensure!(
         h.long_state(&key)?.is_some()
             && h.target_state(&SourceKey::from_ipv4(DST_V4.octets()))?
@@ -472,36 +529,36 @@ fn long_distributed(ports: bool) -> Result<Prepared> {
         "the long window and the target state are not in use"
     );
     ensure!(
-        h.port_state(IPPROTO_TCP, 80)?.is_some() == ports,
+        h.port_state(IPPROTO_TCP, 79)?.is_some() == ports,
         "the port state is not as configured"
     );
-    Prepared::xdp(h, frame, XDP_PASS)
+    each_new_port(h, frame, new_port_syn)
 }
 
 /// An IPv6 SYN from a source already in the tracker (keyed by its prefix).
 fn ipv6_syn() -> Result<Prepared> {
-    let frame = PacketBuilder::new(SRC_V6, DST_V6).syn(80).build();
+    let frame = new_port_syn_v6(79);
     let key = SourceKey::from_ipv6(SRC_V6.octets(), KernelConfig::default().ipv6_prefix());
-    Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
+    each_new_port(tracked(&frame, &key)?, frame, new_port_syn_v6)
 }
 
 /// `ipv6_syn` with the wide IPv6 level on (/48, the daemon's default): a `WIDE` lookup, the
 /// ring check of the /64 and a second estimator update. Compare with `ipv6_syn` of the same run.
 fn ipv6_syn_wide() -> Result<Prepared> {
-    let frame = PacketBuilder::new(SRC_V6, DST_V6).syn(80).build();
+    let frame = new_port_syn_v6(79);
     let key = SourceKey::from_ipv6(SRC_V6.octets(), KernelConfig::default().ipv6_prefix());
     let mut h = tracked(&frame, &key)?;
     h.set_config(&KernelConfig {
         ipv6_wide_prefix_len: 48,
         ..KernelConfig::default()
     })?;
-    h.run(&frame)?;
+    h.run(&new_port_syn_v6(78))?;
     ensure!(
         h.wide_state(&SourceKey::wide_from_ipv6(SRC_V6.octets(), 48))?
             .is_some(),
         "the wide level is not in use"
     );
-    Prepared::xdp(h, frame, XDP_PASS)
+    each_new_port(h, frame, new_port_syn_v6)
 }
 
 /// The product program with the default config (admission filter on) after `frame` has been

@@ -25,6 +25,7 @@ use scanwatch_tests::{
 mod ack_scan;
 mod block;
 mod classify;
+mod clock;
 mod closes;
 mod distributed;
 mod distributed_sweep;
@@ -40,6 +41,7 @@ mod ignore;
 mod load;
 mod malformed;
 mod protocols;
+mod repeats;
 mod replies;
 mod slow;
 mod tools;
