@@ -19,6 +19,9 @@ use scanwatch_tests::{
 };
 
 const REPEAT: u32 = 1_000_000;
+/// A case whose configuration is written as it is, without the harness's clock calibration:
+/// the program then calls `bpf_ktime_get_coarse_ns`.
+const AS_WRITTEN: bool = true;
 const RUNS: usize = 5;
 const SRC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const DST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -61,9 +64,7 @@ fn main() -> Result<()> {
         floor,
     );
     // Every configuration gets the agent's clock calibration (jiffies) from the harness, but
-    // `fixed_clock` (no clock read) and those written as they are (`AS_WRITTEN`: with no
-    // calibration the program calls `bpf_ktime_get_coarse_ns`).
-    const AS_WRITTEN: bool = true;
+    // `fixed_clock` (no clock read) and those written `AS_WRITTEN`.
     let cases: [(&str, &[u8], KernelConfig, bool); 11] = [
         (
             "established ACK (parse, classify, CONFIG)",
