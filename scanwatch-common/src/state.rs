@@ -59,9 +59,10 @@ pub struct SourceState {
     pub min_hops: u8,
     pub max_hops: u8,
     pub reserved: u16,
-    /// The [`probe_id`] of the source's last probe in this window that every level counted
-    /// (ingress tracker only; 0: none). The same probe again (a retransmission, a flood of one
-    /// port) sets no new bit anywhere, so the data path only counts it here.
+    /// The [`probe_id`] of the source's last probe that every level counted, XOR the low 32
+    /// bits of `window_start_ns` (ingress tracker only): the same probe again in the same
+    /// window (a retransmission, a flood of one port) sets no new bit anywhere, so the data
+    /// path only counts it here. A new window's start no longer matches, so a roll forgets it.
     pub last_probe: u32,
     /// Headers of the window's first tracked probes (ingress tracker only), for tool
     /// attribution: user space reads them from the tracker when it reports the source (copying
