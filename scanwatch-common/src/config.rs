@@ -3,7 +3,7 @@
 //! An all-zero entry is a safe configuration: default window and prefix, every feature on,
 //! detection events off.
 
-use crate::{addr::DEFAULT_IPV6_PREFIX_LEN, event::DETECTION_KINDS};
+use crate::{addr::DEFAULT_IPV6_PREFIX_LEN, event::DETECTION_KINDS, ticks::Ticks};
 
 /// Default detection window (tumbling): 5 minutes, Zeek's scan-policy interval.
 pub const DEFAULT_WINDOW_NS: u64 = 300 * 1_000_000_000;
@@ -110,6 +110,21 @@ impl KernelConfig {
             i += 1;
         }
         false
+    }
+
+    /// The data path's clock calibration (`tick_ns` 0: none).
+    #[inline(always)]
+    pub const fn ticks(&self) -> Ticks {
+        Ticks {
+            tick_ns: self.tick_ns,
+            offset_ns: self.tick_offset_ns,
+        }
+    }
+
+    /// Sets the data path's clock calibration, as the agent measured it at start.
+    pub const fn set_ticks(&mut self, ticks: Ticks) {
+        self.tick_ns = ticks.tick_ns;
+        self.tick_offset_ns = ticks.offset_ns;
     }
 
     /// The effective IPv6 prefix length.

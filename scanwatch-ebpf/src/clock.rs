@@ -2,10 +2,7 @@
 //! that needs it.
 
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
-use scanwatch_common::{
-    config::KernelConfig,
-    ticks::{ClockSample, Ticks},
-};
+use scanwatch_common::{config::KernelConfig, ticks::ClockSample};
 
 use crate::maps::CLOCK_SAMPLE;
 
@@ -23,12 +20,9 @@ pub fn now(config: &KernelConfig) -> u64 {
         // SAFETY: helper with no arguments.
         return unsafe { bpf_ktime_get_coarse_ns() };
     }
-    let ticks = Ticks {
-        tick_ns: config.tick_ns,
-        offset_ns: config.tick_offset_ns,
-    };
     // SAFETY: helper with no arguments. A test's clock has `tick_ns` 0 and no offset.
-    ticks
+    config
+        .ticks()
         .ns(unsafe { bpf_jiffies64() })
         .wrapping_add(config.clock_override_ns)
 }

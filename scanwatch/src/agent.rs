@@ -199,8 +199,7 @@ fn apply_config(maps: &mut Maps, config: &Config, startup: &Startup) -> anyhow::
     maps.ignore.replace(&config.ignore)?;
     let mut kernel = config.kernel_config(startup.hash_seed);
     if let Some(ticks) = startup.ticks {
-        kernel.tick_ns = ticks.tick_ns;
-        kernel.tick_offset_ns = ticks.offset_ns;
+        kernel.set_ticks(ticks);
     }
     maps.config.write(&kernel)
 }

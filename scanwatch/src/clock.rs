@@ -72,11 +72,9 @@ pub fn calibrate_kernel_clock(ebpf: &mut Ebpf) -> Option<Ticks> {
 
 /// [`calibrate_kernel_clock`] with its failure, for callers (tests) that want to see it.
 pub fn calibrate(ebpf: &mut Ebpf) -> anyhow::Result<Option<Ticks>> {
-    let program: &mut Xdp = ebpf
-        .program_mut(CLOCK)
-        .ok_or_else(|| anyhow!("program {CLOCK} missing from the object"))?
-        .try_into()?;
-    program.load().context("loading the calibration program")?;
+    clock_program(ebpf)?
+        .load()
+        .context("loading the calibration program")?;
     let first = clock_sample(ebpf)?;
     std::thread::sleep(Duration::from_nanos(MIN_CALIBRATION_NS) + Duration::from_millis(20));
     let last = clock_sample(ebpf)?;
@@ -85,13 +83,9 @@ pub fn calibrate(ebpf: &mut Ebpf) -> anyhow::Result<Option<Ticks>> {
 
 /// One run of the calibration program: both clocks, read together in the kernel.
 fn clock_sample(ebpf: &mut Ebpf) -> anyhow::Result<ClockSample> {
-    let program: &mut Xdp = ebpf
-        .program_mut(CLOCK)
-        .ok_or_else(|| anyhow!("program {CLOCK} missing from the object"))?
-        .try_into()?;
     // The program reads no packet; XDP test runs want at least an Ethernet header.
     let frame = [0u8; 64];
-    program
+    clock_program(ebpf)?
         .test_run(TestRunOptions {
             data_in: Some(&frame),
             repeat: 1,
@@ -103,6 +97,14 @@ fn clock_sample(ebpf: &mut Ebpf) -> anyhow::Result<ClockSample> {
         .ok_or_else(|| anyhow!("map {CLOCK_SAMPLE} missing from the object"))?;
     let samples: Array<_, ClockSample> = Array::try_from(map)?;
     Ok(samples.get(&0, 0)?)
+}
+
+/// The calibration program of the object.
+fn clock_program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    Ok(ebpf
+        .program_mut(CLOCK)
+        .ok_or_else(|| anyhow!("program {CLOCK} missing from the object"))?
+        .try_into()?)
 }
 
 /// RFC 3339 with milliseconds, UTC.

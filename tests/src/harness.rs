@@ -265,9 +265,7 @@ impl Harness {
         let mut config = *config;
         // As the agent does: a configuration without a clock gets the calibrated one.
         if config.clock_override_ns == 0 && config.tick_ns == 0 {
-            let ticks = kernel_ticks()?;
-            config.tick_ns = ticks.tick_ns;
-            config.tick_offset_ns = ticks.offset_ns;
+            config.set_ticks(kernel_ticks()?);
         }
         self.set_config_raw(&config)
     }

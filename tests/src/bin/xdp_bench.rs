@@ -313,6 +313,13 @@ fn established_tcp() -> Result<Prepared> {
     Prepared::xdp(Harness::load()?, frame, XDP_PASS)
 }
 
+/// The product program with the daemon's default web ports.
+fn web_harness() -> Result<Harness> {
+    let mut h = Harness::load()?;
+    h.set_config(&web_config())?;
+    Ok(h)
+}
+
 /// The daemon's default web ports (`[web] ports`), as `KernelConfig::web_ports` holds them.
 fn web_config() -> KernelConfig {
     let mut config = KernelConfig::default();
@@ -326,8 +333,7 @@ const WEB_REQUEST: &[u8] =
 /// `established_tcp` with the default web ports configured: a segment to another port pays
 /// the port compares (every slot, as 443 is in none).
 fn established_tcp_web_ports() -> Result<Prepared> {
-    let mut h = Harness::load()?;
-    h.set_config(&web_config())?;
+    let h = web_harness()?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4)
         .tcp(443, tcp_flags::ACK)
         .build();
@@ -337,8 +343,7 @@ fn established_tcp_web_ports() -> Result<Prepared> {
 /// A bare ACK to a web port (a client acknowledging the answer): the sampling function runs
 /// and finds no payload.
 fn web_port_ack() -> Result<Prepared> {
-    let mut h = Harness::load()?;
-    h.set_config(&web_config())?;
+    let h = web_harness()?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4)
         .tcp(80, tcp_flags::ACK)
         .build();
@@ -348,8 +353,7 @@ fn web_port_ack() -> Result<Prepared> {
 /// A request on a keep-alive connection already sampled: method check and one `WEB_SEEN`
 /// lookup, no copy.
 fn web_request_sampled_connection() -> Result<Prepared> {
-    let mut h = Harness::load()?;
-    h.set_config(&web_config())?;
+    let mut h = web_harness()?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4)
         .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
         .payload(WEB_REQUEST)
@@ -366,8 +370,7 @@ fn web_request_sampled_connection() -> Result<Prepared> {
 /// bounded copy, submit and insert. Every run needs a new 4-tuple, so each is its own test run
 /// ([`EachConnection`]); floor and reference are timed the same way.
 fn web_request_new_connection() -> Result<Prepared> {
-    let mut h = Harness::load()?;
-    h.set_config(&web_config())?;
+    let h = web_harness()?;
     let frame = PacketBuilder::new(SRC_V4, DST_V4)
         .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
         .payload(WEB_REQUEST)
