@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    agent::ConfigSource,
-    alerts::AlertFormat,
     config::{Mode, Overrides, Sensitivity, XdpMode},
+    outputs::alerts::AlertFormat,
+    runtime::agent::ConfigSource,
 };
 
 /// Detects network scanning (MITRE ATT&CK T1595, T1046) at line rate with XDP.
@@ -76,7 +76,7 @@ pub enum Command {
     /// Every frame runs through the agent's own programs (BPF_PROG_TEST_RUN) at its capture
     /// time; events become alerts as in monitor mode. Frames from --local networks go to the
     /// egress program. Needs the same privileges as `run`; attaches to no interface.
-    Replay(crate::replay::ReplayArgs),
+    Replay(crate::runtime::replay::ReplayArgs),
     /// Show the running agent: interfaces, mode, tracked sources, blocks, top sources.
     Status {
         /// Print JSON instead of text.

@@ -1,36 +1,21 @@
 //! The scanwatch daemon as a library, so the binary stays short and the tests can reach the
 //! embedded objects and the pieces they check.
 //!
-//! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
-//! (kernel event → finding), `enforce` (finding → block), `reputation` (which lists name a source), `alerts` (JSON Lines, ECS, syslog),
-//! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
-//! (the control CLI), `cli` (the command line and its help texts), `systemd` (service
-//! notifications), `replay` (captures through the same programs), `tool` (which scanner a
-//! source's probes look like).
+//! The modules follow the data, each floor importing only the floors below it:
+//! `kernel` (the programs, their maps and rings) → `finding` (kernel events and sampled
+//! requests become findings) → `policy` (drop mode's verdict: evidence, protected peers,
+//! block lists) → `outputs` (JSON Lines, ECS, syslog, Prometheus) and `fleet` (CrowdSec) →
+//! `config` (the file and flags, assembling each stage's settings) → `runtime` (the agent's
+//! event loop, replay, the control CLI) → `cli`. `net`, `rate` and `settings` are shared
+//! vocabulary below them all.
 
-pub mod agent;
-pub mod alerts;
-pub mod batch;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod crowdsec;
-pub mod ctl;
-pub mod detect;
-pub mod ecs;
-pub mod enforce;
+pub mod finding;
+pub mod fleet;
 pub mod kernel;
-pub mod loader;
-pub mod metrics;
 pub mod net;
-pub mod object;
-pub mod occupancy;
-pub mod pins;
-pub mod protect;
+pub mod outputs;
+pub mod policy;
 pub mod rate;
-pub mod replay;
-pub mod report;
-pub mod reputation;
-pub mod systemd;
-pub mod tool;
-pub mod web;
+pub mod runtime;

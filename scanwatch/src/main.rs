@@ -3,11 +3,10 @@
 
 use clap::Parser as _;
 use scanwatch::{
-    agent,
     cli::{Cli, Command, RunArgs},
     config::{Config, FileConfig, Overrides},
-    ctl,
-    pins::Instance,
+    kernel::pins::Instance,
+    runtime::{agent, ctl},
 };
 
 fn main() -> std::process::ExitCode {
@@ -23,7 +22,7 @@ fn main() -> std::process::ExitCode {
         Command::Unblock { target } => ctl::unblock(&instance, &target),
         Command::List { json, all } => ctl::list(&instance, json, all),
         Command::Status { json } => ctl::status(&instance, json),
-        Command::Replay(args) => scanwatch::replay::run(&args),
+        Command::Replay(args) => scanwatch::runtime::replay::run(&args),
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

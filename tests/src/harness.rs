@@ -9,7 +9,10 @@ use aya::{
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use scanwatch::{
-    kernel::{Events, Maps, WebSamples},
+    kernel::{
+        maps::Maps,
+        rings::{Events, WebSamples},
+    },
     net::lpm_network,
 };
 use scanwatch_common::{
@@ -38,9 +41,9 @@ pub fn kernel_ticks() -> Result<Ticks> {
     TICKS
         .get_or_init(|| {
             let mut ebpf = EbpfLoader::new()
-                .load(scanwatch::object::XDP_OBJECT)
+                .load(scanwatch::kernel::object::XDP_OBJECT)
                 .map_err(|e| format!("loading the product object: {e}"))?;
-            scanwatch::clock::calibrate(&mut ebpf)
+            scanwatch::kernel::clock::calibrate(&mut ebpf)
                 .map_err(|e| format!("{e:#}"))?
                 .ok_or_else(|| "the tick rate matches no CONFIG_HZ".to_owned())
         })
@@ -95,11 +98,13 @@ impl Harness {
     /// program is loaded too, sharing the maps.
     pub fn load_sized(object: Object, sizes: &[(&'static str, u32)]) -> Result<Self> {
         let (bytes, program) = match object {
-            Object::Product => (scanwatch::object::XDP_OBJECT, XDP),
-            Object::SpoofBench => (scanwatch::object::SPOOF_BENCH_OBJECT, SPOOF_BENCH),
-            Object::Empty => (scanwatch::object::EMPTY_OBJECT, EMPTY),
-            Object::Reference => (scanwatch::object::REFERENCE_OBJECT, REFERENCE),
-            Object::ReferenceSpoof => (scanwatch::object::REFERENCE_OBJECT, REFERENCE_SPOOF),
+            Object::Product => (scanwatch::kernel::object::XDP_OBJECT, XDP),
+            Object::SpoofBench => (scanwatch::kernel::object::SPOOF_BENCH_OBJECT, SPOOF_BENCH),
+            Object::Empty => (scanwatch::kernel::object::EMPTY_OBJECT, EMPTY),
+            Object::Reference => (scanwatch::kernel::object::REFERENCE_OBJECT, REFERENCE),
+            Object::ReferenceSpoof => {
+                (scanwatch::kernel::object::REFERENCE_OBJECT, REFERENCE_SPOOF)
+            }
         };
         let mut loader = EbpfLoader::new();
         for (map, size) in sizes {

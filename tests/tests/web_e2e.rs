@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use scanwatch::web::{Signatures, signature::Field};
+use scanwatch::finding::web::{Signatures, signature::Field};
 use scanwatch_tests::{
     daemon::Daemon,
     e2e::{ALERT_WITHIN, config_file, lab},

@@ -16,8 +16,8 @@ use scanwatch_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    alerts::{AlertFormat, SyslogTarget},
     net::parse_cidr,
+    outputs::alerts::{AlertFormat, SyslogTarget},
 };
 
 /// Default Prometheus endpoint: loopback only, port 9977.
@@ -248,12 +248,12 @@ pub struct FileConfig {
     pub block_burst: Option<u32>,
     pub answered_peer_window: Option<String>,
     /// `[crowdsec]`: the fleet (see `crowdsec::settings`).
-    pub crowdsec: Option<crate::crowdsec::Section>,
+    pub crowdsec: Option<crate::fleet::settings::Section>,
     pub block_distributed: Option<bool>,
     pub ipv6_wide_prefix: Option<u32>,
     pub block_wide_prefix: Option<bool>,
     /// `[web]`: web-scanner signatures (see `web::Section`).
-    pub web: Option<crate::web::Section>,
+    pub web: Option<crate::finding::web::Section>,
     pub block_web_scan: Option<bool>,
 }
 
@@ -353,7 +353,7 @@ pub struct Config {
     /// Default 10 min.
     pub answered_peer_window: Duration,
     /// CrowdSec Local API roles; `None` without a `[crowdsec]` section.
-    pub crowdsec: Option<crate::crowdsec::Settings>,
+    pub crowdsec: Option<crate::fleet::settings::Settings>,
     /// In drop mode, block the sampled sources of a `distributed_scan` finding (each through
     /// the same protections as any block). Default false: the finding names a target, and its
     /// sources are each below every threshold, so a spoofer who sends two probes from each of
@@ -369,7 +369,7 @@ pub struct Config {
     pub block_wide_prefix: bool,
     /// Web-scanner signature matching: sampled ports and signatures. Default ports 80, 8000,
     /// 8008, 8080, 8888; the built-in signatures.
-    pub web: crate::web::Settings,
+    pub web: crate::finding::web::Settings,
     /// In drop mode, block the source of a `web_scan` finding (through the same protections as
     /// any block). Default false: alert only. The source completed a TCP handshake, so it is
     /// not forged, but a signature is one request's text.
@@ -577,7 +577,7 @@ impl Config {
             Duration::from_secs(600),
         )?;
         let resolv_conf = file.resolv_conf.clone().unwrap_or_else(|| {
-            crate::protect::DEFAULT_RESOLV_CONF
+            crate::policy::protect::DEFAULT_RESOLV_CONF
                 .iter()
                 .map(PathBuf::from)
                 .collect()
@@ -585,7 +585,7 @@ impl Config {
         let crowdsec = file
             .crowdsec
             .as_ref()
-            .map(crate::crowdsec::Settings::build)
+            .map(crate::fleet::settings::Settings::build)
             .transpose()?;
         Ok(Self {
             crowdsec,
@@ -596,8 +596,8 @@ impl Config {
             block_distributed: file.block_distributed.unwrap_or(false),
             ipv6_wide_prefix,
             block_wide_prefix: file.block_wide_prefix.unwrap_or(false),
-            web: crate::web::Settings::build(file.web.as_ref()).map_err(|e| match e {
-                crate::web::SettingsError::Signatures(e) => {
+            web: crate::finding::web::Settings::build(file.web.as_ref()).map_err(|e| match e {
+                crate::finding::web::SettingsError::Signatures(e) => {
                     invalid("web.signatures", e.to_string())
                 }
                 e => invalid("web.ports", e.to_string()),

@@ -15,11 +15,14 @@ use scanwatch_common::{
 
 use crate::{
     config::Config,
-    detect::{Direction, Examples, Finding, finding, name_prefixes, wide_source},
-    kernel::Maps,
+    finding::{
+        from_event::{Examples, finding, name_prefixes, wide_source},
+        record::{Direction, Finding},
+        tool::{Attribution, ToolMatch},
+        web,
+    },
+    kernel::maps::Maps,
     net,
-    tool::{Attribution, ToolMatch},
-    web,
 };
 
 /// What a finding counted beside its source, read from the kernel maps when it is reported.

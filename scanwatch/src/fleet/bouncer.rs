@@ -17,13 +17,13 @@ use scanwatch_common::block::BlockReason;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
-    Shared,
     lapi::{Decision, Lapi, Secret, Stream, go_duration},
     publisher::Backoff,
+    shared::{Shared, UNSUPPORTED},
 };
 use crate::{
-    enforce::Policy,
-    kernel::{BlockList, new_block},
+    kernel::blocks::{BlockList, new_block},
+    policy::enforce::Policy,
 };
 
 /// One answer of the stream.
@@ -49,7 +49,7 @@ pub fn run(lapi: &Lapi, api_key: &Secret, shared: &Shared, tx: &UnboundedSender<
                 let batch = Batch {
                     startup,
                     stream,
-                    received_ns: crate::clock::Clock::monotonic_ns(),
+                    received_ns: crate::kernel::clock::Clock::monotonic_ns(),
                 };
                 if tx.send(batch).is_err() {
                     break;
@@ -72,9 +72,6 @@ struct Ban {
     net: IpNet,
     expires_ns: u64,
 }
-
-/// Why a decision is not enforced (metric label), besides the protected set's refusals.
-pub const UNSUPPORTED: &str = "unsupported";
 
 /// The decisions known to the agent, by LAPI id.
 #[derive(Debug, Default)]
@@ -158,7 +155,7 @@ impl Decisions {
             trie,
             policy,
             enforcing,
-            crate::clock::Clock::monotonic_ns(),
+            crate::kernel::clock::Clock::monotonic_ns(),
             &mut out,
         );
         out

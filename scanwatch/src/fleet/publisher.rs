@@ -7,86 +7,19 @@
 //! `would_block`): a finding naming a protected peer (`not_blocked` set), one in monitor mode,
 //! is published with `remediation: false`, information for the fleet, never a ban candidate.
 
-use std::{
-    collections::VecDeque,
-    sync::{Condvar, Mutex, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use log::{info, warn};
 use scanwatch_common::event::DetectionKind;
 
 use super::{
-    Shared,
     lapi::{Alert, Event, Lapi, LapiError, Meta, Secret, Source},
+    shared::Shared,
 };
-use crate::detect::{Action, Direction, Finding};
+use crate::finding::record::{Action, Direction, Finding};
 
 /// Alerts per `POST /v1/alerts`.
 const BATCH: usize = 50;
-
-/// Findings waiting for the LAPI; over `cap`, the oldest is dropped (counted): during a long
-/// outage the latest findings name the scanners still active.
-pub struct Queue {
-    items: Mutex<VecDeque<Alert>>,
-    ready: Condvar,
-    cap: usize,
-}
-
-impl Queue {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            items: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
-            cap,
-        }
-    }
-
-    /// Adds an alert; true when an older one had to be dropped.
-    pub fn push(&self, alert: Alert) -> (bool, usize) {
-        let mut items = self
-            .items
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dropped = if items.len() >= self.cap {
-            items.pop_front();
-            true
-        } else {
-            false
-        };
-        items.push_back(alert);
-        self.ready.notify_one();
-        (dropped, items.len())
-    }
-
-    /// Up to `n` alerts from the front, waiting up to `wait` for one.
-    fn peek(&self, n: usize, wait: Duration) -> Vec<Alert> {
-        let items = self
-            .items
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (items, _) = self
-            .ready
-            .wait_timeout_while(items, wait, |i| i.is_empty())
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        items.iter().take(n).cloned().collect()
-    }
-
-    /// Removes the `n` alerts at the front (sent); returns what is left.
-    fn pop(&self, n: usize) -> usize {
-        let mut items = self
-            .items
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = n.min(items.len());
-        items.drain(..n);
-        items.len()
-    }
-
-    pub fn wake(&self) {
-        self.ready.notify_all();
-    }
-}
 
 /// The LAPI alert of a finding, or `None` when it is not published: egress findings, and
 /// distributed scans, whose source is `"*"` (many sources, none of them scanning on its own:
@@ -258,7 +191,7 @@ pub fn warn_dropped(total: u64) {
 mod tests {
 
     use super::*;
-    use crate::enforce::Refusal;
+    use crate::{finding::verdict::Refusal, fleet::shared::Queue};
 
     fn finding(source: &str, direction: Direction, action: Action) -> Finding {
         Finding {

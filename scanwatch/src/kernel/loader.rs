@@ -18,9 +18,9 @@ use scanwatch_common::{
 
 use crate::{
     config::XdpMode,
-    net::{self, HostNetwork},
-    object::XDP_OBJECT,
-    pins::Instance,
+    kernel::{object::XDP_OBJECT, pins::Instance},
+    net,
+    net::HostNetwork,
 };
 
 /// Why the agent could not start.

@@ -1,9 +1,9 @@
 //! How many entries the tracker and the flow map hold, between full walks.
 //!
 //! Counting an LRU hash map means reading all of it: with 100,000 sources of 816 bytes a batch
-//! walk ([`crate::batch`]) costs tens of milliseconds of CPU. The daemon walks both maps for the
+//! walk ([`crate::kernel::batch`]) costs tens of milliseconds of CPU. The daemon walks both maps for the
 //! exact counts and the top list every 5 to 60 s (longer as walks get costlier, see
-//! `crate::agent`), and in between derives the counts from the data path's insert counters (`tracker_inserts`,
+//! `crate::runtime::agent`), and in between derives the counts from the data path's insert counters (`tracker_inserts`,
 //! `flows_recorded`), read every second with the other statistics.
 //!
 //! Neither map loses entries except by LRU eviction (no program or tool deletes from them), and

@@ -1,5 +1,5 @@
 //! The alert log: one finding per line, as scanwatch's own JSON (`jsonl`) or as an Elastic
-//! Common Schema document (`ecs`, see [`crate::ecs`]), appended with one `write` per line so
+//! Common Schema document (`ecs`, see [`crate::outputs::ecs`]), appended with one `write` per line so
 //! concurrent readers never see half a line. Reopened on SIGHUP for logrotate. Optionally each
 //! alert also goes to syslog as an RFC 5424 message (UDP to a collector, or a local datagram
 //! socket such as `/dev/log`), for SIEMs that ingest syslog.
@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::{config::Config, detect::Finding, ecs};
+use crate::{config::Config, finding::record::Finding, outputs::ecs};
 
 /// How each alert line is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
-use crate::detect::{Action, Direction, Finding};
+use crate::finding::record::{Action, Direction, Finding};
 
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -210,7 +210,7 @@ mod tests {
     use scanwatch_common::event::DetectionKind;
 
     use super::*;
-    use crate::{enforce::Refusal, tool::ToolMatch};
+    use crate::finding::{tool::ToolMatch, verdict::Refusal};
 
     fn finding(kind: DetectionKind, direction: Direction, source: &str) -> Finding {
         Finding {

@@ -13,168 +13,26 @@
 use std::{
     collections::HashMap as StdHashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
 use scanwatch_common::{addr::SourceKey, block::BlockReason, evidence::hops_disagree};
-use serde::Serialize;
 
 use crate::{
-    kernel::{BlockWriteError, Blocks, new_block},
-    net::{covers, key_network, overlaps, parse_cidr},
-    protect::{ProtectedPeers, Snapshot},
+    finding::verdict::{Refusal, Verdict},
+    kernel::blocks::{BlockWriteError, Blocks, new_block},
+    net::{covers, key_network, overlaps},
+    policy::{
+        evidence::{
+            AnsweredPeers, HOP_TOLERANCE, HandshakePeers, NoAnswerEvidence, NoHandshakeEvidence,
+            ProbeHops,
+        },
+        protect::{ProtectedPeers, Snapshot},
+    },
     rate::TokenBucket,
 };
-
-/// Why a finding in drop mode was not blocked (the alert's `not_blocked`, and the `reason`
-/// label of `scanwatch_blocks_refused_total`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, strum::IntoStaticStr, strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Refusal {
-    /// Dry run: it would have been blocked.
-    DryRun,
-    /// On the `never_block` list.
-    NeverBlock,
-    /// One of this host's own addresses.
-    OwnAddress,
-    /// One of this host's default gateways.
-    Gateway,
-    /// One of this host's configured DNS resolvers.
-    Resolver,
-    /// The block would cover one of this host's connected networks.
-    ConnectedNetwork,
-    /// A remote that answered a flow this host opened, recently.
-    AnsweredPeer,
-    /// The source completed a TCP handshake with this host at one hop count, and the probes
-    /// naming it arrived at another: someone elsewhere forged its address.
-    SuspectedSpoof,
-    Loopback,
-    /// The protected set (addresses, routes, resolvers) cannot be read: fail closed.
-    ProtectedSetUnavailable,
-    /// Over the token bucket of new automatic blocks (`max_blocks_per_second`).
-    RateLimited,
-    /// The block map is full (blocks are never evicted to make room).
-    Full,
-    /// Writing the block failed.
-    Error,
-}
-
-impl Refusal {
-    /// The metric label and alert value.
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-
-    /// What the protected network is, for people.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Loopback => "a loopback address",
-            Self::OwnAddress => "an address of this host",
-            Self::Gateway => "a default gateway",
-            Self::Resolver => "a DNS resolver of this host",
-            Self::ConnectedNetwork => "a network this host is connected to",
-            Self::AnsweredPeer => "a peer that answered this host's own connection",
-            Self::SuspectedSpoof => {
-                "a source whose probes arrive at another hop count than its own handshake"
-            }
-            Self::NeverBlock => "a never_block network",
-            Self::ProtectedSetUnavailable => {
-                "an unknown set of protected peers (they cannot be read)"
-            }
-            Self::RateLimited => "a spent block rate budget",
-            Self::DryRun => "dry run",
-            Self::Full => "a full block map",
-            Self::Error => "an error",
-        }
-    }
-}
-
-/// What enforcement did with a finding, as written in its alert.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Monitor mode: alert only.
-    Alert,
-    /// Blocked for this long (a new block).
-    Block { ttl: Duration, offenses: u32 },
-    /// Already blocked (another kind from the same source): the block has this long left.
-    AlreadyBlocked { ttl: Duration },
-    /// Dry run: would have blocked for this long.
-    WouldBlock { ttl: Duration },
-    /// Not blocked, and why.
-    NotBlocked(Refusal),
-}
-
-/// Remotes that answered a flow this host opened: their address is proven by the answer, so
-/// findings naming them are forged or collateral, and they are never auto-blocked.
-///
-/// Consulted for every candidate automatic block (not for block lists or manual blocks, which
-/// are the operator's decision: the evidence is transient, a skipped list entry would not be).
-/// The kernel's `ANSWERED` map implements it (`kernel::Answered`), looking `source` up among
-/// remotes whose answer arrived within `within`, the `answered_peer_window` setting.
-pub trait AnsweredPeers: Send + Sync + std::fmt::Debug {
-    /// True when an address in `source` answered a flow of this host within `within`.
-    fn answered(&self, source: &IpNet, within: Duration) -> bool;
-}
-
-/// Remotes that completed a TCP handshake with this host (their ACK acknowledged our SYN-ACK),
-/// with the hop count their handshake arrived at (the kernel's `VERIFIED` map,
-/// `kernel::VerifiedPeers`).
-pub trait HandshakePeers: Send + Sync + std::fmt::Debug {
-    /// The hop count of the tracker key `source`'s completed handshake, if it completed one.
-    fn verified_hops(&self, source: &SourceKey) -> Option<u8>;
-}
-
-/// No evidence of completed handshakes: protects no one.
-#[derive(Debug, Default)]
-pub struct NoHandshakeEvidence;
-
-impl HandshakePeers for NoHandshakeEvidence {
-    fn verified_hops(&self, _source: &SourceKey) -> Option<u8> {
-        None
-    }
-}
-
-/// Hops by which a verified source's probes may differ from its handshake before they count
-/// as forged. 0: a real path's hop count is stable between a handshake and probes minutes
-/// later (Jin, Wang & Shin found most sources' hop counts constant), and the two errors are not
-/// equal — a tolerance of 1 lets a forger one hop nearer or farther than the victim get it
-/// blocked, while 0 only turns a real scanner whose route changed length by a hop into an alert
-/// without a block.
-pub const HOP_TOLERANCE: u8 = 0;
-
-/// The hop counts of a finding's probes (fewest, most), when the kernel measured them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProbeHops {
-    pub min: u8,
-    pub max: u8,
-}
-
-impl ProbeHops {
-    /// The probes' hop counts of a kernel event (drop mode, ingress), if measured.
-    pub fn of(event: &scanwatch_common::event::ScanEvent) -> Option<Self> {
-        use scanwatch_common::evidence::HOPS_UNKNOWN;
-        (event.min_hops != HOPS_UNKNOWN && event.max_hops != HOPS_UNKNOWN).then_some(Self {
-            min: event.min_hops,
-            max: event.max_hops,
-        })
-    }
-}
-
-/// No evidence of answered flows yet: protects no one.
-#[derive(Debug, Default)]
-pub struct NoAnswerEvidence;
-
-impl AnsweredPeers for NoAnswerEvidence {
-    fn answered(&self, _source: &IpNet, _within: Duration) -> bool {
-        false
-    }
-}
 
 /// Who may never be blocked, and how long blocks last.
 #[derive(Clone, Debug)]
@@ -368,137 +226,10 @@ impl Enforcer {
     }
 }
 
-/// One bad line of a block-list file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BadLine {
-    pub line: usize,
-    pub text: String,
-    pub reason: String,
-}
-
-/// One entry of a block-list file, with its line number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListEntry {
-    pub line: usize,
-    pub net: IpNet,
-}
-
-/// Parses a block list: one CIDR or address per line, `#` and `;` start comments (the FireHOL
-/// `.netset` and Spamhaus DROP formats). Works on bytes: each line is decoded on its own
-/// (invalid UTF-8 becomes U+FFFD), so a stray byte spoils one line, not the file. Bad lines are
-/// returned, not fatal.
-pub fn parse_block_list(bytes: &[u8]) -> (Vec<ListEntry>, Vec<BadLine>) {
-    let mut entries = Vec::new();
-    let mut bad = Vec::new();
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        let text = String::from_utf8_lossy(raw);
-        let entry = text.split(['#', ';']).next().unwrap_or("").trim();
-        if entry.is_empty() {
-            continue;
-        }
-        match parse_cidr(entry) {
-            Ok(net) => entries.push(ListEntry { line: i + 1, net }),
-            Err(reason) => bad.push(BadLine {
-                line: i + 1,
-                text: entry.to_owned(),
-                reason,
-            }),
-        }
-    }
-    (entries, bad)
-}
-
-/// Why a set of block lists was refused as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    #[error(
-        "block lists hold {count} entries, more than the block-list map's capacity of {cap}; \
-         nothing reloaded (the previous lists stay enforced): shorten or drop a list"
-    )]
-    TooLarge { count: usize, cap: usize },
-    #[error(
-        "the protected peers (addresses, routes, resolvers) cannot be read, so entries covering \
-         them cannot be skipped; block lists not reloaded (the previous lists stay enforced)"
-    )]
-    ProtectedSetUnavailable,
-}
-
-/// Most block-list entries, all lists together: the trie's capacity.
-pub const MAX_LIST_ENTRIES: usize = scanwatch_common::maps::BLOCKLIST_CAPACITY as usize;
-
-/// Reads every block-list file: bad lines, unreadable files and entries the policy protects
-/// are logged with file and line and skipped. The result is sorted and deduplicated; more
-/// than `cap` entries refuse the whole set, as does an unknown protected set.
-pub fn read_block_lists(
-    paths: &[PathBuf],
-    policy: &Policy,
-    cap: usize,
-) -> Result<Vec<IpNet>, ListError> {
-    if policy.peers.is_none() {
-        return Err(ListError::ProtectedSetUnavailable);
-    }
-    let mut all = Vec::new();
-    for path in paths {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                log::error!("block list {}: cannot read: {e}; skipped", path.display());
-                continue;
-            }
-        };
-        let (entries, bad) = parse_block_list(&bytes);
-        for b in &bad {
-            log::warn!(
-                "block list {}:{}: `{}` skipped: {}",
-                path.display(),
-                b.line,
-                b.text,
-                b.reason
-            );
-        }
-        let before = all.len();
-        let mut protected = 0;
-        for ListEntry { line, net } in entries {
-            match policy.protected(&net) {
-                Some(why) => {
-                    protected += 1;
-                    log::warn!(
-                        "block list {}:{line}: {net} skipped: it covers {} ({})",
-                        path.display(),
-                        why.describe(),
-                        why.name()
-                    );
-                }
-                None => all.push(net),
-            }
-        }
-        log::info!(
-            "block list {}: {} entries loaded, {} bad lines, {protected} protected entries \
-             skipped",
-            path.display(),
-            all.len() - before,
-            bad.len()
-        );
-    }
-    all.sort_unstable();
-    all.dedup();
-    if all.len() > cap {
-        return Err(ListError::TooLarge {
-            count: all.len(),
-            cap,
-        });
-    }
-    Ok(all)
-}
-
-/// Reads a block list file's entries (for tests and the CLI).
-pub fn read_block_list_file(path: &Path) -> std::io::Result<(Vec<ListEntry>, Vec<BadLine>)> {
-    Ok(parse_block_list(&std::fs::read(path)?))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::net::parse_cidr;
 
     fn net(s: &str) -> IpNet {
         parse_cidr(s).unwrap()
@@ -513,7 +244,7 @@ mod tests {
         }
     }
 
-    fn policy() -> Policy {
+    pub(crate) fn policy() -> Policy {
         Policy {
             drop: true,
             dry_run: false,
@@ -710,80 +441,5 @@ mod tests {
         assert_eq!(p.ttl_for(3), Duration::from_secs(14400));
         assert_eq!(p.ttl_for(10), Duration::from_secs(86400));
         assert_eq!(p.ttl_for(u32::MAX), Duration::from_secs(86400));
-    }
-
-    #[test]
-    fn block_list_formats_parse_with_bad_lines_reported() {
-        let text = "# FireHOL level1\n1.2.3.0/24\n5.6.7.8\n\n; Spamhaus DROP\n\
-                    10.20.0.0/16 ; SBL123456\nnot-an-ip\n2001:db8::/32 # v6\n300.1.1.1/8\n";
-        let (nets, bad) = parse_block_list(text.as_bytes());
-        let nets: Vec<String> = nets.iter().map(|e| e.net.to_string()).collect();
-        assert_eq!(
-            nets,
-            ["1.2.3.0/24", "5.6.7.8/32", "10.20.0.0/16", "2001:db8::/32"]
-        );
-        assert_eq!(bad.len(), 2);
-        assert_eq!((bad[0].line, bad[0].text.as_str()), (7, "not-an-ip"));
-        assert_eq!(bad[1].line, 9);
-    }
-
-    #[test]
-    fn a_non_utf8_byte_spoils_one_line_not_the_file() {
-        let bytes = b"1.2.3.0/24\n5.6.\xff7.8\n# caf\xe9 comment\n9.9.9.0/24\n";
-        let (nets, bad) = parse_block_list(bytes);
-        let lines: Vec<(usize, String)> =
-            nets.iter().map(|e| (e.line, e.net.to_string())).collect();
-        assert_eq!(
-            lines,
-            [(1, "1.2.3.0/24".to_owned()), (4, "9.9.9.0/24".to_owned())]
-        );
-        assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].line, 2);
-    }
-
-    #[test]
-    fn mapped_list_entries_are_ipv4() {
-        let (nets, bad) = parse_block_list(b"::ffff:10.0.0.5\n::ffff:0:0/96\n");
-        assert!(bad.is_empty());
-        assert_eq!(nets[0].net.to_string(), "10.0.0.5/32");
-        assert_eq!(nets[1].net.to_string(), "0.0.0.0/0");
-    }
-
-    fn list_file(name: &str, body: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("scanwatch-lists-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, body).unwrap();
-        path
-    }
-
-    #[test]
-    fn lists_skip_what_covers_the_host_and_keep_the_rest() {
-        let path = list_file(
-            "firehol.netset",
-            b"0.0.0.0/8\n10.0.0.0/8\n192.0.0.0/16\n203.0.113.53\n100.64.0.0/10\n\
-              ::ffff:192.0.2.0/120\n",
-        );
-        let nets = read_block_lists(&[path], &policy(), MAX_LIST_ENTRIES).unwrap();
-        let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
-        // 192.0.0.0/16 covers the connected 192.0.2.0/24, 203.0.113.53 is the resolver, the
-        // mapped /120 the own address.
-        assert_eq!(nets, ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10"]);
-    }
-
-    #[test]
-    fn lists_over_the_cap_or_without_a_protected_set_are_refused_whole() {
-        let path = list_file("big.netset", b"1.0.0.0/24\n2.0.0.0/24\n3.0.0.0/24\n");
-        let e = read_block_lists(std::slice::from_ref(&path), &policy(), 2).unwrap_err();
-        assert!(matches!(e, ListError::TooLarge { count: 3, cap: 2 }), "{e}");
-        assert!(e.to_string().contains('3') && e.to_string().contains('2'));
-        let blind = Policy {
-            peers: None,
-            ..policy()
-        };
-        assert!(matches!(
-            read_block_lists(&[path], &blind, 10),
-            Err(ListError::ProtectedSetUnavailable)
-        ));
     }
 }

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::{
     config::ListSpec,
-    enforce::{ListEntry, parse_block_list},
+    policy::block_lists::{ListEntry, parse_block_list},
 };
 
 /// Most entries indexed over all lists: 1,048,576 (FireHOL level1 has ~4,500, level4 ~100,000).

@@ -27,23 +27,38 @@ use tokio::{
 };
 
 use crate::{
-    alerts::AlertSink,
-    clock::{self, Clock, rfc3339},
     config::{Config, FileConfig, Mode, Overrides},
-    crowdsec::Fleet,
-    detect::{AlertBudget, Direction, Finding, Hops},
-    enforce::{self, Enforcer, MAX_LIST_ENTRIES, Policy, ProbeHops, Refusal, Verdict},
-    kernel::{BlockList, Events, Maps, WebSamples},
-    loader::{self, Attachment},
-    metrics::{self, Metrics},
-    net::{self, format_source, key_network},
-    occupancy::Occupancy,
-    pins::{AgentStatus, Instance},
-    protect::{self, Snapshot},
+    finding::{
+        budget::AlertBudget,
+        record::{Direction, Finding, Hops},
+        report::{Counted, Reporter, WebReport},
+        verdict::{Refusal, Verdict},
+    },
+    fleet::member::Fleet,
+    kernel::{
+        blocks::BlockList,
+        clock,
+        clock::{Clock, rfc3339},
+        loader,
+        loader::Attachment,
+        maps::Maps,
+        occupancy::Occupancy,
+        pins::Instance,
+        rings::{Events, WebSamples},
+    },
+    net,
+    net::{format_source, key_network},
+    outputs::{alerts::AlertSink, metrics, metrics::Metrics},
+    policy::{
+        block_lists::MAX_LIST_ENTRIES,
+        enforce::{Enforcer, Policy},
+        evidence::ProbeHops,
+        protect,
+        protect::Snapshot,
+        reputation::{MAX_REPUTATION_ENTRIES, Reputation},
+    },
     rate::TokenBucket,
-    report::{Counted, Reporter, WebReport},
-    reputation::{MAX_REPUTATION_ENTRIES, Reputation},
-    systemd::Notifier,
+    runtime::{status::AgentStatus, systemd::Notifier},
 };
 
 /// How often the web-sample ring is drained: the kernel wakes the agent only when a burst fills
@@ -886,7 +901,7 @@ impl<'i> Agent<'i> {
         let instance = self.instance.clone();
         self.list_reload = Some(tokio::spawn(async move {
             let wanted = tokio::task::spawn_blocking(move || {
-                enforce::read_block_lists(&paths, &policy, MAX_LIST_ENTRIES)
+                crate::policy::block_lists::read_block_lists(&paths, &policy, MAX_LIST_ENTRIES)
             })
             .await
             .map_err(|e| anyhow!("reading the block lists: {e}"))??;

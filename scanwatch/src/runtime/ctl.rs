@@ -9,13 +9,19 @@ use scanwatch_common::block::{BlockEntry, BlockReason};
 use serde::Serialize;
 
 use crate::{
-    clock::{Clock, rfc3339},
     config::Mode,
-    enforce::{self, NoAnswerEvidence, NoHandshakeEvidence, Policy},
-    kernel::{BlockList, Blocks, new_block, note_text},
+    kernel::{
+        blocks::{BlockList, Blocks, new_block, note_text},
+        clock::{Clock, rfc3339},
+        pins::Instance,
+    },
     net::{key_network, parse_cidr},
-    pins::{AgentStatus, Instance},
-    protect::ProtectedPeers,
+    policy::{
+        enforce::Policy,
+        evidence::{NoAnswerEvidence, NoHandshakeEvidence},
+        protect::ProtectedPeers,
+    },
+    runtime::status::AgentStatus,
 };
 
 /// `scanwatch block`: adds a manual CIDR block (permanent unless `ttl`).
@@ -44,7 +50,7 @@ pub fn block(
         answered: Arc::new(NoAnswerEvidence),
         answered_within: Duration::ZERO,
         verified: Arc::new(NoHandshakeEvidence),
-        hop_tolerance: enforce::HOP_TOLERANCE,
+        hop_tolerance: crate::policy::evidence::HOP_TOLERANCE,
     };
     if let Some(why) = policy.protected(&net) {
         bail!(
@@ -238,7 +244,7 @@ pub fn status(instance: &Instance, json: bool) -> anyhow::Result<()> {
 
 /// Reads a block-list file and reports what `scanwatch run` would load (for operators).
 pub fn check_block_list(path: &Path) -> anyhow::Result<Vec<IpNet>> {
-    let (entries, bad) = enforce::read_block_list_file(path)
+    let (entries, bad) = crate::policy::block_lists::read_block_list_file(path)
         .with_context(|| format!("reading {}", path.display()))?;
     for b in &bad {
         eprintln!(

@@ -39,14 +39,20 @@ use scanwatch_common::{
 use serde::Serialize;
 
 use crate::{
-    agent::ConfigSource,
-    alerts::AlertSink,
-    clock::rfc3339,
     config::{Config, Mode},
-    detect::{AlertBudget, Finding},
-    kernel::{Events, Maps, WebSamples},
-    loader,
-    report::{Reporter, WebReport},
+    finding::{
+        budget::AlertBudget,
+        record::Finding,
+        report::{Reporter, WebReport},
+    },
+    kernel::{
+        clock::rfc3339,
+        loader,
+        maps::Maps,
+        rings::{Events, WebSamples},
+    },
+    outputs::alerts::AlertSink,
+    runtime::agent::ConfigSource,
 };
 
 /// Arguments of `scanwatch replay`.

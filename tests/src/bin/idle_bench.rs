@@ -7,7 +7,7 @@
 //!
 //! 1. times each way of reading the maps for the gauges, in this process (thread CPU time per
 //!    full read, median of [`READS`]): the per-key walk the daemon used before (aya's iterators,
-//!    two system calls per entry), batch lookups (`scanwatch::batch`), and the kernel's
+//!    two system calls per entry), batch lookups (`scanwatch::kernel::batch`), and the kernel's
 //!    per-CPU statistics (what counting inserts would read);
 //! 2. samples the daemon's CPU (utime + stime from `/proc/PID/stat`) over `--seconds` (60 by
 //!    default) and its `VmRSS`, with no traffic;
@@ -278,7 +278,7 @@ fn fill(m: &mut DaemonMaps, sources: u32) -> Result<()> {
         state.probes[0] = i % 97;
         m.tracker.insert(source(i), state, 0)?;
     }
-    let now = scanwatch::clock::Clock::monotonic_ns();
+    let now = scanwatch::kernel::clock::Clock::monotonic_ns();
     let value = FlowState {
         last_seen_ns: now,
         packets: 1,
@@ -353,7 +353,7 @@ fn count_keyed_flows(m: &DaemonMaps) -> Result<usize> {
 fn count_batch_tracker(m: &DaemonMaps) -> Result<usize> {
     let mut n = 0;
     let mut most = 0u64;
-    scanwatch::batch::for_each(
+    scanwatch::kernel::batch::for_each(
         m.tracker_fd.as_fd(),
         |keys: &[SourceKey], states: &[SourceState]| {
             n += keys.len();
@@ -368,7 +368,7 @@ fn count_batch_tracker(m: &DaemonMaps) -> Result<usize> {
 
 fn count_batch_flows(m: &DaemonMaps) -> Result<usize> {
     let mut n = 0;
-    scanwatch::batch::for_each(m.flows_fd.as_fd(), |keys: &[FlowKey], _: &[FlowState]| {
+    scanwatch::kernel::batch::for_each(m.flows_fd.as_fd(), |keys: &[FlowKey], _: &[FlowState]| {
         n += keys.len();
     })?;
     Ok(n)

@@ -319,7 +319,7 @@ fn blast_with(
             // Loaded and attached inside the receiver's namespace (the interface index is
             // resolved there); detached when `ebpf` drops.
             let ebpf = in_netns(pair.rx_ns.name(), move || -> Result<aya::Ebpf> {
-                let mut ebpf = EbpfLoader::new().load(scanwatch::object::EMPTY_OBJECT)?;
+                let mut ebpf = EbpfLoader::new().load(scanwatch::kernel::object::EMPTY_OBJECT)?;
                 let xdp: &mut Xdp = ebpf
                     .program_mut(EMPTY)
                     .context("empty program missing")?

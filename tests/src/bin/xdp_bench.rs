@@ -1146,10 +1146,10 @@ fn replay_throughput() -> Result<String> {
         writer.write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))?;
     }
     let bytes = writer.into_writer();
-    let config = scanwatch::replay::default_config()?;
+    let config = scanwatch::runtime::replay::default_config()?;
     let local_net = ipnet::IpNet::from(std::net::IpAddr::from(local));
     let mut alerts = 0;
-    let summary = scanwatch::replay::replay_capture(&bytes, config, &[local_net], |_| {
+    let summary = scanwatch::runtime::replay::replay_capture(&bytes, config, &[local_net], |_| {
         alerts += 1;
         Ok(())
     })?;

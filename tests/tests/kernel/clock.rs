@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use scanwatch::clock::Clock;
+use scanwatch::kernel::clock::Clock;
 use scanwatch_common::{config::KernelConfig, state::SourceState, ticks::KNOWN_HZ};
 use scanwatch_tests::harness::{Harness, kernel_ticks};
 

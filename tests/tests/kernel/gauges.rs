@@ -9,7 +9,7 @@ use scanwatch_tests::packet::PacketBuilder;
 
 use crate::{TARGET_V4, key_of, load_with, no_admission, send};
 
-/// More than two batches of `scanwatch::batch::CHUNK` (1024) entries.
+/// More than two batches of `scanwatch::kernel::batch::CHUNK` (1024) entries.
 const SOURCES: u32 = 2500;
 /// Sources given extra probes, so the top list has a known order.
 const BUSY: u32 = 5;

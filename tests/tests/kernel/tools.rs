@@ -7,7 +7,7 @@
 use std::{fs::File, net::Ipv4Addr, path::PathBuf};
 
 use pcap_file::pcap::PcapReader;
-use scanwatch::tool::ToolMatch;
+use scanwatch::finding::tool::ToolMatch;
 use scanwatch_common::{
     config::KernelConfig,
     sample::ProbeSample,

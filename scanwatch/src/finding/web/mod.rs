@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use scanwatch_common::{
@@ -18,15 +18,15 @@ use scanwatch_common::{
     event::DetectionKind,
     web::{DEFAULT_WEB_PORTS, WEB_PORTS, WebSample},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use self::{
     request::Request,
     signature::{SignatureError, Signatures},
 };
 use crate::{
-    clock::{Clock, rfc3339},
-    detect::{Action, Direction, Finding},
+    finding::record::{Direction, Finding, WebDetail},
+    kernel::clock::{Clock, rfc3339},
     net::{format_source, format_target},
 };
 
@@ -107,20 +107,6 @@ impl Settings {
     }
 }
 
-/// What a `web_scan` alert says about the request, under `web`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WebDetail {
-    /// The tool of the first matching signature.
-    pub tool: String,
-    /// Every matching signature's name.
-    pub signatures: Vec<String>,
-    /// The request line, escaped and truncated to [`SHOWN_CHARS`].
-    pub request_line: String,
-    /// The first `User-Agent`, escaped and truncated, if the sample held one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
-}
-
 /// Characters of the request line and user agent an alert shows.
 pub const SHOWN_CHARS: usize = 200;
 
@@ -149,37 +135,22 @@ pub fn finding(
 ) -> Finding {
     let seen = rfc3339(Clock::wall(sample.timestamp_ns));
     let target = format_target(&sample.target.addr, sample.target_port);
-    let kind = DetectionKind::WebScan;
     Finding {
-        timestamp: rfc3339(SystemTime::now()),
-        source: format_source(&source_key(sample, ipv6_prefix), ipv6_prefix),
         target: Some(target.clone()),
-        port: None,
-        protocol: None,
-        sources: None,
-        prefixes: None,
-        kind,
-        technique: kind.technique(),
-        direction: Direction::Ingress,
         distinct_ports: 1,
         distinct_hosts: 1,
-        distinct_protocols: None,
-        at_least: false,
         packets: 1,
-        probes: std::collections::BTreeMap::new(),
         examples: vec![target],
-        window_seconds: window.as_secs(),
-        first_seen: seen.clone(),
-        last_seen: seen,
-        interface,
-        action: Action::Alert,
-        block_ttl_seconds: None,
-        not_blocked: None,
-        listed_in: Vec::new(),
-        hops: None,
         // The scanner is named by the matched signature (`web.tool`), not by packet traits.
-        tool: None,
         web: Some(detail),
+        ..Finding::new(
+            DetectionKind::WebScan,
+            Direction::Ingress,
+            format_source(&source_key(sample, ipv6_prefix), ipv6_prefix),
+            [seen.clone(), seen],
+            window,
+            interface,
+        )
     }
 }
 
@@ -268,7 +239,7 @@ mod tests {
         assert_eq!(v["source"], "192.0.2.7");
         assert_eq!(v["target"], "198.51.100.1:80");
         assert_eq!(v["web"]["signatures"][0], "nmap-nse-user-agent");
-        let doc = crate::ecs::document(&f);
+        let doc = crate::outputs::ecs::document(&f);
         assert_eq!(
             doc["message"],
             "web_scan from 192.0.2.7: Nmap Scripting Engine (nmap-nse-user-agent) requested \

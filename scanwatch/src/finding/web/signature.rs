@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::request::Request;
 
 /// The built-in signatures, shipped as `/usr/share/scanwatch/web-signatures.toml` too.
-pub const DEFAULT_SIGNATURES: &str = include_str!("../../../packaging/web-signatures.toml");
+pub const DEFAULT_SIGNATURES: &str = include_str!("../../../../packaging/web-signatures.toml");
 
 /// Longest pattern accepted: the sample holds 512 bytes.
 const MAX_PATTERN: usize = 256;

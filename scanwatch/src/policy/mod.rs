@@ -1,0 +1,9 @@
+//! Drop mode's verdict on a finding: the evidence that its source is real (`evidence`), who is
+//! never blocked (`protect`), the decision and the blocks it writes (`enforce`), static block
+//! lists (`block_lists`) and which lists name a source (`reputation`).
+
+pub mod block_lists;
+pub mod enforce;
+pub mod evidence;
+pub mod protect;
+pub mod reputation;

@@ -1,0 +1,8 @@
+//! The running programs: the agent's event loop (`agent`), a capture fed through the same
+//! programs (`replay`), the control CLI (`ctl`), the status file and systemd notifications.
+
+pub mod agent;
+pub mod ctl;
+pub mod replay;
+pub mod status;
+pub mod systemd;
