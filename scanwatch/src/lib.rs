@@ -19,3 +19,4 @@ pub mod outputs;
 pub mod policy;
 pub mod rate;
 pub mod runtime;
+pub mod settings;

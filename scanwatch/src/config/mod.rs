@@ -2,6 +2,8 @@
 //! validated once at load. Defaults are documented next to each field and grounded in the
 //! peers' published defaults (see `README.md`, "Detection defaults").
 
+mod stages;
+
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
@@ -15,27 +17,15 @@ use scanwatch_common::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::settings::ConfigError;
 use crate::{
     net::parse_cidr,
     outputs::alerts::{AlertFormat, SyslogTarget},
+    settings::{invalid, parse_duration},
 };
 
 /// Default Prometheus endpoint: loopback only, port 9977.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9977";
-
-/// Why a configuration was refused. Each names the key and the reason.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config key `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -782,18 +772,6 @@ fn merge_thresholds(
     Ok(out)
 }
 
-pub(crate) fn parse_duration(
-    key: &'static str,
-    text: Option<&str>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match text {
-        None => Ok(default),
-        Some(t) => humantime::parse_duration(t)
-            .map_err(|e| invalid(key, format!("`{t}`: {e} (e.g. \"5m\", \"90s\", \"1h\")"))),
-    }
-}
-
 /// A `block_lists` entry as written: a path (`"/etc/scanwatch/spamhaus_drop.txt"`), or a table
 /// (`{ path = "...", name = "firehol_level1", block = false }`).
 #[derive(Clone, Debug, Deserialize)]
@@ -877,10 +855,6 @@ fn list_specs(files: &[ListFile]) -> Result<Vec<ListSpec>, ConfigError> {
         });
     }
     Ok(specs)
-}
-
-fn invalid(key: &'static str, reason: String) -> ConfigError {
-    ConfigError::Invalid { key, reason }
 }
 
 #[cfg(test)]

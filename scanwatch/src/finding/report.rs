@@ -14,7 +14,6 @@ use scanwatch_common::{
 };
 
 use crate::{
-    config::Config,
     finding::{
         from_event::{Examples, finding, name_prefixes, wide_source},
         record::{Direction, Finding},
@@ -24,6 +23,17 @@ use crate::{
     kernel::maps::Maps,
     net,
 };
+
+/// What the report of a finding needs of the configuration: the windows (for its
+/// `window_seconds`), the IPv6 aggregation, the sources never reported and the web signatures.
+#[derive(Clone, Copy, Debug)]
+pub struct ReportSettings<'a> {
+    pub window: std::time::Duration,
+    pub long_window: std::time::Duration,
+    pub ipv6_prefix: u32,
+    pub ignore: &'a [ipnet::IpNet],
+    pub signatures: &'a web::signature::Signatures,
+}
 
 /// What a finding counted beside its source, read from the kernel maps when it is reported.
 pub enum Counted {
@@ -53,7 +63,7 @@ impl Reporter {
         &mut self,
         event: &ScanEvent,
         maps: &Maps,
-        config: &Config,
+        config: &ReportSettings<'_>,
         interface: String,
     ) -> Option<(Finding, Counted)> {
         let window = if event.window == WINDOW_LONG {
@@ -100,7 +110,7 @@ impl Reporter {
     pub fn web(
         &mut self,
         sample: &WebSample,
-        config: &Config,
+        config: &ReportSettings<'_>,
         interface: String,
         at: Instant,
     ) -> Option<WebReport> {
@@ -109,7 +119,7 @@ impl Reporter {
         if config.ignore.iter().any(|net| net.contains(&addr)) {
             return None;
         }
-        let detail = web::inspect(sample.payload(), &config.web.signatures)?;
+        let detail = web::inspect(sample.payload(), config.signatures)?;
         // `at` is the time the client's window is measured in (the capture's, on replay).
         if !self.web_throttle.first(source, config.window, at) {
             return Some(WebReport::Repeat);

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, parse_duration};
+use crate::settings::{ConfigError, parse_duration};
 
 /// `[crowdsec]` as written in the file (every key optional but `lapi_url`).
 #[derive(Clone, Debug, Default, Deserialize)]

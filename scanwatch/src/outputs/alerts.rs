@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::{config::Config, finding::record::Finding, outputs::ecs};
+use crate::{finding::record::Finding, outputs::ecs};
 
 /// How each alert line is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -95,21 +95,6 @@ impl AlertSink {
             out,
             ..Self::stdout()
         })
-    }
-
-    /// The sink `config` asks for: its alert log, format and syslog target.
-    pub fn for_config(config: &Config) -> anyhow::Result<Self> {
-        let mut sink = Self::open(config.alert_log.as_deref())?.with_format(config.alert_format);
-        if let Some(target) = &config.alert_syslog {
-            sink = sink.with_syslog(target)?;
-        }
-        Ok(sink)
-    }
-
-    /// Whether two configurations write alerts to the same places in the same format.
-    pub fn same_output(a: &Config, b: &Config) -> bool {
-        (&a.alert_log, a.alert_format, &a.alert_syslog)
-            == (&b.alert_log, b.alert_format, &b.alert_syslog)
     }
 
     /// Writes lines in `format`.

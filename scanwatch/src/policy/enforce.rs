@@ -25,10 +25,7 @@ use crate::{
     kernel::blocks::{BlockWriteError, Blocks, new_block},
     net::{covers, key_network, overlaps},
     policy::{
-        evidence::{
-            AnsweredPeers, HOP_TOLERANCE, HandshakePeers, NoAnswerEvidence, NoHandshakeEvidence,
-            ProbeHops,
-        },
+        evidence::{AnsweredPeers, HandshakePeers, ProbeHops},
         protect::{ProtectedPeers, Snapshot},
     },
     rate::TokenBucket,
@@ -55,22 +52,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The policy of a configuration with the protected peers of `peers`.
-    pub fn new(config: &crate::config::Config, peers: Snapshot) -> Self {
-        Self {
-            drop: config.mode == crate::config::Mode::Drop,
-            dry_run: config.dry_run,
-            ttl: config.block_ttl,
-            max_ttl: config.max_block_ttl,
-            never_block: config.never_block.clone(),
-            peers,
-            answered: Arc::new(NoAnswerEvidence),
-            answered_within: config.answered_peer_window,
-            verified: Arc::new(NoHandshakeEvidence),
-            hop_tolerance: HOP_TOLERANCE,
-        }
-    }
-
     /// The same policy, consulting this evidence of real addresses (the kernel's maps).
     #[must_use]
     pub fn with_evidence(
@@ -229,7 +210,10 @@ impl Enforcer {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::net::parse_cidr;
+    use crate::{
+        net::parse_cidr,
+        policy::evidence::{HOP_TOLERANCE, NoAnswerEvidence, NoHandshakeEvidence},
+    };
 
     fn net(s: &str) -> IpNet {
         parse_cidr(s).unwrap()

@@ -51,7 +51,7 @@ use crate::{
     outputs::{alerts::AlertSink, metrics, metrics::Metrics},
     policy::{
         block_lists::MAX_LIST_ENTRIES,
-        enforce::{Enforcer, Policy},
+        enforce::Enforcer,
         evidence::ProbeHops,
         protect,
         protect::Snapshot,
@@ -337,7 +337,8 @@ impl<'i> Agent<'i> {
         metrics
             .protected_set_available
             .set(i64::from(snapshot.is_some()));
-        let policy = Policy::new(&config, snapshot)
+        let policy = config
+            .policy(snapshot)
             .with_evidence(maps.answered.clone(), maps.verified.clone());
         let enforcer = Enforcer::new(policy, block_rate(&config));
         let fleet = Fleet::start(
@@ -380,7 +381,7 @@ impl<'i> Agent<'i> {
         let mut signals = Signals::install()?;
         let server = metrics::serve(self.config.metrics_addr, self.metrics.clone()).await?;
         info!("metrics on http://{}/metrics", self.config.metrics_addr);
-        self.alerts = AlertSink::for_config(&self.config)?;
+        self.alerts = self.config.alert_sink()?;
 
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         let mut status_file_tick = tokio::time::interval(STATUS_INTERVAL);
@@ -502,7 +503,7 @@ impl<'i> Agent<'i> {
             .unwrap_or_else(|| net::ifname(event.ifindex));
         let Some((mut f, counted)) =
             self.reporter
-                .event(event, &self.maps, &self.config, interface)
+                .event(event, &self.maps, &self.config.report(), interface)
         else {
             return;
         };
@@ -574,9 +575,9 @@ impl<'i> Agent<'i> {
                 .get(&sample.ifindex)
                 .cloned()
                 .unwrap_or_else(|| net::ifname(sample.ifindex));
-            let report = self
-                .reporter
-                .web(sample, &self.config, interface, Instant::now());
+            let report =
+                self.reporter
+                    .web(sample, &self.config.report(), interface, Instant::now());
             let Some(WebReport::Finding {
                 finding: mut f,
                 source,
@@ -818,8 +819,8 @@ impl<'i> Agent<'i> {
                         "applying the reloaded configuration failed, keeping the old one: {e:#}"
                     );
                 } else {
-                    if !AlertSink::same_output(&new, &self.config) {
-                        match AlertSink::for_config(&new) {
+                    if !new.same_alert_output(&self.config) {
+                        match new.alert_sink() {
                             Ok(sink) => self.alerts = sink,
                             Err(e) => error!("{e:#}"),
                         }
@@ -833,7 +834,8 @@ impl<'i> Agent<'i> {
                         (self.protected, self.protected_task) =
                             protect::watch(new.resolv_conf.clone());
                     }
-                    self.enforcer.policy = Policy::new(&new, snapshot)
+                    self.enforcer.policy = new
+                        .policy(snapshot)
                         .with_evidence(self.maps.answered.clone(), self.maps.verified.clone());
                     if (new.max_blocks_per_second, new.block_burst)
                         != (self.config.max_blocks_per_second, self.config.block_burst)

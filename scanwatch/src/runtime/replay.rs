@@ -360,17 +360,20 @@ impl Replayer {
         let mut findings: Vec<Finding> = events
             .iter()
             .filter_map(|event| {
-                let (f, _) =
-                    self.reporter
-                        .event(event, &self.maps, &self.config, self.interface.clone())?;
+                let (f, _) = self.reporter.event(
+                    event,
+                    &self.maps,
+                    &self.config.report(),
+                    self.interface.clone(),
+                )?;
                 self.admit(f, event.first_seen_ns, event.timestamp_ns, summary)
             })
             .collect();
         for sample in self.web_samples.drain() {
             let at = self.capture_instant(sample.timestamp_ns);
-            let report = self
-                .reporter
-                .web(&sample, &self.config, self.interface.clone(), at);
+            let report =
+                self.reporter
+                    .web(&sample, &self.config.report(), self.interface.clone(), at);
             if let Some(WebReport::Finding { finding, .. }) = report
                 && let Some(f) =
                     self.admit(*finding, sample.timestamp_ns, sample.timestamp_ns, summary)
