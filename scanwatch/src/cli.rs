@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    config::{Mode, Overrides, Sensitivity, XdpMode},
+    config::{Mode, Overrides, Sensitivity, XdpMode, source::ConfigSource},
     outputs::alerts::AlertFormat,
-    runtime::agent::ConfigSource,
 };
 
 /// Detects network scanning (MITRE ATT&CK T1595, T1046) at line rate with XDP.

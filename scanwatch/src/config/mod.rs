@@ -2,6 +2,7 @@
 //! validated once at load. Defaults are documented next to each field and grounded in the
 //! peers' published defaults (see `README.md`, "Detection defaults").
 
+pub mod source;
 mod stages;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};

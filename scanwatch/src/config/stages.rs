@@ -10,6 +10,7 @@ use crate::{
     policy::{
         enforce::Policy,
         evidence::{HOP_TOLERANCE, NoAnswerEvidence, NoHandshakeEvidence},
+        findings::BlockRules,
         protect::Snapshot,
     },
 };
@@ -33,6 +34,15 @@ impl Config {
             sink = sink.with_syslog(target)?;
         }
         Ok(sink)
+    }
+
+    /// The findings beyond a single source's own probes that drop mode may block on.
+    pub fn block_rules(&self) -> BlockRules {
+        BlockRules {
+            distributed: self.block_distributed,
+            wide_prefix: self.block_wide_prefix,
+            web_scan: self.block_web_scan,
+        }
     }
 
     /// Whether two configurations write alerts to the same places in the same format.

@@ -4,20 +4,16 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::anyhow;
 use aya::Ebpf;
-use log::{debug, error, info, warn};
+use log::{error, info, warn};
 use scanwatch_common::{
-    addr::SourceKey,
     block::BlockReason,
     event::{DetectionKind, ScanEvent},
-    maps::FLOWS_CAPACITY,
-    stats::{Counter, counter_slot},
     ticks::Ticks,
     web::WebSample,
 };
@@ -27,7 +23,7 @@ use tokio::{
 };
 
 use crate::{
-    config::{Config, FileConfig, Mode, Overrides},
+    config::{Config, Mode, source::ConfigSource},
     finding::{
         budget::AlertBudget,
         record::{Direction, Finding, Hops},
@@ -36,48 +32,53 @@ use crate::{
     },
     fleet::member::Fleet,
     kernel::{
-        blocks::BlockList,
         clock,
         clock::{Clock, rfc3339},
         loader,
         loader::Attachment,
         maps::Maps,
-        occupancy::Occupancy,
         pins::Instance,
         rings::{Events, WebSamples},
     },
     net,
-    net::{format_source, key_network},
+    net::key_network,
     outputs::{alerts::AlertSink, metrics, metrics::Metrics},
     policy::{
-        block_lists::MAX_LIST_ENTRIES,
-        enforce::Enforcer,
-        evidence::ProbeHops,
-        protect,
-        protect::Snapshot,
-        reputation::{MAX_REPUTATION_ENTRIES, Reputation},
+        enforce::Enforcer, evidence::ProbeHops, findings::Subject, protect, protect::Snapshot,
     },
     rate::TokenBucket,
-    runtime::{status::AgentStatus, systemd::Notifier},
+    runtime::{
+        block_lists::ListReloads,
+        status::AgentStatus,
+        systemd::Notifier,
+        walk::{STATUS_TOP, Walked},
+    },
 };
+
+/// Counts a block decision of drop mode by what it did.
+fn count_block(metrics: &Metrics, verdict: &Verdict) {
+    match verdict {
+        Verdict::Block { .. } => metrics
+            .blocks_added
+            .with_label_values(&[BlockReason::Detection.name()])
+            .inc(),
+        Verdict::WouldBlock { .. } => metrics
+            .blocks_refused
+            .with_label_values(&[Refusal::DryRun.name()])
+            .inc(),
+        Verdict::NotBlocked(why) => metrics
+            .blocks_refused
+            .with_label_values(&[why.name()])
+            .inc(),
+        Verdict::Alert | Verdict::AlreadyBlocked { .. } => {}
+    }
+}
 
 /// How often the web-sample ring is drained: the kernel wakes the agent only when a burst fills
 /// a quarter of it (a wakeup per sample costs the data path more than the sample).
 const WEB_DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 /// How often kernel statistics are folded into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// The shortest interval between full reads of the tracker and the flow map (batch lookups):
-/// exact counts, the top-sources gauge and the status file's top list. Between walks the
-/// tracked-sources and flow gauges follow the data path's insert counters ([`Occupancy`]),
-/// refreshed every [`STATS_INTERVAL`].
-const MIN_WALK_INTERVAL: Duration = Duration::from_secs(5);
-/// The longest interval between full walks.
-const MAX_WALK_INTERVAL: Duration = Duration::from_secs(60);
-/// The next walk waits this many times the CPU time the last one took, so walks use at most
-/// 1/200 (0.5 %) of a core: a batch walk of 100,000 sources and a full flow map takes tens of
-/// ms, which every 5 s kept the idle daemon above 1 % of a core (issue 16). Small maps are
-/// still walked every [`MIN_WALK_INTERVAL`].
-const WALK_COST_FACTOR: u32 = 200;
 /// How often the status file is rewritten (tracked sources now, the last walk's top list).
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often expired blocks are removed from the detection-block hash (the kernel already
@@ -85,29 +86,11 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 const BLOCK_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired manual CIDR blocks are removed (the trie may hold 100k list entries).
 const BLOCKLIST_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// Sources listed in the status file's top list.
-const STATUS_TOP: usize = 10;
 /// How long the agent waits at start for the first read of the protected peers (until then,
 /// and whenever they cannot be read, nothing is auto-blocked).
 const PROTECTED_FIRST_READ: Duration = Duration::from_secs(5);
-/// Block-list trie updates per batch; the reload task yields between batches.
-const LIST_BATCH: usize = 1000;
 /// `STATUS=` sent with `READY=1` (`systemctl status` shows it).
 const READY_STATUS: &str = "attached, watching for scans";
-
-/// Where the configuration came from, so SIGHUP can rebuild it.
-pub struct ConfigSource {
-    pub path: Option<PathBuf>,
-    pub overrides: Overrides,
-}
-
-impl ConfigSource {
-    /// Reads and validates the configuration.
-    pub fn load(&self) -> anyhow::Result<Config> {
-        let file = self.path.as_deref().map(FileConfig::read).transpose()?;
-        Ok(Config::build(file.as_ref(), &self.overrides)?)
-    }
-}
 
 /// Runs the agent until SIGINT or SIGTERM. `reset_state` drops pinned blocks first.
 pub async fn run(
@@ -238,12 +221,8 @@ struct Agent<'i> {
     /// The protected peers, kept current by [`protect::watch`].
     protected: tokio::sync::watch::Receiver<Snapshot>,
     protected_task: tokio::task::JoinHandle<()>,
-    /// The block-list reload in flight, if any, and whether another was asked for meanwhile.
-    list_reload: Option<tokio::task::JoinHandle<ListOutcome>>,
-    list_reload_again: bool,
-    /// Every block list's prefixes by name, for `listed_in` (rebuilt with the lists).
-    reputation: tokio::sync::watch::Sender<Arc<Reputation>>,
-    reputation_reload: Option<tokio::task::JoinHandle<()>>,
+    /// Block-list and reputation reloads, and the reputation index they publish.
+    lists: ListReloads,
     /// Names of the interfaces attached to, by index (events carry the index).
     ifnames: HashMap<u32, String>,
     status: AgentStatus,
@@ -251,28 +230,6 @@ struct Agent<'i> {
     fleet: Fleet,
     /// The tracker's and the flow map's last full walk.
     walked: Walked,
-}
-
-/// What the last full walk found, for the gauges and the status file between walks.
-struct Walked {
-    tracker: Occupancy,
-    flows: Occupancy,
-    /// The busiest sources (formatted), most first.
-    top: Vec<(String, u64)>,
-    /// When the next walk is due.
-    next: tokio::time::Instant,
-}
-
-/// CPU time of the calling thread (zero if the clock cannot be read: walks then run every
-/// [`MIN_WALK_INTERVAL`]).
-fn thread_cpu_time() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map_or(Duration::ZERO, Duration::from)
-}
-
-/// The wait before the next full walk, given the CPU time the last one took.
-fn walk_interval(took: Duration) -> Duration {
-    (took * WALK_COST_FACTOR).clamp(MIN_WALK_INTERVAL, MAX_WALK_INTERVAL)
 }
 
 /// The signals the agent answers.
@@ -317,12 +274,7 @@ impl<'i> Agent<'i> {
             tracker_capacity: config.tracker_capacity,
             ..AgentStatus::default()
         };
-        let walked = Walked {
-            tracker: Occupancy::new(config.tracker_capacity),
-            flows: Occupancy::new(FLOWS_CAPACITY),
-            top: Vec::new(),
-            next: tokio::time::Instant::now(),
-        };
+        let walked = Walked::new(config.tracker_capacity);
         let (mut protected, protected_task) = protect::watch(config.resolv_conf.clone());
         if tokio::time::timeout(PROTECTED_FIRST_READ, protected.wait_for(Option::is_some))
             .await
@@ -350,10 +302,7 @@ impl<'i> Agent<'i> {
             fleet,
             protected,
             protected_task,
-            list_reload: None,
-            list_reload_again: false,
-            reputation: tokio::sync::watch::Sender::new(Arc::default()),
-            reputation_reload: None,
+            lists: ListReloads::default(),
             budget: AlertBudget::new(config.max_alerts_per_second),
             alerts: AlertSink::stdout(),
             config,
@@ -390,10 +339,8 @@ impl<'i> Agent<'i> {
         let mut list_sweep_tick = tokio::time::interval(BLOCKLIST_SWEEP_INTERVAL);
         self.load_block_lists();
         // Before READY: the first findings already name their lists.
-        self.load_reputation();
-        if let Some(first) = &mut self.reputation_reload {
-            first.await.ok();
-        }
+        self.lists.load_reputation(&self.config);
+        self.lists.reputation_built().await;
         self.write_status(0, Vec::new());
         info!(
             "watching for scans: window {}s, thresholds {:?}",
@@ -435,8 +382,11 @@ impl<'i> Agent<'i> {
                 }
                 _ = sweep_tick.tick() => self.sweep_blocks(),
                 _ = list_sweep_tick.tick() => self.sweep_blocklist(),
-                _ = stats_tick.tick() => self.refresh_stats(),
-                () = tokio::time::sleep_until(self.walked.next) => self.walk_maps(),
+                _ = stats_tick.tick() => self.walked.refresh_stats(&self.maps, &self.metrics),
+                () = tokio::time::sleep_until(self.walked.next) => {
+                    self.walked.walk(&self.maps, &self.metrics, self.config.ipv6_prefix, self.config.top_sources);
+                    self.refresh_status();
+                }
                 _ = status_file_tick.tick() => self.refresh_status(),
                 _ = signals.hangup.recv() => {
                     systemd.reloading();
@@ -460,12 +410,11 @@ impl<'i> Agent<'i> {
                     Ok(()) => self.protected_changed(),
                     Err(_) => break Err(anyhow!("the protected-peers watcher stopped")),
                 },
-                outcome = async {
-                    match self.list_reload.as_mut() {
-                        Some(task) => task.await,
-                        None => std::future::pending().await,
+                outcome = self.lists.lists_done() => {
+                    if self.lists.lists_loaded(outcome, &self.metrics) {
+                        self.load_block_lists();
                     }
-                } => self.block_lists_loaded(outcome),
+                }
                 _ = signals.interrupt.recv() => break Ok(()),
                 _ = signals.terminate.recv() => break Ok(()),
             }
@@ -475,9 +424,7 @@ impl<'i> Agent<'i> {
         server.abort();
         self.fleet.stop();
         self.protected_task.abort();
-        if let Some(task) = self.list_reload.take() {
-            task.abort();
-        }
+        self.lists.abort();
         // Last events that arrived before the signal.
         let last = self.events.get_mut().drain().events;
         self.report_all(&last);
@@ -507,28 +454,29 @@ impl<'i> Agent<'i> {
         else {
             return;
         };
-        let verdict = match counted {
-            Counted::Sources(sample) => self.enforce_distributed(&sample),
+        match &counted {
+            Counted::Sources(_) => {}
             Counted::Prefixes {
-                prefixes,
                 wide: (prefix, len),
+                ..
             } => {
                 f.listed_in = self
+                    .lists
                     .reputation
                     .borrow()
-                    .listed_in(&key_network(&prefix, len));
-                self.enforce_wide(&prefixes, f.kind)
+                    .listed_in(&key_network(prefix, *len));
             }
             Counted::Source => {
                 if f.direction == Direction::Ingress {
                     f.listed_in = self
+                        .lists
                         .reputation
                         .borrow()
                         .listed_in(&key_network(&event.source, self.config.ipv6_prefix));
                 }
-                self.enforce(event, f.kind)
             }
-        };
+        }
+        let verdict = self.decide(&Subject::Event(event, &counted), f.kind);
         f.set_verdict(&verdict);
         if let Some(probes) = ProbeHops::of(event)
             && Direction::of(event) == Direction::Ingress
@@ -589,101 +537,35 @@ impl<'i> Agent<'i> {
                 continue;
             };
             f.listed_in = self
+                .lists
                 .reputation
                 .borrow()
                 .listed_in(&key_network(&source, self.config.ipv6_prefix));
-            let verdict = if self.config.block_web_scan {
-                self.block(&source, None, DetectionKind::WebScan)
-            } else {
-                Verdict::Alert
-            };
+            let verdict = self.decide(&Subject::WebClient(&source), DetectionKind::WebScan);
             f.set_verdict(&verdict);
             self.write_finding(&f);
         }
     }
 
-    /// A distributed scan names a target, not a source: in drop mode its sampled sources are
-    /// blocked only when `block_distributed` is set, each through the usual protections; the
-    /// finding carries the first verdict that blocked (or the last refusal).
-    fn enforce_distributed(&mut self, sample: &[SourceKey]) -> Verdict {
-        if !self.config.block_distributed {
-            return Verdict::Alert;
-        }
-        self.block_each(sample, DetectionKind::DistributedScan)
-    }
-
-    /// A wide-level finding aggregates first-level prefixes that each stayed below every
-    /// threshold: in drop mode the prefixes it names are blocked only when `block_wide_prefix`
-    /// is set, each through the usual protections (the wide prefix itself never is: it may hold
-    /// a whole site); the finding carries the first verdict that blocked (or the last refusal).
-    fn enforce_wide(&mut self, sample: &[SourceKey], kind: DetectionKind) -> Verdict {
-        if !self.config.block_wide_prefix {
-            return Verdict::Alert;
-        }
-        self.block_each(sample, kind)
-    }
-
-    /// Blocks each sampled source of an aggregate finding; returns the first verdict that
-    /// blocked (or the last refusal).
-    fn block_each(&mut self, sample: &[SourceKey], kind: DetectionKind) -> Verdict {
-        let mut outcome = Verdict::Alert;
-        for source in sample {
-            // The sampled sources' own hop counts are not in the aggregate's event.
-            let verdict = self.block(source, None, kind);
-            if !matches!(
-                outcome,
-                Verdict::Block { .. } | Verdict::AlreadyBlocked { .. } | Verdict::WouldBlock { .. }
-            ) {
-                outcome = verdict;
-            }
-        }
-        outcome
-    }
-
-    /// Blocks the source of an ingress finding in drop mode (egress findings are this host's
-    /// own probes: alert only, never a block), and counts what was done.
-    fn enforce(&mut self, event: &ScanEvent, kind: DetectionKind) -> Verdict {
-        if Direction::of(event) == Direction::Egress {
-            return Verdict::Alert;
-        }
-        self.block(&event.source, ProbeHops::of(event), kind)
-    }
-
-    /// Blocks `source` for a finding of `kind` in drop mode (its probes' hop counts, when
-    /// measured, are checked against a verified handshake), and counts what was done.
-    fn block(
-        &mut self,
-        source: &SourceKey,
-        hops: Option<ProbeHops>,
-        kind: DetectionKind,
-    ) -> Verdict {
-        let verdict = self.enforcer.block_finding(
+    /// The verdict on a finding about `subject` (see `policy::findings`), counting each block
+    /// decision it made.
+    fn decide(&mut self, subject: &Subject<'_>, kind: DetectionKind) -> Verdict {
+        let metrics = &self.metrics;
+        self.enforcer.decide(
             &mut self.maps.blocks,
-            source,
+            self.config.block_rules(),
             self.config.ipv6_prefix,
-            hops,
-            kind.name(),
+            subject,
+            kind,
             Clock::monotonic_ns(),
-        );
-        match &verdict {
-            Verdict::Block { .. } => self
-                .metrics
-                .blocks_added
-                .with_label_values(&[BlockReason::Detection.name()])
-                .inc(),
-            Verdict::WouldBlock { .. } => self
-                .metrics
-                .blocks_refused
-                .with_label_values(&[Refusal::DryRun.name()])
-                .inc(),
-            Verdict::NotBlocked(why) => self
-                .metrics
-                .blocks_refused
-                .with_label_values(&[why.name()])
-                .inc(),
-            Verdict::Alert | Verdict::AlreadyBlocked { .. } => {}
-        }
-        verdict
+            |verdict| count_block(metrics, verdict),
+        )
+    }
+
+    /// Starts reloading the enforced block lists (see `ListReloads::load_block_lists`).
+    fn load_block_lists(&mut self) {
+        self.lists
+            .load_block_lists(&self.config, &self.enforcer.policy, self.instance);
     }
 
     /// Counts blocks added for CrowdSec decisions with the other reasons'.
@@ -708,82 +590,10 @@ impl<'i> Agent<'i> {
         self.metrics.record_sweep("cidr", swept.removed, swept.left);
     }
 
-    /// Folds the kernel statistics into the metrics, and the inserts since the last walk into
-    /// the tracked-sources and flow gauges.
-    fn refresh_stats(&mut self) {
-        match self.maps.stats.read() {
-            Ok(stats) => {
-                self.metrics.update_kernel(&stats);
-                let inserts = |counter| {
-                    stats
-                        .get(counter_slot(counter) as usize)
-                        .copied()
-                        .unwrap_or(0)
-                };
-                if let Some(tracked) = self
-                    .walked
-                    .tracker
-                    .estimate(inserts(Counter::TrackerInserts))
-                {
-                    self.metrics.set_tracked(tracked);
-                }
-                if let Some(flows) = self.walked.flows.estimate(inserts(Counter::FlowsRecorded)) {
-                    self.metrics.set_flows(flows);
-                }
-            }
-            Err(e) => warn!("reading kernel statistics: {e:#}"),
-        }
-    }
-
-    /// The insert counters of the tracker and the flow map, summed over CPUs; `None` when
-    /// they cannot be read.
-    fn insert_counters(&self) -> Option<(u64, u64)> {
-        let read = |counter| self.maps.stats.get(counter_slot(counter)).ok();
-        Some((
-            read(Counter::TrackerInserts)?,
-            read(Counter::FlowsRecorded)?,
-        ))
-    }
-
-    /// Walks the tracker and the flow map in full: exact counts for the gauges, the top
-    /// sources for their gauge and the status file.
-    fn walk_maps(&mut self) {
-        let started = thread_cpu_time();
-        let prefix = self.config.ipv6_prefix;
-        // Before the walk: an insert during it is then counted twice at worst, never missed.
-        // Unreadable counters: a baseline no later reading exceeds, so the gauges keep this
-        // walk's counts until the next walk.
-        let (tracker_inserts, flow_inserts) =
-            self.insert_counters().unwrap_or((u64::MAX, u64::MAX));
-        let (tracked, top) = self
-            .maps
-            .tracker
-            .top(self.config.top_sources.max(STATUS_TOP));
-        let flows = self.maps.flows.len();
-        self.walked.tracker.walked(tracked, tracker_inserts);
-        self.walked.flows.walked(flows, flow_inserts);
-        self.walked.top = top
-            .into_iter()
-            .map(|(key, probes)| (format_source(&key, prefix), probes))
-            .collect();
-        // CPU time, not wall time: on a busy host a walk waits for the CPU without costing any.
-        let took = thread_cpu_time().saturating_sub(started);
-        self.metrics.map_walk_cpu_seconds.set(took.as_secs_f64());
-        self.walked.next = tokio::time::Instant::now() + walk_interval(took);
-        debug!("walked {tracked} sources and {flows} flows in {took:?}");
-        let top = &self.walked.top;
-        self.metrics.set_flows(flows);
-        self.metrics.set_tracked(tracked);
-        self.metrics
-            .set_top_sources(&top[..top.len().min(self.config.top_sources)]);
-        self.refresh_status();
-    }
-
-    /// Rewrites the status file: sources tracked now (see [`Occupancy`]), the last walk's top.
+    /// Rewrites the status file: sources tracked now (see `Walked::tracked_now`), the last
+    /// walk's top.
     fn refresh_status(&mut self) {
-        // Unreadable counters: 0 adds nothing to the last walk's count.
-        let (tracker_inserts, _) = self.insert_counters().unwrap_or((0, 0));
-        let tracked = self.walked.tracker.estimate(tracker_inserts).unwrap_or(0);
+        let tracked = self.walked.tracked_now(&self.maps);
         self.write_status(tracked, self.walked.top.clone());
     }
 
@@ -848,7 +658,7 @@ impl<'i> Agent<'i> {
                     );
                     self.config = new;
                     self.load_block_lists();
-                    self.load_reputation();
+                    self.lists.load_reputation(&self.config);
                 }
             }
             Err(e) => error!("configuration not reloaded, keeping the old one: {e:#}"),
@@ -880,119 +690,7 @@ impl<'i> Agent<'i> {
             }
         }
     }
-
-    /// Starts reloading the configured block lists into the trie (drop mode, not dry run), off
-    /// the event loop: files are parsed on a blocking thread, the trie is updated by a task of
-    /// its own through a second handle on the pinned map, in batches. If a reload is running,
-    /// another follows it.
-    fn load_block_lists(&mut self) {
-        if self.config.mode != Mode::Drop || self.config.dry_run {
-            if !self.config.enforced_lists().is_empty() {
-                info!(
-                    "block lists are enforced in drop mode only (not in monitor mode or dry run)"
-                );
-            }
-            return;
-        }
-        if self.list_reload.is_some() {
-            self.list_reload_again = true;
-            return;
-        }
-        let paths = self.config.enforced_lists();
-        let policy = self.enforcer.policy.clone();
-        let instance = self.instance.clone();
-        self.list_reload = Some(tokio::spawn(async move {
-            let wanted = tokio::task::spawn_blocking(move || {
-                crate::policy::block_lists::read_block_lists(&paths, &policy, MAX_LIST_ENTRIES)
-            })
-            .await
-            .map_err(|e| anyhow!("reading the block lists: {e}"))??;
-            let mut trie = BlockList::open_pinned(&instance)?;
-            let count = wanted.len();
-            let (added, removed) = trie
-                .sync_lists(&wanted, Clock::monotonic_ns(), LIST_BATCH)
-                .await?;
-            Ok(ListLoad {
-                count,
-                added,
-                removed,
-                entries: trie.len(),
-            })
-        }));
-    }
-
-    /// Rebuilds the reputation index of every block list (enforced or not, in every mode) on a
-    /// blocking thread; a newer rebuild replaces one in flight.
-    fn load_reputation(&mut self) {
-        if let Some(old) = self.reputation_reload.take() {
-            old.abort();
-        }
-        let lists = self.config.block_lists.clone();
-        if lists.is_empty() {
-            self.reputation.send_replace(Arc::default());
-            return;
-        }
-        let sender = self.reputation.clone();
-        self.reputation_reload = Some(tokio::spawn(async move {
-            let read = tokio::task::spawn_blocking(move || {
-                Reputation::read(&lists, MAX_REPUTATION_ENTRIES)
-            })
-            .await;
-            match read {
-                Ok(Ok(index)) => {
-                    let ranges: usize = index.lists.iter().map(|l| l.index.len()).sum();
-                    info!(
-                        "reputation: {} lists indexed ({ranges} ranges) for alerts' listed_in",
-                        index.lists.len()
-                    );
-                    sender.send_replace(Arc::new(index));
-                }
-                Ok(Err(e)) => error!("{e}"),
-                Err(e) => error!("the reputation rebuild failed: {e}"),
-            }
-        }));
-    }
-
-    /// A block-list reload ended: log it, count it, start the next if one was asked for.
-    fn block_lists_loaded(&mut self, outcome: Result<ListOutcome, tokio::task::JoinError>) {
-        self.list_reload = None;
-        match outcome {
-            Ok(Ok(done)) => {
-                info!(
-                    "block lists: {} CIDRs enforced ({} added, {} removed)",
-                    done.count, done.added, done.removed
-                );
-                self.metrics
-                    .blocks_added
-                    .with_label_values(&[BlockReason::List.name()])
-                    .inc_by(done.added as u64);
-                self.metrics
-                    .blocked_sources
-                    .with_label_values(&["cidr"])
-                    .set(done.entries as i64);
-            }
-            Ok(Err(e)) => error!("{e:#}"),
-            Err(e) => error!("the block-list reload task failed: {e}"),
-        }
-        if std::mem::take(&mut self.list_reload_again) {
-            self.load_block_lists();
-        }
-    }
 }
-
-/// What a block-list reload did.
-#[derive(Debug)]
-struct ListLoad {
-    /// Entries of the new set.
-    count: usize,
-    added: usize,
-    removed: usize,
-    /// Entries in the trie afterwards (lists and manual blocks).
-    entries: usize,
-}
-
-/// A block-list reload's result; on an error the trie holds the previous lists.
-type ListOutcome = anyhow::Result<ListLoad>;
 
 /// The token bucket of new automatic blocks of a configuration.
 fn block_rate(config: &Config) -> TokenBucket {
@@ -1013,23 +711,5 @@ fn warn_restart_only(old: &Config, new: &Config) {
         if changed {
             warn!("`{key}` changed; it takes effect on restart, not on reload");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn walks_slow_down_as_they_get_costlier() {
-        // A small map: the shortest interval.
-        assert_eq!(walk_interval(Duration::from_millis(2)), MIN_WALK_INTERVAL);
-        // 100,000 sources (about 60 ms): 12 s, so walks take 0.5 % of a core.
-        assert_eq!(
-            walk_interval(Duration::from_millis(60)),
-            Duration::from_secs(12)
-        );
-        // A stalled walk never stops the gauges for more than a minute.
-        assert_eq!(walk_interval(Duration::from_secs(3)), MAX_WALK_INTERVAL);
     }
 }

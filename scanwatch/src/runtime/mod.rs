@@ -2,7 +2,9 @@
 //! programs (`replay`), the control CLI (`ctl`), the status file and systemd notifications.
 
 pub mod agent;
+pub mod block_lists;
 pub mod ctl;
 pub mod replay;
 pub mod status;
 pub mod systemd;
+pub mod walk;

@@ -39,7 +39,7 @@ use scanwatch_common::{
 use serde::Serialize;
 
 use crate::{
-    config::{Config, Mode},
+    config::{Config, Mode, source::ConfigSource},
     finding::{
         budget::AlertBudget,
         record::Finding,
@@ -52,7 +52,6 @@ use crate::{
         rings::{Events, WebSamples},
     },
     outputs::alerts::AlertSink,
-    runtime::agent::ConfigSource,
 };
 
 /// Arguments of `scanwatch replay`.
