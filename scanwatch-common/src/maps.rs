@@ -114,7 +114,7 @@ pub const FLOWS_CAPACITY: u32 = 65_536;
 /// array store, no insert, no eviction), so a flood costs what the admission filter costs. A
 /// spoofer who does not know the seed writes uniformly random slots: under `R` spoofed
 /// datagrams/s a conversation survives `t` seconds with probability `exp(-R·t / INBOUND_SLOTS)`.
-/// At 2·10⁶/s (the highest flood rate the 2-core development VM produces) that is a mean life
+/// At 2·10⁶/s (the highest flood rate a 2-core x86_64 VM produces) that is a mean life
 /// of 131 ms: an answer sent 1 ms after its query is lost with probability 0.8 %, 10 ms after
 /// with 7 %; at 10⁶/s half that. A lost answer is recorded as a flow, as every answer was before
 /// `INBOUND` existed. 65,536 slots (512 KiB) would lose four times as many (3 % and 26 %) to

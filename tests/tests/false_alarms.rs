@@ -1,4 +1,4 @@
-//! End-to-end tests of issue 10, "no false alarms from the traffic every server has": the
+//! End-to-end tests of "no false alarms from the traffic every server has": the
 //! real daemon watches the lab's target, which plays an ordinary server with a backend, its
 //! own UDP service, an upstream resolver and a routed path. Its keep-alive connections closed
 //! by the peer (however old, or older than the agent), the ICMP port unreachable its answers

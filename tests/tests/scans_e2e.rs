@@ -1,4 +1,4 @@
-//! End-to-end, real nmap: the scans issue 12 found undetected — ACK and window scans, custom
+//! End-to-end, real nmap: the scans a SYN/UDP/ICMP counter misses — ACK and window scans, custom
 //! TCP flag mixes, IP-protocol scans, SCTP INIT and COOKIE ECHO scans — each raise their
 //! documented kind within [`ALERT_WITHIN`] of the scan's end, from the real daemon attached to
 //! the lab's target (namespaces and veth only; nmap runs inside the attacker namespace).

@@ -1,4 +1,4 @@
-//! End-to-end tests of web-scanner signatures (issue 13, T1595.002): real HTTP requests from the
+//! End-to-end tests of web-scanner signatures (T1595.002): real HTTP requests from the
 //! lab's attacker to a small server on the target. A request carrying a scanner's user agent,
 //! referer, probing path or header is a `web_scan` finding for its source; browsers, curl,
 //! wget and a long keep-alive session are not. A signature added to the user's file is in force

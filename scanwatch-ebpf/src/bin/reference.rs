@@ -2,7 +2,7 @@
 //! IPv6 (sources aggregated to their /64, as the product keys them) and the TCP or UDP header
 //! when present, then does one LRU lookup keyed by the source and one increment (or one insert
 //! for a new source). The benchmark reports each case's cost over the empty program as a ratio
-//! to this program's cost over the empty program on the same frame (issue 16).
+//! to this program's cost over the empty program on the same frame.
 //!
 //! `scanwatch_reference_spoof` first rewrites the IPv4 source with a random one, as
 //! `spoof_bench` does for the product: the reference under the same spoofed storm.

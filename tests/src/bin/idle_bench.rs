@@ -1,4 +1,4 @@
-//! The daemon at rest with full maps (`cargo xtask bench --idle`, issue 16): CPU, memory and
+//! The daemon at rest with full maps (`cargo xtask bench --idle`): CPU, memory and
 //! gauge freshness of the real `scanwatch run` with 100,000 tracked sources and a full flow map.
 //!
 //! A throwaway lab; the daemon watches the target's veth with `tracker_capacity` = the number of
@@ -45,7 +45,7 @@ type Read = fn(&DaemonMaps) -> Result<usize>;
 
 /// Full reads per method; the median is reported.
 const READS: usize = 5;
-/// The walk interval the daemon used before issue 16, for the "% of a core" column.
+/// A fixed 5 s walk interval (the shortest the daemon uses), for the "% of a core" column.
 const WALK_INTERVAL_S: f64 = 5.0;
 /// Entries removed to check the gauges' freshness.
 const REMOVED: u32 = 1000;

@@ -1,4 +1,4 @@
-//! Where a tracked probe's cost goes (issue 16): the product program timed under
+//! Where a tracked probe's cost goes: the product program timed under
 //! `BPF_PROG_TEST_RUN` on one frame with one piece of work switched off at a time through its
 //! configuration (no source change), next to the empty program and the reference counter.
 //! Run with `cargo run --release -p scanwatch-tests --bin path_cost` as root.

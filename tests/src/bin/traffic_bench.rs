@@ -1,4 +1,4 @@
-//! Throughput with real packets (`cargo xtask bench --traffic`, issue 16): `trafgen`
+//! Throughput with real packets (`cargo xtask bench --traffic`): `trafgen`
 //! (netsniff-ng) drives a veth pair between two throwaway namespaces as fast as it can, and
 //! the receiving end's packet counters give packets per second processed, with nothing
 //! attached, with the empty XDP program attached natively, and with the real agent

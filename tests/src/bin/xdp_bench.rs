@@ -13,7 +13,7 @@
 //! XDP cases also time the reference program (a minimal per-source counter: one LRU lookup or
 //! insert keyed by the source, one increment) on the same frame, spoofed like the case when the
 //! case spoofs. The second ratio, the case's cost over the floor divided by the reference's, says
-//! how close a path is to the least a per-source tracker can cost (issue 16).
+//! how close a path is to the least a per-source tracker can cost.
 //!
 //! To add a case, write a `fn() -> Result<Prepared>` and list it in [`CASES`].
 
@@ -217,7 +217,7 @@ const RELATIONS: &[(&str, &str, f64)] = &[
     ("established_tcp_web_ports", "established_tcp", 1.1),
 ];
 
-/// Issue 16's targets for (case − floor) / (reference − floor) in one run.
+/// Targets for (case − floor) / (reference − floor) in one run (see docs/performance.md).
 const REFERENCE_TARGETS: &[(&str, f64)] = &[
     ("tracked_syn", 1.25),
     ("udp_probe_tracked", 1.5),
@@ -494,7 +494,7 @@ fn tracked_syn() -> Result<Prepared> {
     Prepared::xdp(tracked(&frame, &key)?, frame, XDP_PASS)
 }
 
-/// `tracked_syn_new_port` with issue 12's per-probe work on, as the daemon configures it: the
+/// `tracked_syn_new_port` with the long window and distributed scans on, as the daemon configures it: the
 /// long window (`LONG` lookup and estimator update) and distributed scans (`TARGETS` lookup and
 /// port bit). Compare with `tracked_syn_new_port` of the same run.
 fn tracked_syn_long_distributed() -> Result<Prepared> {
