@@ -22,8 +22,8 @@ use scanwatch_common::{
 
 use crate::{
     event,
+    level::Update,
     maps::{self, EMPTY_PORT, EMPTY_TARGET, PORTS, TARGETS},
-    track::Update,
 };
 
 /// Reports per target and window at most, as for sources.

@@ -24,9 +24,10 @@ use scanwatch_common::{
 };
 
 use crate::{
+    level::Origin,
     maps::{EGRESS, EMPTY_STATE},
     stats::count,
-    track::{Origin, Probe, observe},
+    track::{Probe, observe},
 };
 
 /// The egress state of a local source, created on first use (no admission filter: these are

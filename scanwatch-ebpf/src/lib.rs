@@ -23,6 +23,7 @@ pub mod egress;
 pub mod event;
 pub mod evidence;
 pub mod flows;
+pub mod level;
 pub mod maps;
 pub mod parse;
 pub mod sample;

@@ -29,6 +29,7 @@ use scanwatch_common::{
 
 use crate::{
     clock, distributed, event,
+    level::{Origin, Update, start},
     maps::{self, ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
     sample,
@@ -127,24 +128,6 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
     }
 }
 
-/// One ingress probe, as every level (short window, long window, wide IPv6 prefix) counts it:
-/// the arguments of [`update_level`], small enough to pass by reference between BPF frames.
-#[derive(Clone, Copy)]
-pub struct Update {
-    /// The key of the level's entry (the event's source).
-    pub key: SourceKey,
-    /// The probe's target and interface, and which window and thresholds apply.
-    pub origin: Origin,
-    pub now: u64,
-    /// Hash of the destination host.
-    pub host: u32,
-    pub class: PacketClass,
-    pub proto: u8,
-    /// Hops the probe travelled (drop mode), else `HOPS_UNKNOWN`.
-    pub hops: u8,
-    pub src_port: u16,
-}
-
 /// Counts a repeat of the source's last probe in its window (see [`record`]) and returns true.
 /// Any other probe becomes the last probe and gets false, with nothing counted.
 ///
@@ -202,17 +185,6 @@ fn long_state(key: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
     let state = unsafe { &mut *state };
     start(state, now);
     Some(state)
-}
-
-/// Initialises the times of a level's entry on its first probe.
-#[inline(always)]
-pub fn start(state: &mut SourceState, now: u64) {
-    if state.first_seen_ns == 0 {
-        state.first_seen_ns = now;
-        state.window_start_ns = now;
-        state.min_hops = HOPS_UNKNOWN;
-        state.max_hops = HOPS_UNKNOWN;
-    }
 }
 
 /// Probes that name a port: SYN, UDP and stealth flag mixes (not ICMP, not fragments).
@@ -307,33 +279,6 @@ pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
         now,
         &origin,
     );
-}
-
-/// Where a measure's event comes from: the interface, direction and the probe's target.
-#[derive(Clone, Copy)]
-pub struct Origin {
-    pub ifindex: u32,
-    pub direction: u32,
-    pub target: SourceKey,
-    pub target_port: u16,
-    /// Which counts: `WINDOW_SHORT` (the tracker, or `EGRESS`), `WINDOW_LONG` (`LONG`, slow
-    /// scans: the long window and thresholds) or `WINDOW_WIDE` (`WIDE`: the short window at the
-    /// wide IPv6 prefix); sent as the event's `window`.
-    pub window: u16,
-}
-
-impl Origin {
-    /// An egress event: the local source probed `target:target_port`.
-    #[inline(always)]
-    pub const fn egress(ifindex: u32, target: SourceKey, target_port: u16) -> Self {
-        Self {
-            ifindex,
-            direction: scanwatch_common::event::DIRECTION_EGRESS,
-            target,
-            target_port,
-            window: WINDOW_SHORT,
-        }
-    }
 }
 
 /// The tracker entry for `key`, creating it if the admission filter lets the source in.

@@ -6,8 +6,8 @@
 use scanwatch_common::{addr::SourceKey, contributors, wide::WideState};
 
 use crate::{
+    level,
     maps::{self, EMPTY_WIDE, WIDE},
-    track,
 };
 
 /// The entry of wide prefix `key` (created on its first probe), with first-level prefix
@@ -19,6 +19,6 @@ pub fn entry(key: &SourceKey, first: &SourceKey, now: u64) -> Option<&'static mu
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
     let w = unsafe { &mut *w };
     contributors::remember(&mut w.prefixes, &mut w.next, first);
-    track::start(&mut w.state, now);
+    level::start(&mut w.state, now);
     Some(w)
 }
