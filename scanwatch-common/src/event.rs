@@ -40,20 +40,9 @@ indexed_enum! {
 }
 
 impl DetectionKind {
-    /// MITRE ATT&CK technique ID.
+    /// MITRE ATT&CK technique ID (the kind's row of `kinds::KINDS`).
     pub const fn technique(self) -> &'static str {
-        match self {
-            Self::HostSweep | Self::IcmpSweep => "T1595.001",
-            Self::PortScan
-            | Self::StealthScan
-            | Self::UdpScan
-            | Self::FragmentScan
-            | Self::AckScan
-            | Self::ProtocolScan
-            | Self::SctpScan
-            | Self::DistributedScan => "T1046",
-            Self::WebScan => "T1595.002",
-        }
+        self.spec().technique.id
     }
 }
 

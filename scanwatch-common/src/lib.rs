@@ -27,6 +27,7 @@ pub mod evidence;
 pub mod flow;
 pub mod hash;
 pub mod icmp;
+pub mod kinds;
 pub mod maps;
 pub mod presence;
 pub mod programs;
