@@ -3,7 +3,8 @@
 //!
 //! Where things happen: `loader` (load/attach/detach), `agent` (the event loop), `detect`
 //! (kernel event → finding), `enforce` (finding → block), `reputation` (which lists name a source), `alerts` (JSON Lines, ECS, syslog),
-//! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config`, `pins` (pinned state), `ctl`
+//! `ecs` (Elastic Common Schema), `metrics` (Prometheus), `config` (and `thresholds`, per
+//! kind), `pins` (pinned state), `ctl`
 //! (the control CLI), `cli` (the command line and its help texts), `systemd` (service
 //! notifications), `replay` (captures through the same programs), `tool` (which scanner a
 //! source's probes look like).
@@ -32,5 +33,6 @@ pub mod replay;
 pub mod report;
 pub mod reputation;
 pub mod systemd;
+pub mod thresholds;
 pub mod tool;
 pub mod web;

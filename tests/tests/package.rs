@@ -20,6 +20,7 @@ use scanwatch::{
     cli::Cli,
     config::{Config, FileConfig, Overrides},
 };
+use scanwatch_common::event::DetectionKind;
 use scanwatch_tests::{
     process::{run, tool_or_skip},
     require_root,
@@ -189,7 +190,7 @@ fn packaged_config_holds_the_built_in_defaults() {
         uncommented
             .thresholds
             .as_ref()
-            .is_some_and(|t| t.port_scan.is_some()),
+            .is_some_and(|t| t.get(DetectionKind::PortScan).is_some()),
         "thresholds are shown commented out"
     );
     let pinned = Config::build(Some(&uncommented), &Overrides::default()).unwrap();
