@@ -237,6 +237,9 @@ fn names(lines: &[&str], word: &str) -> bool {
     })
 }
 
+/// A table's medium preset of a kind, `None` when the table does not measure it.
+type Preset = fn(&KindSpec) -> Option<u32>;
+
 #[test]
 fn packaged_config_names_every_kind_with_the_tables_presets() {
     let path = packaged_config();
@@ -244,7 +247,6 @@ fn packaged_config_names_every_kind_with_the_tables_presets() {
     Config::build(Some(&parsed), &Overrides::default()).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let sections = sections(&text);
-    type Preset = fn(&KindSpec) -> Option<u32>;
     let tables: [(&str, Preset); 3] = [
         ("thresholds", |s| {
             s.directions.counted().then_some(s.short.medium)
