@@ -492,42 +492,36 @@ impl DetectionKind {
     }
 }
 
-/// The docs' table of kinds (`<!-- kinds:begin -->` … `<!-- kinds:end -->` in
-/// `docs/configuration.md` and `docs/detections.md`): each kind's technique, directions and
-/// presets. A dash marks a table the kind has no threshold in.
+/// The docs' table of kinds (between `<!-- kinds:begin -->` and `<!-- kinds:end -->` in
+/// `docs/configuration.md`, and in `docs/detections.md` when it has the markers): each kind's
+/// technique, directions and medium-centred presets (0 where a table does not measure it).
 #[cfg(feature = "std")]
 pub fn markdown_table() -> std::string::String {
     use std::{fmt::Write as _, string::String};
 
-    let cell = |applies: bool, value: u32| {
-        if applies {
-            std::format!("{value}")
-        } else {
-            String::from("—")
-        }
-    };
     let mut out = String::from(
-        "| Kind | Technique | Directions | Low | Medium | High | Long window (medium) \
-         | Egress low | Egress medium | Egress high |\n\
+        "| kind | ATT&CK | direction | low | medium | high | egress low | egress medium \
+         | egress high | long medium |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for spec in &KINDS {
-        let counted = spec.directions.counted();
-        let long = counted && spec.directions != Directions::IngressPerTarget;
-        let egress = spec.directions.egress();
+        let direction = if spec.directions.egress() {
+            "ingress, egress"
+        } else {
+            "ingress"
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {direction} | {} | {} | {} | {} | {} | {} | {} |",
             spec.name,
             spec.technique.id,
-            spec.directions.describe(),
-            cell(counted, spec.short.low),
-            cell(counted, spec.short.medium),
-            cell(counted, spec.short.high),
-            cell(long, spec.long.medium),
-            cell(egress, spec.egress.low),
-            cell(egress, spec.egress.medium),
-            cell(egress, spec.egress.high),
+            spec.short.low,
+            spec.short.medium,
+            spec.short.high,
+            spec.egress.low,
+            spec.egress.medium,
+            spec.egress.high,
+            spec.long.medium,
         );
     }
     out
@@ -633,7 +627,7 @@ mod tests {
     fn markdown_table_has_a_row_per_kind() {
         let table = markdown_table();
         assert_eq!(table.lines().count(), 2 + DETECTION_KINDS);
-        assert!(table.contains("| `port_scan` | T1046 | ingress, egress | 50 | 20 | 10 | 20 |"));
+        assert!(table.contains("| `port_scan` | T1046 | ingress, egress | 50 | 20 | 10 | 50 |"));
         assert!(table.contains("| `web_scan` | T1595.002 |"));
     }
 }
