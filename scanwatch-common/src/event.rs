@@ -3,7 +3,8 @@
 use crate::{addr::SourceKey, classify::PROBE_CLASSES};
 
 indexed_enum! {
-    /// What a finding is. Each maps to a MITRE ATT&CK technique.
+    /// What a finding is. Each maps to a MITRE ATT&CK technique; everything else about a kind
+    /// (presets, estimator, directions, blocking) is its row of `kinds::KINDS`.
     pub enum DetectionKind {
         /// Many distinct destination TCP ports (SYN probes). T1046.
         PortScan = 0 => "port_scan",

@@ -203,3 +203,14 @@ fn config_keys_come_from_the_serde_definitions() {
         assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
     }
 }
+
+#[test]
+fn kinds_blocked_on_opt_in_name_a_configuration_key() {
+    use scanwatch_common::kinds::{BlockEvidence, KINDS};
+    let keys = config_keys();
+    for spec in &KINDS {
+        if let BlockEvidence::OptIn(key) = spec.block {
+            assert!(keys.iter().any(|k| k == key), "{}: {key}", spec.name);
+        }
+    }
+}
