@@ -574,6 +574,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "std")]
     #[test]
     fn threshold_keys_are_the_counted_kinds_and_distributed_hosts() {
         let counted: std::vec::Vec<&str> = KINDS
