@@ -3,7 +3,8 @@
 use crate::{addr::SourceKey, classify::PROBE_CLASSES};
 
 indexed_enum! {
-    /// What a finding is. Each maps to a MITRE ATT&CK technique.
+    /// What a finding is. Each maps to a MITRE ATT&CK technique; everything else about a kind
+    /// (presets, estimator, directions, blocking) is its row of `kinds::KINDS`.
     pub enum DetectionKind {
         /// Many distinct destination TCP ports (SYN probes). T1046.
         PortScan = 0 => "port_scan",
@@ -40,20 +41,9 @@ indexed_enum! {
 }
 
 impl DetectionKind {
-    /// MITRE ATT&CK technique ID.
+    /// MITRE ATT&CK technique ID (the kind's row of `kinds::KINDS`).
     pub const fn technique(self) -> &'static str {
-        match self {
-            Self::HostSweep | Self::IcmpSweep => "T1595.001",
-            Self::PortScan
-            | Self::StealthScan
-            | Self::UdpScan
-            | Self::FragmentScan
-            | Self::AckScan
-            | Self::ProtocolScan
-            | Self::SctpScan
-            | Self::DistributedScan => "T1046",
-            Self::WebScan => "T1595.002",
-        }
+        self.spec().technique.id
     }
 }
 

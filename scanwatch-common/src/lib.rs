@@ -1,6 +1,6 @@
 //! Types shared by the scanwatch XDP program and its daemon, plus the pure logic both sides
-//! (and the host-side tests) need: packet classification tables, the distinct-count estimator,
-//! address keys and hashing.
+//! (and the host-side tests) need: packet classification tables, the table of detection kinds
+//! (`kinds`), the distinct-count estimator, address keys and hashing.
 //!
 //! Everything here is `no_std` so the kernel program can use it; the `user` feature adds
 //! `aya::Pod` impls and the floating-point estimate helpers.
@@ -27,6 +27,7 @@ pub mod evidence;
 pub mod flow;
 pub mod hash;
 pub mod icmp;
+pub mod kinds;
 pub mod maps;
 pub mod presence;
 pub mod programs;

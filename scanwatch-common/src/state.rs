@@ -73,22 +73,10 @@ pub struct SourceState {
 
 impl SourceState {
     /// The bit count of the estimator behind a distinct-count kind, or `None` for exact counts
-    /// (protocol_scan: one bit per protocol number, no collisions).
+    /// (protocol_scan: one bit per protocol number, no collisions) and no count (web_scan): the
+    /// kind's `kinds::Estimator`.
     pub const fn estimator_bits(kind: DetectionKind) -> Option<u32> {
-        match kind {
-            // DistributedScan: the target's distinct ports (`target::TargetState::ports`).
-            DetectionKind::PortScan | DetectionKind::HostSweep | DetectionKind::DistributedScan => {
-                Some(WideBitmap::BITS)
-            }
-            DetectionKind::IcmpSweep
-            | DetectionKind::StealthScan
-            | DetectionKind::UdpScan
-            | DetectionKind::FragmentScan
-            | DetectionKind::AckScan
-            | DetectionKind::SctpScan => Some(NarrowBitmap::BITS),
-            // WebScan: a signature match, no count.
-            DetectionKind::ProtocolScan | DetectionKind::WebScan => None,
-        }
+        kind.spec().estimator.bits()
     }
 }
 

@@ -60,6 +60,25 @@ pub struct Sent {
     pub ifindex: u32,
 }
 
+// The kinds counted here are the ones the table of kinds measures at egress (user space takes
+// their `[egress_thresholds]` and refuses the others'): checked at compile time, free at run
+// time.
+const _: () = {
+    let counted = [
+        DetectionKind::IcmpSweep,
+        DetectionKind::StealthScan,
+        DetectionKind::FragmentScan,
+        DetectionKind::PortScan,
+        DetectionKind::UdpScan,
+        DetectionKind::HostSweep,
+    ];
+    let mut i = 0;
+    while i < counted.len() {
+        assert!(counted[i].spec().directions.egress());
+        i += 1;
+    }
+};
+
 /// TC egress: counts the probes this host sends that are suspicious by themselves.
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {

@@ -361,6 +361,36 @@ fn reset_window(s: &mut SourceState, now: u64) {
     }
 }
 
+// `measure` sets the estimator the table of kinds names for each kind (user space turns the
+// measures into counts, and refuses thresholds above their limits, by the table's estimator):
+// checked at compile time, free at run time.
+const _: () = {
+    use scanwatch_common::kinds::Estimator;
+    let wide = [DetectionKind::PortScan, DetectionKind::HostSweep];
+    let narrow = [
+        DetectionKind::StealthScan,
+        DetectionKind::UdpScan,
+        DetectionKind::IcmpSweep,
+        DetectionKind::FragmentScan,
+        DetectionKind::AckScan,
+        DetectionKind::SctpScan,
+    ];
+    let mut i = 0;
+    while i < wide.len() {
+        assert!(matches!(wide[i].spec().estimator, Estimator::Wide));
+        i += 1;
+    }
+    let mut i = 0;
+    while i < narrow.len() {
+        assert!(matches!(narrow[i].spec().estimator, Estimator::Narrow));
+        i += 1;
+    }
+    assert!(matches!(
+        DetectionKind::ProtocolScan.spec().estimator,
+        Estimator::ProtocolSet
+    ));
+};
+
 /// Sets an ingress probe's bit in the estimator of the kind its class measures; returns that
 /// kind when the bit was new.
 #[inline(always)]

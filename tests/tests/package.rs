@@ -9,7 +9,7 @@
 //! `target/debian-test/`) and names it in `$SCANWATCH_DEB`.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::Command,
 };
@@ -19,6 +19,10 @@ use clap::CommandFactory as _;
 use scanwatch::{
     cli::Cli,
     config::{Config, FileConfig, Overrides},
+};
+use scanwatch_common::{
+    event::DetectionKind,
+    kinds::{DISTRIBUTED_HOSTS, KINDS, KindSpec},
 };
 use scanwatch_tests::{
     process::{run, tool_or_skip},
@@ -189,7 +193,7 @@ fn packaged_config_holds_the_built_in_defaults() {
         uncommented
             .thresholds
             .as_ref()
-            .is_some_and(|t| t.port_scan.is_some()),
+            .is_some_and(|t| t.get(DetectionKind::PortScan).is_some()),
         "thresholds are shown commented out"
     );
     let pinned = Config::build(Some(&uncommented), &Overrides::default()).unwrap();
@@ -197,6 +201,98 @@ fn packaged_config_holds_the_built_in_defaults() {
         pinned, defaults,
         "the commented thresholds are not the defaults"
     );
+}
+
+/// The lines of each `[section]` of a TOML text, by section name (`""` before the first).
+fn sections(text: &str) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut current = "";
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name;
+        }
+        out.entry(current).or_default().push(line);
+    }
+    out
+}
+
+/// The commented-out `# key = value` settings of some lines, with their values.
+fn commented_settings<'a>(lines: &[&'a str]) -> BTreeMap<&'a str, u32> {
+    lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("# ").filter(|rest| is_setting(rest)))
+        .filter_map(|rest| {
+            let (key, value) = rest.split_once(" = ")?;
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// Whether `word` appears in `lines` as a whole word.
+fn names(lines: &[&str], word: &str) -> bool {
+    lines.iter().any(|line| {
+        line.split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .any(|w| w == word)
+    })
+}
+
+/// A table's medium preset of a kind, `None` when the table does not measure it.
+type Preset = fn(&KindSpec) -> Option<u32>;
+
+#[test]
+fn packaged_config_names_every_kind_with_the_tables_presets() {
+    let path = packaged_config();
+    let parsed = FileConfig::read(&path).unwrap();
+    Config::build(Some(&parsed), &Overrides::default()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sections = sections(&text);
+    let tables: [(&str, Preset); 3] = [
+        ("thresholds", |s| {
+            s.directions.counted().then_some(s.short.medium)
+        }),
+        ("long_thresholds", |s| {
+            s.directions.counted().then_some(s.long.medium)
+        }),
+        ("egress_thresholds", |s| {
+            s.directions.egress().then_some(s.egress.medium)
+        }),
+    ];
+    for (table, preset) in tables {
+        let lines = sections
+            .get(table)
+            .unwrap_or_else(|| panic!("{} has no [{table}]", path.display()));
+        let settings = commented_settings(lines);
+        for spec in &KINDS {
+            let shown = settings.get(spec.name).copied();
+            match preset(spec) {
+                Some(medium) => assert_eq!(
+                    shown,
+                    Some(medium),
+                    "[{table}] should show `# {} = {medium}` (the table of kinds' medium preset)",
+                    spec.name
+                ),
+                None => assert!(
+                    shown.is_none_or(|v| v == 0),
+                    "[{table}] shows {} = {shown:?}, which it does not measure",
+                    spec.name
+                ),
+            }
+            if table != "egress_thresholds" {
+                assert!(
+                    names(lines, spec.name),
+                    "[{table}] does not name {}",
+                    spec.name
+                );
+            }
+        }
+        if table == "thresholds" {
+            assert_eq!(
+                settings.get("distributed_hosts"),
+                Some(&DISTRIBUTED_HOSTS.medium)
+            );
+        }
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 pub mod source;
 mod stages;
+pub mod thresholds;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -11,15 +12,17 @@ use ipnet::IpNet;
 use scanwatch_common::{
     addr::{DEFAULT_IPV6_PREFIX_LEN, DEFAULT_IPV6_WIDE_PREFIX_LEN, MAX_IPV6_WIDE_PREFIX_LEN},
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
-    distinct::{bits_for_count, saturation_estimate},
+    distinct::bits_for_count,
     event::{DETECTION_KINDS, DetectionKind},
     maps::{IGNORE_CAPACITY, TRACKER_CAPACITY},
-    state::{NarrowBitmap, ProtocolSet, SourceState},
+    state::{NarrowBitmap, SourceState},
 };
 use serde::{Deserialize, Serialize};
 
+pub use self::thresholds::{KindThresholds, Sensitivity, Thresholds, counting_limit};
 pub use crate::settings::ConfigError;
 use crate::{
+    config::thresholds::{distributed_hosts, merge_thresholds},
     net::parse_cidr,
     outputs::alerts::{AlertFormat, SyslogTarget},
     settings::{invalid, parse_duration},
@@ -39,83 +42,6 @@ pub enum XdpMode {
     Native,
     /// Generic (skb) mode: works on every interface, slower.
     Skb,
-}
-
-/// Sensitivity preset: a set of thresholds, each overridable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Sensitivity {
-    /// Fewer alerts: only scans well above what busy clients do.
-    Low,
-    /// The default.
-    #[default]
-    Medium,
-    /// More alerts: small scans too; expect to tune `ignore`.
-    High,
-}
-
-impl Sensitivity {
-    /// Thresholds of the preset, by kind (distinct ports, hosts or fragmented datagrams).
-    ///
-    /// Medium: port_scan 20 distinct TCP ports (between Zeek's 15 and scanlogd's weighted 21,
-    /// since we count every SYN, not only failed connections as Zeek did); host_sweep 25 hosts
-    /// (Zeek); icmp_sweep 15 hosts; stealth_scan 10 ports (FIN/NULL/Xmas are never legitimate;
-    /// FIN|ACK is, so a few ports of slack); udp_scan 15 ports (CrowdSec's multi-port 15);
-    /// fragment_scan 20 distinct datagrams sent as tiny first fragments, as many as port_scan's
-    /// ports: a tiny fragment is as cheap to forge as a SYN, so it must not block sooner.
-    /// ack_scan 10 ports: a RST to a bare ACK of no connection also answers late segments of
-    /// connections the host already forgot (a peer's stale keep-alives after a restart), but
-    /// those touch the few ports the peer used; stealth_scan's 10. protocol_scan 10 protocol
-    /// numbers besides TCP, UDP, ICMP and SCTP: a router speaks a handful (OSPF, PIM, VRRP,
-    /// IGMP, GRE, ESP), nmap -sO tries all 256. sctp_scan 10 ports: SCTP services are few
-    /// (Diameter, M3UA, S1AP) and a client opens associations to one or two of them.
-    /// distributed_scan 40 distinct ports of one destination from sources below every
-    /// threshold: twice port_scan, so one source's scan (which stops counting once reported)
-    /// never reaches it alone, and far above the two or three ports a web server's visitors use.
-    /// web_scan 0: a signature match, not a count (`[web]`, found in user space).
-    pub const fn thresholds(self) -> [u32; DETECTION_KINDS] {
-        match self {
-            Self::Low => [50, 50, 30, 20, 40, 50, 20, 20, 20, 80, 0],
-            Self::Medium => [20, 25, 15, 10, 15, 20, 10, 10, 10, 40, 0],
-            Self::High => [10, 15, 8, 5, 8, 10, 5, 6, 5, 20, 0],
-        }
-    }
-
-    /// Thresholds over the long window (slow scans) of the preset: the short window's, so a
-    /// scan is reported whether it takes five minutes or an hour, and one that straddles a
-    /// short window's end is not halved. Not distributed_scan (per destination, short window).
-    pub const fn long_thresholds(self) -> [u32; DETECTION_KINDS] {
-        let mut t = self.thresholds();
-        t[DetectionKind::DistributedScan as usize] = 0;
-        t
-    }
-
-    /// The distributed-sweep threshold of the preset: distinct destination hosts probed on one
-    /// (protocol, port), by sources below every threshold, that did not answer on it. Medium
-    /// 32: above host_sweep's 25, so one source's sweep (which stops counting once reported)
-    /// never reaches it alone and at least two sources are needed, and low enough that six bots
-    /// sweeping ten hosts each cross it. Low 64 (above 50), high 20 (above 15).
-    pub const fn distributed_hosts(self) -> u32 {
-        match self {
-            Self::Low => 64,
-            Self::Medium => 32,
-            Self::High => 20,
-        }
-    }
-
-    /// Egress thresholds of the preset. port_scan, udp_scan and host_sweep count *failed*
-    /// attempts (RST or ICMP unreachable answering this host), as Zeek's scan policy counted
-    /// failed connections: 20 (host, port) pairs, 15 UDP pairs, 25 hosts. icmp_sweep counts
-    /// hosts this host pings: 25, above what a host's own health checks touch. stealth_scan
-    /// counts FIN/NULL/Xmas probes sent (never legitimate): 5. fragment_scan: 5. ack_scan,
-    /// protocol_scan and sctp_scan and distributed_scan are measured at ingress only: 0 (see [`INGRESS_ONLY`]).
-    pub const fn egress_thresholds(self) -> [u32; DETECTION_KINDS] {
-        match self {
-            Self::Low => [50, 50, 60, 10, 40, 10, 0, 0, 0, 0, 0],
-            Self::Medium => [20, 25, 25, 5, 15, 5, 0, 0, 0, 0, 0],
-            Self::High => [10, 15, 12, 3, 8, 3, 0, 0, 0, 0, 0],
-        }
-    }
 }
 
 /// What the agent does with findings.
@@ -145,62 +71,6 @@ impl Mode {
     /// As written in the configuration and the status file.
     pub fn name(self) -> &'static str {
         self.into()
-    }
-}
-
-/// Per-kind threshold overrides; 0 disables a kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Thresholds {
-    pub port_scan: Option<u32>,
-    pub host_sweep: Option<u32>,
-    pub icmp_sweep: Option<u32>,
-    pub stealth_scan: Option<u32>,
-    pub udp_scan: Option<u32>,
-    pub fragment_scan: Option<u32>,
-    pub ack_scan: Option<u32>,
-    pub protocol_scan: Option<u32>,
-    pub sctp_scan: Option<u32>,
-    pub distributed_scan: Option<u32>,
-    /// Not a kind: the per-port form of distributed_scan (`[thresholds]` only).
-    pub distributed_hosts: Option<u32>,
-}
-
-impl Thresholds {
-    fn get(&self, kind: DetectionKind) -> Option<u32> {
-        match kind {
-            DetectionKind::PortScan => self.port_scan,
-            DetectionKind::HostSweep => self.host_sweep,
-            DetectionKind::IcmpSweep => self.icmp_sweep,
-            DetectionKind::StealthScan => self.stealth_scan,
-            DetectionKind::UdpScan => self.udp_scan,
-            DetectionKind::FragmentScan => self.fragment_scan,
-            DetectionKind::AckScan => self.ack_scan,
-            DetectionKind::ProtocolScan => self.protocol_scan,
-            DetectionKind::SctpScan => self.sctp_scan,
-            DetectionKind::DistributedScan => self.distributed_scan,
-            // A signature match, not a count: no threshold.
-            DetectionKind::WebScan => None,
-        }
-    }
-}
-
-/// A threshold per detection kind, in distinct items; 0 disables
-/// the kind.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct KindThresholds([u32; DETECTION_KINDS]);
-
-impl KindThresholds {
-    pub fn get(&self, kind: DetectionKind) -> u32 {
-        self.0[kind as usize]
-    }
-}
-
-impl std::fmt::Debug for KindThresholds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(DetectionKind::ALL.iter().map(|k| (k.name(), self.get(*k))))
-            .finish()
     }
 }
 
@@ -497,7 +367,14 @@ impl Config {
             sensitivity.thresholds(),
             file.thresholds.as_ref(),
         )?;
-        let distributed_hosts = distributed_hosts(sensitivity, file)?;
+        let distributed_hosts = distributed_hosts(
+            sensitivity,
+            [
+                file.thresholds.as_ref(),
+                file.long_thresholds.as_ref(),
+                file.egress_thresholds.as_ref(),
+            ],
+        )?;
         let long_window = parse_duration(
             "long_window",
             file.long_window.as_deref(),
@@ -677,100 +554,6 @@ impl Config {
             tick_offset_ns: 0,
         }
     }
-}
-
-/// Kinds the kernel measures for remote sources only: an egress threshold for them would never
-/// fire, so a non-zero one is refused rather than silently ignored.
-pub const INGRESS_ONLY: [DetectionKind; 3] = [
-    DetectionKind::AckScan,
-    DetectionKind::ProtocolScan,
-    DetectionKind::SctpScan,
-];
-
-/// The most distinct items `kind`'s counter can tell apart: a linear-counting bitmap of `m`
-/// bits saturates near `m · ln m` items (then reports a lower bound); protocol_scan's exact set
-/// holds 256 protocol numbers. A threshold above it could never be crossed honestly.
-pub fn counting_limit(kind: DetectionKind) -> u32 {
-    match SourceState::estimator_bits(kind) {
-        Some(bits) => saturation_estimate(bits).floor() as u32,
-        None => ProtocolSet::BITS,
-    }
-}
-
-/// The distributed-sweep threshold: `[thresholds] distributed_hosts`, or the preset's; refused
-/// above its 512-bit estimator's saturation and in the tables that do not measure it.
-fn distributed_hosts(sensitivity: Sensitivity, file: &FileConfig) -> Result<u32, ConfigError> {
-    for (key, table) in [
-        ("long_thresholds", &file.long_thresholds),
-        ("egress_thresholds", &file.egress_thresholds),
-    ] {
-        if table
-            .as_ref()
-            .is_some_and(|t| t.distributed_hosts.is_some())
-        {
-            return Err(invalid(
-                key,
-                "distributed_hosts is measured per port over the short window only; set it \
-                 under [thresholds]"
-                    .into(),
-            ));
-        }
-    }
-    let value = file
-        .thresholds
-        .as_ref()
-        .and_then(|t| t.distributed_hosts)
-        .unwrap_or(sensitivity.distributed_hosts());
-    let limit = saturation_estimate(NarrowBitmap::BITS).floor() as u32;
-    if value > limit {
-        return Err(invalid(
-            "thresholds",
-            format!(
-                "distributed_hosts = {value} can never be reached: its {}-bit estimator \
-                 saturates near {limit} items; use at most {limit}",
-                NarrowBitmap::BITS
-            ),
-        ));
-    }
-    Ok(value)
-}
-
-fn merge_thresholds(
-    key: &'static str,
-    preset: [u32; DETECTION_KINDS],
-    overrides: Option<&Thresholds>,
-) -> Result<KindThresholds, ConfigError> {
-    let mut out = KindThresholds([0; DETECTION_KINDS]);
-    for kind in DetectionKind::ALL {
-        let value = overrides
-            .and_then(|o| o.get(kind))
-            .unwrap_or(preset[kind as usize]);
-        let limit = counting_limit(kind);
-        if value > limit {
-            let counter = match SourceState::estimator_bits(kind) {
-                Some(bits) => format!("its {bits}-bit estimator saturates near {limit} items"),
-                None => format!("there are only {limit} IP protocol numbers"),
-            };
-            return Err(invalid(
-                key,
-                format!(
-                    "{} = {value} can never be reached: {counter}; use at most {limit}",
-                    kind.name()
-                ),
-            ));
-        }
-        if key == "egress_thresholds" && value != 0 && INGRESS_ONLY.contains(&kind) {
-            return Err(invalid(
-                key,
-                format!(
-                    "{} is detected for remote sources only; set it under [thresholds]",
-                    kind.name()
-                ),
-            ));
-        }
-        out.0[kind as usize] = value;
-    }
-    Ok(out)
 }
 
 /// A `block_lists` entry as written: a path (`"/etc/scanwatch/spamhaus_drop.txt"`), or a table
@@ -959,7 +742,12 @@ mod tests {
 
     #[test]
     fn ingress_only_kinds_refuse_egress_thresholds() {
-        for kind in INGRESS_ONLY {
+        use scanwatch_common::kinds::{Directions, KINDS};
+        let ingress_only = KINDS
+            .iter()
+            .filter(|s| s.directions == Directions::Ingress)
+            .map(|s| s.kind);
+        for kind in ingress_only {
             let text = format!("[egress_thresholds]\n{} = 5", kind.name());
             match parse(&text) {
                 Err(ConfigError::Invalid { key, reason }) => {

@@ -9,6 +9,7 @@ use scanwatch_common::{
     classify::{PROBE_CLASSES, PacketClass},
     distinct::estimate,
     event::{DetectionKind, SCOPE_PORT, ScanEvent, WINDOW_WIDE},
+    kinds::{Estimator, Figures},
     state::{NarrowBitmap, SourceState},
 };
 
@@ -79,17 +80,11 @@ pub fn finding(
     if kind == DetectionKind::DistributedScan {
         return Some(distributed(event, interface, window));
     }
-    let ports_kind = match kind {
-        DetectionKind::UdpScan => DetectionKind::UdpScan,
-        DetectionKind::StealthScan => DetectionKind::StealthScan,
-        DetectionKind::AckScan => DetectionKind::AckScan,
-        DetectionKind::SctpScan => DetectionKind::SctpScan,
-        _ => DetectionKind::PortScan,
-    };
-    let hosts_kind = if kind == DetectionKind::IcmpSweep {
-        DetectionKind::IcmpSweep
-    } else {
-        DetectionKind::HostSweep
+    // The kinds whose measures are the finding's distinct ports and hosts (`kinds::Figures`).
+    let (ports_kind, hosts_kind) = match kind.spec().figures {
+        Figures::Source { ports, hosts } => (ports, hosts),
+        // No source's event has these (distributed events are above, web_scan has none).
+        Figures::Target | Figures::Request => (DetectionKind::PortScan, DetectionKind::HostSweep),
     };
     let direction = Direction::of(event);
     let (source, prefixes) = match wide_source(event) {
@@ -113,7 +108,7 @@ pub fn finding(
         direction,
         distinct_ports: estimated(ports_kind, &event.measures),
         distinct_hosts: estimated(hosts_kind, &event.measures),
-        distinct_protocols: (kind == DetectionKind::ProtocolScan)
+        distinct_protocols: (kind.spec().estimator == Estimator::ProtocolSet)
             .then(|| estimated(kind, &event.measures)),
         at_least: [kind, ports_kind, hosts_kind]
             .into_iter()

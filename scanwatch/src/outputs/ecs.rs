@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use scanwatch_common::kinds::KINDS;
 use serde_json::{Map, Value, json};
 
 use crate::finding::record::{Action, Direction, Finding};
@@ -24,32 +25,20 @@ pub struct Attack {
     pub subtechnique: Option<(&'static str, &'static str)>,
 }
 
-/// The ATT&CK tactic and technique behind a technique id of `DetectionKind::technique`;
-/// `None` for an id this table does not know (a test keeps every kind's id in it).
+/// The ATT&CK tactic and technique behind a technique id of `DetectionKind::technique`, from
+/// the table of kinds (`kinds::KINDS`); `None` for an id no kind has.
 pub fn attack(technique: &str) -> Option<Attack> {
-    const RECONNAISSANCE: (&str, &str) = ("TA0043", "Reconnaissance");
-    const DISCOVERY: (&str, &str) = ("TA0007", "Discovery");
-    const ACTIVE_SCANNING: (&str, &str) = ("T1595", "Active Scanning");
-    let (tactic, technique, subtechnique) = match technique {
-        "T1595.001" => (
-            RECONNAISSANCE,
-            ACTIVE_SCANNING,
-            Some(("T1595.001", "Scanning IP Blocks")),
-        ),
-        "T1595.002" => (
-            RECONNAISSANCE,
-            ACTIVE_SCANNING,
-            Some(("T1595.002", "Vulnerability Scanning")),
-        ),
-        "T1046" => (DISCOVERY, ("T1046", "Network Service Discovery"), None),
-        _ => return None,
-    };
+    let t = KINDS
+        .iter()
+        .map(|spec| spec.technique)
+        .find(|t| t.id == technique)?;
+    let parent = t.parent.unwrap_or(t);
     Some(Attack {
-        tactic_id: tactic.0,
-        tactic_name: tactic.1,
-        technique_id: technique.0,
-        technique_name: technique.1,
-        subtechnique,
+        tactic_id: t.tactic.id,
+        tactic_name: t.tactic.name,
+        technique_id: parent.id,
+        technique_name: parent.name,
+        subtechnique: t.parent.map(|_| (t.id, t.name)),
     })
 }
 

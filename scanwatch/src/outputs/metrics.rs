@@ -15,7 +15,7 @@ use prometheus::{
 use scanwatch_common::{
     block::BlockReason,
     classify::PacketClass,
-    event::DetectionKind,
+    kinds::KINDS,
     stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
 };
 
@@ -226,9 +226,9 @@ impl Metrics {
             ),
             &["kind", "direction"],
         )?)?;
-        for k in DetectionKind::ALL {
+        for spec in &KINDS {
             for d in ["ingress", "egress"] {
-                detections.with_label_values(&[k.name(), d]);
+                detections.with_label_values(&[spec.name, d]);
             }
         }
         let flows = r.gauge(
