@@ -31,6 +31,7 @@ use crate::{
     net::{lpm_key, lpm_network},
 };
 
+/// `BLOCK_PRESENCE`, memory-mapped: which IPv4 /24s and hashed IPv6 /48s any block covers
 /// (`scanwatch_common::presence`). Bits are set with atomic ORs in shared memory, so the agent
 /// and the control CLI never lose each other's bits; a prefix's bits are set before its block
 /// entry is written and checked again after, and cleared only by [`BlockList::rebuild_presence`].

@@ -17,11 +17,23 @@ use scanwatch_common::{
 };
 
 use crate::{
-    config::XdpMode,
     kernel::{object::XDP_OBJECT, pins::Instance},
     net,
     net::HostNetwork,
 };
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic (skb) mode with a warning.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Skb,
+}
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]

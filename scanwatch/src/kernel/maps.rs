@@ -122,6 +122,8 @@ impl std::fmt::Debug for Answered {
         f.write_str("Answered(ANSWERED map)")
     }
 }
+
+/// `VERIFIED`: remotes (tracker keys) whose ACK completed a SYN-ACK of ours, with the hop count
 /// it arrived at, written by the XDP program in drop mode.
 pub struct VerifiedPeers(HashMap<MapData, SourceKey, Verified>);
 

@@ -2,8 +2,8 @@
 //!
 //! Counting an LRU hash map means reading all of it: with 100,000 sources of 816 bytes a batch
 //! walk ([`crate::kernel::batch`]) costs tens of milliseconds of CPU. The daemon walks both maps for the
-//! exact counts and the top list every 5 to 60 s (longer as walks get costlier, see
-//! `crate::runtime::agent`), and in between derives the counts from the data path's insert counters (`tracker_inserts`,
+//! exact counts and the top list every 5 to 60 s (longer as walks get costlier), and in between
+//! derives the counts from the data path's insert counters (`tracker_inserts`,
 //! `flows_recorded`), read every second with the other statistics.
 //!
 //! Neither map loses entries except by LRU eviction (no program or tool deletes from them), and

@@ -42,8 +42,6 @@ pub(crate) fn dup(map: &MapData) -> anyhow::Result<MapData> {
     Ok(MapData::from_fd(fd)?)
 }
 
-/// `BLOCK_PRESENCE`, memory-mapped: which IPv4 /24s and hashed IPv6 /48s any block covers
-
 /// `Ok(None)` for a key that is not there.
 pub(crate) fn found<V>(result: Result<V, MapError>) -> anyhow::Result<Option<V>> {
     match result {

@@ -255,6 +255,34 @@ mod tests {
     ];
 
     #[test]
+    fn web_scan_documents_name_the_request() {
+        use crate::finding::web::{self, signature::Signatures};
+        let s = web::test_sample(
+            b"GET /nice HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)\r\n\r\n",
+        );
+        let detail = web::inspect(s.payload(), &Signatures::default()).unwrap();
+        let f = web::finding(
+            &s,
+            detail,
+            "eth0".into(),
+            std::time::Duration::from_secs(300),
+            64,
+        );
+        let doc = document(&f);
+        assert_eq!(
+            doc["message"],
+            "web_scan from 192.0.2.7: Nmap Scripting Engine (nmap-nse-user-agent) requested \
+             `GET /nice HTTP/1.1`"
+        );
+        assert_eq!(doc["destination"]["port"], 80);
+        assert_eq!(
+            doc["threat"]["technique"]["subtechnique"]["id"][0],
+            "T1595.002"
+        );
+        assert_eq!(doc["scanwatch"]["web"]["tool"], "Nmap Scripting Engine");
+    }
+
+    #[test]
     fn every_kind_and_direction_has_every_ecs_field() {
         for kind in DetectionKind::ALL {
             for direction in [Direction::Ingress, Direction::Egress] {

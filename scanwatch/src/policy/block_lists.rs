@@ -7,6 +7,15 @@ use ipnet::IpNet;
 
 use crate::{net::parse_cidr, policy::enforce::Policy};
 
+/// A block list: its file, the name alerts give it, and whether drop mode enforces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSpec {
+    pub path: PathBuf,
+    /// `[A-Za-z0-9_.-]`, 1..=64 characters, unique among the lists.
+    pub name: String,
+    pub block: bool,
+}
+
 /// One bad line of a block-list file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadLine {

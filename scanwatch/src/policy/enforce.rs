@@ -31,6 +31,36 @@ use crate::{
     rate::TokenBucket,
 };
 
+/// What the agent does with findings.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Mode {
+    /// Alert only (the default): no packet is ever dropped.
+    #[default]
+    Monitor,
+    /// Also block scanners (and block-list CIDRs) at XDP, for a TTL.
+    Drop,
+}
+
+impl Mode {
+    /// As written in the configuration and the status file.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Who may never be blocked, and how long blocks last.
 #[derive(Clone, Debug)]
 pub struct Policy {

@@ -59,14 +59,14 @@ impl Enforcer {
         };
         match subject {
             Subject::WebClient(source) if rules.web_scan => block(source, None),
-            Subject::WebClient(_) => Verdict::Alert,
             Subject::Event(_, Counted::Sources(sample)) if rules.distributed => {
                 block_each(sample, block)
             }
             Subject::Event(_, Counted::Prefixes { prefixes, .. }) if rules.wide_prefix => {
                 block_each(prefixes, block)
             }
-            Subject::Event(_, Counted::Sources(_) | Counted::Prefixes { .. }) => Verdict::Alert,
+            Subject::WebClient(_)
+            | Subject::Event(_, Counted::Sources(_) | Counted::Prefixes { .. }) => Verdict::Alert,
             Subject::Event(event, Counted::Source) => {
                 if Direction::of(event) == Direction::Egress {
                     return Verdict::Alert;

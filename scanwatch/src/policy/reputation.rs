@@ -11,10 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::{
-    config::ListSpec,
-    policy::block_lists::{ListEntry, parse_block_list},
-};
+use crate::policy::block_lists::{ListEntry, ListSpec, parse_block_list};
 
 /// Most entries indexed over all lists: 1,048,576 (FireHOL level1 has ~4,500, level4 ~100,000).
 pub const MAX_REPUTATION_ENTRIES: usize = 1 << 20;
