@@ -55,7 +55,7 @@ pub struct KernelConfig {
     pub long_reserved: u32,
     /// Long window length (slow scans); 0 turns the long window off (no `LONG` state).
     pub long_window_ns: u64,
-    /// Distributed sweeps: the kernel-unit threshold (bits of `target::PortState::hosts` whose
+    /// Distributed sweeps: the kernel-unit threshold (bits of `distributed::PortState::hosts` whose
     /// host did not answer) of distinct destination hosts probed on one (protocol, port); 0
     /// turns the per-port form off (no `PORTS` state). Its findings are `DistributedScan`
     /// events of scope `event::SCOPE_PORT`.

@@ -99,7 +99,7 @@ pub const WINDOW_WIDE: u16 = 2;
 /// `ScanEvent::scope` of an event about one address (a source, or a distributed scan's target).
 pub const SCOPE_ADDRESS: u8 = 0;
 /// `ScanEvent::scope` of a distributed sweep: one (protocol, port) probed across many
-/// destination hosts by many sources (`target::PortState`).
+/// destination hosts by many sources (`distributed::PortState`).
 pub const SCOPE_PORT: u8 = 1;
 
 /// `ScanEvent::direction` of probes arriving at this host.

@@ -400,7 +400,7 @@ pub const KINDS: [KindSpec; DETECTION_KINDS] = [
         name: "distributed_scan",
         technique: &NETWORK_SERVICE_DISCOVERY,
         directions: Directions::IngressPerTarget,
-        // The target's distinct ports (`target::TargetState::ports`).
+        // The target's distinct ports (`distributed::TargetState::ports`).
         estimator: Estimator::Wide,
         short: presets(80, 40, 20),
         long: OFF,

@@ -22,8 +22,10 @@ pub mod classify;
 pub mod config;
 pub mod contributors;
 pub mod distinct;
+pub mod distributed;
 pub mod event;
 pub mod evidence;
+pub mod fingerprints;
 pub mod flow;
 pub mod hash;
 pub mod icmp;
@@ -35,9 +37,7 @@ pub mod proto;
 pub mod sample;
 pub mod state;
 pub mod stats;
-pub mod target;
 pub mod ticks;
-pub mod traits;
 pub mod web;
 pub mod wide;
 
@@ -54,9 +54,9 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::evidence::Verified {}
-    unsafe impl aya::Pod for crate::target::TargetState {}
+    unsafe impl aya::Pod for crate::distributed::TargetState {}
     unsafe impl aya::Pod for crate::wide::WideState {}
-    unsafe impl aya::Pod for crate::target::PortState {}
+    unsafe impl aya::Pod for crate::distributed::PortState {}
     unsafe impl aya::Pod for crate::web::WebSample {}
     unsafe impl aya::Pod for crate::ticks::ClockSample {}
 }

@@ -42,12 +42,12 @@ pub const FLOWS: &str = "FLOWS";
 /// program, read by the TC egress program: the host's answers to them are not flows it opened.
 pub const INBOUND: &str = "INBOUND";
 /// LRU hash of per-destination state for distributed-scan detection (`SourceKey` of the
-/// destination → `target::TargetState`), written by the XDP program, read by the daemon for a
+/// destination → `distributed::TargetState`), written by the XDP program, read by the daemon for a
 /// finding's sample of sources.
 pub const TARGETS: &str = "TARGETS";
 /// One-entry array holding an all-zero `TargetState`, the template for `TARGETS` inserts.
 pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
-/// LRU hash of per-port state for distributed sweeps (`target::port_key` → `target::PortState`):
+/// LRU hash of per-port state for distributed sweeps (`distributed::port_key` → `distributed::PortState`):
 /// one (protocol, port) probed across many destination hosts. Written by the XDP program
 /// (probes) and the TC egress program (answers), read by the daemon for a finding's sample.
 pub const PORTS: &str = "PORTS";

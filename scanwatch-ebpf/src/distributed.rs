@@ -1,5 +1,5 @@
 //! Distributed scans: many sources, each below every threshold, probing many ports of one
-//! destination, or one port across many destination hosts (`scanwatch_common::target` explains
+//! destination, or one port across many destination hosts (`scanwatch_common::distributed` explains
 //! what counts and why).
 //!
 //! Called from `track::record` for SYN, UDP and stealth probes of tracked, not yet reported
@@ -12,12 +12,12 @@ use scanwatch_common::{
     classify::PROBE_CLASSES,
     config::{FLAG_NO_EVENTS, KernelConfig},
     contributors,
+    distributed::port_key,
     event::{
         DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT, WINDOW_SHORT,
     },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_port},
-    target::port_key,
 };
 
 use crate::{

@@ -10,6 +10,7 @@ use scanwatch_common::{
     addr::SourceKey,
     block::{BlockEntry, CachedBlock},
     config::KernelConfig,
+    distributed::{PortState, TargetState},
     evidence::{HANDSHAKE_HINT_SLOTS, Verified},
     flow::{FlowKey, FlowState},
     maps::{
@@ -21,7 +22,6 @@ use scanwatch_common::{
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
-    target::{PortState, TargetState},
     ticks::ClockSample,
     web::WebConnection,
     wide::WideState,
@@ -113,7 +113,7 @@ pub static HANDSHAKE_HINTS: Array<u32> = Array::with_max_entries(HANDSHAKE_HINT_
 pub static VERIFIED: LruHashMap<SourceKey, Verified> =
     LruHashMap::with_max_entries(VERIFIED_CAPACITY, 0);
 
-/// Per-destination distributed-scan state (`scanwatch_common::target`).
+/// Per-destination distributed-scan state (`scanwatch_common::distributed`).
 #[map]
 pub static TARGETS: LruHashMap<SourceKey, TargetState> =
     LruHashMap::with_max_entries(TARGETS_CAPACITY, 0);
@@ -121,7 +121,7 @@ pub static TARGETS: LruHashMap<SourceKey, TargetState> =
 #[map]
 pub static EMPTY_TARGET: Array<TargetState> = Array::with_max_entries(1, 0);
 
-/// Per-port distributed-sweep state (`scanwatch_common::target::PortState`).
+/// Per-port distributed-sweep state (`scanwatch_common::distributed::PortState`).
 #[map]
 pub static PORTS: LruHashMap<u32, PortState> = LruHashMap::with_max_entries(PORTS_CAPACITY, 0);
 

@@ -1,5 +1,5 @@
 //! Copies the headers of a source's first probes of a window into its state, for tool
-//! attribution in user space (`scanwatch_common::traits`). Only probes reach here, and only
+//! attribution in user space (`scanwatch_common::fingerprints`). Only probes reach here, and only
 //! while a slot is empty: once both are full, a probe pays one load and a branch.
 
 use aya_ebpf::{

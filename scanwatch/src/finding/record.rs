@@ -99,7 +99,7 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Transport>,
     /// A sample of a `distributed_scan`'s sources (the last distinct ones to add a port, oldest
-    /// first; at most `scanwatch_common::target::SAMPLE_SOURCES`).
+    /// first; at most `scanwatch_common::distributed::SAMPLE_SOURCES`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
     /// The first-level prefixes (`ipv6_prefix`, /64 by default) a wide-level finding's source

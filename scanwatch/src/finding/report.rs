@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use scanwatch_common::{
     addr::SourceKey,
+    distributed::port_key,
     event::{DetectionKind, SCOPE_PORT, ScanEvent, WINDOW_LONG},
     sample::ProbeSample,
-    target::port_key,
     web::WebSample,
 };
 

@@ -1,5 +1,5 @@
 //! Which scanner a source's probes look like: the kernel's header samples of the source
-//! (`SourceState::samples`, read from the tracker at each of its events) are checked against the trait table (`scanwatch_common::traits::TRAITS`); matches accumulate
+//! (`SourceState::samples`, read from the tracker at each of its events) are checked against the trait table (`scanwatch_common::fingerprints::TRAITS`); matches accumulate
 //! per source, and each alert names the best tool.
 //!
 //! Confidence, in `[0, 1]`: for each tool, `1 - Π(1 - weight)` over its distinct traits the
@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use scanwatch_common::{
     addr::SourceKey,
     event::ScanEvent,
+    fingerprints::{Header, TOOLS, TRAITS, Tool},
     sample::ProbeSample,
-    traits::{Header, TOOLS, TRAITS, Tool},
 };
 use serde::Serialize;
 

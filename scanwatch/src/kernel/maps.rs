@@ -24,12 +24,12 @@ use ipnet::IpNet;
 use scanwatch_common::{
     addr::SourceKey,
     config::KernelConfig,
+    distributed::{PortState, TargetState},
     evidence::Verified,
     flow::{FlowKey, FlowState},
     maps,
     state::SourceState,
     stats::STATS_LEN,
-    target::{PortState, TargetState},
     wide::WideState,
 };
 
@@ -328,7 +328,7 @@ impl TopN {
     }
 }
 
-/// `TARGETS`: per-destination distributed-scan state (`scanwatch_common::target`).
+/// `TARGETS`: per-destination distributed-scan state (`scanwatch_common::distributed`).
 pub struct Targets(HashMap<MapData, SourceKey, TargetState>);
 
 impl Targets {
@@ -369,8 +369,8 @@ impl Wide {
     }
 }
 
-/// `PORTS`: per-port distributed-sweep state (`scanwatch_common::target::PortState`), keyed by
-/// `target::port_key`.
+/// `PORTS`: per-port distributed-sweep state (`scanwatch_common::distributed::PortState`), keyed by
+/// `distributed::port_key`.
 pub struct Ports(HashMap<MapData, u32, PortState>);
 
 impl Ports {

@@ -5,9 +5,9 @@
 use scanwatch_common::{
     config::KernelConfig,
     distinct::bits_for_count,
+    distributed::SAMPLE_SOURCES,
     event::{DetectionKind, ScanEvent},
     state::SourceState,
-    target::SAMPLE_SOURCES,
 };
 use scanwatch_tests::{
     harness::Harness,

@@ -408,7 +408,7 @@ fn full_event_ring_counts_dropped_events() {
 
 #[test]
 fn source_whose_event_was_dropped_is_reported_once_the_ring_drains() {
-    // The daemon learns of scans only through events (see scanwatch/src/detect.rs). If the
+    // The daemon learns of scans only through events (see scanwatch/src/finding/from_event.rs). If the
     // crossing probe's event is dropped because the ring is full, the source must still be
     // reported on a later probe of the same window, not silenced until the window ends.
     let mut config = event_config();

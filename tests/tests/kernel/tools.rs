@@ -10,8 +10,8 @@ use pcap_file::pcap::PcapReader;
 use scanwatch::finding::tool::ToolMatch;
 use scanwatch_common::{
     config::KernelConfig,
+    fingerprints::{Header, L4},
     sample::ProbeSample,
-    traits::{Header, L4},
 };
 use scanwatch_tests::{
     harness::Harness,
@@ -103,7 +103,7 @@ fn nmap_echo_without_payload_matches_its_trait() {
     let echo = &frames("nmap_sn")[0];
     let header = Header::decode(&echo[14..]).expect("an IPv4 echo request");
     let bits = header.matched();
-    let names: Vec<_> = scanwatch_common::traits::TRAITS
+    let names: Vec<_> = scanwatch_common::fingerprints::TRAITS
         .iter()
         .enumerate()
         .filter(|(i, _)| bits & (1 << i) != 0)

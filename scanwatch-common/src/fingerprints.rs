@@ -1,4 +1,4 @@
-//! Scanner-tool traits: stable single-packet header defaults of popular scanners, as data.
+//! Scanner fingerprints: stable single-packet header defaults of popular scanners (traits), as data.
 //!
 //! Each [`Trait`] names one tool, the probe it applies to, the conditions a probe's headers
 //! must all meet, a weight (how rarely benign clients show it, in percent) and where in the
