@@ -133,19 +133,30 @@ fn run_diff(h: &mut Harness, frame: &[u8]) -> (u32, Vec<u64>) {
     (verdict, diff)
 }
 
-/// Checks a statistics diff: `class` moved by one, every other class not at all.
-fn assert_only_class_moved(diff: &[u64], class: PacketClass, what: &str) {
-    for c in PacketClass::ALL {
-        let expected = u64::from(c == class);
+/// Checks a statistics diff over one family of slots (`family`: the packet classes, the parse
+/// errors), each given as (slot, name): the one named `moved` moved by one, every other not at
+/// all. One check for both families, so a frame's class and its parse error are held alike.
+fn assert_only_slot_moved(
+    diff: &[u64],
+    family: &str,
+    slots: impl IntoIterator<Item = (u32, &'static str)>,
+    moved: &str,
+    what: &str,
+) {
+    for (slot, name) in slots {
+        let expected = u64::from(name == moved);
         assert_eq!(
-            diff[class_slot(c) as usize],
-            expected,
-            "{what}: class {} moved by {} (expected the packet in {})",
-            c.name(),
-            diff[class_slot(c) as usize],
-            class.name()
+            diff[slot as usize], expected,
+            "{what}: {family} {name} moved by {} (expected only {moved} to move, by one)",
+            diff[slot as usize]
         );
     }
+}
+
+/// Checks a statistics diff: `class` moved by one, every other class not at all.
+fn assert_only_class_moved(diff: &[u64], class: PacketClass, what: &str) {
+    let slots = PacketClass::ALL.map(|c| (class_slot(c), c.name()));
+    assert_only_slot_moved(diff, "class", slots, class.name(), what);
 }
 
 /// Runs `frame` and checks that it passed, was counted in `class` and nowhere else among the
@@ -166,17 +177,8 @@ fn assert_malformed(h: &mut Harness, frame: &[u8], reason: ParseError, what: &st
     let (verdict, diff) = run_diff(h, frame);
     assert_eq!(verdict, XDP_PASS, "{what}: malformed frames must pass");
     assert_only_class_moved(&diff, PacketClass::Malformed, what);
-    for r in ParseError::ALL {
-        let expected = u64::from(r == reason);
-        assert_eq!(
-            diff[parse_error_slot(r) as usize],
-            expected,
-            "{what}: parse error {} moved by {} (expected {})",
-            r.name(),
-            diff[parse_error_slot(r) as usize],
-            reason.name()
-        );
-    }
+    let slots = ParseError::ALL.map(|r| (parse_error_slot(r), r.name()));
+    assert_only_slot_moved(&diff, "parse error", slots, reason.name(), what);
 }
 
 /// Builds `packet` and sends it once, checking the verdict.
