@@ -44,6 +44,12 @@ pub fn config_file(dir: &TempDir, body: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The daemon in `lab`, started with configuration `body` (a file in `dir`).
+pub fn daemon_with_config<'lab>(lab: &'lab Lab, dir: &TempDir, body: &str) -> Daemon<'lab> {
+    let config = config_file(dir, body);
+    Daemon::start_with(lab, &["--config", &config]).expect("starting scanwatch")
+}
+
 /// A fresh lab (root required).
 pub fn lab() -> Lab {
     require_root();
