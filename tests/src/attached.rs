@@ -2,10 +2,22 @@
 //! the interface it watches (its map ids), for tests and benches that check what the daemon
 //! reports against what the kernel holds.
 
-use std::process::Command;
+use std::{
+    os::fd::{AsFd as _, OwnedFd},
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, ensure};
-use aya::maps::{MapData, MapInfo};
+use aya::{
+    Pod,
+    maps::{HashMap, Map, MapData, MapInfo},
+};
+use scanwatch_common::{
+    addr::SourceKey,
+    flow::{FlowKey, FlowState},
+    maps,
+    state::SourceState,
+};
 
 /// The id of the XDP program attached to `iface` in namespace `ns`.
 pub fn xdp_program_id(ns: &str, iface: &str) -> Result<u32> {
@@ -42,4 +54,36 @@ pub fn map(ns: &str, iface: &str, name: &str) -> Result<(MapData, MapInfo)> {
         }
     }
     anyhow::bail!("map {name} is not among the program's maps")
+}
+
+/// An LRU hash map of the daemon, typed, with what its readers need besides: a second
+/// descriptor (aya's typed maps do not lend theirs, and batch reads need one) and its capacity.
+pub struct LruMap<K, V> {
+    /// The map, typed.
+    pub map: HashMap<MapData, K, V>,
+    /// Another descriptor of the same map.
+    pub fd: OwnedFd,
+    /// Its `max_entries`.
+    pub capacity: u32,
+}
+
+/// LRU hash map `name` of the XDP program attached to `iface` in `ns`, typed.
+fn lru_map<K: Pod, V: Pod>(ns: &str, iface: &str, name: &str) -> Result<LruMap<K, V>> {
+    let (data, info) = map(ns, iface, name)?;
+    let fd = data.fd().as_fd().try_clone_to_owned()?;
+    Ok(LruMap {
+        map: HashMap::try_from(Map::LruHashMap(data))?,
+        fd,
+        capacity: info.max_entries(),
+    })
+}
+
+/// The daemon's source tracker ([`maps::TRACKER`]) on `iface` in `ns`.
+pub fn tracker(ns: &str, iface: &str) -> Result<LruMap<SourceKey, SourceState>> {
+    lru_map(ns, iface, maps::TRACKER)
+}
+
+/// The daemon's flow map ([`maps::FLOWS`]) on `iface` in `ns`.
+pub fn flows(ns: &str, iface: &str) -> Result<LruMap<FlowKey, FlowState>> {
+    lru_map(ns, iface, maps::FLOWS)
 }

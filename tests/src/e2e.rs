@@ -1,12 +1,14 @@
 //! Helpers the end-to-end test files (`e2e.rs`, `drop.rs`, `egress_e2e.rs`,
-//! `false_alarms.rs`) share: time bounds, a fresh lab, a configuration file, TCP reachability,
-//! and waiting for an alert with a diagnosis when none comes.
+//! `false_alarms.rs`, the distributed and wide ones, …) share: time bounds, a fresh lab, a
+//! configuration file, TCP reachability, waiting for an alert with a diagnosis when none comes,
+//! and checking that nothing else was reported.
 
 use std::{
     io,
     net::{SocketAddr, TcpStream},
     path::Path,
     process::Command,
+    thread,
     time::{Duration, Instant},
 };
 
@@ -17,7 +19,7 @@ use crate::{
     lab::Lab,
     metrics,
     netns::in_netns,
-    process::TempDir,
+    process::{TempDir, tool_or_skip},
     require_root, scanner,
 };
 
@@ -42,10 +44,22 @@ pub fn config_file(dir: &TempDir, body: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The daemon in `lab`, started with configuration `body` (a file in `dir`).
+pub fn daemon_with_config<'lab>(lab: &'lab Lab, dir: &TempDir, body: &str) -> Daemon<'lab> {
+    let config = config_file(dir, body);
+    Daemon::start_with(lab, &["--config", &config]).expect("starting scanwatch")
+}
+
 /// A fresh lab (root required).
 pub fn lab() -> Lab {
     require_root();
     Lab::new().expect("building the lab")
+}
+
+/// A fresh lab for `test`, which runs nmap; `None` when nmap is missing outside CI
+/// ([`tool_or_skip`]), and the test returns.
+pub fn nmap_lab(test: &str) -> Option<Lab> {
+    tool_or_skip("nmap", test).then(lab)
 }
 
 /// A TCP connect from namespace `ns` to `addr`, bounded by `timeout`.
@@ -115,6 +129,28 @@ fn alert_or_explain(daemon: &Daemon<'_>, pred: impl Fn(&Value) -> bool, missing:
                 daemon.log()
             )
         })
+}
+
+/// The sample of sources a distributed finding's alert carries (its `sources`).
+pub fn sampled_sources(alert: &Value) -> Vec<&str> {
+    alert["sources"]
+        .as_array()
+        .expect("a sample of sources")
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+/// Gives late alerts half a second, then fails unless every alert is `expected`: the check
+/// that a test's traffic raised nothing besides what the test is about.
+pub fn assert_no_other_alerts(daemon: &Daemon<'_>, expected: impl Fn(&Value) -> bool) {
+    thread::sleep(Duration::from_millis(500));
+    let others: Vec<_> = daemon
+        .alerts()
+        .into_iter()
+        .filter(|a| !expected(a))
+        .collect();
+    assert!(others.is_empty(), "unexpected alerts: {others:#?}");
 }
 
 /// The data-path, reply and egress lines of the metrics text, for failure messages.

@@ -32,8 +32,10 @@ const DECISION_WITHIN: Duration = Duration::from_secs(4);
 /// The LAPI port inside the lab.
 const LAPI_PORT: u16 = 18480;
 
-fn lapi_addr(lab: &Lab) -> SocketAddr {
-    SocketAddr::from((lab.target_v4(), LAPI_PORT))
+/// A real LAPI in the lab's target namespace, on [`LAPI_PORT`].
+fn start_lapi(lab: &Lab) -> Lapi {
+    let addr = SocketAddr::from((lab.target_v4(), LAPI_PORT));
+    Lapi::start(lab.target.name(), addr).expect("starting the LAPI")
 }
 
 /// A `[crowdsec]` section; `extra` lines go inside it.
@@ -42,6 +44,35 @@ fn section(url: &str, extra: &str) -> String {
         "[crowdsec]\nlapi_url = \"{url}\"\npoll_interval = \"{}s\"\nmax_backoff = \"1s\"\n\
          timeout = \"2s\"\n{extra}",
         POLL.as_secs()
+    )
+}
+
+/// A fresh lab with a real LAPI in it ([`start_lapi`]), and a directory for the agents'
+/// credentials and configuration.
+fn lab_with_lapi() -> (Lab, Lapi, TempDir) {
+    let lab = e2e::lab();
+    let lapi = start_lapi(&lab);
+    (lab, lapi, TempDir::new("fleet").unwrap())
+}
+
+/// A drop-mode agent's configuration file in `dir`: a `[crowdsec]` section for `url` with
+/// `lines` in it ([`bouncer`], [`machine_and_bouncer`]).
+fn drop_agent_config(dir: &TempDir, url: &str, lines: &str) -> String {
+    config_file(dir, &format!("mode = \"drop\"\n{}", section(url, lines)))
+}
+
+/// The `[crowdsec]` lines of an agent that only enforces: its bouncer's API key.
+fn bouncer(key: &Path) -> String {
+    format!("api_key_file = \"{}\"\n", key.display())
+}
+
+/// The `[crowdsec]` lines of an agent with both roles: machine `machine_id` publishes with
+/// `password`, the bouncer enforces with `key`.
+fn machine_and_bouncer(machine_id: &str, password: &Path, key: &Path) -> String {
+    format!(
+        "machine_id = \"{machine_id}\"\npassword_file = \"{}\"\napi_key_file = \"{}\"\n",
+        password.display(),
+        key.display()
     )
 }
 
@@ -80,9 +111,7 @@ fn crowdsec_rows(daemon: &Daemon<'_>) -> Vec<String> {
 
 #[test]
 fn a_scanner_found_by_one_agent_is_dropped_by_another_until_its_decision_is_deleted() {
-    let lab = e2e::lab();
-    let lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
-    let dir = TempDir::new("fleet").unwrap();
+    let (lab, lapi, dir) = lab_with_lapi();
     let password = lapi
         .add_machine("agent1", "agent1-password", dir.path())
         .unwrap();
@@ -98,24 +127,11 @@ fn a_scanner_found_by_one_agent_is_dropped_by_another_until_its_decision_is_dele
             "mode = \"drop\"\nblock_ttl = \"1s\"\nmax_block_ttl = \"1s\"\n{}",
             section(
                 &lapi.url(),
-                &format!(
-                    "machine_id = \"agent1\"\npassword_file = \"{}\"\napi_key_file = \"{}\"\n",
-                    password.display(),
-                    key1.display()
-                )
+                &machine_and_bouncer("agent1", &password, &key1)
             )
         ),
     );
-    let cfg2 = config_file(
-        &dir2,
-        &format!(
-            "mode = \"drop\"\n{}",
-            section(
-                &lapi.url(),
-                &format!("api_key_file = \"{}\"\n", key2.display())
-            )
-        ),
-    );
+    let cfg2 = drop_agent_config(&dir2, &lapi.url(), &bouncer(&key2));
     let agent1 = Daemon::start_shared(&lab, &["--config", &cfg1]).expect("agent 1");
     let agent2 = Daemon::start_shared_in(
         &lab,
@@ -214,20 +230,9 @@ fn a_scanner_found_by_one_agent_is_dropped_by_another_until_its_decision_is_dele
 
 #[test]
 fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
-    let lab = e2e::lab();
-    let lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
-    let dir = TempDir::new("fleet").unwrap();
+    let (lab, lapi, dir) = lab_with_lapi();
     let key = lapi.add_bouncer("agent", dir.path()).unwrap();
-    let cfg = config_file(
-        &dir,
-        &format!(
-            "mode = \"drop\"\n{}",
-            section(
-                &lapi.url(),
-                &format!("api_key_file = \"{}\"\n", key.display())
-            )
-        ),
-    );
+    let cfg = drop_agent_config(&dir, &lapi.url(), &bouncer(&key));
     let agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
     // The target's own address, and the attacker as a control.
     let own = lab.target_v4().to_string();
@@ -285,28 +290,13 @@ fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
 
 #[test]
 fn findings_made_while_the_lapi_is_down_arrive_after_it_returns() {
-    let lab = e2e::lab();
-    let mut lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
-    let dir = TempDir::new("fleet").unwrap();
+    let (lab, mut lapi, dir) = lab_with_lapi();
     let password = lapi
         .add_machine("agent", "agent-password", dir.path())
         .unwrap();
     let key = lapi.add_bouncer("agent", dir.path()).unwrap();
-    let cfg = config_file(
-        &dir,
-        &format!(
-            "mode = \"drop\"\n{}",
-            section(
-                &lapi.url(),
-                &format!(
-                    "machine_id = \"agent\"\npassword_file = \"{}\"\napi_key_file = \"{}\"\n\
-                     queue_size = 10\n",
-                    password.display(),
-                    key.display()
-                )
-            )
-        ),
-    );
+    let lines = machine_and_bouncer("agent", &password, &key) + "queue_size = 10\n";
+    let cfg = drop_agent_config(&dir, &lapi.url(), &lines);
     let mut agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
     agent.wait_for_metrics(DECISION_WITHIN, |m| {
         sample(m, "scanwatch_crowdsec_lapi_up{role=\"publish\"}") == 1
@@ -404,20 +394,7 @@ fn slow_fake_lapi(
 fn survives(lab: &Lab, dir: &TempDir, url: &str, error: &str, log_says: &str, secrets: &Path) {
     let password = secrets.join("password");
     let key = secrets.join("key");
-    let cfg = config_file(
-        dir,
-        &format!(
-            "mode = \"drop\"\n{}",
-            section(
-                url,
-                &format!(
-                    "machine_id = \"agent\"\npassword_file = \"{}\"\napi_key_file = \"{}\"\n",
-                    password.display(),
-                    key.display()
-                )
-            )
-        ),
-    );
+    let cfg = drop_agent_config(dir, url, &machine_and_bouncer("agent", &password, &key));
     let mut agent = Daemon::start_shared(lab, &["--config", &cfg]).expect("agent");
     let series = |role: &str| {
         format!("scanwatch_crowdsec_lapi_errors_total{{error=\"{error}\",role=\"{role}\"}}")
@@ -463,7 +440,7 @@ fn survives(lab: &Lab, dir: &TempDir, url: &str, error: &str, log_says: &str, se
 #[test]
 fn wrong_credentials_unreachable_slow_errors_and_garbage_are_logged_and_counted() {
     let lab = e2e::lab();
-    let lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
+    let lapi = start_lapi(&lab);
     let secrets = TempDir::new("secrets").unwrap();
     std::fs::write(secrets.path().join("password"), "not-the-password-x7").unwrap();
     std::fs::write(secrets.path().join("key"), "not-the-api-key-q9").unwrap();
@@ -519,20 +496,9 @@ fn wrong_credentials_unreachable_slow_errors_and_garbage_are_logged_and_counted(
 
 #[test]
 fn applied_decisions_survive_an_agent_restart_while_the_lapi_is_down() {
-    let lab = e2e::lab();
-    let mut lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
-    let dir = TempDir::new("fleet").unwrap();
+    let (lab, mut lapi, dir) = lab_with_lapi();
     let key = lapi.add_bouncer("agent", dir.path()).unwrap();
-    let cfg = config_file(
-        &dir,
-        &format!(
-            "mode = \"drop\"\n{}",
-            section(
-                &lapi.url(),
-                &format!("api_key_file = \"{}\"\n", key.display())
-            )
-        ),
-    );
+    let cfg = drop_agent_config(&dir, &lapi.url(), &bouncer(&key));
     let mut agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
     let attacker = lab.attacker_v4().to_string();
     lapi.cscli(&["decisions", "add", "--ip", &attacker, "--duration", "1h"])
@@ -578,9 +544,7 @@ fn applied_decisions_survive_an_agent_restart_while_the_lapi_is_down() {
 
 #[test]
 fn the_alert_queue_keeps_the_newest_findings_up_to_its_bound() {
-    let lab = e2e::lab();
-    let mut lapi = Lapi::start(lab.target.name(), lapi_addr(&lab)).expect("starting the LAPI");
-    let dir = TempDir::new("fleet").unwrap();
+    let (lab, mut lapi, dir) = lab_with_lapi();
     let password = lapi
         .add_machine("agent", "agent-password", dir.path())
         .unwrap();

@@ -5,25 +5,24 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, SocketAddr},
-    thread,
-    time::Duration,
 };
 
 use scanwatch_tests::{
     daemon::Daemon,
-    e2e::{NMAP_TIMEOUT, connects, expect_alert_matching, lab},
+    e2e::{
+        NMAP_TIMEOUT, assert_no_other_alerts, connects, expect_alert_matching, nmap_lab,
+        sampled_sources,
+    },
     netns::Netns,
-    process::tool_or_skip,
     services::Service,
 };
 
 #[test]
 fn six_nmap_sources_of_ten_ports_each_raise_distributed_scan_for_the_target() {
     let test = "six_nmap_sources_of_ten_ports_each_raise_distributed_scan_for_the_target";
-    if !tool_or_skip("nmap", test) {
+    let Some(mut lab) = nmap_lab(test) else {
         return;
-    }
-    let mut lab = lab();
+    };
     let hosts: Vec<u8> = (4..10).collect();
     let scanners: Vec<Netns> = hosts
         .iter()
@@ -74,12 +73,7 @@ fn six_nmap_sources_of_ten_ports_each_raise_distributed_scan_for_the_target() {
     // The sample is the last distinct sources that added a port: the scanners, and the
     // visitor whose first connections added ports 80 and 443 (README: why drop mode does not
     // block on this finding by default).
-    let sample: Vec<&str> = alert["sources"]
-        .as_array()
-        .expect("a sample of sources")
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let sample = sampled_sources(&alert);
     let sampled_scanners = sample
         .iter()
         .filter(|s| scanner_addrs.contains(**s))
@@ -93,13 +87,7 @@ fn six_nmap_sources_of_ten_ports_each_raise_distributed_scan_for_the_target() {
         );
     }
     // Nothing else: no scanner crossed a threshold of its own, the visitors none.
-    thread::sleep(Duration::from_millis(500));
-    let others: Vec<_> = daemon
-        .alerts()
-        .into_iter()
-        .filter(|a| a["kind"] != "distributed_scan")
-        .collect();
-    assert!(others.is_empty(), "unexpected alerts: {others:#?}");
+    assert_no_other_alerts(&daemon, |a| a["kind"] == "distributed_scan");
     drop(daemon);
     web.stop().expect("stopping the web server");
 }

@@ -6,16 +6,16 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    thread,
-    time::Duration,
 };
 
 use scanwatch_tests::{
     daemon::Daemon,
-    e2e::{NMAP_FAST, NMAP_TIMEOUT, connects, expect_alert_matching, lab},
+    e2e::{
+        NMAP_FAST, NMAP_TIMEOUT, assert_no_other_alerts, connects, expect_alert_matching, nmap_lab,
+        sampled_sources,
+    },
     lab::Lab,
     netns::Netns,
-    process::tool_or_skip,
     services::Service,
 };
 
@@ -36,10 +36,9 @@ fn host_routed_to_sweep_net(lab: &mut Lab, role: &str, h: u8) -> Netns {
 #[test]
 fn six_nmap_sources_sweeping_port_22_of_sixty_addresses_raise_one_distributed_scan() {
     let test = "six_nmap_sources_sweeping_port_22_of_sixty_addresses_raise_one_distributed_scan";
-    if !tool_or_skip("nmap", test) {
+    let Some(mut lab) = nmap_lab(test) else {
         return;
-    }
-    let mut lab = lab();
+    };
     let scanner_hosts: Vec<u8> = (4..10).collect();
     let scanners: Vec<Netns> = scanner_hosts
         .iter()
@@ -89,25 +88,16 @@ fn six_nmap_sources_sweeping_port_22_of_sixty_addresses_raise_one_distributed_sc
         .iter()
         .map(|h| lab.host_v4(*h).to_string())
         .collect();
-    let sample: Vec<&str> = alert["sources"]
-        .as_array()
-        .expect("a sample of sources")
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let sample = sampled_sources(&alert);
     assert!(sample.len() >= 4, "{alert}");
     for s in &sample {
         assert!(scanner_addrs.contains(*s), "{s} is no scanner: {alert}");
     }
     // Nothing else: no scanner crossed a threshold of its own; the farm's port 443, reached
     // on sixty hosts too, is served, so its visitors raise nothing.
-    thread::sleep(Duration::from_millis(500));
-    let others: Vec<_> = daemon
-        .alerts()
-        .into_iter()
-        .filter(|a| !(a["kind"] == "distributed_scan" && a["port"] == 22))
-        .collect();
-    assert!(others.is_empty(), "unexpected alerts: {others:#?}");
+    assert_no_other_alerts(&daemon, |a| {
+        a["kind"] == "distributed_scan" && a["port"] == 22
+    });
     drop(daemon);
     farm.stop().expect("stopping the farm");
 }

@@ -24,8 +24,8 @@ use std::{
 use scanwatch_tests::{
     daemon::Daemon,
     e2e::{
-        ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, attacker_port_scan_alert, connect, connects,
-        expect_alert, lab,
+        ALERT_WITHIN, CONNECT_TIMEOUT, METRICS_WITHIN, attacker_port_scan_alert, config_file,
+        connect, connects, daemon_with_config, expect_alert, lab,
     },
     lab::Lab,
     metrics::{self, sample},
@@ -45,6 +45,18 @@ fn write_file(dir: &TempDir, name: &str, body: &[u8]) -> String {
     let path: PathBuf = dir.path().join(name);
     std::fs::write(&path, body).expect("writing a test file");
     path.to_string_lossy().into_owned()
+}
+
+/// The daemon in drop mode, with `settings` (lines of its configuration file in `dir`).
+fn drop_daemon<'lab>(lab: &'lab Lab, dir: &TempDir, settings: &str) -> Daemon<'lab> {
+    daemon_with_config(lab, dir, &format!("mode = \"drop\"\n{settings}"))
+}
+
+/// The target's TCP service on [`SERVICE_PORT`], and its address.
+fn target_service(lab: &Lab) -> (Service, SocketAddr) {
+    let target = lab.target_v4();
+    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    (service, SocketAddr::from((target, SERVICE_PORT)))
 }
 
 /// The enforcement lines of the metrics text, for failure messages.
@@ -67,6 +79,42 @@ fn assert_dropped(lab: &Lab, addr: SocketAddr, what: &str) {
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
         other => panic!("{what}: a connect to {addr} should time out (dropped), got {other:?}"),
     }
+}
+
+/// Waits up to 3 s for a block-list entry to be enforced: `ns` no longer reaches `addr`; else
+/// fails with `what` and the daemon's log.
+fn assert_list_enforced(daemon: &Daemon<'_>, ns: &str, addr: SocketAddr, what: &str) {
+    assert!(
+        poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
+            !connects(ns, addr)
+        }),
+        "{what}; log:\n{}",
+        daemon.log()
+    );
+}
+
+/// The attacker, a real scanner, scans the target's service at `addr`: its port_scan blocks it
+/// and its connects are dropped, while the forged scans the test sent before in the name of a
+/// peer were refused a block for `refused` (counted in the metrics). The metrics text.
+fn assert_real_scanner_blocked(
+    lab: &Lab,
+    daemon: &Daemon<'_>,
+    addr: SocketAddr,
+    refused: &str,
+) -> String {
+    let alert = attacker_port_scan_alert(lab, daemon, "real scanner");
+    assert_eq!(alert["action"], "block", "{alert}");
+    assert_dropped(lab, addr, "the real scanner");
+    let metrics = daemon.metrics().unwrap();
+    assert!(
+        sample(
+            &metrics,
+            &format!("scanwatch_blocks_refused_total{{reason=\"{refused}\"}}")
+        ) >= 1,
+        "{}",
+        enforcement(&metrics)
+    );
+    metrics
 }
 
 /// DNS queries from the target to `resolver`: how many of `n` were answered.
@@ -93,12 +141,7 @@ fn forged_scan_from_the_resolver_blocks_nothing_and_a_real_scanner_is_still_bloc
         "resolv.conf",
         format!("# test\nnameserver {resolver_ip}\n").as_bytes(),
     );
-    let config = write_file(
-        &dir,
-        "scanwatch.toml",
-        format!("mode = \"drop\"\nresolv_conf = [\"{resolv}\"]\n").as_bytes(),
-    );
-    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let daemon = drop_daemon(&lab, &dir, &format!("resolv_conf = [\"{resolv}\"]\n"));
     let resolver = SocketAddr::from((resolver_ip, 53));
     let dns = Service::udp(&lab.benign, resolver).expect("the resolver");
     assert_eq!(dns_answers(&lab, resolver, 5), 5, "the resolver answers");
@@ -126,20 +169,8 @@ fn forged_scan_from_the_resolver_blocks_nothing_and_a_real_scanner_is_still_bloc
     );
 
     // A real scanner is still blocked.
-    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
-    let addr = SocketAddr::from((target, SERVICE_PORT));
-    let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner");
-    assert_eq!(alert["action"], "block", "{alert}");
-    assert_dropped(&lab, addr, "the real scanner");
-    let metrics = daemon.metrics().unwrap();
-    assert!(
-        sample(
-            &metrics,
-            "scanwatch_blocks_refused_total{reason=\"resolver\"}"
-        ) >= 1,
-        "{}",
-        enforcement(&metrics)
-    );
+    let (service, addr) = target_service(&lab);
+    let metrics = assert_real_scanner_blocked(&lab, &daemon, addr, "resolver");
     assert_eq!(sample(&metrics, "scanwatch_protected_set_available"), 1);
     drop(service);
     dns.stop().unwrap();
@@ -155,13 +186,11 @@ fn forged_scanner_flood_adds_blocks_within_the_token_bucket_and_a_real_scanner_i
     const FLOOD_FOR: Duration = Duration::from_secs(8);
     let lab = lab();
     let dir = TempDir::new("trust-flood").unwrap();
-    let config = write_file(
+    let daemon = drop_daemon(
+        &lab,
         &dir,
-        "scanwatch.toml",
-        format!("mode = \"drop\"\nmax_blocks_per_second = {RATE}\nblock_burst = {BURST}\n")
-            .as_bytes(),
+        &format!("max_blocks_per_second = {RATE}\nblock_burst = {BURST}\n"),
     );
-    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
     let target = lab.target_v4();
 
     // Each forged source (198.18.0.0/15, the benchmarking range) SYN-scans 22 ports: the first
@@ -240,17 +269,13 @@ fn forged_scanner_flood_adds_blocks_within_the_token_bucket_and_a_real_scanner_i
     // The real scanner is blocked: in the flood if its UDP finding drew a token, else at its
     // next finding (a SYN scan after the flood: the bucket refilled, the block map is far
     // from full).
-    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
+    let (service, addr) = target_service(&lab);
     if udp["action"] != "block" {
         assert_eq!(udp["not_blocked"], "rate_limited", "{udp}");
         let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner after the flood");
         assert_eq!(alert["action"], "block", "{alert}");
     }
-    assert_dropped(
-        &lab,
-        SocketAddr::from((target, SERVICE_PORT)),
-        "the real scanner",
-    );
+    assert_dropped(&lab, addr, "the real scanner");
     drop(service);
 }
 
@@ -272,24 +297,20 @@ fn mapped_ipv6_forms_are_ipv4_in_the_cli_and_in_block_lists() {
         "mapped.netset",
         format!("::ffff:{benign}\n::ffff:0:0/96\n").as_bytes(),
     );
-    let config = write_file(
+    let config = config_file(
         &dir,
-        "scanwatch.toml",
-        format!("mode = \"drop\"\nblock_lists = [\"{list_path}\"]\n").as_bytes(),
+        &format!("mode = \"drop\"\nblock_lists = [\"{list_path}\"]\n"),
     );
     let daemon = Daemon::start_shared(&lab, &["--config", &config]).expect("starting scanwatch");
-    let target = lab.target_v4();
-    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
-    let addr = SocketAddr::from((target, SERVICE_PORT));
+    let (service, addr) = target_service(&lab);
 
     // The list's mapped benign address is enforced as IPv4; `::ffff:0:0/96` (all of IPv4) is
     // skipped with a warning naming file and line.
-    assert!(
-        poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
-            !connects(lab.benign.name(), addr)
-        }),
-        "the list's ::ffff: entry is enforced; log:\n{}",
-        daemon.log()
+    assert_list_enforced(
+        &daemon,
+        lab.benign.name(),
+        addr,
+        "the list's ::ffff: entry is enforced",
     );
     let log = daemon.log();
     assert!(
@@ -351,23 +372,15 @@ fn block_lists_skip_entries_covering_the_host_and_load_past_a_non_utf8_line() {
     body.extend_from_slice(b"172.16.0.0/12\n192.168.0.0/16\n# caf\xe9\n203.0.\xff113.0/24\n");
     body.extend_from_slice(format!("{attacker}\n").as_bytes());
     let list_path = write_file(&dir, "firehol_level1.netset", &body);
-    let config = write_file(
-        &dir,
-        "scanwatch.toml",
-        format!("mode = \"drop\"\nblock_lists = [\"{list_path}\"]\n").as_bytes(),
-    );
-    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
-    let target = lab.target_v4();
-    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
-    let addr = SocketAddr::from((target, SERVICE_PORT));
+    let daemon = drop_daemon(&lab, &dir, &format!("block_lists = [\"{list_path}\"]\n"));
+    let (service, addr) = target_service(&lab);
 
     // The line after the bad byte loads: the attacker is dropped ...
-    assert!(
-        poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
-            !connects(lab.attacker.name(), addr)
-        }),
-        "the entry after the non-UTF-8 line is enforced; log:\n{}",
-        daemon.log()
+    assert_list_enforced(
+        &daemon,
+        lab.attacker.name(),
+        addr,
+        "the entry after the non-UTF-8 line is enforced",
     );
     // ... the benign host, inside the skipped 10.0.0.0/8, is served.
     assert!(connects(lab.benign.name(), addr), "10.0.0.0/8 was loaded");
@@ -402,16 +415,11 @@ fn reloading_262k_block_list_entries_under_a_scan_keeps_alert_latency_under_100m
     let dir = TempDir::new("trust-reload").unwrap();
     let list_path = dir.path().join("big.netset");
     std::fs::write(&list_path, "").unwrap();
-    let config = write_file(
+    let mut daemon = drop_daemon(
+        &lab,
         &dir,
-        "scanwatch.toml",
-        format!(
-            "mode = \"drop\"\nblock_lists = [\"{}\"]\n",
-            list_path.display()
-        )
-        .as_bytes(),
+        &format!("block_lists = [\"{}\"]\n", list_path.display()),
     );
-    let mut daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
     let mut body = String::with_capacity(BIG_LIST as usize * 16);
     for i in 0..BIG_LIST {
         let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i);
@@ -530,12 +538,7 @@ fn protected_peers_follow_resolv_conf_and_address_changes_without_a_reload() {
     let lab = lab();
     let dir = TempDir::new("trust-live").unwrap();
     let resolv = write_file(&dir, "resolv.conf", b"# no resolver yet\n");
-    let config = write_file(
-        &dir,
-        "scanwatch.toml",
-        format!("mode = \"drop\"\nresolv_conf = [\"{resolv}\"]\n").as_bytes(),
-    );
-    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let daemon = drop_daemon(&lab, &dir, &format!("resolv_conf = [\"{resolv}\"]\n"));
 
     // A resolver appears in resolv.conf: protected within a few seconds, no SIGHUP.
     let resolver = lab.benign_v4();
@@ -568,22 +571,18 @@ fn protected_peers_follow_resolv_conf_and_address_changes_without_a_reload() {
     assert_eq!(alert["not_blocked"], "own_address", "{alert}");
 }
 
-/// An empty resolver file, so the lab's peers are protected by evidence only.
-fn no_resolvers(dir: &TempDir) -> String {
+/// The daemon in drop mode with an empty resolver file, so the lab's peers are protected by
+/// evidence only.
+fn drop_daemon_without_resolvers<'lab>(lab: &'lab Lab, dir: &TempDir) -> Daemon<'lab> {
     let resolv = write_file(dir, "resolv.conf", b"# no resolver\n");
-    write_file(
-        dir,
-        "scanwatch.toml",
-        format!("mode = \"drop\"\nresolv_conf = [\"{resolv}\"]\n").as_bytes(),
-    )
+    drop_daemon(lab, dir, &format!("resolv_conf = [\"{resolv}\"]\n"))
 }
 
 #[test]
 fn forged_scan_in_the_name_of_a_peer_that_answered_us_blocks_nothing() {
     let lab = lab();
     let dir = TempDir::new("trust-answered").unwrap();
-    let config = no_resolvers(&dir);
-    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let daemon = drop_daemon_without_resolvers(&lab, &dir);
     // The target queries a UDP service and opens a TCP connection on the peer: both answer.
     let peer = lab.benign_v4();
     let udp = SocketAddr::from((peer, 5353));
@@ -602,24 +601,8 @@ fn forged_scan_in_the_name_of_a_peer_that_answered_us_blocks_nothing() {
     assert_eq!(dns_answers(&lab, udp, 3), 3, "the peer still answers");
 
     // A real scanner, which answered nothing of ours, is still blocked.
-    let target = lab.target_v4();
-    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
-    let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner");
-    assert_eq!(alert["action"], "block", "{alert}");
-    assert_dropped(
-        &lab,
-        SocketAddr::from((target, SERVICE_PORT)),
-        "real scanner",
-    );
-    let metrics = daemon.metrics().unwrap();
-    assert!(
-        sample(
-            &metrics,
-            "scanwatch_blocks_refused_total{reason=\"answered_peer\"}"
-        ) >= 1,
-        "{}",
-        enforcement(&metrics)
-    );
+    let (service, addr) = target_service(&lab);
+    assert_real_scanner_blocked(&lab, &daemon, addr, "answered_peer");
     drop(service);
     drop(tcp);
     dns.stop().unwrap();
@@ -629,11 +612,9 @@ fn forged_scan_in_the_name_of_a_peer_that_answered_us_blocks_nothing() {
 fn forged_scan_from_another_hop_count_with_a_verified_clients_address_blocks_nothing() {
     let lab = lab();
     let dir = TempDir::new("trust-hops").unwrap();
-    let config = no_resolvers(&dir);
-    let daemon = Daemon::start_with(&lab, &["--config", &config]).expect("starting scanwatch");
+    let daemon = drop_daemon_without_resolvers(&lab, &dir);
     let target = lab.target_v4();
-    let service = Service::tcp(&lab.target, target.into(), &[SERVICE_PORT]).unwrap();
-    let addr = SocketAddr::from((target, SERVICE_PORT));
+    let (service, addr) = target_service(&lab);
 
     // The client (on the target's LAN: 0 hops) completes handshakes with the service; so does
     // the attacker, which will scan from its own position.
@@ -671,17 +652,6 @@ fn forged_scan_from_another_hop_count_with_a_verified_clients_address_blocks_not
     assert!(served >= 19, "the client keeps being served: {served}/20");
 
     // The attacker, verified at its own hop count, scanning from there: blocked.
-    let alert = attacker_port_scan_alert(&lab, &daemon, "real scanner");
-    assert_eq!(alert["action"], "block", "{alert}");
-    assert_dropped(&lab, addr, "the real scanner");
-    let metrics = daemon.metrics().unwrap();
-    assert!(
-        sample(
-            &metrics,
-            "scanwatch_blocks_refused_total{reason=\"suspected_spoof\"}"
-        ) >= 1,
-        "{}",
-        enforcement(&metrics)
-    );
+    assert_real_scanner_blocked(&lab, &daemon, addr, "suspected_spoof");
     drop(service);
 }

@@ -32,7 +32,7 @@ use std::{
 use scanwatch_tests::{
     daemon::Daemon,
     e2e::{
-        ALERT_WITHIN, SCAN_BUDGET, attacker_port_scan_alert, config_file, connects, excerpt,
+        ALERT_WITHIN, SCAN_BUDGET, attacker_port_scan_alert, connects, daemon_with_config, excerpt,
         expect_alert, lab,
     },
     lab::Lab,
@@ -70,10 +70,16 @@ const WALK_WITHIN: Duration = Duration::from_secs(11);
 /// egress `udp_scan` threshold of 15 if time-exceeded counted as failure.
 const PROBES_PER_HOP: u8 = 8;
 
-/// The daemon in the lab with configuration `body`.
-fn daemon_with<'lab>(lab: &'lab Lab, dir: &TempDir, body: &str) -> Daemon<'lab> {
-    let config = config_file(dir, body);
-    Daemon::start_with(lab, &["--config", &config]).expect("starting scanwatch")
+/// The daemon in drop mode, with the short [`FLOW_TIMEOUT`] of the tests where time matters.
+fn drop_daemon_with_short_flows<'lab>(lab: &'lab Lab, dir: &TempDir) -> Daemon<'lab> {
+    daemon_with_config(
+        lab,
+        dir,
+        &format!(
+            "mode = \"drop\"\nflow_timeout = \"{}s\"\n",
+            FLOW_TIMEOUT.as_secs()
+        ),
+    )
 }
 
 /// Waits [`ALERT_WITHIN`] for late alerts (also two folds of the kernel counters into the
@@ -241,14 +247,7 @@ fn assert_closes_were_quiet(
 fn backend_closing_idle_keepalive_connections_raises_no_alert_and_is_not_blocked() {
     let (lab, _backend, listener, addr) = with_backend();
     let dir = TempDir::new("keepalive").unwrap();
-    let daemon = daemon_with(
-        &lab,
-        &dir,
-        &format!(
-            "mode = \"drop\"\nflow_timeout = \"{}s\"\n",
-            FLOW_TIMEOUT.as_secs()
-        ),
-    );
+    let daemon = drop_daemon_with_short_flows(&lab, &dir);
     let pool = Pool::open(&lab, &listener, addr, POOL);
     // The connections outlive the flow lifetime three times over, idle.
     thread::sleep(3 * FLOW_TIMEOUT);
@@ -267,14 +266,7 @@ fn peer_closing_connections_opened_before_the_agent_started_raises_no_alert() {
     let (lab, _backend, listener, addr) = with_backend();
     let pool = Pool::open(&lab, &listener, addr, POOL);
     let dir = TempDir::new("preexisting").unwrap();
-    let daemon = daemon_with(
-        &lab,
-        &dir,
-        &format!(
-            "mode = \"drop\"\nflow_timeout = \"{}s\"\n",
-            FLOW_TIMEOUT.as_secs()
-        ),
-    );
+    let daemon = drop_daemon_with_short_flows(&lab, &dir);
     thread::sleep(FLOW_TIMEOUT);
     // Half end with FIN|ACK, half with RST|ACK.
     let closed = pool.backend_closes(|i| if i % 2 == 0 { Close::Fin } else { Close::Reset });
@@ -755,7 +747,7 @@ fn top_source_probes_exports_at_most_top_sources_series_after_scans() {
     let mut lab = lab();
     let third = lab.add_host("scanner3", 5).expect("adding a third scanner");
     let dir = TempDir::new("top-sources").unwrap();
-    let daemon = daemon_with(&lab, &dir, &format!("top_sources = {TOP}\n"));
+    let daemon = daemon_with_config(&lab, &dir, &format!("top_sources = {TOP}\n"));
     let target = lab.target_v4();
     // Three scanners of different sizes: the two largest make the top two.
     for (ns, ports, source) in [

@@ -17,13 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Map, MapData};
-use scanwatch_common::{
-    addr::SourceKey,
-    flow::{FlowKey, FlowState},
-    maps,
-    state::SourceState,
-};
 use scanwatch_tests::{
     attached,
     daemon::Daemon,
@@ -395,15 +388,8 @@ fn tracked_sources_and_flow_gauges_equal_the_kernel_maps_entries() {
             Duration::from_secs(2),
         );
     }
-    let tracker: aya::maps::HashMap<MapData, SourceKey, SourceState> =
-        aya::maps::HashMap::try_from(Map::LruHashMap(
-            attached::map(ns, iface, maps::TRACKER).unwrap().0,
-        ))
-        .unwrap();
-    let flows: aya::maps::HashMap<MapData, FlowKey, FlowState> = aya::maps::HashMap::try_from(
-        Map::LruHashMap(attached::map(ns, iface, maps::FLOWS).unwrap().0),
-    )
-    .unwrap();
+    let tracker = attached::tracker(ns, iface).unwrap().map;
+    let flows = attached::flows(ns, iface).unwrap().map;
     let exact = || {
         (
             tracker.keys().filter_map(Result::ok).count() as u64,

@@ -103,6 +103,71 @@ pub fn output(cmd: &mut Command) -> Result<Option<String>> {
     }
 }
 
+/// A tool that `cargo install` builds from crates.io, pinned to the one version the tasks use
+/// (bpf-linker, cargo-deb). Every pinned tool is checked and installed by [`PinnedTool::ensure`],
+/// so their checks and messages stay alike.
+pub struct PinnedTool {
+    /// The crate, as `cargo install` and the messages name it.
+    pub name: &'static str,
+    /// The version the tasks use.
+    pub version: &'static str,
+    /// What the tool does, for the install notice ("links the eBPF object").
+    pub purpose: &'static str,
+    /// Where `installed` reads the version, as the error after a failed install names it
+    /// ("`bpf-linker --version` on PATH").
+    pub version_source: &'static str,
+    /// The version installed now, or `None` when there is none.
+    pub installed: fn() -> Result<Option<String>>,
+    /// Why the tool is being installed, given the other version `installed` found (`None`:
+    /// none at all), for the install notice.
+    pub why: fn(Option<&str>) -> String,
+}
+
+impl PinnedTool {
+    /// Does nothing if the pinned version is installed; else installs it with
+    /// `cargo install --locked` (`--force` over another version) and checks that the version
+    /// is then the pinned one.
+    pub fn ensure(&self) -> Result<()> {
+        let (name, version) = (self.name, self.version);
+        let found = (self.installed)()?;
+        if found.as_deref() == Some(version) {
+            eprintln!("scanwatch: {name} {version} present");
+            return Ok(());
+        }
+        let mut install = cargo();
+        install.args(["install", name, "--version", version, "--locked"]);
+        if found.is_some() {
+            // Replace the other version in CARGO_HOME/bin.
+            install.arg("--force");
+        }
+        eprintln!(
+            "scanwatch: installing {name} {version} ({}; {}) — {}",
+            self.purpose,
+            (self.why)(found.as_deref()),
+            display(&install)
+        );
+        run(&mut install).with_context(|| {
+            format!(
+                "could not install {name} {version} (see cargo's output above). It builds from \
+                 crates.io: check network access to crates.io, or run the command yourself, then \
+                 rerun"
+            )
+        })?;
+        match (self.installed)()? {
+            Some(v) if v == version => {
+                eprintln!("scanwatch: {name} {version} installed");
+                Ok(())
+            }
+            other => bail!(
+                "installed {name} {version}, but {} reports {}; put cargo's bin directory \
+                 (usually ~/.cargo/bin) first on PATH, then rerun",
+                self.version_source,
+                other.as_deref().unwrap_or("nothing (not found)")
+            ),
+        }
+    }
+}
+
 /// The effective user id, read from `/proc/self/status` (no libc dependency needed).
 pub fn effective_uid() -> Result<u32> {
     let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;

@@ -203,52 +203,21 @@ fn cargo_deb_version() -> Result<Option<String>> {
     Ok(text.split_whitespace().last().map(str::to_owned))
 }
 
+/// cargo-deb at [`CARGO_DEB_VERSION`], installed if there is none or another.
 fn ensure_cargo_deb() -> Result<()> {
-    let found = cargo_deb_version()?;
-    if found.as_deref() == Some(CARGO_DEB_VERSION) {
-        eprintln!("scanwatch: cargo-deb {CARGO_DEB_VERSION} present");
-        return Ok(());
-    }
-    let mut install = cmd::cargo();
-    install.args([
-        "install",
-        "cargo-deb",
-        "--version",
-        CARGO_DEB_VERSION,
-        "--locked",
-    ]);
-    let why = match &found {
-        None => "none installed".to_owned(),
-        Some(other) => {
-            // Replace the other version in CARGO_HOME/bin.
-            install.arg("--force");
-            format!(
+    cmd::PinnedTool {
+        name: "cargo-deb",
+        version: CARGO_DEB_VERSION,
+        purpose: "builds the Debian package",
+        version_source: "`cargo deb --version`",
+        installed: cargo_deb_version,
+        why: |found| match found {
+            None => "none installed".to_owned(),
+            Some(other) => format!(
                 "{other} is installed; the package metadata and the test package's dev profile \
                  are checked with {CARGO_DEB_VERSION}"
-            )
-        }
-    };
-    eprintln!(
-        "scanwatch: installing cargo-deb {CARGO_DEB_VERSION} (builds the Debian package; {why}) \
-         — {}",
-        cmd::display(&install)
-    );
-    cmd::run(&mut install).with_context(|| {
-        format!(
-            "could not install cargo-deb {CARGO_DEB_VERSION} (see cargo's output above). It \
-             builds from crates.io: check network access to crates.io, or run the command \
-             yourself, then rerun"
-        )
-    })?;
-    match cargo_deb_version()? {
-        Some(v) if v == CARGO_DEB_VERSION => {
-            eprintln!("scanwatch: cargo-deb {CARGO_DEB_VERSION} installed");
-            Ok(())
-        }
-        other => bail!(
-            "installed cargo-deb {CARGO_DEB_VERSION}, but `cargo deb --version` reports {}; put \
-             cargo's bin directory (usually ~/.cargo/bin) first on PATH, then rerun",
-            other.as_deref().unwrap_or("nothing (not found)")
-        ),
+            ),
+        },
     }
+    .ensure()
 }

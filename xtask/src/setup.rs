@@ -106,51 +106,22 @@ fn parse_version(out: &str) -> Option<String> {
     words.next().map(str::to_owned)
 }
 
+/// bpf-linker at [`BPF_LINKER_VERSION`], installed if PATH has none or another.
 fn ensure_bpf_linker() -> Result<()> {
-    let found = bpf_linker_version()?;
-    if found.as_deref() == Some(BPF_LINKER_VERSION) {
-        eprintln!("scanwatch: bpf-linker {BPF_LINKER_VERSION} present");
-        return Ok(());
+    cmd::PinnedTool {
+        name: "bpf-linker",
+        version: BPF_LINKER_VERSION,
+        purpose: "links the eBPF object",
+        version_source: "`bpf-linker --version` on PATH",
+        installed: bpf_linker_version,
+        why: |found| match found {
+            None => "none on PATH".to_owned(),
+            Some(other) => format!(
+                "PATH has {other}, and only {BPF_LINKER_VERSION} builds without a system LLVM"
+            ),
+        },
     }
-    let mut install = cmd::cargo();
-    install.args([
-        "install",
-        "bpf-linker",
-        "--version",
-        BPF_LINKER_VERSION,
-        "--locked",
-    ]);
-    let why = match &found {
-        None => "none on PATH".to_owned(),
-        Some(other) => {
-            // Replace the other version in CARGO_HOME/bin.
-            install.arg("--force");
-            format!("PATH has {other}, and only {BPF_LINKER_VERSION} builds without a system LLVM")
-        }
-    };
-    eprintln!(
-        "scanwatch: installing bpf-linker {BPF_LINKER_VERSION} (links the eBPF object; {why}) — {}",
-        cmd::display(&install)
-    );
-    cmd::run(&mut install).with_context(|| {
-        format!(
-            "could not install bpf-linker {BPF_LINKER_VERSION} (see cargo's output above). It \
-             builds from crates.io: check network access to crates.io, or run the command \
-             yourself, then rerun"
-        )
-    })?;
-    match bpf_linker_version()? {
-        Some(v) if v == BPF_LINKER_VERSION => {
-            eprintln!("scanwatch: bpf-linker {BPF_LINKER_VERSION} installed");
-            Ok(())
-        }
-        other => bail!(
-            "installed bpf-linker {BPF_LINKER_VERSION}, but `bpf-linker --version` on PATH \
-             reports {}; put cargo's bin directory (usually ~/.cargo/bin) first on PATH, \
-             then rerun",
-            other.as_deref().unwrap_or("nothing (not found)")
-        ),
-    }
+    .ensure()
 }
 
 #[cfg(test)]

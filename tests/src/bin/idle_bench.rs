@@ -232,26 +232,17 @@ fn run() -> Result<()> {
 /// The daemon's maps, through the map ids of the XDP program on the target interface.
 fn open_maps(lab: &Lab) -> Result<DaemonMaps> {
     let (ns, iface) = (lab.target.name(), lab.target_if.as_str());
-    let (tracker, tracker_fd) = lru_with_fd(attached::map(ns, iface, maps::TRACKER)?.0)?;
-    let (flows_data, flows_info) = attached::map(ns, iface, maps::FLOWS)?;
-    let (flows, flows_fd) = lru_with_fd(flows_data)?;
+    let tracker = attached::tracker(ns, iface)?;
+    let flows = attached::flows(ns, iface)?;
     let stats = PerCpuArray::try_from(Map::PerCpuArray(attached::map(ns, iface, maps::STATS)?.0))?;
     Ok(DaemonMaps {
-        tracker,
-        flows,
+        tracker: tracker.map,
+        flows: flows.map,
         stats,
-        flows_capacity: flows_info.max_entries(),
-        tracker_fd,
-        flows_fd,
+        flows_capacity: flows.capacity,
+        tracker_fd: tracker.fd,
+        flows_fd: flows.fd,
     })
-}
-
-/// An LRU hash map, typed, with a second descriptor of it.
-fn lru_with_fd<K: aya::Pod, V: aya::Pod>(
-    data: MapData,
-) -> Result<(HashMap<MapData, K, V>, OwnedFd)> {
-    let fd = data.fd().as_fd().try_clone_to_owned()?;
-    Ok((HashMap::try_from(Map::LruHashMap(data))?, fd))
 }
 
 fn source(i: u32) -> SourceKey {

@@ -4,38 +4,25 @@
 
 use scanwatch_common::{
     config::KernelConfig,
-    distinct::bits_for_count,
     distributed::SAMPLE_SOURCES,
     event::{DetectionKind, ScanEvent},
-    state::SourceState,
 };
 use scanwatch_tests::{
     harness::Harness,
     packet::{PacketBuilder, tcp_flags},
 };
 
-use crate::{SECOND, T0, TARGET_V4, doc_v4, key_of, load_with, send};
+use crate::{
+    SECOND, T0, TARGET_V4, assert_sample_of_scanners, key_of, load_with, medium_config, send,
+    source_v4, visit_web_server,
+};
 
 /// Distinct ports of one destination that make a distributed scan in these tests.
 const TARGET_PORTS: u32 = 40;
 
-/// The medium thresholds that matter here, a clock and the admission filter on (a source's
-/// first probe is not counted, as in production).
+/// The medium thresholds, a clock and the admission filter on ([`medium_config`]).
 fn config() -> KernelConfig {
-    let mut c = KernelConfig {
-        window_ns: 300 * SECOND,
-        clock_override_ns: T0,
-        hash_seed: 0xd157,
-        ..KernelConfig::default()
-    };
-    let bits =
-        |kind: DetectionKind, n| bits_for_count(n, SourceState::estimator_bits(kind).unwrap());
-    c.thresholds[DetectionKind::PortScan as usize] = bits(DetectionKind::PortScan, 20);
-    c.thresholds[DetectionKind::HostSweep as usize] = bits(DetectionKind::HostSweep, 25);
-    c.thresholds[DetectionKind::UdpScan as usize] = bits(DetectionKind::UdpScan, 15);
-    c.thresholds[DetectionKind::DistributedScan as usize] =
-        bits(DetectionKind::DistributedScan, TARGET_PORTS);
-    c
+    medium_config(0xd157, TARGET_PORTS)
 }
 
 fn distributed(events: &[ScanEvent]) -> Vec<ScanEvent> {
@@ -46,11 +33,6 @@ fn distributed(events: &[ScanEvent]) -> Vec<ScanEvent> {
         .collect()
 }
 
-/// Source `i` of the tests (TEST-NET-1 and TEST-NET-3, never the target's TEST-NET-2).
-fn source(i: u32) -> std::net::Ipv4Addr {
-    doc_v4(if i < 256 { i } else { i + 256 })
-}
-
 #[test]
 fn six_sources_of_ten_ports_each_are_a_distributed_scan_of_the_target() {
     let mut h = load_with(&config());
@@ -59,7 +41,10 @@ fn six_sources_of_ten_ports_each_are_a_distributed_scan_of_the_target() {
         // The first probe primes the admission filter; ten ports are counted.
         for p in 0..11u16 {
             let port = 1000 + (s as u16) * 11 + p;
-            send(&mut h, PacketBuilder::new(source(s), TARGET_V4).syn(port));
+            send(
+                &mut h,
+                PacketBuilder::new(source_v4(s), TARGET_V4).syn(port),
+            );
         }
         events.extend(h.events());
     }
@@ -78,28 +63,13 @@ fn six_sources_of_ten_ports_each_are_a_distributed_scan_of_the_target() {
         sample.len() >= 4 && sample.len() <= SAMPLE_SOURCES,
         "{sample:?}"
     );
-    for k in &sample {
-        assert!(
-            (0..6).any(|s| *k == key_of(source(s))),
-            "{k:?} is not a scanner"
-        );
-    }
-    assert!(
-        sample.contains(&key_of(source(5))),
-        "the crossing source is sampled"
-    );
+    assert_sample_of_scanners(&sample, 6);
 }
 
 #[test]
 fn two_hundred_visitors_of_ports_80_and_443_raise_nothing() {
     let mut h = load_with(&config());
-    for s in 0..200u32 {
-        for _ in 0..3 {
-            for port in [80, 443] {
-                send(&mut h, PacketBuilder::new(source(s), TARGET_V4).syn(port));
-            }
-        }
-    }
+    visit_web_server(&mut h, 200, 3);
     assert!(h.events().is_empty());
     let state = h.target_state(&key_of(TARGET_V4)).unwrap().unwrap();
     assert_eq!(state.ports_set, 2, "two ports, however many visitors");
@@ -109,7 +79,10 @@ fn two_hundred_visitors_of_ports_80_and_443_raise_nothing() {
 fn one_scanner_alone_is_a_port_scan_not_a_distributed_one() {
     let mut h = load_with(&config());
     for port in 1..=200u16 {
-        send(&mut h, PacketBuilder::new(source(0), TARGET_V4).syn(port));
+        send(
+            &mut h,
+            PacketBuilder::new(source_v4(0), TARGET_V4).syn(port),
+        );
     }
     let events = h.events();
     assert!(!events.is_empty(), "the port scan is reported");
@@ -127,7 +100,7 @@ fn replies_and_established_traffic_never_reach_the_target_state() {
     let mut h = load_with(&config());
     for s in 0..30u32 {
         for p in 0..20u16 {
-            let b = PacketBuilder::new(source(s), TARGET_V4);
+            let b = PacketBuilder::new(source_v4(s), TARGET_V4);
             send(&mut h, b.clone().tcp(2000 + p, tcp_flags::ACK));
             send(
                 &mut h,
@@ -149,7 +122,7 @@ fn threshold_zero_keeps_no_target_state() {
         for p in 0..11u16 {
             send(
                 &mut h,
-                PacketBuilder::new(source(s), TARGET_V4).udp(5000 + s as u16 * 11 + p),
+                PacketBuilder::new(source_v4(s), TARGET_V4).udp(5000 + s as u16 * 11 + p),
             );
         }
     }
@@ -163,7 +136,7 @@ fn a_new_window_starts_the_count_again() {
     let mut h: Harness = load_with(&c);
     let probe = |h: &mut Harness, s: u32, ports: std::ops::Range<u16>| {
         for port in ports {
-            send(h, PacketBuilder::new(source(s), TARGET_V4).syn(port));
+            send(h, PacketBuilder::new(source_v4(s), TARGET_V4).syn(port));
         }
     };
     for s in 0..3 {

@@ -11,14 +11,17 @@ use scanwatch_common::{
     distinct::bits_for_count,
     event::{DIRECTION_INGRESS, DetectionKind, SCOPE_PORT, ScanEvent},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
-    state::{NarrowBitmap, SourceState},
+    state::NarrowBitmap,
 };
 use scanwatch_tests::{
     harness::Harness,
     packet::{PacketBuilder, tcp_flags},
 };
 
-use crate::{SECOND, T0, TARGET_V4, doc_v4, key_of, load_with, send};
+use crate::{
+    SECOND, T0, assert_sample_of_scanners, doc_v4, load_with, medium_config, send, source_v4,
+    visit_web_server,
+};
 
 /// Distinct unanswered hosts of one port that make a distributed sweep in these tests (the
 /// medium preset's).
@@ -27,24 +30,13 @@ const SWEEP_HOSTS: u32 = 32;
 /// TC_ACT_UNSPEC: the egress program never decides a packet's fate.
 const TC_ACT_UNSPEC: i32 = -1;
 
-/// The medium thresholds that matter here, both distributed forms on, a clock and the
-/// admission filter on (a source's first probe is not counted, as in production).
+/// The medium thresholds, a clock and the admission filter on ([`medium_config`]), and the
+/// distributed sweep on too.
 fn config() -> KernelConfig {
-    let mut c = KernelConfig {
-        window_ns: 300 * SECOND,
-        clock_override_ns: T0,
-        hash_seed: 0x5eeb,
+    KernelConfig {
         distributed_hosts: bits_for_count(SWEEP_HOSTS, NarrowBitmap::BITS),
-        ..KernelConfig::default()
-    };
-    let bits =
-        |kind: DetectionKind, n| bits_for_count(n, SourceState::estimator_bits(kind).unwrap());
-    c.thresholds[DetectionKind::PortScan as usize] = bits(DetectionKind::PortScan, 20);
-    c.thresholds[DetectionKind::HostSweep as usize] = bits(DetectionKind::HostSweep, 25);
-    c.thresholds[DetectionKind::UdpScan as usize] = bits(DetectionKind::UdpScan, 15);
-    c.thresholds[DetectionKind::DistributedScan as usize] =
-        bits(DetectionKind::DistributedScan, 40);
-    c
+        ..medium_config(0x5eeb, 40)
+    }
 }
 
 fn sweeps(events: &[ScanEvent]) -> Vec<ScanEvent> {
@@ -53,11 +45,6 @@ fn sweeps(events: &[ScanEvent]) -> Vec<ScanEvent> {
         .filter(|e| e.kind == DetectionKind::DistributedScan as u32 && e.scope == SCOPE_PORT)
         .copied()
         .collect()
-}
-
-/// Source `i` of the tests (TEST-NET-1 and TEST-NET-3).
-fn source(i: u32) -> Ipv4Addr {
-    doc_v4(if i < 256 { i } else { i + 256 })
 }
 
 /// Host `i` (0..256) of the swept network (TEST-NET-2).
@@ -79,7 +66,7 @@ fn six_sources_sweeping_port_22_of_sixty_hosts_are_one_distributed_sweep() {
         for i in 0..11 {
             send(
                 &mut h,
-                PacketBuilder::new(source(s), host(s * 10 + i)).syn(22),
+                PacketBuilder::new(source_v4(s), host(s * 10 + i)).syn(22),
             );
         }
         events.extend(h.events());
@@ -100,16 +87,7 @@ fn six_sources_sweeping_port_22_of_sixty_hosts_are_one_distributed_sweep() {
     let state = h.port_state(IPPROTO_TCP, 22).unwrap().unwrap();
     let sample: Vec<_> = state.sample().collect();
     assert!(sample.len() >= 4, "{sample:?}");
-    for k in &sample {
-        assert!(
-            (0..6).any(|s| *k == key_of(source(s))),
-            "{k:?} is no scanner"
-        );
-    }
-    assert!(
-        sample.contains(&key_of(source(5))),
-        "the last source is sampled"
-    );
+    assert_sample_of_scanners(&sample, 6);
     assert!(state.hosts_set >= 50, "{}", state.hosts_set);
 }
 
@@ -120,10 +98,10 @@ fn a_load_balanced_farm_answering_its_visitors_raises_nothing() {
     for s in 0..200u32 {
         for k in 0..3 {
             let server = host((s * 3 + k) % 60);
-            send(&mut h, PacketBuilder::new(source(s), server).syn(443));
+            send(&mut h, PacketBuilder::new(source_v4(s), server).syn(443));
             egress(
                 &mut h,
-                &PacketBuilder::new(server, source(s))
+                &PacketBuilder::new(server, source_v4(s))
                     .src_port(443)
                     .tcp(40_000, tcp_flags::SYN | tcp_flags::ACK),
             );
@@ -147,11 +125,11 @@ fn closed_ports_of_a_farm_still_count_when_open_ones_answer() {
     for s in 0..6u32 {
         for i in 0..11 {
             let target = host(s * 10 + i);
-            send(&mut h, PacketBuilder::new(source(s), target).syn(22));
+            send(&mut h, PacketBuilder::new(source_v4(s), target).syn(22));
             if (s * 10 + i) % 6 == 0 {
                 egress(
                     &mut h,
-                    &PacketBuilder::new(target, source(s))
+                    &PacketBuilder::new(target, source_v4(s))
                         .src_port(22)
                         .tcp(40_000, tcp_flags::SYN | tcp_flags::ACK),
                 );
@@ -170,13 +148,7 @@ fn closed_ports_of_a_farm_still_count_when_open_ones_answer() {
 #[test]
 fn visitors_of_one_server_touch_one_host_per_port() {
     let mut h = load_with(&config());
-    for s in 0..200u32 {
-        for _ in 0..2 {
-            for port in [80, 443] {
-                send(&mut h, PacketBuilder::new(source(s), TARGET_V4).syn(port));
-            }
-        }
-    }
+    visit_web_server(&mut h, 200, 2);
     assert!(h.events().is_empty());
     for port in [80, 443] {
         let state = h.port_state(IPPROTO_TCP, port).unwrap().unwrap();
@@ -188,7 +160,7 @@ fn visitors_of_one_server_touch_one_host_per_port() {
 fn a_source_already_reported_stops_counting() {
     let mut h = load_with(&config());
     for i in 0..100 {
-        send(&mut h, PacketBuilder::new(source(0), host(i)).syn(22));
+        send(&mut h, PacketBuilder::new(source_v4(0), host(i)).syn(22));
     }
     let events = h.events();
     assert!(
@@ -209,14 +181,14 @@ fn udp_sweeps_count_hosts_that_did_not_answer() {
         for i in 0..11 {
             // Port 53 on the same hosts answers (a resolver farm), port 161 does not.
             let target = host(s * 10 + i);
-            send(&mut h, PacketBuilder::new(source(s), target).udp(53));
+            send(&mut h, PacketBuilder::new(source_v4(s), target).udp(53));
             egress(
                 &mut h,
-                &PacketBuilder::new(target, source(s))
+                &PacketBuilder::new(target, source_v4(s))
                     .src_port(53)
                     .udp(40_000),
             );
-            send(&mut h, PacketBuilder::new(source(s), target).udp(161));
+            send(&mut h, PacketBuilder::new(source_v4(s), target).udp(161));
         }
     }
     let found = sweeps(&h.events());
@@ -235,7 +207,7 @@ fn threshold_zero_keeps_no_port_state() {
         for i in 0..11 {
             send(
                 &mut h,
-                PacketBuilder::new(source(s), host(s * 10 + i)).syn(22),
+                PacketBuilder::new(source_v4(s), host(s * 10 + i)).syn(22),
             );
         }
     }
@@ -243,7 +215,7 @@ fn threshold_zero_keeps_no_port_state() {
     assert!(h.port_state(IPPROTO_TCP, 22).unwrap().is_none());
     egress(
         &mut h,
-        &PacketBuilder::new(host(0), source(0))
+        &PacketBuilder::new(host(0), source_v4(0))
             .src_port(22)
             .tcp(40_000, tcp_flags::SYN | tcp_flags::ACK),
     );
@@ -257,7 +229,10 @@ fn a_new_window_starts_the_count_and_the_answers_again() {
     let sweep = |h: &mut Harness, sources: std::ops::Range<u32>| {
         for s in sources {
             for i in 0..11 {
-                send(h, PacketBuilder::new(source(s), host(s * 10 + i)).syn(22));
+                send(
+                    h,
+                    PacketBuilder::new(source_v4(s), host(s * 10 + i)).syn(22),
+                );
             }
         }
     };

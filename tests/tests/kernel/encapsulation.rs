@@ -29,6 +29,12 @@ fn check_wrapped(src: IpAddr, dst: IpAddr, wrap: impl Fn(PacketBuilder) -> Packe
     assert_eq!(h.tracked_count().unwrap(), 1);
 }
 
+/// A packet from `SCANNER_V6` to `TARGET_V6` in a first fragment (offset 0; `more` fragments
+/// follow, or none: an atomic fragment), the IPv6 fragment most of these tests send.
+fn first_fragment_v6(more: bool) -> PacketBuilder {
+    scan_v6().ext(Ext::Fragment { offset: 0, more })
+}
+
 #[test]
 fn classifies_behind_single_vlan_tag() {
     check_wrapped(SCANNER_V4.into(), TARGET_V4.into(), |p| p.vlan(100));
@@ -129,22 +135,10 @@ fn first_fragment_with_full_tcp_header_is_a_syn() {
     let mut h = load_with(&no_admission());
     let v4 = scan_v4().ipv4_fragment(0, true).syn(80).build();
     assert_class(&mut h, &v4, PacketClass::TcpSyn, "IPv4 first fragment");
-    let v6 = scan_v6()
-        .ext(Ext::Fragment {
-            offset: 0,
-            more: true,
-        })
-        .syn(80)
-        .build();
+    let v6 = first_fragment_v6(true).syn(80).build();
     assert_class(&mut h, &v6, PacketClass::TcpSyn, "IPv6 first fragment");
     // An atomic fragment (offset 0, no more fragments, RFC 6946) is a whole packet.
-    let atomic = scan_v6()
-        .ext(Ext::Fragment {
-            offset: 0,
-            more: false,
-        })
-        .syn(81)
-        .build();
+    let atomic = first_fragment_v6(false).syn(81).build();
     assert_class(&mut h, &atomic, PacketClass::TcpSyn, "IPv6 atomic fragment");
     assert_eq!(h.tracked_count().unwrap(), 2);
 }
@@ -152,14 +146,7 @@ fn first_fragment_with_full_tcp_header_is_a_syn() {
 #[test]
 fn tiny_first_fragment_is_a_fragment_probe() {
     let tiny_v4 = scan_v4().ipv4_fragment(0, true).syn(80).l4_len(8).build();
-    let tiny_v6 = scan_v6()
-        .ext(Ext::Fragment {
-            offset: 0,
-            more: true,
-        })
-        .syn(80)
-        .l4_len(8)
-        .build();
+    let tiny_v6 = first_fragment_v6(true).syn(80).l4_len(8).build();
     let mut h = load();
     for (what, f, key) in [
         ("IPv4", &tiny_v4, key_of(SCANNER_V4)),
@@ -180,14 +167,7 @@ fn tiny_first_fragment_is_a_fragment_probe() {
     // Tiny fragments of UDP and ICMP hide their headers too.
     let udp = scan_v4().ipv4_fragment(0, true).udp(53).l4_len(4).build();
     assert_class(&mut h, &udp, PacketClass::Fragment, "tiny UDP fragment");
-    let icmp = scan_v6()
-        .ext(Ext::Fragment {
-            offset: 0,
-            more: true,
-        })
-        .echo_request()
-        .l4_len(2)
-        .build();
+    let icmp = first_fragment_v6(true).echo_request().l4_len(2).build();
     assert_class(&mut h, &icmp, PacketClass::Fragment, "tiny ICMPv6 fragment");
 }
 
@@ -230,14 +210,7 @@ fn ethernet_padding_does_not_change_classification() {
     };
     let tiny_v4 = scan_v4().ipv4_fragment(0, true).syn(80).l4_len(8).build();
     assert_class(&mut h, &pad(tiny_v4), PacketClass::Fragment, "IPv4 tiny");
-    let tiny_v6 = scan_v6()
-        .ext(Ext::Fragment {
-            offset: 0,
-            more: true,
-        })
-        .syn(80)
-        .l4_len(8)
-        .build();
+    let tiny_v6 = first_fragment_v6(true).syn(80).l4_len(8).build();
     assert_class(&mut h, &pad(tiny_v6), PacketClass::Fragment, "IPv6 tiny");
     let syn = pad(scan_v4().syn(80).build());
     assert_class(&mut h, &syn, PacketClass::TcpSyn, "padded SYN");

@@ -12,6 +12,8 @@ use scanwatch_common::{
     addr::{DEFAULT_IPV6_PREFIX_LEN, SourceKey},
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, KernelConfig},
+    distinct::bits_for_count,
+    event::DetectionKind,
     state::SourceState,
     stats::{Counter, PARSE_ERROR_BASE, PARSE_ERRORS, ParseError, class_slot, parse_error_slot},
 };
@@ -107,6 +109,39 @@ fn no_admission() -> KernelConfig {
     }
 }
 
+/// The kernel-unit threshold of `kind` for `count` distinct targets (in its estimator's bits).
+fn threshold(kind: DetectionKind, count: u32) -> u32 {
+    bits_for_count(count, SourceState::estimator_bits(kind).unwrap())
+}
+
+/// What the distributed tests run under, each file with its own `hash_seed`: a clock, a 300 s
+/// window, the admission filter on (a source's first probe is not counted, as in production),
+/// the medium thresholds of the per-source scans (port scan 20, host sweep 25, UDP scan 15) and
+/// a distributed scan at `distributed_ports` ports of one destination.
+fn medium_config(hash_seed: u64, distributed_ports: u32) -> KernelConfig {
+    let mut c = KernelConfig {
+        window_ns: 300 * SECOND,
+        clock_override_ns: T0,
+        hash_seed,
+        ..KernelConfig::default()
+    };
+    for (kind, count) in [
+        (DetectionKind::PortScan, 20),
+        (DetectionKind::HostSweep, 25),
+        (DetectionKind::UdpScan, 15),
+        (DetectionKind::DistributedScan, distributed_ports),
+    ] {
+        c.thresholds[kind as usize] = threshold(kind, count);
+    }
+    c
+}
+
+/// Source `i` of the distributed tests: TEST-NET-1 and TEST-NET-3, never TEST-NET-2, where
+/// their targets are.
+fn source_v4(i: u32) -> Ipv4Addr {
+    doc_v4(if i < 256 { i } else { i + 256 })
+}
+
 /// Fails the test unless running as root, then loads the product program.
 fn load() -> Harness {
     require_root();
@@ -133,19 +168,30 @@ fn run_diff(h: &mut Harness, frame: &[u8]) -> (u32, Vec<u64>) {
     (verdict, diff)
 }
 
-/// Checks a statistics diff: `class` moved by one, every other class not at all.
-fn assert_only_class_moved(diff: &[u64], class: PacketClass, what: &str) {
-    for c in PacketClass::ALL {
-        let expected = u64::from(c == class);
+/// Checks a statistics diff over one family of slots (`family`: the packet classes, the parse
+/// errors), each given as (slot, name): the one named `moved` moved by one, every other not at
+/// all. One check for both families, so a frame's class and its parse error are held alike.
+fn assert_only_slot_moved(
+    diff: &[u64],
+    family: &str,
+    slots: impl IntoIterator<Item = (u32, &'static str)>,
+    moved: &str,
+    what: &str,
+) {
+    for (slot, name) in slots {
+        let expected = u64::from(name == moved);
         assert_eq!(
-            diff[class_slot(c) as usize],
-            expected,
-            "{what}: class {} moved by {} (expected the packet in {})",
-            c.name(),
-            diff[class_slot(c) as usize],
-            class.name()
+            diff[slot as usize], expected,
+            "{what}: {family} {name} moved by {} (expected only {moved} to move, by one)",
+            diff[slot as usize]
         );
     }
+}
+
+/// Checks a statistics diff: `class` moved by one, every other class not at all.
+fn assert_only_class_moved(diff: &[u64], class: PacketClass, what: &str) {
+    let slots = PacketClass::ALL.map(|c| (class_slot(c), c.name()));
+    assert_only_slot_moved(diff, "class", slots, class.name(), what);
 }
 
 /// Runs `frame` and checks that it passed, was counted in `class` and nowhere else among the
@@ -166,17 +212,8 @@ fn assert_malformed(h: &mut Harness, frame: &[u8], reason: ParseError, what: &st
     let (verdict, diff) = run_diff(h, frame);
     assert_eq!(verdict, XDP_PASS, "{what}: malformed frames must pass");
     assert_only_class_moved(&diff, PacketClass::Malformed, what);
-    for r in ParseError::ALL {
-        let expected = u64::from(r == reason);
-        assert_eq!(
-            diff[parse_error_slot(r) as usize],
-            expected,
-            "{what}: parse error {} moved by {} (expected {})",
-            r.name(),
-            diff[parse_error_slot(r) as usize],
-            reason.name()
-        );
-    }
+    let slots = ParseError::ALL.map(|r| (parse_error_slot(r), r.name()));
+    assert_only_slot_moved(&diff, "parse error", slots, reason.name(), what);
 }
 
 /// Builds `packet` and sends it once, checking the verdict.
@@ -191,6 +228,35 @@ fn send(h: &mut Harness, packet: PacketBuilder) {
 /// Runs `frame` once and checks the verdict.
 fn pass(h: &mut Harness, frame: &[u8]) {
     assert_eq!(h.run(frame).unwrap(), XDP_PASS);
+}
+
+/// A busy web server's visitors, which no distributed detection may take for scanners:
+/// sources 0..`visitors` ([`source_v4`]) each send `rounds` SYNs to ports 80 and 443 of
+/// `TARGET_V4`.
+fn visit_web_server(h: &mut Harness, visitors: u32, rounds: u32) {
+    for s in 0..visitors {
+        for _ in 0..rounds {
+            for port in [80, 443] {
+                send(h, PacketBuilder::new(source_v4(s), TARGET_V4).syn(port));
+            }
+        }
+    }
+}
+
+/// Checks the sample of sources a distributed finding carries: every one is among the
+/// scanners, sources 0..`scanners` ([`source_v4`]), and the last scanner, whose probes crossed
+/// the threshold, is in it.
+fn assert_sample_of_scanners(sample: &[SourceKey], scanners: u32) {
+    for k in sample {
+        assert!(
+            (0..scanners).any(|s| *k == key_of(source_v4(s))),
+            "{k:?} is not a scanner"
+        );
+    }
+    assert!(
+        sample.contains(&key_of(source_v4(scanners - 1))),
+        "the last scanner, which crossed the threshold, is sampled"
+    );
 }
 
 /// The tracker's state for `key`; fails the test when the source is not tracked.
