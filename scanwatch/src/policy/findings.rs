@@ -6,6 +6,7 @@
 use scanwatch_common::{
     addr::SourceKey,
     event::{DetectionKind, ScanEvent},
+    kinds::BlockEvidence,
 };
 
 use crate::{
@@ -23,6 +24,19 @@ pub struct BlockRules {
     pub wide_prefix: bool,
     /// Block the client of a `web_scan` (`block_web_scan`).
     pub web_scan: bool,
+}
+
+impl BlockRules {
+    /// Whether the operator set `key`, a kind's opt-in (`BlockEvidence::OptIn` in the table of
+    /// kinds); false for a key this type does not know, so an unknown opt-in never blocks.
+    pub fn opted_in(self, key: &str) -> bool {
+        match key {
+            "block_distributed" => self.distributed,
+            "block_wide_prefix" => self.wide_prefix,
+            "block_web_scan" => self.web_scan,
+            _ => false,
+        }
+    }
 }
 
 /// Who a finding would block.
@@ -57,22 +71,33 @@ impl Enforcer {
             on_block(&verdict);
             verdict
         };
-        match subject {
-            Subject::WebClient(source) if rules.web_scan => block(source, None),
-            Subject::Event(_, Counted::Sources(sample)) if rules.distributed => {
-                block_each(sample, block)
-            }
-            Subject::Event(_, Counted::Prefixes { prefixes, .. }) if rules.wide_prefix => {
+        // The wide level aggregates first-level prefixes that each stayed below every
+        // threshold, whatever the kind: blocked only on the operator's opt-in, never the wide
+        // prefix itself.
+        if let Subject::Event(_, Counted::Prefixes { prefixes, .. }) = subject {
+            return if rules.wide_prefix {
                 block_each(prefixes, block)
-            }
-            Subject::WebClient(_)
-            | Subject::Event(_, Counted::Sources(_) | Counted::Prefixes { .. }) => Verdict::Alert,
-            Subject::Event(event, Counted::Source) => {
+            } else {
+                Verdict::Alert
+            };
+        }
+        // Otherwise the table of kinds says what the kind's block needs.
+        match (subject, kind.spec().block) {
+            (Subject::Event(event, Counted::Source), BlockEvidence::ReturnPath) => {
                 if Direction::of(event) == Direction::Egress {
                     return Verdict::Alert;
                 }
                 block(&event.source, ProbeHops::of(event))
             }
+            (Subject::Event(_, Counted::Sources(sample)), BlockEvidence::OptIn(key))
+                if rules.opted_in(key) =>
+            {
+                block_each(sample, block)
+            }
+            (Subject::WebClient(source), BlockEvidence::OptIn(key)) if rules.opted_in(key) => {
+                block(source, None)
+            }
+            _ => Verdict::Alert,
         }
     }
 }
@@ -94,4 +119,28 @@ fn block_each(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use scanwatch_common::kinds::KINDS;
+
+    use super::*;
+
+    #[test]
+    fn every_opt_in_of_the_table_of_kinds_is_a_rule() {
+        let all = BlockRules {
+            distributed: true,
+            wide_prefix: true,
+            web_scan: true,
+        };
+        for spec in &KINDS {
+            if let BlockEvidence::OptIn(key) = spec.block {
+                assert!(all.opted_in(key), "{}: {key}", spec.name);
+                assert!(!BlockRules::default().opted_in(key), "{}: {key}", spec.name);
+            }
+        }
+        assert!(all.opted_in("block_wide_prefix"));
+        assert!(!all.opted_in("block_everything"));
+    }
 }
