@@ -19,6 +19,10 @@ pub const FLAG_NO_EGRESS: u32 = 1 << 4;
 /// Drop mode: drop packets from sources in `BLOCKS` or `BLOCKLIST` before anything else.
 /// Off (monitor mode) by default, so the drop path costs nothing unless asked for.
 pub const FLAG_DROP: u32 = 1 << 3;
+/// Replay of a capture: sample a web request without asking the kernel for its connection (a
+/// capture's connections were never this host's sockets). Only `scanwatch replay` sets it; a
+/// live agent samples only requests on connections the kernel holds established.
+pub const FLAG_REPLAY: u32 = 1 << 5;
 
 /// The kernel's runtime configuration.
 #[repr(C)]

@@ -111,6 +111,9 @@ indexed_enum! {
         WebSamples = 31 => "web_samples",
         /// Web samples lost because the `WEB_SAMPLES` ring was full.
         WebSamplesDropped = 32 => "web_samples_dropped",
+        /// First requests to a web port whose 4-tuple has no established connection in the
+        /// kernel (a forged or stray segment): not sampled.
+        WebUnconnected = 33 => "web_requests_unconnected",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

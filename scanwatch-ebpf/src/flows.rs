@@ -10,11 +10,15 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_sock_tuple,
+        BPF_F_CURRENT_NETNS, BPF_TCP_ESTABLISHED, BPF_TCP_LISTEN, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as Ipv4Tuple,
-        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as Ipv6Tuple,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as Ipv6Tuple, xdp_md,
     },
-    helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
+    cty::c_void,
+    helpers::{
+        bpf_xdp_load_bytes,
+        generated::{bpf_sk_release, bpf_skc_lookup_tcp},
+    },
     programs::XdpContext,
 };
 use scanwatch_common::{
@@ -248,6 +252,76 @@ pub fn kernel_holds_connection(
     unsafe { bpf_sk_release(sk.cast()) };
     // A listener matches any 4-tuple to its port: not a connection.
     state != BPF_TCP_LISTEN
+}
+
+/// A socket tuple on an 8-byte boundary of the stack, so the helpers and LLVM's 8-byte
+/// stores into it are aligned as the verifier requires.
+#[repr(C, align(8))]
+struct AlignedTuple(bpf_sock_tuple);
+
+/// True when the kernel holds an *established* TCP socket for this ingress segment's 4-tuple:
+/// the handshake completed, so the peer's address is not forged. A request socket (a SYN
+/// answered, no ACK yet) does not count: two forged segments, a SYN and a request, would
+/// otherwise pass. One socket-table lookup; call it once per connection, off the fast path.
+///
+/// The addresses are copied from the packet straight into the tuple with `bpf_xdp_load_bytes`
+/// (both the IPv4 and the IPv6 header hold source then destination, as the tuple does), so a
+/// caller with its own BPF frame (which cannot derive packet pointers) can call it, and no
+/// address is read off the stack.
+#[inline(always)]
+pub fn kernel_holds_established(ctx: &XdpContext, packet: &Packet) -> bool {
+    // SAFETY: a plain-integer union; all zero is valid.
+    let mut tuple: AlignedTuple = unsafe { core::mem::zeroed() };
+    let raw: *mut xdp_md = ctx.ctx;
+    let l3 = u32::from(packet.l3);
+    let at = (&raw mut tuple).cast::<c_void>();
+    let netns = BPF_F_CURRENT_NETNS as u64;
+    let sk = if packet.ipv6 {
+        // Source and destination: 32 bytes at offset 8 of the IPv6 header.
+        // SAFETY: the helper writes at most 32 bytes at the start of the 36-byte IPv6 tuple.
+        if unsafe { bpf_xdp_load_bytes(raw, l3 + 8, at, 32) } != 0 {
+            return false;
+        }
+        tuple.0.__bindgen_anon_1.ipv6.sport = packet.src_port.to_be();
+        tuple.0.__bindgen_anon_1.ipv6.dport = packet.dst_port.to_be();
+        // SAFETY: the helper reads `size_of::<Ipv6Tuple>()` initialised bytes of `tuple`.
+        unsafe {
+            bpf_skc_lookup_tcp(
+                raw.cast(),
+                &raw mut tuple.0,
+                core::mem::size_of::<Ipv6Tuple>() as u32,
+                netns,
+                0,
+            )
+        }
+    } else {
+        // Source and destination: 8 bytes at offset 12 of the IPv4 header.
+        // SAFETY: the helper writes at most 8 bytes at the start of the 12-byte IPv4 tuple.
+        if unsafe { bpf_xdp_load_bytes(raw, l3 + 12, at, 8) } != 0 {
+            return false;
+        }
+        tuple.0.__bindgen_anon_1.ipv4.sport = packet.src_port.to_be();
+        tuple.0.__bindgen_anon_1.ipv4.dport = packet.dst_port.to_be();
+        // SAFETY: as above, with the IPv4 half of the union.
+        unsafe {
+            bpf_skc_lookup_tcp(
+                raw.cast(),
+                &raw mut tuple.0,
+                core::mem::size_of::<Ipv4Tuple>() as u32,
+                netns,
+                0,
+            )
+        }
+    };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a socket the helper returned; `state` is readable on every socket kind, and the
+    // reference is released before returning, as the verifier requires.
+    let state = unsafe { (*sk).state };
+    // SAFETY: as above.
+    unsafe { bpf_sk_release(sk.cast()) };
+    state == BPF_TCP_ESTABLISHED
 }
 
 /// An address's four 32-bit words in memory (network) order.

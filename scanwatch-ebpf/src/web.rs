@@ -3,6 +3,11 @@
 //! its signature list. Matching runs in user space; the kernel only decides *which* segment to
 //! copy, so the per-packet cost stays a port compare for every other established segment.
 //!
+//! Only a request on a connection the kernel holds established is sampled (one socket lookup,
+//! once per connection): its client completed a handshake, so its address is not forged. A
+//! lone forged segment, whatever its user agent, gives no sample, no finding and no block, and
+//! a flood of them cannot fill the ring that real requests need.
+//!
 //! Reads go through `bpf_xdp_load_bytes` (Linux >= 5.18, the multi-buffer XDP helpers): this function
 //! has its own BPF stack frame, and a non-inlined function cannot derive packet pointers from
 //! the context (see `track::Addrs`); the helper needs only the context.
@@ -15,7 +20,7 @@ use aya_ebpf::{
 };
 use scanwatch_common::{
     addr::SourceKey,
-    config::KernelConfig,
+    config::{FLAG_REPLAY, KernelConfig},
     maps::WEB_SAMPLES_BYTES,
     proto::IPPROTO_TCP,
     stats::Counter,
@@ -23,7 +28,7 @@ use scanwatch_common::{
 };
 
 use crate::{
-    clock,
+    clock, flows,
     maps::{WEB_SAMPLES, WEB_SEEN},
     parse::Packet,
     stats::count,
@@ -39,13 +44,19 @@ pub struct Segment {
     pub server: SourceKey,
 }
 
+/// A read buffer on an 8-byte boundary of the stack: LLVM may access a byte array with 8-byte
+/// loads, which the verifier refuses at a 4-aligned stack slot.
+#[repr(C, align(8))]
+struct Aligned<const N: usize>([u8; N]);
+
 /// Reads `N` bytes at `offset` of the packet; `None` past its end.
 #[inline(always)]
 fn read<const N: usize>(ctx: *mut xdp_md, offset: u32) -> Option<[u8; N]> {
-    let mut buf = [0u8; N];
+    let mut buf = Aligned([0u8; N]);
     // SAFETY: the helper writes at most N bytes into `buf`, which holds N.
-    let r = unsafe { bpf_xdp_load_bytes(ctx, offset, buf.as_mut_ptr().cast::<c_void>(), N as u32) };
-    (r == 0).then_some(buf)
+    let r =
+        unsafe { bpf_xdp_load_bytes(ctx, offset, buf.0.as_mut_ptr().cast::<c_void>(), N as u32) };
+    (r == 0).then_some(buf.0)
 }
 
 /// Where a TCP segment's payload starts and how long it is (by the IP header's lengths, so
@@ -104,6 +115,10 @@ pub fn on_segment(ctx: &XdpContext, packet: &Packet, segment: &Segment, config: 
     if let Some(sampled) = unsafe { WEB_SEEN.get(key) }
         && now.wrapping_sub(*sampled) < config.window()
     {
+        return;
+    }
+    if config.flags & FLAG_REPLAY == 0 && !flows::kernel_holds_established(ctx, packet) {
+        count(Counter::WebUnconnected);
         return;
     }
     let Some(mut entry) = WEB_SAMPLES.reserve::<WebSample>(0) else {

@@ -1,7 +1,8 @@
 //! Test support for scanwatch.
 //!
-//! Kernel tests: a packet builder ([`packet`]) and a harness that loads the real XDP object and
-//! drives it with `BPF_PROG_TEST_RUN` ([`harness`]).
+//! Kernel tests: a packet builder ([`packet`]), a harness that loads the real XDP object and
+//! drives it with `BPF_PROG_TEST_RUN` ([`harness`]), and real loopback connections for the
+//! paths that look sockets up ([`loopback`]).
 //!
 //! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
 //! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
@@ -19,6 +20,7 @@ pub mod e2e;
 pub mod harness;
 pub mod http;
 pub mod lab;
+pub mod loopback;
 pub mod metrics;
 pub mod netns;
 pub mod packet;

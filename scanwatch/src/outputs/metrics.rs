@@ -120,6 +120,9 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         Counter::WebSamplesDropped => {
             "Web request samples lost because their ring buffer was full."
         }
+        Counter::WebUnconnected => {
+            "First requests to a web port with no established connection for their 4-tuple (forged or stray): not sampled."
+        }
         Counter::RepliesTcp
         | Counter::RepliesUdp
         | Counter::RepliesIcmp

@@ -33,6 +33,7 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
 use scanwatch_common::{
+    config::FLAG_REPLAY,
     programs::{EGRESS, XDP},
     stats::{ParseError, parse_error_slot},
 };
@@ -306,7 +307,10 @@ impl Replayer {
         let events = Events::take(&mut ebpf)?;
         let web_samples = WebSamples::take(&mut ebpf)?;
         maps.ignore.replace(&config.ignore)?;
-        let kernel = config.kernel_config(rand::random::<u64>());
+        let mut kernel = config.kernel_config(rand::random::<u64>());
+        // A capture's connections are not this host's sockets: sample its web requests
+        // without the connection check.
+        kernel.flags |= FLAG_REPLAY;
         Ok(Self {
             ebpf,
             maps,

@@ -4,45 +4,27 @@
 //! Under `BPF_PROG_TEST_RUN` the XDP program's socket lookups run in the test process's network
 //! namespace, so a real connection on 127.0.0.1 is what the program finds.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use scanwatch_common::{classify::PacketClass, stats::Counter};
-use scanwatch_tests::packet::{
-    PacketBuilder,
-    tcp_flags::{ACK, FIN, RST},
+use scanwatch_tests::{
+    loopback::Connection,
+    packet::{
+        PacketBuilder,
+        tcp_flags::{ACK, FIN, RST},
+    },
 };
 
 use crate::{key_of, load_with, no_admission, send};
 
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-/// A listener and one connection to it, all three sockets held open.
-struct Connection {
-    _listener: TcpListener,
-    _client: TcpStream,
-    _server: TcpStream,
-    /// The client's (ephemeral) port.
-    client_port: u16,
-    /// The listener's port.
-    server_port: u16,
-}
-
 fn connect() -> Connection {
     connect_on(LO.into())
 }
 
 fn connect_on(addr: IpAddr) -> Connection {
-    let listener = TcpListener::bind((addr, 0)).expect("listen on loopback");
-    let server_port = listener.local_addr().unwrap().port();
-    let client = TcpStream::connect((addr, server_port)).expect("connect");
-    let (server, _) = listener.accept().expect("accept");
-    Connection {
-        client_port: client.local_addr().unwrap().port(),
-        _listener: listener,
-        _client: client,
-        _server: server,
-        server_port,
-    }
+    Connection::open(addr)
 }
 
 /// A segment from 127.0.0.1:`from` to 127.0.0.1:`to`.
