@@ -28,7 +28,7 @@ use scanwatch_common::{
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
     ticks::Ticks,
-    web::WebSample,
+    web::{WebConnection, WebSample},
     wide::WideState,
 };
 
@@ -380,6 +380,22 @@ impl Harness {
     pub fn unblock_prefix(&mut self, addr: [u8; 16], prefix_len: u32) -> Result<bool> {
         let net = lpm_network(&Key::new(prefix_len, addr));
         Ok(self.maps_mut()?.blocklist.remove(&net))
+    }
+
+    /// Forgets which connections were sampled (`WEB_SEEN`), so the next request on any of them
+    /// is a first request again (the bench times first requests on a few real connections).
+    pub fn forget_sampled_connections(&mut self) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(maps::WEB_SEEN)
+            .context("no WEB_SEEN map in the object")?;
+        let mut seen: aya::maps::HashMap<_, WebConnection, u64> =
+            aya::maps::HashMap::try_from(map)?;
+        let keys: Vec<WebConnection> = seen.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            seen.remove(&key)?;
+        }
+        Ok(())
     }
 
     /// Drains the web-request samples the program has sent.

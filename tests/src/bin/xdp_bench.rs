@@ -38,6 +38,7 @@ use scanwatch_common::{
 };
 use scanwatch_tests::{
     harness::{Harness, Object, XDP_DROP, XDP_PASS},
+    loopback::Connection,
     packet::{PacketBuilder, tcp_flags},
 };
 
@@ -96,6 +97,11 @@ const CASES: &[Case] = &[
         name: "web_request_new_connection",
         target: None,
         prepare: web_request_new_connection,
+    },
+    Case {
+        name: "web_request_forged",
+        target: None,
+        prepare: web_request_forged,
     },
     Case {
         name: "tracked_syn",
@@ -350,14 +356,65 @@ fn web_port_ack() -> Result<Prepared> {
     Prepared::xdp(h, frame, XDP_PASS)
 }
 
+/// Real loopback connections to one listener, open for the whole bench: the program samples
+/// only requests on connections the kernel holds established, and its socket lookup runs in
+/// this process's network namespace. The listener's port is the one web port configured.
+struct WebConnections {
+    server_port: u16,
+    client_ports: Vec<u16>,
+}
+
+/// Connections the new-connection case cycles through.
+const WEB_CONNECTIONS: usize = 64;
+
+static WEB_CONNECTIONS_OPEN: std::sync::OnceLock<WebConnections> = std::sync::OnceLock::new();
+
+/// The bench's loopback connections, opened on first use and kept open until exit.
+fn web_connections() -> &'static WebConnections {
+    WEB_CONNECTIONS_OPEN.get_or_init(|| {
+        let first = Connection::open(Ipv4Addr::LOCALHOST.into());
+        let mut client_ports = vec![first.client_port];
+        let mut open = vec![];
+        for _ in 1..WEB_CONNECTIONS {
+            let c = first.another();
+            client_ports.push(c.client_port);
+            open.push(c);
+        }
+        let server_port = first.server_port;
+        // Held open for the bench's life: the program must find them established.
+        std::mem::forget((first, open));
+        WebConnections {
+            server_port,
+            client_ports,
+        }
+    })
+}
+
+/// A first request on loopback connection `n` (of [`WEB_CONNECTIONS`]).
+fn loopback_request(n: u32) -> Vec<u8> {
+    let c = web_connections();
+    let client_port = c.client_ports[n as usize % c.client_ports.len()];
+    PacketBuilder::new(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST)
+        .src_port(client_port)
+        .tcp(c.server_port, tcp_flags::PSH | tcp_flags::ACK)
+        .payload(WEB_REQUEST)
+        .build()
+}
+
+/// Sampling on the loopback listener's port.
+fn loopback_web_harness() -> Result<Harness> {
+    let mut h = Harness::load()?;
+    let mut config = KernelConfig::default();
+    config.web_ports[0] = web_connections().server_port;
+    h.set_config(&config)?;
+    Ok(h)
+}
+
 /// A request on a keep-alive connection already sampled: method check and one `WEB_SEEN`
 /// lookup, no copy.
 fn web_request_sampled_connection() -> Result<Prepared> {
-    let mut h = web_harness()?;
-    let frame = PacketBuilder::new(SRC_V4, DST_V4)
-        .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
-        .payload(WEB_REQUEST)
-        .build();
+    let mut h = loopback_web_harness()?;
+    let frame = loopback_request(0);
     h.run(&frame)?;
     ensure!(
         h.web_samples().len() == 1,
@@ -366,17 +423,42 @@ fn web_request_sampled_connection() -> Result<Prepared> {
     Prepared::xdp(h, frame, XDP_PASS)
 }
 
-/// The first request of a new connection: method check, `WEB_SEEN` miss, ring reserve, a
-/// bounded copy, submit and insert. Every run needs a new 4-tuple, so each is its own test run
-/// ([`EachConnection`]); floor and reference are timed the same way.
+/// The first request of a connection: method check, the socket lookup that finds it
+/// established, ring reserve, a bounded copy, submit and the `WEB_SEEN` write. Each run is its
+/// own test run ([`EachConnection`]) on one of [`WEB_CONNECTIONS`] real connections, whose
+/// `WEB_SEEN` entry is forgotten between runs (untimed); floor and reference are timed the
+/// same way.
 fn web_request_new_connection() -> Result<Prepared> {
-    let h = web_harness()?;
-    let frame = PacketBuilder::new(SRC_V4, DST_V4)
-        .tcp(80, tcp_flags::PSH | tcp_flags::ACK)
-        .payload(WEB_REQUEST)
-        .build();
+    let h = loopback_web_harness()?;
+    let frame = loopback_request(0);
     Ok(Prepared {
-        program: Box::new(EachConnection::new(h, new_connection_request, true)),
+        program: Box::new(EachConnection::new(h, loopback_request, true)),
+        floor: Box::new(EachConnection::new(
+            Harness::load_with(Object::Empty, None)?,
+            loopback_request,
+            false,
+        )),
+        reference: Some(Box::new(EachConnection::new(
+            Harness::load_with(Object::Reference, None)?,
+            loopback_request,
+            false,
+        ))),
+        frame,
+        verdict: XDP_PASS,
+        note: Some(format!(
+            "{NEW_CONNECTIONS} single runs per call over {WEB_CONNECTIONS} real loopback connections"
+        )),
+    })
+}
+
+/// A forged first request: a new 4-tuple each run that no socket holds (a spoofed source), so
+/// the socket lookup misses and nothing is sampled. Single runs, floor and reference timed the
+/// same way.
+fn web_request_forged() -> Result<Prepared> {
+    let h = web_harness()?;
+    let frame = new_connection_request(0);
+    Ok(Prepared {
+        program: Box::new(EachConnection::new(h, new_connection_request, false)),
         floor: Box::new(EachConnection::new(
             Harness::load_with(Object::Empty, None)?,
             new_connection_request,
@@ -390,7 +472,7 @@ fn web_request_new_connection() -> Result<Prepared> {
         frame,
         verdict: XDP_PASS,
         note: Some(format!(
-            "{NEW_CONNECTIONS} single runs per call, each a new source port"
+            "{NEW_CONNECTIONS} single runs per call, each a new spoofed source"
         )),
     })
 }
@@ -398,7 +480,7 @@ fn web_request_new_connection() -> Result<Prepared> {
 /// Single runs per timing call of [`EachConnection`].
 const NEW_CONNECTIONS: u16 = 2000;
 
-/// The first request of connection `n`: a new source address each.
+/// A first request from spoofed source `n`: a new source address each, no connection.
 fn new_connection_request(n: u32) -> Vec<u8> {
     let [_, hi, mid, lo] = n.to_be_bytes();
     PacketBuilder::new(Ipv4Addr::new(10, hi, mid, lo), DST_V4)
@@ -409,8 +491,9 @@ fn new_connection_request(n: u32) -> Vec<u8> {
 }
 
 /// Times a program on a different frame each run (`frame(n)` for run `n`): one test run per
-/// frame (the kernel's duration of a single run), the web-sample ring drained between runs
-/// when `drain` (each frame is then a new connection's request, which must be sampled).
+/// frame (the kernel's duration of a single run), the web-sample ring drained and the sampled
+/// connections forgotten between runs when `drain` (each frame is then a connection's first
+/// request, which must be sampled).
 struct EachConnection {
     h: Harness,
     frame: fn(u32) -> Vec<u8>,
@@ -444,6 +527,7 @@ impl Timed for EachConnection {
                     self.h.web_samples().len() == 1,
                     "a new connection was not sampled"
                 );
+                self.h.forget_sampled_connections()?;
             }
         }
         Ok((verdict, total / u64::from(NEW_CONNECTIONS)))
