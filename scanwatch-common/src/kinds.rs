@@ -170,17 +170,45 @@ pub enum Figures {
     Request,
 }
 
-/// What drop mode needs before it blocks for a finding of the kind (egress findings, this
-/// host's own probes, never block; every block also passes `enforce::Policy::protected`).
+/// What proves that a finding's packets came from the address it names, and so what drop mode
+/// needs before it blocks for a finding of the kind (egress findings, this host's own probes,
+/// never block; every block also passes `enforce::Policy::protected`, and is refused for a
+/// source that answered one of this host's flows, `answered_peer`).
+///
+/// The rule every variant but [`BlockEvidence::EstablishedConnection`] follows: evidence without
+/// the probes' hop counts never blocks a source that completed a TCP handshake with this host
+/// (`unverified_evidence`), since a verified client is the victim a forger wants blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockEvidence {
-    /// Blocked by default: the source's own probes, refused when they arrive at another hop
-    /// count than the source's verified handshake (`suspected_spoof`) or when the source
-    /// answered one of this host's flows (`answered_peer`).
+    /// Blocked by default, on the source's own probes and their hop counts: refused when they
+    /// arrive at another hop count than the source's verified handshake (`suspected_spoof`),
+    /// or, when their hop counts were not measured, for any source that completed a handshake
+    /// (`unverified_evidence`).
     ReturnPath,
-    /// Blocked only when this configuration key is true; the sources are blocked without hop
-    /// counts.
+    /// Blocked by default, on this host's own replies to the source's packets (the RSTs an ACK
+    /// scan draws): they carry no hop count of the prober, and the packets that drew them cost
+    /// nothing to forge, so only a source that never completed a handshake with this host is
+    /// blocked (`unverified_evidence`). Hop counts the source's other probes left in the window
+    /// say nothing about these packets and are not consulted.
+    HostReplies,
+    /// Blocked only when this configuration key is true, each sampled source of the aggregate
+    /// without hop counts of its own: a source that completed a handshake is not blocked
+    /// (`unverified_evidence`).
     OptIn(&'static str),
+    /// Blocked only when this configuration key is true, on data that arrived over a TCP
+    /// connection from the source (a `web_scan`'s request): the connection's handshake is the
+    /// evidence, so a source's verified handshake does not refuse it.
+    EstablishedConnection(&'static str),
+}
+
+impl BlockEvidence {
+    /// The configuration key that must be true before the kind blocks, if it needs one.
+    pub const fn opt_in(self) -> Option<&'static str> {
+        match self {
+            Self::OptIn(key) | Self::EstablishedConnection(key) => Some(key),
+            Self::ReturnPath | Self::HostReplies => None,
+        }
+    }
 }
 
 /// Everything about one detection kind.
@@ -359,7 +387,7 @@ pub const KINDS: [KindSpec; DETECTION_KINDS] = [
             ports: DetectionKind::AckScan,
             hosts: DetectionKind::HostSweep,
         },
-        block: BlockEvidence::ReturnPath,
+        block: BlockEvidence::HostReplies,
         description: "Many distinct ports answered with a RST to a bare ACK of no connection \
                       (nmap -sA, -sW).",
     },
@@ -420,7 +448,7 @@ pub const KINDS: [KindSpec; DETECTION_KINDS] = [
         long: OFF,
         egress: OFF,
         figures: Figures::Request,
-        block: BlockEvidence::OptIn("block_web_scan"),
+        block: BlockEvidence::EstablishedConnection("block_web_scan"),
         description: "An HTTP request matching a known scanner's signature (`[web]`).",
     },
 ];

@@ -227,13 +227,27 @@ impl Forger {
         ttl: u8,
         budget: Duration,
     ) -> io::Result<usize> {
+        self.flag_scan_ttl(src, dst, ports, tcp_flags::SYN, ttl, budget)
+    }
+
+    /// One segment with `flags` (bare ACK: nmap -sA) to each port of `ports` on `dst`,
+    /// forged from `src` with IP TTL `ttl`, within `budget`; returns probes sent.
+    pub fn flag_scan_ttl(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ports: impl IntoIterator<Item = u16>,
+        flags: u8,
+        ttl: u8,
+        budget: Duration,
+    ) -> io::Result<usize> {
         let deadline = Instant::now() + budget;
         let mut sent = 0;
         for port in ports {
             if Instant::now() >= deadline {
                 break;
             }
-            self.tcp(src, dst, port, tcp_flags::SYN, ttl)?;
+            self.tcp(src, dst, port, flags, ttl)?;
             sent += 1;
         }
         Ok(sent)

@@ -207,10 +207,10 @@ fn config_keys_come_from_the_serde_definitions() {
 
 #[test]
 fn kinds_blocked_on_opt_in_name_a_configuration_key() {
-    use scanwatch_common::kinds::{BlockEvidence, KINDS};
+    use scanwatch_common::kinds::KINDS;
     let keys = config_keys();
     for spec in &KINDS {
-        if let BlockEvidence::OptIn(key) = spec.block {
+        if let Some(key) = spec.block.opt_in() {
             assert!(keys.iter().any(|k| k == key), "{}: {key}", spec.name);
         }
     }

@@ -7,7 +7,9 @@
 //! without a reload, and refuses to run in drop mode when its egress program cannot attach.
 //! The kernel's evidence of real addresses protects too: a peer that answered the host's own
 //! query is never blocked by a scan forged in its name, nor is a client that completed a
-//! handshake when the forged scan arrives at another hop count (`suspected_spoof`).
+//! handshake when the forged scan arrives at another hop count (`suspected_spoof`), nor by a
+//! forged ACK scan, whose evidence (the host's own RSTs) carries no hop count at all
+//! (`unverified_evidence`).
 //!
 //! Forged packets come from the attacker's namespace through a raw socket that writes its own
 //! IPv4 header ([`scanner::Forger`]). Every test builds its own lab and daemon and tears both
@@ -31,7 +33,7 @@ use scanwatch_tests::{
     metrics::{self, sample},
     netns::in_netns,
     process::{TempDir, poll_until},
-    scanner::{self, Forger},
+    scanner::{self, Forger, tcp_flags},
     services::Service,
     tcx::TcxFill,
 };
@@ -653,5 +655,91 @@ fn forged_scan_from_another_hop_count_with_a_verified_clients_address_blocks_not
 
     // The attacker, verified at its own hop count, scanning from there: blocked.
     assert_real_scanner_blocked(&lab, &daemon, addr, "suspected_spoof");
+    drop(service);
+}
+
+#[test]
+fn forged_ack_scan_with_a_verified_clients_address_blocks_nothing() {
+    let lab = lab();
+    let dir = TempDir::new("trust-ack").unwrap();
+    let daemon = drop_daemon_without_resolvers(&lab, &dir);
+    let target = lab.target_v4();
+    let (service, addr) = target_service(&lab);
+
+    // The client completes handshakes with the service (its SYNs after the first are tracked,
+    // with their hop count, in the window the forged ACKs will fall in).
+    let served = (0..3).filter(|_| connects(lab.benign.name(), addr)).count();
+    assert_eq!(served, 3, "the client is served");
+    assert!(
+        poll_until(METRICS_WITHIN, Duration::from_millis(200), || {
+            daemon
+                .metrics()
+                .is_ok_and(|m| sample(&m, "scanwatch_handshakes_verified_total") >= 1)
+        }),
+        "the client's handshake is verified: {}",
+        daemon.metrics().unwrap_or_default()
+    );
+
+    // 14 bare ACKs to 14 closed ports, forged with the client's address from another hop
+    // count (TTL 41): the target answers each with a RST to the client.
+    let client = lab.benign_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        Forger::new()?.flag_scan_ttl(
+            client,
+            target,
+            4000..4014,
+            tcp_flags::ACK,
+            41,
+            Duration::from_secs(5),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(sent, 14);
+    let alert = expect_alert(
+        &daemon,
+        &client.to_string(),
+        &["ack_scan"],
+        "forged ACK scan",
+    );
+    assert_eq!(alert["action"], "alert", "{alert}");
+    assert_eq!(alert["not_blocked"], "unverified_evidence", "{alert}");
+    let served = (0..20)
+        .filter(|_| connects(lab.benign.name(), addr))
+        .count();
+    assert_eq!(served, 20, "the client keeps being served");
+
+    // A real ACK scan from an address that never completed a handshake: blocked.
+    let attacker = lab.attacker_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        Forger::new()?.flag_scan_ttl(
+            attacker,
+            target,
+            4100..4114,
+            tcp_flags::ACK,
+            64,
+            Duration::from_secs(5),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(sent, 14);
+    let alert = expect_alert(
+        &daemon,
+        &attacker.to_string(),
+        &["ack_scan"],
+        "real ACK scan",
+    );
+    assert_eq!(alert["action"], "block", "{alert}");
+    assert_dropped(&lab, addr, "the real ACK scanner");
+    let metrics = daemon.metrics().unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "scanwatch_blocks_refused_total{reason=\"unverified_evidence\"}"
+        ) >= 1,
+        "{}",
+        enforcement(&metrics)
+    );
     drop(service);
 }

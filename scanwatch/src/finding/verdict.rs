@@ -30,6 +30,10 @@ pub enum Refusal {
     /// The source completed a TCP handshake with this host at one hop count, and the probes
     /// naming it arrived at another: someone elsewhere forged its address.
     SuspectedSpoof,
+    /// The source completed a TCP handshake with this host, and the finding naming it carries
+    /// no hop count of its packets (an ACK scan's RSTs, an aggregate's sampled sources): unknown
+    /// evidence never blocks a source with verified evidence against it.
+    UnverifiedEvidence,
     Loopback,
     /// The protected set (addresses, routes, resolvers) cannot be read: fail closed.
     ProtectedSetUnavailable,
@@ -58,6 +62,9 @@ impl Refusal {
             Self::AnsweredPeer => "a peer that answered this host's own connection",
             Self::SuspectedSpoof => {
                 "a source whose probes arrive at another hop count than its own handshake"
+            }
+            Self::UnverifiedEvidence => {
+                "a source that completed a handshake, named by evidence without hop counts"
             }
             Self::NeverBlock => "a never_block network",
             Self::ProtectedSetUnavailable => {

@@ -25,7 +25,7 @@ use crate::{
     kernel::blocks::{BlockWriteError, Blocks, new_block},
     net::{covers, key_network, overlaps},
     policy::{
-        evidence::{AnsweredPeers, HandshakePeers, ProbeHops},
+        evidence::{AnsweredPeers, HandshakePeers, Proof},
         protect::{ProtectedPeers, Snapshot},
     },
     rate::TokenBucket,
@@ -95,23 +95,28 @@ impl Policy {
     }
 
     /// Why a finding's source may not be blocked, if it may not: [`Policy::protected`], then
-    /// the kernel's evidence that its address is real — a completed handshake at another hop
-    /// count than the probes' (`suspected_spoof`), or an answer to one of our flows.
-    pub fn refused(
-        &self,
-        key: &SourceKey,
-        ipv6_prefix: u32,
-        hops: Option<ProbeHops>,
-    ) -> Option<Refusal> {
+    /// the kernel's evidence that its address is real, weighed against the finding's `proof` —
+    /// a completed handshake at another hop count than the probes' (`suspected_spoof`), a
+    /// completed handshake against a finding whose packets' hop counts are unknown
+    /// (`unverified_evidence`: unknown evidence never blocks a source with verified evidence
+    /// against it), or an answer to one of our flows.
+    pub fn refused(&self, key: &SourceKey, ipv6_prefix: u32, proof: Proof) -> Option<Refusal> {
         let net = key_network(key, ipv6_prefix);
         if let Some(why) = self.protected(&net) {
             return Some(why);
         }
-        if let Some(hops) = hops
-            && let Some(verified) = self.verified.verified_hops(key)
-            && hops_disagree(verified, hops.min, hops.max, self.hop_tolerance)
-        {
-            return Some(Refusal::SuspectedSpoof);
+        let verified = match proof {
+            Proof::Connection => None,
+            Proof::Hops(_) | Proof::Unmeasured => self.verified.verified_hops(key),
+        };
+        match (proof, verified) {
+            (Proof::Hops(hops), Some(verified))
+                if hops_disagree(verified, hops.min, hops.max, self.hop_tolerance) =>
+            {
+                return Some(Refusal::SuspectedSpoof);
+            }
+            (Proof::Unmeasured, Some(_)) => return Some(Refusal::UnverifiedEvidence),
+            _ => {}
         }
         self.answered
             .answered(&net, self.answered_within)
@@ -185,20 +190,20 @@ impl Enforcer {
     }
 
     /// Decides on and, in drop mode, writes a block for a finding's source into `blocks`;
-    /// `hops` are the hop counts of the finding's probes, when measured.
+    /// `proof` is what the finding proves about the source's address ([`Policy::refused`]).
     pub fn block_finding(
         &mut self,
         blocks: &mut Blocks,
         key: &SourceKey,
         ipv6_prefix: u32,
-        hops: Option<ProbeHops>,
+        proof: Proof,
         kind: &str,
         now_ns: u64,
     ) -> Verdict {
         if !self.policy.drop {
             return Verdict::Alert;
         }
-        if let Some(why) = self.policy.refused(key, ipv6_prefix, hops) {
+        if let Some(why) = self.policy.refused(key, ipv6_prefix, proof) {
             return Verdict::NotBlocked(why);
         }
         let existing = blocks.get(key).ok().flatten();
@@ -242,7 +247,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         net::parse_cidr,
-        policy::evidence::{HOP_TOLERANCE, NoAnswerEvidence, NoHandshakeEvidence},
+        policy::evidence::{HOP_TOLERANCE, NoAnswerEvidence, NoHandshakeEvidence, ProbeHops},
     };
 
     fn net(s: &str) -> IpNet {
@@ -384,16 +389,19 @@ pub(crate) mod tests {
         };
         // Findings consult the evidence (block lists and manual blocks do not: `protected`).
         assert_eq!(
-            p.refused(&key("203.0.113.80"), 64, None),
+            p.refused(&key("203.0.113.80"), 64, Proof::Unmeasured),
             Some(Refusal::AnsweredPeer)
         );
-        assert_eq!(p.refused(&key("203.0.113.81"), 64, None), None);
+        assert_eq!(p.refused(&key("203.0.113.81"), 64, Proof::Unmeasured), None);
         assert_eq!(p.protected(&net("203.0.113.80")), None);
         let short = Policy {
             answered_within: Duration::from_secs(1),
             ..p
         };
-        assert_eq!(short.refused(&key("203.0.113.80"), 64, None), None);
+        assert_eq!(
+            short.refused(&key("203.0.113.80"), 64, Proof::Unmeasured),
+            None
+        );
     }
 
     #[test]
@@ -405,7 +413,7 @@ pub(crate) mod tests {
                 (key("2001:db8:7::1"), 5),
             ])),
         );
-        let at = |min, max| Some(ProbeHops { min, max });
+        let at = |min, max| Proof::Hops(ProbeHops { min, max });
         // Forged from 7 hops away: alert only.
         assert_eq!(
             p.refused(&key("203.0.113.7"), 64, at(7, 7)),
@@ -420,10 +428,10 @@ pub(crate) mod tests {
             p.refused(&key("2001:db8:7::99"), 64, at(9, 9)),
             Some(Refusal::SuspectedSpoof)
         );
-        // Verified at its own hop count, never verified, or not measured: blocked as before.
+        // Verified at its own hop count, or never verified: blocked as before. (Not measured:
+        // see the next test.)
         assert_eq!(p.refused(&key("203.0.113.7"), 64, at(3, 3)), None);
         assert_eq!(p.refused(&key("203.0.113.8"), 64, at(7, 7)), None);
-        assert_eq!(p.refused(&key("203.0.113.7"), 64, None), None);
         // The static protections come first.
         assert_eq!(
             p.refused(&key("192.0.2.1"), 64, at(7, 7)),
@@ -436,6 +444,75 @@ pub(crate) mod tests {
         assert_eq!(tolerant.refused(&key("203.0.113.7"), 64, at(2, 4)), None);
     }
 
+    /// A policy with two verified sources (an IPv4 client 3 hops away, an IPv6 /64 5 hops away).
+    fn verified_policy() -> Policy {
+        policy().with_evidence(
+            Arc::new(NoAnswerEvidence),
+            Arc::new(FakeVerified(vec![
+                (key("203.0.113.7"), 3),
+                (key("2001:db8:7::1"), 5),
+            ])),
+        )
+    }
+
+    #[test]
+    fn a_verified_source_named_by_evidence_without_hop_counts_is_not_blocked() {
+        let p = verified_policy();
+        // An ACK scan's RSTs, an aggregate's sampled sources: no hop count of the packets.
+        assert_eq!(
+            p.refused(&key("203.0.113.7"), 64, Proof::Unmeasured),
+            Some(Refusal::UnverifiedEvidence)
+        );
+        assert_eq!(
+            p.refused(&key("2001:db8:7::99"), 64, Proof::Unmeasured),
+            Some(Refusal::UnverifiedEvidence)
+        );
+        // The static protections still come first.
+        assert_eq!(
+            p.refused(&key("192.0.2.1"), 64, Proof::Unmeasured),
+            Some(Refusal::Gateway)
+        );
+    }
+
+    #[test]
+    fn an_unverified_source_named_by_evidence_without_hop_counts_is_still_blocked() {
+        let p = verified_policy();
+        assert_eq!(p.refused(&key("203.0.113.8"), 64, Proof::Unmeasured), None);
+        assert_eq!(
+            p.refused(&key("2001:db8:8::1"), 64, Proof::Unmeasured),
+            None
+        );
+        assert_eq!(
+            policy().refused(&key("203.0.113.7"), 64, Proof::Unmeasured),
+            None
+        );
+    }
+
+    #[test]
+    fn a_request_over_a_connection_blocks_a_verified_client() {
+        // A web_scan's request came over the connection its handshake opened: the handshake
+        // is its evidence, not a reason to refuse (the opt-in is `policy::findings`' to check).
+        let p = verified_policy();
+        assert_eq!(p.refused(&key("203.0.113.7"), 64, Proof::Connection), None);
+        assert_eq!(p.refused(&key("203.0.113.8"), 64, Proof::Connection), None);
+        // The protections and the answered peers still hold.
+        assert_eq!(
+            p.refused(&key("192.0.2.1"), 64, Proof::Connection),
+            Some(Refusal::Gateway)
+        );
+        let answered = Policy {
+            answered: Arc::new(FakeAnswered(
+                vec![net("203.0.113.7")],
+                Duration::from_secs(600),
+            )),
+            ..p
+        };
+        assert_eq!(
+            answered.refused(&key("203.0.113.7"), 64, Proof::Connection),
+            Some(Refusal::AnsweredPeer)
+        );
+    }
+
     #[test]
     fn refusal_names_are_the_alert_values() {
         assert_eq!(
@@ -445,6 +522,7 @@ pub(crate) mod tests {
         assert_eq!(Refusal::RateLimited.name(), "rate_limited");
         assert_eq!(Refusal::Resolver.name(), "resolver");
         assert_eq!(Refusal::SuspectedSpoof.name(), "suspected_spoof");
+        assert_eq!(Refusal::UnverifiedEvidence.name(), "unverified_evidence");
     }
 
     #[test]

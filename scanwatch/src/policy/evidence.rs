@@ -66,6 +66,29 @@ impl ProbeHops {
     }
 }
 
+/// What a finding offers as proof that its packets came from the source it names, as
+/// `enforce::Policy::refused` weighs it against the source's verified handshake. The table of
+/// kinds (`BlockEvidence`) decides which a finding offers (`policy::findings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// The probes' own hop counts: a verified source is refused when they differ from its
+    /// handshake's (`suspected_spoof`).
+    Hops(ProbeHops),
+    /// Nothing that says where the packets came from (no hop counts of them): a source that
+    /// completed a handshake is refused (`unverified_evidence`), one that never did is not.
+    Unmeasured,
+    /// The packets arrived over a TCP connection from the source (a `web_scan`'s request): a
+    /// verified handshake does not refuse it.
+    Connection,
+}
+
+impl Proof {
+    /// The probes' hop counts when measured, else [`Proof::Unmeasured`].
+    pub fn hops(hops: Option<ProbeHops>) -> Self {
+        hops.map_or(Self::Unmeasured, Self::Hops)
+    }
+}
+
 /// No evidence of answered flows yet: protects no one.
 #[derive(Debug, Default)]
 pub struct NoAnswerEvidence;

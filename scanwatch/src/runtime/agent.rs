@@ -44,7 +44,11 @@ use crate::{
     net::key_network,
     outputs::{alerts::AlertSink, metrics, metrics::Metrics},
     policy::{
-        enforce::Enforcer, evidence::ProbeHops, findings::Subject, protect, protect::Snapshot,
+        enforce::Enforcer,
+        evidence::Proof,
+        findings::{self, Subject},
+        protect,
+        protect::Snapshot,
     },
     rate::TokenBucket,
     runtime::{
@@ -478,7 +482,9 @@ impl<'i> Agent<'i> {
         }
         let verdict = self.decide(&Subject::Event(event, &counted), f.kind);
         f.set_verdict(&verdict);
-        if let Some(probes) = ProbeHops::of(event)
+        // The hop counts the decision weighed (none for a kind counted from this host's
+        // replies: the source's other probes in the window are not the finding's packets).
+        if let Proof::Hops(probes) = findings::proof(event, f.kind)
             && Direction::of(event) == Direction::Ingress
         {
             f.hops = Some(Hops {
