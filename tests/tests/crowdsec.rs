@@ -1,6 +1,7 @@
 //! The fleet through a real CrowdSec Local API (Debian's crowdsec 1.4.6, started by the tests
 //! inside the lab): findings published as alerts, ban decisions enforced at XDP on other
-//! agents, deletions unblocking, protected peers never blocked, and every LAPI fault survived.
+//! agents, deletions unblocking, a dry run's findings asking for no ban, protected peers never
+//! blocked, and every LAPI fault survived.
 
 use std::{
     io::ErrorKind,
@@ -285,6 +286,53 @@ fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
         ),
         "only the attacker and the far range are blocked: {:?}",
         crowdsec_rows(&agent)
+    );
+}
+
+#[test]
+fn a_dry_run_agents_finding_reaches_the_lapi_as_a_simulation_without_a_decision() {
+    let (lab, lapi, dir) = lab_with_lapi();
+    let password = lapi
+        .add_machine("agent", "agent-password", dir.path())
+        .unwrap();
+    let cfg = config_file(
+        &dir,
+        &format!(
+            "mode = \"drop\"\ndry_run = true\n{}",
+            section(
+                &lapi.url(),
+                &format!(
+                    "machine_id = \"agent\"\npassword_file = \"{}\"\n",
+                    password.display()
+                )
+            )
+        ),
+    );
+    let agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
+    let attacker = lab.attacker_v4().to_string();
+    attacker_syn_scan(&lab);
+    let alert = expect_alert(&agent, &attacker, &["port_scan"], "dry run");
+    assert_eq!(alert["action"], "would_block", "{alert}");
+
+    let ours = || {
+        lapi.alerts().unwrap_or_default().into_iter().find(|a| {
+            a["scenario"] == "scanwatch/port_scan" && a["source"]["value"] == attacker.as_str()
+        })
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(300), || {
+            ours().is_some()
+        }),
+        "the dry run's finding never reached the LAPI; agent log:\n{}",
+        agent.log()
+    );
+    let published = ours().unwrap();
+    assert_eq!(published["simulated"], true, "{published}");
+    // The LAPI decides when the alert arrives: no decision now means none to come.
+    assert!(
+        !decisions(&lapi).iter().any(|(value, _)| *value == attacker),
+        "a dry run banned {attacker} for the fleet: {:?}",
+        lapi.decisions()
     );
 }
 
