@@ -110,6 +110,15 @@ fn crowdsec_rows(daemon: &Daemon<'_>) -> Vec<String> {
         .collect()
 }
 
+/// The status file's decisions refused since start, by reason (`scanwatch status --json`).
+fn refused_in_status(daemon: &Daemon<'_>) -> Value {
+    let out = daemon
+        .ctl_ok(&["status", "--json"])
+        .expect("scanwatch status");
+    let status: Value = serde_json::from_str(&out).expect("status --json is JSON");
+    status["crowdsec"]["decisions_refused"].clone()
+}
+
 #[test]
 fn a_scanner_found_by_one_agent_is_dropped_by_another_until_its_decision_is_deleted() {
     let (lab, lapi, dir) = lab_with_lapi();
@@ -287,6 +296,15 @@ fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
         "only the attacker and the far range are blocked: {:?}",
         crowdsec_rows(&agent)
     );
+    assert!(
+        poll_until(Duration::from_secs(6), Duration::from_millis(200), || {
+            refused_in_status(&agent)["own_address"] == 2
+        }),
+        "the status counts the refusals: {}",
+        refused_in_status(&agent)
+    );
+    let text = agent.ctl_ok(&["status"]).expect("scanwatch status");
+    assert!(text.contains("decisions refused: own_address 2"), "{text}");
 }
 
 #[test]

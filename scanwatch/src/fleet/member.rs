@@ -16,7 +16,7 @@ use super::{
     lapi::{Lapi, Secret},
     publisher,
     settings::Settings,
-    shared::{FleetMetrics, FleetStatus, Queue, Shared, WRITE_ERROR},
+    shared::{FleetMetrics, FleetStatus, Queue, Shared, WRITE_ERROR, refusal_names},
 };
 use crate::{finding::record::Finding, kernel::blocks::BlockList, policy::enforce::Policy};
 
@@ -189,6 +189,18 @@ impl Fleet {
             enforce: self.decisions_rx.is_some().then_some(enforce),
             alerts_queued: shared.metrics.queued.get() as usize,
             decisions_active: shared.metrics.decisions_active.get() as usize,
+            decisions_refused: refusal_names()
+                .into_iter()
+                .map(|r| {
+                    let n = shared
+                        .metrics
+                        .decisions_refused
+                        .with_label_values(&[r])
+                        .get();
+                    (r.to_owned(), n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         })
     }
 

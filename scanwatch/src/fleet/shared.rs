@@ -1,7 +1,7 @@
 //! What the fleet roles share with the agent: their health, metrics and the status they report.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     sync::{
         Condvar, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -188,6 +188,9 @@ pub struct FleetStatus {
     pub alerts_queued: usize,
     #[serde(default)]
     pub decisions_active: usize,
+    /// Decisions refused since the agent started, by reason (the reasons with any).
+    #[serde(default)]
+    pub decisions_refused: BTreeMap<String, u64>,
 }
 
 /// What the threads and the agent share.
@@ -331,7 +334,7 @@ impl Queue {
 }
 
 /// Refusal names a decision may be refused with (label values, present from the start).
-fn refusal_names() -> Vec<&'static str> {
+pub(crate) fn refusal_names() -> Vec<&'static str> {
     let mut v: Vec<&str> = [
         Refusal::NeverBlock,
         Refusal::OwnAddress,
