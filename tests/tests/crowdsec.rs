@@ -1,7 +1,7 @@
 //! The fleet through a real CrowdSec Local API (Debian's crowdsec 1.4.6, started by the tests
 //! inside the lab): findings published as alerts, ban decisions enforced at XDP on other
-//! agents, deletions unblocking, a dry run's findings asking for no ban, protected peers never
-//! blocked, and every LAPI fault survived.
+//! agents, deletions unblocking, a dry run's findings asking for no ban, protected peers and
+//! this host's verified clients never blocked, and every LAPI fault survived.
 
 use std::{
     io::ErrorKind,
@@ -22,6 +22,7 @@ use scanwatch_tests::{
     metrics::sample,
     netns::{in_netns, spawn_in_netns},
     process::{TempDir, poll_until},
+    services::Service,
 };
 use serde_json::Value;
 
@@ -352,6 +353,68 @@ fn a_dry_run_agents_finding_reaches_the_lapi_as_a_simulation_without_a_decision(
         "a dry run banned {attacker} for the fleet: {:?}",
         lapi.decisions()
     );
+}
+
+#[test]
+fn a_decision_for_a_client_verified_here_is_not_enforced_and_says_so() {
+    let (lab, lapi, dir) = lab_with_lapi();
+    let key = lapi.add_bouncer("agent", dir.path()).unwrap();
+    let cfg = drop_agent_config(&dir, &lapi.url(), &bouncer(&key));
+    let agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
+    // The client completes a handshake with the target's service: drop mode verifies it.
+    let service = Service::tcp(&lab.target, lab.target_v4().into(), &[8080]).unwrap();
+    let addr = SocketAddr::from((lab.target_v4(), 8080));
+    assert!(
+        e2e::connects(lab.benign.name(), addr),
+        "the client is served"
+    );
+    agent.wait_for_metrics(e2e::METRICS_WITHIN, |m| {
+        sample(m, "scanwatch_handshakes_verified_total") >= 1
+    });
+
+    // A ban of the client (forged in its name elsewhere, say), and of the attacker as a control.
+    let client = lab.benign_v4().to_string();
+    let attacker = lab.attacker_v4().to_string();
+    for ip in [&client, &attacker] {
+        lapi.cscli(&["decisions", "add", "--ip", ip, "--duration", "1h"])
+            .expect("cscli decisions add");
+    }
+    let series = "scanwatch_crowdsec_decisions_refused_total{reason=\"verified_client\"}";
+    let m = agent.wait_for_metrics(DECISION_WITHIN, |m| sample(m, series) >= 1);
+    assert_eq!(sample(&m, series), 1, "{m}");
+    assert!(
+        agent.log().contains(&format!(
+            "decision to ban {client}/32 not enforced: verified_client"
+        )),
+        "{}",
+        agent.log()
+    );
+    assert!(
+        poll_until(DECISION_WITHIN, Duration::from_millis(200), || {
+            crowdsec_rows(&agent) == [format!("{attacker}/32")]
+        }),
+        "only the attacker is blocked: {:?}",
+        crowdsec_rows(&agent)
+    );
+    assert!(
+        e2e::connects(lab.benign.name(), addr),
+        "the client is still served"
+    );
+
+    // The status says how many decisions were refused, and why.
+    assert!(
+        poll_until(Duration::from_secs(6), Duration::from_millis(200), || {
+            refused_in_status(&agent)["verified_client"] == 1
+        }),
+        "the status counts the refusal: {}",
+        refused_in_status(&agent)
+    );
+    let text = agent.ctl_ok(&["status"]).expect("scanwatch status");
+    assert!(
+        text.contains("decisions refused: verified_client 1"),
+        "{text}"
+    );
+    drop(service);
 }
 
 #[test]
