@@ -1,6 +1,7 @@
 //! The fleet through a real CrowdSec Local API (Debian's crowdsec 1.4.6, started by the tests
 //! inside the lab): findings published as alerts, ban decisions enforced at XDP on other
-//! agents, deletions unblocking, protected peers never blocked, and every LAPI fault survived.
+//! agents, deletions unblocking, a dry run's findings asking for no ban, protected peers and
+//! this host's verified clients never blocked, and every LAPI fault survived.
 
 use std::{
     io::ErrorKind,
@@ -21,6 +22,7 @@ use scanwatch_tests::{
     metrics::sample,
     netns::{in_netns, spawn_in_netns},
     process::{TempDir, poll_until},
+    services::Service,
 };
 use serde_json::Value;
 
@@ -107,6 +109,15 @@ fn crowdsec_rows(daemon: &Daemon<'_>) -> Vec<String> {
         .filter(|r| r["reason"] == "crowdsec")
         .map(|r| r["source"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// The status file's decisions refused since start, by reason (`scanwatch status --json`).
+fn refused_in_status(daemon: &Daemon<'_>) -> Value {
+    let out = daemon
+        .ctl_ok(&["status", "--json"])
+        .expect("scanwatch status");
+    let status: Value = serde_json::from_str(&out).expect("status --json is JSON");
+    status["crowdsec"]["decisions_refused"].clone()
 }
 
 #[test]
@@ -286,6 +297,124 @@ fn a_decision_for_a_protected_peer_is_not_enforced_and_says_so() {
         "only the attacker and the far range are blocked: {:?}",
         crowdsec_rows(&agent)
     );
+    assert!(
+        poll_until(Duration::from_secs(6), Duration::from_millis(200), || {
+            refused_in_status(&agent)["own_address"] == 2
+        }),
+        "the status counts the refusals: {}",
+        refused_in_status(&agent)
+    );
+    let text = agent.ctl_ok(&["status"]).expect("scanwatch status");
+    assert!(text.contains("decisions refused: own_address 2"), "{text}");
+}
+
+#[test]
+fn a_dry_run_agents_finding_reaches_the_lapi_as_a_simulation_without_a_decision() {
+    let (lab, lapi, dir) = lab_with_lapi();
+    let password = lapi
+        .add_machine("agent", "agent-password", dir.path())
+        .unwrap();
+    let cfg = config_file(
+        &dir,
+        &format!(
+            "mode = \"drop\"\ndry_run = true\n{}",
+            section(
+                &lapi.url(),
+                &format!(
+                    "machine_id = \"agent\"\npassword_file = \"{}\"\n",
+                    password.display()
+                )
+            )
+        ),
+    );
+    let agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
+    let attacker = lab.attacker_v4().to_string();
+    attacker_syn_scan(&lab);
+    let alert = expect_alert(&agent, &attacker, &["port_scan"], "dry run");
+    assert_eq!(alert["action"], "would_block", "{alert}");
+
+    let ours = || {
+        lapi.alerts().unwrap_or_default().into_iter().find(|a| {
+            a["scenario"] == "scanwatch/port_scan" && a["source"]["value"] == attacker.as_str()
+        })
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(300), || {
+            ours().is_some()
+        }),
+        "the dry run's finding never reached the LAPI; agent log:\n{}",
+        agent.log()
+    );
+    let published = ours().unwrap();
+    assert_eq!(published["simulated"], true, "{published}");
+    // The LAPI decides when the alert arrives: no decision now means none to come.
+    assert!(
+        !decisions(&lapi).iter().any(|(value, _)| *value == attacker),
+        "a dry run banned {attacker} for the fleet: {:?}",
+        lapi.decisions()
+    );
+}
+
+#[test]
+fn a_decision_for_a_client_verified_here_is_not_enforced_and_says_so() {
+    let (lab, lapi, dir) = lab_with_lapi();
+    let key = lapi.add_bouncer("agent", dir.path()).unwrap();
+    let cfg = drop_agent_config(&dir, &lapi.url(), &bouncer(&key));
+    let agent = Daemon::start_shared(&lab, &["--config", &cfg]).expect("agent");
+    // The client completes a handshake with the target's service: drop mode verifies it.
+    let service = Service::tcp(&lab.target, lab.target_v4().into(), &[8080]).unwrap();
+    let addr = SocketAddr::from((lab.target_v4(), 8080));
+    assert!(
+        e2e::connects(lab.benign.name(), addr),
+        "the client is served"
+    );
+    agent.wait_for_metrics(e2e::METRICS_WITHIN, |m| {
+        sample(m, "scanwatch_handshakes_verified_total") >= 1
+    });
+
+    // A ban of the client (forged in its name elsewhere, say), and of the attacker as a control.
+    let client = lab.benign_v4().to_string();
+    let attacker = lab.attacker_v4().to_string();
+    for ip in [&client, &attacker] {
+        lapi.cscli(&["decisions", "add", "--ip", ip, "--duration", "1h"])
+            .expect("cscli decisions add");
+    }
+    let series = "scanwatch_crowdsec_decisions_refused_total{reason=\"verified_client\"}";
+    let m = agent.wait_for_metrics(DECISION_WITHIN, |m| sample(m, series) >= 1);
+    assert_eq!(sample(&m, series), 1, "{m}");
+    assert!(
+        agent.log().contains(&format!(
+            "decision to ban {client}/32 not enforced: verified_client"
+        )),
+        "{}",
+        agent.log()
+    );
+    assert!(
+        poll_until(DECISION_WITHIN, Duration::from_millis(200), || {
+            crowdsec_rows(&agent) == [format!("{attacker}/32")]
+        }),
+        "only the attacker is blocked: {:?}",
+        crowdsec_rows(&agent)
+    );
+    assert!(
+        e2e::connects(lab.benign.name(), addr),
+        "the client is still served"
+    );
+
+    // The status says how many decisions were refused, and why.
+    assert!(
+        poll_until(Duration::from_secs(6), Duration::from_millis(200), || {
+            refused_in_status(&agent)["verified_client"] == 1
+        }),
+        "the status counts the refusal: {}",
+        refused_in_status(&agent)
+    );
+    let text = agent.ctl_ok(&["status"]).expect("scanwatch status");
+    assert!(
+        text.contains("decisions refused: verified_client 1"),
+        "{text}"
+    );
+    drop(service);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::{
     lapi::{Lapi, Secret},
     publisher,
     settings::Settings,
-    shared::{FleetMetrics, FleetStatus, Queue, Shared, WRITE_ERROR},
+    shared::{FleetMetrics, FleetStatus, Queue, Shared, WRITE_ERROR, refusal_names},
 };
 use crate::{finding::record::Finding, kernel::blocks::BlockList, policy::enforce::Policy};
 
@@ -132,7 +132,14 @@ impl Fleet {
     }
 
     /// Enforces a stream answer (`None`: the bouncer thread ended); the number of new blocks.
-    pub fn apply(&mut self, batch: Option<Batch>, trie: &mut BlockList, policy: &Policy) -> usize {
+    /// `ipv6_prefix` is the tracker's, at which the evidence is keyed.
+    pub fn apply(
+        &mut self,
+        batch: Option<Batch>,
+        trie: &mut BlockList,
+        policy: &Policy,
+        ipv6_prefix: u32,
+    ) -> usize {
         let Some(batch) = batch else {
             self.decisions_rx = None;
             return 0;
@@ -145,13 +152,15 @@ impl Fleet {
         m.decisions_received
             .with_label_values(&["deleted"])
             .inc_by(batch.stream.deleted.len() as u64);
-        let applied = self.decisions.apply(&batch, trie, policy, true);
+        let applied = self
+            .decisions
+            .apply(&batch, trie, policy, ipv6_prefix, true);
         self.count(&applied);
         applied.blocked
     }
 
-    /// The protected set changed: decisions refused or enforced before are re-checked; the
-    /// number of new blocks.
+    /// The protected set changed: decisions refused or enforced before are re-checked against
+    /// it (a refusal by evidence stands); the number of new blocks.
     pub fn protected_changed(&mut self, trie: &mut BlockList, policy: &Policy) -> usize {
         if self.decisions_rx.is_none() {
             return 0;
@@ -189,6 +198,18 @@ impl Fleet {
             enforce: self.decisions_rx.is_some().then_some(enforce),
             alerts_queued: shared.metrics.queued.get() as usize,
             decisions_active: shared.metrics.decisions_active.get() as usize,
+            decisions_refused: refusal_names()
+                .into_iter()
+                .map(|r| {
+                    let n = shared
+                        .metrics
+                        .decisions_refused
+                        .with_label_values(&[r])
+                        .get();
+                    (r.to_owned(), n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         })
     }
 

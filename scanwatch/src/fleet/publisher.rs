@@ -3,9 +3,12 @@
 //!
 //! What is published: ingress findings only (an egress finding names this host). An alert asks
 //! the LAPI for remediation (`remediation: true`, which the default profile turns into a 4 h ban
-//! of an `Ip`) only when the finding itself blocked or would block here (`action` `block` or
-//! `would_block`): a finding naming a protected peer (`not_blocked` set), one in monitor mode,
-//! is published with `remediation: false`, information for the fleet, never a ban candidate.
+//! of an `Ip`) only when the finding itself blocked here (`action` `block`): a finding naming a
+//! protected peer (`not_blocked` set), one in monitor mode, is published with
+//! `remediation: false`, information for the fleet, never a ban candidate. A dry run stays on
+//! this host: its findings (`action` `would_block`) go out with `remediation: false` and
+//! `simulated: true`, so neither the default profile nor one that ignores `remediation` makes
+//! them a decision any bouncer enforces.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -30,11 +33,11 @@ pub fn alert_of(f: &Finding) -> Option<Alert> {
         return None;
     }
     let range = f.source.contains('/');
+    // A dry run tests a configuration on this host: it never asks the fleet for a ban.
+    let simulated = f.action == Action::WouldBlock;
     // A wide IPv6 finding's blocks are the /64s it names (`prefixes`), never the /48 in
     // `source`: the fleet is not asked to ban a whole site.
-    let remediation = matches!(f.action, Action::Block | Action::WouldBlock)
-        && f.not_blocked.is_none()
-        && f.prefixes.is_none();
+    let remediation = f.action == Action::Block && f.not_blocked.is_none() && f.prefixes.is_none();
     let mut labels = vec![format!("attack.{}", f.technique)];
     if f.technique.starts_with("T1595") {
         labels.push("attack.T1595".into());
@@ -79,7 +82,7 @@ pub fn alert_of(f: &Finding) -> Option<Alert> {
         stop_at: f.last_seen.clone(),
         capacity: 0,
         leakspeed: format!("{}s", f.window_seconds),
-        simulated: false,
+        simulated,
         remediation,
         labels,
         events: vec![Event {
@@ -218,6 +221,34 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_finding_is_a_simulation_asking_for_no_ban() {
+        let a = alert_of(&finding(
+            "192.0.2.7",
+            Direction::Ingress,
+            Action::WouldBlock,
+        ))
+        .unwrap();
+        assert!(!a.remediation);
+        assert!(a.simulated);
+        assert_eq!(a.source.ip.as_deref(), Some("192.0.2.7"));
+        let v6 = alert_of(&finding(
+            "2001:db8::/64",
+            Direction::Ingress,
+            Action::WouldBlock,
+        ))
+        .unwrap();
+        assert!(!v6.remediation && v6.simulated);
+        // Blocks and monitor-mode findings are no simulation.
+        for action in [Action::Block, Action::Alert] {
+            assert!(
+                !alert_of(&finding("192.0.2.7", Direction::Ingress, action))
+                    .unwrap()
+                    .simulated
+            );
+        }
+    }
+
+    #[test]
     fn distributed_findings_are_not_published() {
         let mut f = finding("*", Direction::Ingress, Action::Alert);
         f.kind = DetectionKind::DistributedScan;
@@ -245,12 +276,7 @@ mod tests {
 
     #[test]
     fn ipv6_prefixes_are_ranges() {
-        let a = alert_of(&finding(
-            "2001:db8::/64",
-            Direction::Ingress,
-            Action::WouldBlock,
-        ))
-        .unwrap();
+        let a = alert_of(&finding("2001:db8::/64", Direction::Ingress, Action::Block)).unwrap();
         assert_eq!(a.source.scope, "Range");
         assert_eq!(a.source.range.as_deref(), Some("2001:db8::/64"));
         assert!(a.remediation);

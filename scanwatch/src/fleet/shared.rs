@@ -1,7 +1,7 @@
 //! What the fleet roles share with the agent: their health, metrics and the status they report.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     sync::{
         Condvar, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -95,7 +95,7 @@ impl FleetMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "scanwatch_crowdsec_decisions_refused_total",
-                    "Decisions not enforced, by why (a protected peer, not a ban of an Ip or Range, or a failed write).",
+                    "Decisions not enforced, by why (a protected peer, an answered peer or verified client, not a ban of an Ip or Range, or a failed write).",
                 ),
                 &["reason"],
             )?,
@@ -188,6 +188,9 @@ pub struct FleetStatus {
     pub alerts_queued: usize,
     #[serde(default)]
     pub decisions_active: usize,
+    /// Decisions refused since the agent started, by reason (the reasons with any).
+    #[serde(default)]
+    pub decisions_refused: BTreeMap<String, u64>,
 }
 
 /// What the threads and the agent share.
@@ -267,6 +270,10 @@ impl Shared {
 /// Why a decision is not enforced (metric label), besides the protected set's refusals.
 pub const UNSUPPORTED: &str = "unsupported";
 
+/// Refusal label of a ban of a client that completed a TCP handshake with this host (the
+/// kernel's `VERIFIED` map).
+pub const VERIFIED_CLIENT: &str = "verified_client";
+
 /// Findings waiting for the LAPI; over `cap`, the oldest is dropped (counted): during a long
 /// outage the latest findings name the scanners still active.
 pub struct Queue {
@@ -331,7 +338,7 @@ impl Queue {
 }
 
 /// Refusal names a decision may be refused with (label values, present from the start).
-fn refusal_names() -> Vec<&'static str> {
+pub(crate) fn refusal_names() -> Vec<&'static str> {
     let mut v: Vec<&str> = [
         Refusal::NeverBlock,
         Refusal::OwnAddress,
@@ -340,10 +347,11 @@ fn refusal_names() -> Vec<&'static str> {
         Refusal::ConnectedNetwork,
         Refusal::Loopback,
         Refusal::ProtectedSetUnavailable,
+        Refusal::AnsweredPeer,
     ]
     .iter()
     .map(|r| r.name())
     .collect();
-    v.extend([UNSUPPORTED, WRITE_ERROR]);
+    v.extend([VERIFIED_CLIENT, UNSUPPORTED, WRITE_ERROR]);
     v
 }

@@ -406,8 +406,12 @@ impl<'i> Agent<'i> {
                     }
                 } => systemd.watchdog(),
                 batch = self.fleet.next_decisions() => {
-                    let added =
-                        self.fleet.apply(batch, &mut self.maps.blocklist, &self.enforcer.policy);
+                    let added = self.fleet.apply(
+                        batch,
+                        &mut self.maps.blocklist,
+                        &self.enforcer.policy,
+                        self.config.ipv6_prefix,
+                    );
                     self.count_crowdsec_blocks(added);
                 }
                 changed = self.protected.changed() => match changed {

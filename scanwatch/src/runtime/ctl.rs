@@ -232,6 +232,14 @@ pub fn status(instance: &Instance, json: bool) -> anyhow::Result<()> {
             "  {} findings queued, {} decisions enforced",
             fleet.alerts_queued, fleet.decisions_active
         );
+        if !fleet.decisions_refused.is_empty() {
+            let why: Vec<String> = fleet
+                .decisions_refused
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            println!("  decisions refused: {}", why.join(", "));
+        }
     }
     if !status.top_sources.is_empty() {
         println!("top sources (probes in window):");
