@@ -663,7 +663,6 @@ fn forged_ack_scan_with_a_verified_clients_address_blocks_nothing() {
     let lab = lab();
     let dir = TempDir::new("trust-ack").unwrap();
     let daemon = drop_daemon_without_resolvers(&lab, &dir);
-    let target = lab.target_v4();
     let (service, addr) = target_service(&lab);
 
     // The client completes handshakes with the service (its SYNs after the first are tracked,
@@ -683,25 +682,7 @@ fn forged_ack_scan_with_a_verified_clients_address_blocks_nothing() {
     // 14 bare ACKs to 14 closed ports, forged with the client's address from another hop
     // count (TTL 41): the target answers each with a RST to the client.
     let client = lab.benign_v4();
-    let sent = in_netns(lab.attacker.name(), move || {
-        Forger::new()?.flag_scan_ttl(
-            client,
-            target,
-            4000..4014,
-            tcp_flags::ACK,
-            41,
-            Duration::from_secs(5),
-        )
-    })
-    .unwrap()
-    .unwrap();
-    assert_eq!(sent, 14);
-    let alert = expect_alert(
-        &daemon,
-        &client.to_string(),
-        &["ack_scan"],
-        "forged ACK scan",
-    );
+    let alert = ack_scan_alert(&lab, &daemon, client, 4000..4014, 41, "forged ACK scan");
     assert_eq!(alert["action"], "alert", "{alert}");
     assert_eq!(alert["not_blocked"], "unverified_evidence", "{alert}");
     let served = (0..20)
@@ -711,25 +692,7 @@ fn forged_ack_scan_with_a_verified_clients_address_blocks_nothing() {
 
     // A real ACK scan from an address that never completed a handshake: blocked.
     let attacker = lab.attacker_v4();
-    let sent = in_netns(lab.attacker.name(), move || {
-        Forger::new()?.flag_scan_ttl(
-            attacker,
-            target,
-            4100..4114,
-            tcp_flags::ACK,
-            64,
-            Duration::from_secs(5),
-        )
-    })
-    .unwrap()
-    .unwrap();
-    assert_eq!(sent, 14);
-    let alert = expect_alert(
-        &daemon,
-        &attacker.to_string(),
-        &["ack_scan"],
-        "real ACK scan",
-    );
+    let alert = ack_scan_alert(&lab, &daemon, attacker, 4100..4114, 64, "real ACK scan");
     assert_eq!(alert["action"], "block", "{alert}");
     assert_dropped(&lab, addr, "the real ACK scanner");
     let metrics = daemon.metrics().unwrap();
@@ -742,4 +705,31 @@ fn forged_ack_scan_with_a_verified_clients_address_blocks_nothing() {
         enforcement(&metrics)
     );
     drop(service);
+}
+
+/// Sends 14 bare ACKs from the attacker's namespace with source `from` at `ttl` to `ports` of
+/// the target (closed: it answers each with a RST), and returns `from`'s ack_scan alert.
+fn ack_scan_alert(
+    lab: &Lab,
+    daemon: &Daemon<'_>,
+    from: Ipv4Addr,
+    ports: std::ops::Range<u16>,
+    ttl: u8,
+    what: &str,
+) -> Value {
+    let target = lab.target_v4();
+    let sent = in_netns(lab.attacker.name(), move || {
+        Forger::new()?.flag_scan_ttl(
+            from,
+            target,
+            ports,
+            tcp_flags::ACK,
+            ttl,
+            Duration::from_secs(5),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(sent, 14, "{what}");
+    expect_alert(daemon, &from.to_string(), &["ack_scan"], what)
 }
