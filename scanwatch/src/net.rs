@@ -68,6 +68,17 @@ pub fn covers(outer: &IpNet, inner: &IpNet) -> bool {
     kernel_space(outer).contains(&kernel_space(inner))
 }
 
+/// The prefix a source shares its budgets with ([`crate::rate::Shares`]): an IPv4 source's
+/// /16, an IPv6 source's /32 (a provider's allocation), as one number.
+pub fn share_prefix(key: &SourceKey) -> u64 {
+    let a = key.addr;
+    if key.is_ipv4() {
+        1 << 32 | u64::from(u16::from_be_bytes([a[12], a[13]]))
+    } else {
+        u64::from(u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
+    }
+}
+
 /// The address of a kernel key: IPv4 keys are stored v4-mapped (`::ffff:a.b.c.d`) and come back
 /// as IPv4 here, and only here.
 pub fn key_addr(key: &SourceKey) -> IpAddr {

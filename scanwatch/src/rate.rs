@@ -1,7 +1,10 @@
 //! Token buckets: how the daemon bounds what a flood can make it do (alerts written, blocks
 //! added). A bucket holds at most `burst` tokens and refills at `per_second`, continuously.
+//! [`Shares`] give each source prefix a bucket of its own beside the overall one, so a flood
+//! that claims one prefix spends that prefix's share, not the budget a real scanner elsewhere
+//! needs.
 
-use std::time::Instant;
+use std::{collections::HashMap, hash::Hash, time::Instant};
 
 /// A token bucket, starting full.
 #[derive(Clone, Debug)]
@@ -42,6 +45,46 @@ impl TokenBucket {
     }
 }
 
+/// Keys whose share is remembered; past it the shares start over (a flood spread over more
+/// prefixes than this is bounded by the overall bucket alone).
+pub const MAX_SHARES: usize = 4096;
+
+/// A share's rate or burst from the whole's: a tenth, at least one.
+pub const fn share_of(whole: u32) -> u32 {
+    if whole / 10 > 1 { whole / 10 } else { 1 }
+}
+
+/// A token bucket per key (a source prefix), each starting full, bounded in keys.
+#[derive(Debug)]
+pub struct Shares<K> {
+    per_second: u32,
+    burst: u32,
+    buckets: HashMap<K, TokenBucket>,
+}
+
+impl<K: Hash + Eq> Shares<K> {
+    /// Buckets of `burst` tokens refilled at `per_second`, one per key.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token of `key`'s bucket at `now`; false when that share is spent.
+    pub fn take(&mut self, key: K, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_SHARES && !self.buckets.contains_key(&key) {
+            self.buckets.clear();
+        }
+        let (per_second, burst) = (self.per_second, self.burst);
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::starting_at(per_second, burst, now))
+            .take(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -59,6 +102,29 @@ mod tests {
         // 100 ms later: one more.
         let t = later + Duration::from_millis(100);
         assert_eq!((0..20).filter(|_| b.take(t)).count(), 1);
+    }
+
+    #[test]
+    fn a_flood_on_one_key_spends_its_share_only() {
+        let start = Instant::now();
+        let mut shares = Shares::new(2, 3);
+        assert_eq!((0..100).filter(|_| shares.take(1, start)).count(), 3);
+        assert!(shares.take(2, start), "another key has its own share");
+        let later = start + Duration::from_secs(1);
+        assert_eq!((0..100).filter(|_| shares.take(1, later)).count(), 2);
+        assert_eq!(share_of(10), 1);
+        assert_eq!(share_of(50), 5);
+        assert_eq!(share_of(0), 1);
+    }
+
+    #[test]
+    fn shares_stay_bounded_in_keys() {
+        let start = Instant::now();
+        let mut shares = Shares::new(1, 1);
+        for key in 0..(MAX_SHARES as u32 * 3) {
+            assert!(shares.take(key, start));
+        }
+        assert!(shares.buckets.len() <= MAX_SHARES);
     }
 
     #[test]

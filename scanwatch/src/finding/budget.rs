@@ -2,18 +2,24 @@
 
 use std::time::Instant;
 
-use scanwatch_common::event::DetectionKind;
+use scanwatch_common::{addr::SourceKey, event::DetectionKind};
 use strum::VariantArray as _;
 
-use crate::{finding::record::Direction, rate::TokenBucket};
+use crate::{
+    finding::record::Direction,
+    net::share_prefix,
+    rate::{Shares, TokenBucket, share_of},
+};
 
-/// Token buckets over alert output, one per (kind, direction): under attack, unthrottled
-/// alert logs become their own denial of service, and one shared budget would let a forged
-/// flood of one kind mute every other. Findings over their kind's budget are counted, not
-/// written.
+/// Token buckets over alert output, one per (kind, direction), and within each a tenth per
+/// source prefix (an IPv4 /16, an IPv6 /32), taken first: under attack, unthrottled alert logs
+/// become their own denial of service, one shared budget would let a forged flood of one kind
+/// mute every other, and a flood claiming one prefix would otherwise spend the alerts of real
+/// scanners elsewhere. Findings over a budget are counted, not written.
 #[derive(Debug)]
 pub struct AlertBudget {
     buckets: Vec<TokenBucket>,
+    shares: Shares<(usize, u64)>,
 }
 
 impl AlertBudget {
@@ -26,13 +32,22 @@ impl AlertBudget {
         let bucket = TokenBucket::starting_at(per_second, per_second, now);
         Self {
             buckets: vec![bucket; DetectionKind::ALL.len() * Direction::VARIANTS.len()],
+            shares: Shares::new(share_of(per_second), share_of(per_second)),
         }
     }
 
-    /// Takes a token of `kind` in `direction` at `now`; false when that budget is spent.
-    pub fn take(&mut self, kind: DetectionKind, direction: Direction, now: Instant) -> bool {
+    /// Takes a token of `kind` in `direction` for a finding about `source` (its key: the
+    /// source, a wide prefix, or a distributed scan's target) at `now`; false when that budget
+    /// or the source prefix's share of it is spent.
+    pub fn take(
+        &mut self,
+        kind: DetectionKind,
+        direction: Direction,
+        source: &SourceKey,
+        now: Instant,
+    ) -> bool {
         let index = kind as usize * Direction::VARIANTS.len() + direction as usize;
-        self.buckets[index].take(now)
+        self.shares.take((index, share_prefix(source)), now) && self.buckets[index].take(now)
     }
 }
 
@@ -47,7 +62,12 @@ mod tests {
         let start = Instant::now();
         let mut b = AlertBudget::starting_at(3, start);
         let (port, ingress) = (DetectionKind::PortScan, Direction::Ingress);
-        let take = |b: &mut AlertBudget, at| b.take(port, ingress, at);
+        // A source in a new /16 each time: the kind's bucket alone decides.
+        let mut n = 0u8;
+        let mut take = |b: &mut AlertBudget, at| {
+            n += 1;
+            b.take(port, ingress, &SourceKey::from_ipv4([10, n, 0, 1]), at)
+        };
         assert!(take(&mut b, start) && take(&mut b, start) && take(&mut b, start));
         assert!(!take(&mut b, start));
         assert!(take(&mut b, start + Duration::from_millis(400)));
@@ -58,23 +78,47 @@ mod tests {
     fn a_flood_of_one_kind_cannot_spend_another_kinds_budget() {
         let start = Instant::now();
         let mut b = AlertBudget::starting_at(50, start);
-        let flooded = (0..10_000)
-            .filter(|_| b.take(DetectionKind::PortScan, Direction::Ingress, start))
+        // Forged sources spread over many /16s: only the kind's budget bounds them.
+        let flooded = (0..10_000u32)
+            .filter(|i| {
+                let [_, _, a, b2] = i.to_be_bytes();
+                let source = SourceKey::from_ipv4([10, a, b2, 1]);
+                b.take(DetectionKind::PortScan, Direction::Ingress, &source, start)
+            })
             .count();
         assert_eq!(flooded, 50);
+        let other = SourceKey::from_ipv4([203, 0, 113, 9]);
         for kind in DetectionKind::ALL {
             assert!(
-                b.take(kind, Direction::Egress, start),
+                b.take(kind, Direction::Egress, &other, start),
                 "egress {}",
                 kind.name()
             );
             if kind != DetectionKind::PortScan {
                 assert!(
-                    b.take(kind, Direction::Ingress, start),
+                    b.take(kind, Direction::Ingress, &other, start),
                     "ingress {}",
                     kind.name()
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_flood_claiming_one_prefix_leaves_its_kinds_budget_to_other_sources() {
+        let start = Instant::now();
+        let mut b = AlertBudget::starting_at(50, start);
+        // 10,000 forged port scans from one /16: its share of 5.
+        let flooded = (0..10_000u32)
+            .filter(|i| {
+                let [_, _, _, last] = i.to_be_bytes();
+                let source = SourceKey::from_ipv4([198, 18, 7, last]);
+                b.take(DetectionKind::PortScan, Direction::Ingress, &source, start)
+            })
+            .count();
+        assert_eq!(flooded, 5);
+        // A real scanner elsewhere still finds the kind's budget.
+        let real = SourceKey::from_ipv4([203, 0, 113, 9]);
+        assert!(b.take(DetectionKind::PortScan, Direction::Ingress, &real, start));
     }
 }

@@ -39,6 +39,8 @@ pub enum Refusal {
     ProtectedSetUnavailable,
     /// Over the token bucket of new automatic blocks (`max_blocks_per_second`).
     RateLimited,
+    /// Over its source prefix's share of that bucket (a tenth, per IPv4 /16 or IPv6 /32).
+    PrefixRateLimited,
     /// The block map is full (blocks are never evicted to make room).
     Full,
     /// Writing the block failed.
@@ -71,6 +73,7 @@ impl Refusal {
                 "an unknown set of protected peers (they cannot be read)"
             }
             Self::RateLimited => "a spent block rate budget",
+            Self::PrefixRateLimited => "its source prefix's spent share of the block rate budget",
             Self::DryRun => "dry run",
             Self::Full => "a full block map",
             Self::Error => "an error",

@@ -23,12 +23,12 @@ use scanwatch_common::{addr::SourceKey, block::BlockReason, evidence::hops_disag
 use crate::{
     finding::verdict::{Refusal, Verdict},
     kernel::blocks::{BlockWriteError, Blocks, new_block},
-    net::{covers, key_network, overlaps},
+    net::{covers, key_network, overlaps, share_prefix},
     policy::{
         evidence::{AnsweredPeers, HandshakePeers, Proof},
         protect::{ProtectedPeers, Snapshot},
     },
-    rate::TokenBucket,
+    rate::{Shares, TokenBucket, share_of},
 };
 
 /// What the agent does with findings.
@@ -168,11 +168,42 @@ impl Policy {
     }
 }
 
+/// The budget of new automatic blocks: the overall bucket (`max_blocks_per_second`,
+/// `block_burst`) and a tenth of it per source prefix (an IPv4 /16, an IPv6 /32), taken first.
+/// A flood of forged findings that claims one prefix spends that prefix's share and never the
+/// overall bucket a real scanner elsewhere needs; a flood spread over many prefixes is still
+/// bounded by the overall bucket.
+#[derive(Debug)]
+pub struct BlockBudget {
+    overall: TokenBucket,
+    shares: Shares<u64>,
+}
+
+impl BlockBudget {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            overall: TokenBucket::new(per_second, burst),
+            shares: Shares::new(share_of(per_second), share_of(burst)),
+        }
+    }
+
+    /// Takes a token for a block of `key` at `now`, or says which budget is spent.
+    pub fn take(&mut self, key: &SourceKey, now: Instant) -> Result<(), Refusal> {
+        if !self.shares.take(share_prefix(key), now) {
+            return Err(Refusal::PrefixRateLimited);
+        }
+        if !self.overall.take(now) {
+            return Err(Refusal::RateLimited);
+        }
+        Ok(())
+    }
+}
+
 /// Blocks the daemon adds for findings, in the pinned `BLOCKS` hash.
 pub struct Enforcer {
     pub policy: Policy,
-    /// New automatic blocks (`max_blocks_per_second`, `block_burst`).
-    pub rate: TokenBucket,
+    /// New automatic blocks.
+    pub budget: BlockBudget,
     /// Offences per source, remembered across expiries (bounded: cleared past the cap).
     offenses: StdHashMap<SourceKey, u32>,
 }
@@ -181,10 +212,10 @@ pub struct Enforcer {
 const OFFENSE_MEMORY: usize = 65_536;
 
 impl Enforcer {
-    pub fn new(policy: Policy, rate: TokenBucket) -> Self {
+    pub fn new(policy: Policy, budget: BlockBudget) -> Self {
         Self {
             policy,
-            rate,
+            budget,
             offenses: StdHashMap::new(),
         }
     }
@@ -222,9 +253,9 @@ impl Enforcer {
         let offenses = (*remembered).max(existing.map_or(0, |e| e.offenses)) + 1;
         let ttl = self.policy.ttl_for(offenses);
         // After the checks that cost no block, before any write: a flood of forged findings
-        // spends this bucket, not the block map.
-        if !self.rate.take(Instant::now()) {
-            return Verdict::NotBlocked(Refusal::RateLimited);
+        // spends this budget, not the block map.
+        if let Err(why) = self.budget.take(key, Instant::now()) {
+            return Verdict::NotBlocked(why);
         }
         if self.policy.dry_run {
             return Verdict::WouldBlock { ttl };
@@ -523,6 +554,43 @@ pub(crate) mod tests {
         assert_eq!(Refusal::Resolver.name(), "resolver");
         assert_eq!(Refusal::SuspectedSpoof.name(), "suspected_spoof");
         assert_eq!(Refusal::UnverifiedEvidence.name(), "unverified_evidence");
+    }
+
+    #[test]
+    fn a_flood_claiming_one_prefix_spends_its_share_not_the_block_budget() {
+        let mut budget = BlockBudget::new(10, 100);
+        let now = Instant::now();
+        // 10,000 forged findings from one /16: its share, a tenth of the burst.
+        let forged = (0..10_000u32)
+            .filter(|i| {
+                let [_, _, a, b] = i.to_be_bytes();
+                budget
+                    .take(&SourceKey::from_ipv4([198, 18, a, b]), now)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(forged, 10);
+        assert_eq!(
+            budget.take(&SourceKey::from_ipv4([198, 18, 0, 1]), now),
+            Err(Refusal::PrefixRateLimited)
+        );
+        // A real scanner elsewhere still finds a token, and so does an IPv6 source.
+        assert_eq!(budget.take(&key("203.0.113.9"), now), Ok(()));
+        assert_eq!(budget.take(&key("2001:db8::1"), now), Ok(()));
+        // Spread over many prefixes, a flood is bounded by the overall bucket.
+        let spread = (0..10_000u32)
+            .filter(|i| {
+                let [_, _, a, _] = i.to_be_bytes();
+                budget
+                    .take(&SourceKey::from_ipv4([100, a, 0, 1]), now)
+                    .is_ok()
+            })
+            .count();
+        assert!(spread <= 100, "{spread}");
+        assert_eq!(
+            budget.take(&key("192.0.2.200"), now),
+            Err(Refusal::RateLimited)
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use anyhow::anyhow;
 use aya::Ebpf;
 use log::{error, info, warn};
 use scanwatch_common::{
+    addr::SourceKey,
     block::BlockReason,
     event::{DetectionKind, ScanEvent},
     ticks::Ticks,
@@ -44,13 +45,12 @@ use crate::{
     net::key_network,
     outputs::{alerts::AlertSink, metrics, metrics::Metrics},
     policy::{
-        enforce::Enforcer,
+        enforce::{BlockBudget, Enforcer},
         evidence::Proof,
         findings::{self, Subject},
         protect,
         protect::Snapshot,
     },
-    rate::TokenBucket,
     runtime::{
         block_lists::ListReloads,
         status::AgentStatus,
@@ -296,7 +296,7 @@ impl<'i> Agent<'i> {
         let policy = config
             .policy(snapshot)
             .with_evidence(maps.answered.clone(), maps.verified.clone());
-        let enforcer = Enforcer::new(policy, block_rate(&config));
+        let enforcer = Enforcer::new(policy, block_budget(&config));
         let fleet = Fleet::start(
             config.crowdsec.as_ref(),
             &metrics.registry,
@@ -496,7 +496,7 @@ impl<'i> Agent<'i> {
                 probes: [probes.min, probes.max],
             });
         }
-        if !self.write_finding(&f) {
+        if !self.write_finding(&f, &event.source) {
             return;
         }
         let latency_ns = Clock::monotonic_ns().saturating_sub(event.timestamp_ns);
@@ -504,14 +504,18 @@ impl<'i> Agent<'i> {
     }
 
     /// Counts a finding, publishes it to the fleet and writes its alert within the alert
-    /// budget; false when it was not written.
-    fn write_finding(&mut self, f: &Finding) -> bool {
+    /// budget (`source` is the key it is about, whose prefix shares the budget); false when it
+    /// was not written.
+    fn write_finding(&mut self, f: &Finding, source: &SourceKey) -> bool {
         self.metrics
             .detections
             .with_label_values(&[f.kind.name(), f.direction.name()])
             .inc();
         self.fleet.publish(f);
-        if !self.budget.take(f.kind, f.direction, Instant::now()) {
+        if !self
+            .budget
+            .take(f.kind, f.direction, source, Instant::now())
+        {
             self.metrics.alerts_suppressed.inc();
             return false;
         }
@@ -553,7 +557,7 @@ impl<'i> Agent<'i> {
                 .listed_in(&key_network(&source, self.config.ipv6_prefix));
             let verdict = self.decide(&Subject::WebClient(&source), DetectionKind::WebScan);
             f.set_verdict(&verdict);
-            self.write_finding(&f);
+            self.write_finding(&f, &source);
         }
     }
 
@@ -660,7 +664,7 @@ impl<'i> Agent<'i> {
                     if (new.max_blocks_per_second, new.block_burst)
                         != (self.config.max_blocks_per_second, self.config.block_burst)
                     {
-                        self.enforcer.rate = block_rate(&new);
+                        self.enforcer.budget = block_budget(&new);
                     }
                     info!(
                         "configuration reloaded: {} web signatures",
@@ -702,9 +706,9 @@ impl<'i> Agent<'i> {
     }
 }
 
-/// The token bucket of new automatic blocks of a configuration.
-fn block_rate(config: &Config) -> TokenBucket {
-    TokenBucket::new(config.max_blocks_per_second, config.block_burst)
+/// The budget of new automatic blocks of a configuration.
+fn block_budget(config: &Config) -> BlockBudget {
+    BlockBudget::new(config.max_blocks_per_second, config.block_burst)
 }
 
 fn warn_restart_only(old: &Config, new: &Config) {

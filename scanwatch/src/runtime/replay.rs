@@ -33,6 +33,7 @@ use pcap_file::{
     pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
 use scanwatch_common::{
+    addr::SourceKey,
     config::FLAG_REPLAY,
     programs::{EGRESS, XDP},
     stats::{ParseError, parse_error_slot},
@@ -369,7 +370,13 @@ impl Replayer {
                     &self.config.report(),
                     self.interface.clone(),
                 )?;
-                self.admit(f, event.first_seen_ns, event.timestamp_ns, summary)
+                self.admit(
+                    f,
+                    &event.source,
+                    event.first_seen_ns,
+                    event.timestamp_ns,
+                    summary,
+                )
             })
             .collect();
         for sample in self.web_samples.drain() {
@@ -377,9 +384,14 @@ impl Replayer {
             let report =
                 self.reporter
                     .web(&sample, &self.config.report(), self.interface.clone(), at);
-            if let Some(WebReport::Finding { finding, .. }) = report
-                && let Some(f) =
-                    self.admit(*finding, sample.timestamp_ns, sample.timestamp_ns, summary)
+            if let Some(WebReport::Finding { finding, source }) = report
+                && let Some(f) = self.admit(
+                    *finding,
+                    &source,
+                    sample.timestamp_ns,
+                    sample.timestamp_ns,
+                    summary,
+                )
             {
                 findings.push(f);
             }
@@ -398,6 +410,7 @@ impl Replayer {
     fn admit(
         &mut self,
         mut f: Finding,
+        source: &SourceKey,
         first_ns: u64,
         last_ns: u64,
         summary: &mut Summary,
@@ -408,7 +421,7 @@ impl Replayer {
         f.timestamp = f.last_seen.clone();
         if !self
             .budget
-            .take(f.kind, f.direction, self.capture_instant(last_ns))
+            .take(f.kind, f.direction, source, self.capture_instant(last_ns))
         {
             summary.alerts_suppressed += 1;
             return None;
