@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use scanwatch_common::{addr::SourceKey, event::DetectionKind};
+use scanwatch_common::{addr::SourceKey, event::DetectionKind, kinds::BlockEvidence};
 use strum::VariantArray as _;
 
 use crate::{
@@ -38,7 +38,8 @@ impl AlertBudget {
 
     /// Takes a token of `kind` in `direction` for a finding about `source` (its key: the
     /// source, a wide prefix, or a distributed scan's target) at `now`; false when that budget
-    /// or the source prefix's share of it is spent.
+    /// or the source prefix's share of it is spent (a kind proven by an established connection
+    /// takes no share).
     pub fn take(
         &mut self,
         kind: DetectionKind,
@@ -47,7 +48,11 @@ impl AlertBudget {
         now: Instant,
     ) -> bool {
         let index = kind as usize * Direction::VARIANTS.len() + direction as usize;
-        self.shares.take((index, share_prefix(source)), now) && self.buckets[index].take(now)
+        // A finding proven by a connection from its source (web_scan) cannot be forged: the
+        // shares, which confine forged floods, do not apply to it.
+        let proven = matches!(kind.spec().block, BlockEvidence::EstablishedConnection(_));
+        (proven || self.shares.take((index, share_prefix(source)), now))
+            && self.buckets[index].take(now)
     }
 }
 
@@ -120,5 +125,13 @@ mod tests {
         // A real scanner elsewhere still finds the kind's budget.
         let real = SourceKey::from_ipv4([203, 0, 113, 9]);
         assert!(b.take(DetectionKind::PortScan, Direction::Ingress, &real, start));
+        // web_scans (over established connections, not forgeable) from one prefix take no share.
+        let web = (0..20u8)
+            .filter(|last| {
+                let client = SourceKey::from_ipv4([198, 18, 9, *last]);
+                b.take(DetectionKind::WebScan, Direction::Ingress, &client, start)
+            })
+            .count();
+        assert_eq!(web, 20);
     }
 }

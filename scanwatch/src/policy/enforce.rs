@@ -187,9 +187,11 @@ impl BlockBudget {
         }
     }
 
-    /// Takes a token for a block of `key` at `now`, or says which budget is spent.
-    pub fn take(&mut self, key: &SourceKey, now: Instant) -> Result<(), Refusal> {
-        if !self.shares.take(share_prefix(key), now) {
+    /// Takes a token for a block of `key` at `now`, or says which budget is spent. A finding
+    /// whose `proof` is a connection from the source cannot be forged, so it takes from the
+    /// bucket only, not from its prefix's share (the shares confine forged floods).
+    pub fn take(&mut self, key: &SourceKey, proof: Proof, now: Instant) -> Result<(), Refusal> {
+        if proof != Proof::Connection && !self.shares.take(share_prefix(key), now) {
             return Err(Refusal::PrefixRateLimited);
         }
         if !self.overall.take(now) {
@@ -254,7 +256,7 @@ impl Enforcer {
         let ttl = self.policy.ttl_for(offenses);
         // After the checks that cost no block, before any write: a flood of forged findings
         // spends this budget, not the block map.
-        if let Err(why) = self.budget.take(key, Instant::now()) {
+        if let Err(why) = self.budget.take(key, proof, Instant::now()) {
             return Verdict::NotBlocked(why);
         }
         if self.policy.dry_run {
@@ -565,30 +567,44 @@ pub(crate) mod tests {
             .filter(|i| {
                 let [_, _, a, b] = i.to_be_bytes();
                 budget
-                    .take(&SourceKey::from_ipv4([198, 18, a, b]), now)
+                    .take(
+                        &SourceKey::from_ipv4([198, 18, a, b]),
+                        Proof::Unmeasured,
+                        now,
+                    )
                     .is_ok()
             })
             .count();
         assert_eq!(forged, 10);
+        let unmeasured = Proof::Unmeasured;
         assert_eq!(
-            budget.take(&SourceKey::from_ipv4([198, 18, 0, 1]), now),
+            budget.take(&SourceKey::from_ipv4([198, 18, 0, 1]), unmeasured, now),
             Err(Refusal::PrefixRateLimited)
         );
+        // A connection from the source is no forgery: the bucket alone decides.
+        assert_eq!(
+            budget.take(
+                &SourceKey::from_ipv4([198, 18, 0, 1]),
+                Proof::Connection,
+                now
+            ),
+            Ok(())
+        );
         // A real scanner elsewhere still finds a token, and so does an IPv6 source.
-        assert_eq!(budget.take(&key("203.0.113.9"), now), Ok(()));
-        assert_eq!(budget.take(&key("2001:db8::1"), now), Ok(()));
+        assert_eq!(budget.take(&key("203.0.113.9"), unmeasured, now), Ok(()));
+        assert_eq!(budget.take(&key("2001:db8::1"), unmeasured, now), Ok(()));
         // Spread over many prefixes, a flood is bounded by the overall bucket.
         let spread = (0..10_000u32)
             .filter(|i| {
                 let [_, _, a, _] = i.to_be_bytes();
                 budget
-                    .take(&SourceKey::from_ipv4([100, a, 0, 1]), now)
+                    .take(&SourceKey::from_ipv4([100, a, 0, 1]), unmeasured, now)
                     .is_ok()
             })
             .count();
         assert!(spread <= 100, "{spread}");
         assert_eq!(
-            budget.take(&key("192.0.2.200"), now),
+            budget.take(&key("192.0.2.200"), unmeasured, now),
             Err(Refusal::RateLimited)
         );
     }
