@@ -13,7 +13,11 @@
 //! counts *distinct* ports and hosts, and the late packets of one flow add one port and one host
 //! at most, far below any threshold.
 
-use crate::{addr::SourceKey, hash::hash_conversation, maps::INBOUND_SLOTS};
+use crate::{
+    addr::SourceKey,
+    hash::hash_conversation,
+    maps::{ACCEPTED_SLOTS, INBOUND_SLOTS},
+};
 
 /// A flow from this host's point of view. For ICMP, `local_port` is the echo identifier and
 /// `remote_port` is 0.
@@ -51,8 +55,10 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 
 /// Salt that separates the inbound conversations' hash from the other users of the seed.
 const INBOUND_SALT: u64 = 0x1b0d_1b0d_1b0d_1b0d;
+/// Salt of the accepted TCP connections' hash (the `ACCEPTED` array).
+const ACCEPTED_SALT: u64 = 0xacce_97ed_acce_97ed;
 
-/// The `INBOUND` array's clock: `CLOCK_MONOTONIC` ns >> 20, ticks of 1.05 ms. A 32-bit tick count
+/// The `INBOUND` and `ACCEPTED` arrays' clock: `CLOCK_MONOTONIC` ns >> 20, ticks of 1.05 ms. A 32-bit tick count
 /// wraps after 52 days, far beyond the longest `flow_timeout` (1 h).
 pub const INBOUND_TICK_SHIFT: u32 = 20;
 
@@ -86,6 +92,24 @@ impl InboundSlot {
         let h = hash_conversation(seed ^ INBOUND_SALT, local, remote, local_port, remote_port);
         Self {
             index: (h as u32) & (INBOUND_SLOTS - 1),
+            fingerprint: ((h >> 32) as u32) | 1,
+        }
+    }
+
+    /// The `ACCEPTED` slot of the TCP connection this host accepted on `local`:`local_port`
+    /// from `remote`:`remote_port` (noted when the host sends its SYN-ACK). The same layout as an
+    /// inbound UDP conversation's, under another salt and in its own array.
+    #[inline(always)]
+    pub const fn accepted(
+        seed: u64,
+        local: &SourceKey,
+        remote: &SourceKey,
+        local_port: u16,
+        remote_port: u16,
+    ) -> Self {
+        let h = hash_conversation(seed ^ ACCEPTED_SALT, local, remote, local_port, remote_port);
+        Self {
+            index: (h as u32) & (ACCEPTED_SLOTS - 1),
             fingerprint: ((h >> 32) as u32) | 1,
         }
     }
@@ -182,6 +206,22 @@ mod tests {
         let value = slot.value(wrap);
         assert!(slot.is_live(value, wrap + 2 * SECOND, TIMEOUT));
         assert!(!slot.is_live(value, wrap + TIMEOUT + SECOND, TIMEOUT));
+    }
+
+    #[test]
+    fn accepted_connections_are_not_inbound_conversations() {
+        let local = v4([192, 0, 2, 1]);
+        let remote = v4([203, 0, 113, 7]);
+        let accepted = InboundSlot::accepted(7, &local, &remote, 443, 40_000);
+        let inbound = InboundSlot::new(7, &local, &remote, 443, 40_000);
+        assert!(accepted.index < ACCEPTED_SLOTS);
+        assert_ne!(accepted.fingerprint, inbound.fingerprint);
+        assert!(accepted.is_live(accepted.value(T0), T0 + SECOND, TIMEOUT));
+        assert!(!accepted.is_live(inbound.value(T0), T0 + SECOND, TIMEOUT));
+        assert_ne!(
+            accepted,
+            InboundSlot::accepted(7, &local, &remote, 443, 40_001)
+        );
     }
 
     #[test]

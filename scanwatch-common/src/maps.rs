@@ -41,6 +41,11 @@ pub const FLOWS: &str = "FLOWS";
 /// coarse time, indexed by a seeded hash of both addresses and both ports), written by the XDP
 /// program, read by the TC egress program: the host's answers to them are not flows it opened.
 pub const INBOUND: &str = "INBOUND";
+/// Array of TCP connections this host accepted (`u64` slots, `flow::InboundSlot::accepted`: a
+/// fingerprint and a coarse time), written by the TC egress program when it sends a SYN-ACK,
+/// read by it when it sends a bare RST: a reset on a connection the host had is no ack_scan
+/// evidence.
+pub const ACCEPTED: &str = "ACCEPTED";
 /// LRU hash of per-destination state for distributed-scan detection (`SourceKey` of the
 /// destination → `distributed::TargetState`), written by the XDP program, read by the daemon for a
 /// finding's sample of sources.
@@ -124,6 +129,18 @@ pub const FLOWS_CAPACITY: u32 = 65_536;
 /// lookup falsely matches with probability `load · 2⁻³¹` (31-bit fingerprints; `load` the share
 /// of slots noted within `flow_timeout`).
 pub const INBOUND_SLOTS: u32 = 262_144;
+/// Accepted TCP connection slots (power of two): 262,144 × 8 bytes = 2 MiB, preallocated. Each
+/// SYN-ACK the host sends stores its connection's slot (one array store: no insert, no
+/// eviction, so a SYN flood the host answers costs what `INBOUND` costs a UDP flood); the slot
+/// is read only when the host sends a bare RST. Why: after an application closed a connection,
+/// the peer's late segments are answered with bare RSTs on its 4-tuple, which look like the
+/// answers to an ACK scan; a connection found here (or among `FLOWS`, for those the host
+/// opened) within `flow_timeout` of its SYN-ACK is the host's own. A server accepting `A`
+/// connections/s keeps one for `t` seconds with probability `exp(-A·t / ACCEPTED_SLOTS)`
+/// (1000/s over 60 s: 80 %); a lost one's resets count as ack_scan evidence, as every reset did
+/// before, and one remote needs resets on 10 distinct local ports to be reported. A spoofed
+/// SYN flood overwrites random slots (the seed hides which) and can only make resets count.
+pub const ACCEPTED_SLOTS: u32 = 262_144;
 /// Local sources tracked for egress detection: the host's own addresses (and, on a router,
 /// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
 pub const EGRESS_CAPACITY: u32 = 1024;

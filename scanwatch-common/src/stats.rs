@@ -114,6 +114,10 @@ indexed_enum! {
         /// First requests to a web port whose 4-tuple has no established connection in the
         /// kernel (a forged or stray segment): not sampled.
         WebUnconnected = 33 => "web_requests_unconnected",
+        /// Bare RSTs this host sent on a connection it opened (`FLOWS`) or accepted
+        /// (`ACCEPTED`) within `flow_timeout`: the end of its own connection, no ack_scan
+        /// evidence.
+        OwnConnectionResets = 34 => "own_connection_resets",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

@@ -7,6 +7,10 @@
 //! conversation record no flow (the TC side). A FIN|ACK with no live flow is asked of the
 //! kernel's socket table ([`kernel_holds_connection`]): a connection older than `flow_timeout`,
 //! or older than the agent, closes quietly.
+//!
+//! A bare RST the host sends on a connection it opened (`FLOWS`) or accepted (`ACCEPTED`, one
+//! array slot per SYN-ACK it sent) within `flow_timeout` ends its own connection
+//! ([`resets_own_connection`]): no ack_scan evidence.
 
 use aya_ebpf::{
     bindings::{
@@ -31,7 +35,7 @@ use scanwatch_common::{
 };
 
 use crate::{
-    maps::{CONFIG, FLOWS, INBOUND},
+    maps::{ACCEPTED, CONFIG, FLOWS, INBOUND},
     parse::{Packet, Quoted},
     stats::count,
 };
@@ -185,6 +189,50 @@ pub fn note_inbound(packet: &Packet, src: &SourceKey, dst: &SourceKey, now: u64)
     if !slot.holds(old) {
         count(Counter::InboundNoted);
     }
+}
+
+/// Notes a TCP connection this host accepts: its SYN-ACK from `src` (local) to `dst` (TC
+/// egress). One store into the connection's `ACCEPTED` slot, whatever the slot held, as
+/// [`note_inbound`] does; read only by [`resets_own_connection`].
+#[inline(always)]
+pub fn note_accepted(
+    packet: &Packet,
+    src: &SourceKey,
+    dst: &SourceKey,
+    config: &KernelConfig,
+    now: u64,
+) {
+    let slot = InboundSlot::accepted(config.hash_seed, src, dst, packet.src_port, packet.dst_port);
+    if let Some(value) = ACCEPTED.get_ptr_mut(slot.index) {
+        // SAFETY: pointer into the array's value, valid for this run; one 8-byte store, so a
+        // concurrent reader sees the old note or the new one, never half of each.
+        unsafe { value.write_volatile(slot.value(now)) };
+    }
+}
+
+/// True when a bare RST this host sends from `src` (local) to `dst` ends a TCP connection of
+/// its own: one it opened (a live flow of `FLOWS`, same key order as [`record_outbound`]) or
+/// accepted (a live `ACCEPTED` slot) within `flow_timeout`. After an application closed such
+/// a connection, the peer's late segments are answered with bare RSTs, as an ACK scan's are.
+/// Called only for the bare RSTs the host sends, never on the fast path.
+#[inline(always)]
+pub fn resets_own_connection(
+    packet: &Packet,
+    src: &SourceKey,
+    dst: &SourceKey,
+    config: &KernelConfig,
+    now: u64,
+) -> bool {
+    let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
+    if live(&k, config, now).is_some() {
+        return true;
+    }
+    let slot = InboundSlot::accepted(config.hash_seed, src, dst, packet.src_port, packet.dst_port);
+    ACCEPTED.get_ptr(slot.index).is_some_and(|value| {
+        // SAFETY: pointer into the array's value, valid for this run; one 8-byte load, so
+        // fingerprint and time come from the same store.
+        slot.is_live(unsafe { value.read_volatile() }, now, config.flow_timeout())
+    })
 }
 
 /// True when the kernel holds a TCP socket (established, request or time-wait; not a listener)

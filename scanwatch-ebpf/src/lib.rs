@@ -283,11 +283,16 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
     let now = clock::now(config);
     // A bare RST (no ACK) is how the host answers a segment with ACK that belongs to no
     // connection (RFC 9293 §3.10.7.1): the answer to an ACK or window scan (nmap -sA, -sW),
-    // whose ACKs took the fast path at XDP. The remote is the scanner.
+    // whose ACKs took the fast path at XDP. The remote is the scanner, unless the RST ends a
+    // connection the host opened or accepted (the peer still sent after the close).
+    let flags =
+        packet.tcp_flags & (tcp_flags::RST | tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN);
     if packet.class == PacketClass::TcpOther
-        && packet.tcp_flags & (tcp_flags::RST | tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN)
-            == tcp_flags::RST
+        && flags == tcp_flags::RST
+        && flows::resets_own_connection(packet, &src, &dst, config, now)
     {
+        stats::count(Counter::OwnConnectionResets);
+    } else if packet.class == PacketClass::TcpOther && flags == tcp_flags::RST {
         let reset = track::Reset {
             remote: dst,
             local: src,
@@ -298,6 +303,10 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
             now,
         };
         track::record_ack_reset(&reset, config);
+    }
+    // A SYN-ACK we send: a connection we accept, whose later bare RSTs are our own.
+    if packet.class == PacketClass::TcpOther && flags == tcp_flags::SYN | tcp_flags::ACK {
+        flows::note_accepted(packet, &src, &dst, config, now);
     }
     // Drop mode: a SYN-ACK we send, so the ACK completing it can prove its remote's address.
     if config.flags & FLAG_DROP != 0

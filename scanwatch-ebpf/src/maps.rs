@@ -14,10 +14,11 @@ use scanwatch_common::{
     evidence::{HANDSHAKE_HINT_SLOTS, Verified},
     flow::{FlowKey, FlowState},
     maps::{
-        ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY, BLOCKLIST_CAPACITY,
-        BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY, HANDSHAKES_CAPACITY,
-        IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORTS_CAPACITY, TARGETS_CAPACITY,
-        TRACKER_CAPACITY, VERIFIED_CAPACITY, WEB_SAMPLES_BYTES, WEB_SEEN_CAPACITY, WIDE_CAPACITY,
+        ACCEPTED_SLOTS, ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY,
+        BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY,
+        HANDSHAKES_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORTS_CAPACITY,
+        TARGETS_CAPACITY, TRACKER_CAPACITY, VERIFIED_CAPACITY, WEB_SAMPLES_BYTES,
+        WEB_SEEN_CAPACITY, WIDE_CAPACITY,
     },
     presence::PRESENCE_ENTRIES,
     state::SourceState,
@@ -77,6 +78,12 @@ pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(
 /// Not resizable at load time: the slot index is masked with `INBOUND_SLOTS` in the program.
 #[map]
 pub static INBOUND: Array<u64> = Array::with_max_entries(INBOUND_SLOTS, 0);
+
+/// TCP connections this host accepted: one slot each, fingerprint and time (see
+/// `flows::note_accepted`). Not resizable at load time: the slot index is masked with
+/// `ACCEPTED_SLOTS` in the program.
+#[map]
+pub static ACCEPTED: Array<u64> = Array::with_max_entries(ACCEPTED_SLOTS, 0);
 
 /// Per-source state over the long window (`track::long_state`).
 #[map]

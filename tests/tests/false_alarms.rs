@@ -1,7 +1,8 @@
 //! End-to-end tests of "no false alarms from the traffic every server has": the
 //! real daemon watches the lab's target, which plays an ordinary server with a backend, its
 //! own UDP service, an upstream resolver and a routed path. Its keep-alive connections closed
-//! by the peer (however old, or older than the agent), the ICMP port unreachable its answers
+//! by the peer (however old, or older than the agent), its own connections aborted while the
+//! server still sends (late segments answered with bare RSTs), the ICMP port unreachable its answers
 //! meet when a client has gone, traceroute's time-exceeded and a small-MTU path's
 //! fragmentation-needed / packet-too-big, and a spoofed flood at its UDP service while it
 //! resolves names must raise no alert, and in drop mode block nothing. The capped
@@ -276,6 +277,81 @@ fn peer_closing_connections_opened_before_the_agent_started_raises_no_alert() {
         addr,
         closed,
         "(half FIN|ACK, half RST|ACK) opened before the agent started",
+    );
+}
+
+/// Connections the host opens to a streaming server and aborts.
+const ABORTED: usize = 30;
+/// The streaming server's port.
+const STREAM_PORT: u16 = 8443;
+
+/// A server in the backend namespace that writes to every connection it accepts until the
+/// connection fails, behind a slow queue (tbf, 2 Mbit/s, up to a second of data), so that when
+/// a client aborts, the server's segments already queued still reach the client after its
+/// socket is gone, as on a path with a real round-trip time.
+fn streaming_server(backend: &Netns, listener: TcpListener, iface: &str) {
+    backend
+        .exec(&[
+            "tc", "qdisc", "add", "dev", iface, "root", "tbf", "rate", "2mbit", "burst", "16kb",
+            "latency", "1s",
+        ])
+        .expect("a slow queue on the backend's link");
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let chunk = [b'x'; 16 * 1024];
+                while io::Write::write_all(&mut stream, &chunk).is_ok() {}
+            });
+        }
+    });
+}
+
+#[test]
+fn host_aborting_connections_while_the_server_still_sends_raises_no_ack_scan() {
+    // A client closing pooled connections with data unread: its kernel resets each one
+    // (RST|ACK), and answers every segment the server had already sent with a bare RST on the
+    // closed connection's 4-tuple, from 30 local ports: what an ACK scan's answers look like.
+    let mut lab = lab();
+    let backend = lab.add_host("backend", 4).expect("adding the backend");
+    let addr = SocketAddr::from((lab.host_v4(4), STREAM_PORT));
+    let listener = in_netns(backend.name(), move || TcpListener::bind(addr))
+        .expect("entering the backend ns")
+        .expect("the backend listens");
+    streaming_server(&backend, listener, &lab.if_name("h04"));
+    let daemon = Daemon::start(&lab).expect("starting scanwatch");
+    let resets = in_netns(lab.target.name(), move || {
+        let before = snmp_counter("Tcp:OutRsts").unwrap();
+        let streams = (0..ABORTED)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+                s.read_exact(&mut [0u8; 1024])?;
+                Ok(s)
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .expect("the host opens its connections and reads from each");
+        // The server keeps sending; the host reads no more, then closes everything.
+        thread::sleep(Duration::from_millis(500));
+        drop(streams);
+        thread::sleep(Duration::from_millis(1500));
+        snmp_counter("Tcp:OutRsts").unwrap() - before
+    })
+    .expect("entering the target ns");
+    let (alerts, text) = settle(&daemon);
+    assert_no_alert(
+        &alerts,
+        &text,
+        &format!("the host aborting {ABORTED} connections to a server still sending"),
+    );
+    assert!(
+        resets > ABORTED as u64,
+        "the host sent {resets} resets: no late segment was answered"
+    );
+    let own = total(&text, "scanwatch_own_connection_resets_total");
+    assert!(
+        own >= 10,
+        "{own} resets on the host's own connections counted (of {resets} RSTs):\n{}",
+        excerpt(&text)
     );
 }
 

@@ -120,6 +120,9 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         Counter::WebSamplesDropped => {
             "Web request samples lost because their ring buffer was full."
         }
+        Counter::OwnConnectionResets => {
+            "Bare RSTs this host sent on a connection it opened or accepted within flow_timeout (not ack_scan evidence)."
+        }
         Counter::WebUnconnected => {
             "First requests to a web port with no established connection for their 4-tuple (forged or stray): not sampled."
         }
