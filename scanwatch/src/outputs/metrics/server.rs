@@ -1,9 +1,20 @@
 //! The metrics endpoint: `/` (a landing page), `/metrics` and `/healthz` over HTTP/1.1, served
 //! by hyper with bounds on what a client can hold: a connection cap, a deadline for the
 //! request head and a deadline for the whole connection (a client that never reads its answer
-//! is dropped with its socket).
+//! is dropped with its socket). At the cap, a new client takes the slot of the oldest client
+//! that has held one past `head_grace` without sending its request head, so slow clients
+//! cannot starve a scraper.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use http_body_util::Full;
@@ -31,6 +42,9 @@ pub struct Limits {
     /// Time a connection may live, request and answer included (one request per connection:
     /// no keep-alive), so a client that never reads cannot hold a task or a slot.
     pub connection_timeout: Duration,
+    /// At the cap, a client that has not sent its request head this long after connecting
+    /// gives its slot to a new client. A scraper sends its head at once.
+    pub head_grace: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +53,7 @@ impl Default for Limits {
             max_connections: 64,
             header_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(30),
+            head_grace: Duration::from_secs(1),
         }
     }
 }
@@ -66,9 +81,56 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Jo
     Ok(serve_on(listener, metrics, Limits::default()))
 }
 
+/// A connection holding a slot: when it was accepted, whether its request head arrived, and
+/// how to end it.
+struct Held {
+    accepted: Instant,
+    head: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// The connections holding slots, oldest first.
+#[derive(Default)]
+struct Clients(Mutex<VecDeque<Held>>);
+
+impl Clients {
+    /// Ends the oldest connection that has waited past `grace` without a request head; true
+    /// when one was ended (its slot frees as its task drops).
+    fn evict_slowest(&self, grace: Duration) -> bool {
+        let mut held = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.retain(|h| !h.task.is_finished());
+        let Some(i) = held
+            .iter()
+            .position(|h| !h.head.load(Ordering::Relaxed) && h.accepted.elapsed() >= grace)
+        else {
+            return false;
+        };
+        if let Some(h) = held.remove(i) {
+            h.task.abort();
+        }
+        true
+    }
+
+    fn add(&self, held: Held) {
+        let mut list = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.retain(|h| !h.task.is_finished());
+        list.push_back(held);
+    }
+}
+
+/// How long the accept loop waits for an evicted client's slot to free.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
 /// Serves on a bound listener within `limits` until the returned task is aborted.
 pub fn serve_on(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) -> JoinHandle<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(Clients::default());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -85,20 +147,38 @@ pub fn serve_on(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) ->
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                debug!(
-                    "metrics endpoint: {} connections open, closing {peer}",
-                    limits.max_connections
-                );
-                continue;
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) if clients.evict_slowest(limits.head_grace) => {
+                    match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
+                        Ok(Ok(slot)) => {
+                            debug!(
+                                "metrics endpoint: a client without a request head gave its slot to {peer}"
+                            );
+                            slot
+                        }
+                        _ => continue,
+                    }
+                }
+                Err(_) => {
+                    debug!(
+                        "metrics endpoint: {} connections open, closing {peer}",
+                        limits.max_connections
+                    );
+                    continue;
+                }
             };
             let metrics = metrics.clone();
+            let head = Arc::new(AtomicBool::new(false));
+            let head_seen = head.clone();
             let service = service_fn(move |req| {
+                head_seen.store(true, Ordering::Relaxed);
                 let metrics = metrics.clone();
                 async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::spawn(async move {
+            let accepted = Instant::now();
+            let task = tokio::spawn(async move {
                 match tokio::time::timeout(limits.connection_timeout, conn).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => debug!("metrics client {peer}: {e}"),
@@ -108,6 +188,11 @@ pub fn serve_on(listener: TcpListener, metrics: Arc<Metrics>, limits: Limits) ->
                     ),
                 }
                 drop(slot);
+            });
+            clients.add(Held {
+                accepted,
+                head,
+                task: task.abort_handle(),
             });
         }
     })
@@ -275,6 +360,28 @@ mod tests {
             closed >= connection_timeout.mul_f32(0.9),
             "closed after {closed:?}"
         );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn slow_clients_holding_every_slot_cannot_starve_a_scrape() {
+        let (addr, server) = start(Limits::default()).await;
+        // Every one of the 64 slots held by a client that connects and sends nothing.
+        let mut slow = Vec::new();
+        for _ in 0..Limits::default().max_connections {
+            slow.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // A scrape gets its answer within a second, several times over.
+        for _ in 0..3 {
+            let started = Instant::now();
+            let answer =
+                tokio::time::timeout(Duration::from_secs(1), exchange(addr, &[&get("/metrics")]))
+                    .await
+                    .expect("scraped within a second");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(started.elapsed() < Duration::from_secs(1));
+        }
         server.abort();
     }
 
