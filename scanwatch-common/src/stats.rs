@@ -21,7 +21,8 @@ indexed_enum! {
         Ipv6Truncated = 4 => "ipv6_truncated",
         /// An IPv6 extension header runs past the packet.
         Ipv6ExtTruncated = 5 => "ipv6_ext_truncated",
-        /// More IPv6 extension headers than the bounded walk follows.
+        /// More IPv6 extension headers than the bounded walk follows, or a chain that runs on,
+        /// inside the packet, past the offsets the parser reads (2048 bytes).
         Ipv6ExtChainTooLong = 6 => "ipv6_ext_chain_too_long",
         /// A complete (unfragmented) TCP segment shorter than 20 bytes.
         TcpTruncated = 7 => "tcp_truncated",

@@ -396,8 +396,13 @@ fn walk_ipv6_ext<C: Frame>(
             _ => break,
         };
         cursor += len;
-        if cursor > packet_len || cursor > MAX_L4_OFFSET {
+        if cursor > packet_len {
             return Err(ParseError::Ipv6ExtTruncated);
+        }
+        // A chain that runs on past the offsets the parser reads, inside the packet, hides its
+        // L4 header as a chain of too many headers does: the same evasion probe.
+        if cursor > MAX_L4_OFFSET {
+            return Err(ParseError::Ipv6ExtChainTooLong);
         }
     }
     if matches!(

@@ -129,6 +129,29 @@ fn ipv6_extension_chain_too_long_is_counted_and_tracked_as_a_probe() {
 }
 
 #[test]
+fn ipv6_extension_chain_past_the_parsers_offsets_is_tracked_as_a_probe() {
+    let mut h = load_with(&no_admission());
+    // One destination-options header of 2048 bytes (length byte 255), inside the packet: the
+    // TCP header starts past the 2048 bytes the parser reads.
+    let p = scan_v6().ext(Ext::DestOpts).syn(80);
+    let mut f = p.build();
+    let ip = p.l3_offset();
+    let ext = ip + 40;
+    f[ext + 1] = 255;
+    f.splice(ext + 8..ext + 8, std::iter::repeat_n(0u8, 2040));
+    let payload = u16::from_be_bytes([f[ip + 4], f[ip + 5]]) + 2040;
+    f[ip + 4..ip + 6].copy_from_slice(&payload.to_be_bytes());
+    assert_malformed(
+        &mut h,
+        &f,
+        ParseError::Ipv6ExtChainTooLong,
+        "a chain past 2048 bytes",
+    );
+    let state = state_of(&h, &key_of(SCANNER_V6));
+    assert_eq!(state.probes[PacketClass::Fragment as usize], 1);
+}
+
+#[test]
 fn truncated_ipv6_extension_header_is_malformed() {
     let mut h = load();
     let p = scan_v6()
