@@ -5,25 +5,40 @@
 use crate::addr::SourceKey;
 
 /// Adds `key` to `ring` unless it is already there, overwriting the oldest entry once the ring
-/// is full; `next` is the slot the next new key goes to. All-zero slots are empty.
+/// is full; `next` is the slot the next new key goes to. All-zero slots are empty. Returns the
+/// key's slot, and whether it was written now (a new key).
 #[inline(always)]
-pub fn remember<const N: usize>(ring: &mut [SourceKey; N], next: &mut u32, key: &SourceKey) {
-    let new = key.words();
-    // A bounded `while` over the slots: the shape the verifier accepts.
-    let mut i = 0;
-    while i < N {
-        if let Some(known) = ring.get(i)
-            && known.words() == new
-        {
-            return;
-        }
-        i += 1;
+pub fn remember<const N: usize>(
+    ring: &mut [SourceKey; N],
+    next: &mut u32,
+    key: &SourceKey,
+) -> (usize, bool) {
+    if let Some(i) = slot_of(ring, key) {
+        return (i, false);
     }
     let slot = (*next as usize) % N;
     if let Some(entry) = ring.get_mut(slot) {
         *entry = *key;
     }
     *next = ((slot + 1) % N) as u32;
+    (slot, true)
+}
+
+/// The slot of `ring` holding `key`.
+#[inline(always)]
+pub fn slot_of<const N: usize>(ring: &[SourceKey; N], key: &SourceKey) -> Option<usize> {
+    let wanted = key.words();
+    // A bounded `while` over the slots: the shape the verifier accepts.
+    let mut i = 0;
+    while i < N {
+        if let Some(known) = ring.get(i)
+            && known.words() == wanted
+        {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The keys of `ring`, oldest first, without empty slots.

@@ -53,6 +53,15 @@ impl<const WORDS: usize> DistinctBitmap<WORDS> {
         }
     }
 
+    /// Whether the bit chosen by `hash` is set.
+    #[inline(always)]
+    pub fn contains(&self, hash: u32) -> bool {
+        let index = hash & (Self::BITS - 1);
+        self.words
+            .get((index >> 6) as usize)
+            .is_some_and(|w| w & (1u64 << (index & 63)) != 0)
+    }
+
     /// Number of bits set.
     pub fn bits_set(&self) -> u32 {
         self.words.iter().map(|w| w.count_ones()).sum()

@@ -18,13 +18,27 @@
 use crate::{
     addr::SourceKey,
     classify::PROBE_CLASSES,
+    contributors,
     state::{NarrowBitmap, WideBitmap},
 };
 
 /// Sources kept as a target's sample (the last distinct contributors, a ring).
 pub const SAMPLE_SOURCES: usize = 8;
 
-/// One destination's distributed-scan state (352 bytes), tumbling windows as the tracker's.
+/// One destination's distributed-scan state (496 bytes), tumbling windows as the tracker's.
+///
+/// What counts is the ports probed there that the host does not serve, from sources not
+/// reported on their own ([`TargetState::measure`]):
+/// - a port the host answers on (a SYN-ACK, a UDP datagram from it, seen by the TC egress
+///   program) is *served* ([`TargetState::answer`]): it stops counting, and a probe of it no
+///   longer adds a port or a contributor;
+/// - each sampled source remembers how many ports it added and how many of those were
+///   answered to it: a source all of whose ports were answered is a visitor of open services,
+///   never in the sample ([`TargetState::sample`]);
+/// - a source reported on its own takes back the ports it added ([`TargetState::withdraw`]).
+///
+/// Bounded: only the ring's 8 sources keep their counts; a source overwritten in the ring
+/// before it is reported leaves its ports counted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetState {
@@ -36,25 +50,121 @@ pub struct TargetState {
     pub probes: [u32; PROBE_CLASSES],
     /// Events sent in this window (at the threshold, then at each doubling).
     pub reported: u32,
-    /// Bits set in `ports`: the kernel-unit measure compared with the threshold.
+    /// Bits set in `ports`.
     pub ports_set: u32,
     /// Slot of `sources` the next new contributor is written to.
     pub next: u32,
-    pub reserved: u32,
+    /// Ports of `ports_set` that no longer count: served, or taken back by a source reported
+    /// on its own.
+    pub discounted: u32,
     /// Distinct (protocol, port) pairs probed at this destination in this window.
     pub ports: WideBitmap,
+    /// (Protocol, port) pairs the destination answered on in this window (same hashes).
+    pub served: WideBitmap,
     /// The last distinct contributing sources (tracker keys), a ring; all-zero slots are empty.
     pub sources: [SourceKey; SAMPLE_SOURCES],
+    /// Ports each slot's source added in this window (saturating).
+    pub added: [u8; SAMPLE_SOURCES],
+    /// Of those, how many the destination answered to that source (at most `added`).
+    pub answered: [u8; SAMPLE_SOURCES],
 }
 
 impl TargetState {
-    /// The sample, oldest first, without empty slots.
+    /// The kernel-unit measure compared with the threshold: distinct ports probed, less those
+    /// served and those of sources reported on their own.
+    #[inline(always)]
+    pub fn measure(&self) -> u32 {
+        self.ports_set.saturating_sub(self.discounted)
+    }
+
+    /// Starts a window at `now`: no port, no answer, no contribution (the ring's keys stay,
+    /// with nothing added, so none is sampled until it adds a port again).
+    #[inline(always)]
+    pub fn start_window(&mut self, now: u64) {
+        self.window_start_ns = now;
+        self.reported = 0;
+        self.ports_set = 0;
+        self.discounted = 0;
+        self.probes = [0; PROBE_CLASSES];
+        self.ports.clear();
+        self.served.clear();
+        self.added = [0; SAMPLE_SOURCES];
+        self.answered = [0; SAMPLE_SOURCES];
+    }
+
+    /// A probe of the port hashed `port` by `key`: true when it adds a port (new in the
+    /// window and not served), which `key` is then remembered for.
+    #[inline(always)]
+    pub fn add_port(&mut self, port: u32, key: &SourceKey) -> bool {
+        if self.served.contains(port) || !self.ports.insert(port) {
+            return false;
+        }
+        self.ports_set += 1;
+        let (slot, new) = contributors::remember(&mut self.sources, &mut self.next, key);
+        if let (Some(added), Some(answered)) =
+            (self.added.get_mut(slot), self.answered.get_mut(slot))
+        {
+            if new {
+                *added = 1;
+                *answered = 0;
+            } else {
+                *added = added.saturating_add(1);
+            }
+        }
+        true
+    }
+
+    /// The destination answered `remote` (a tracker key) on the port hashed `port`: the port
+    /// is served. The first answer on a port a probe added takes it out of the measure and
+    /// counts for `remote`, if sampled, as one of its ports answered.
+    #[inline(always)]
+    pub fn answer(&mut self, port: u32, remote: &SourceKey) {
+        if !self.served.insert(port) || !self.ports.contains(port) {
+            return;
+        }
+        self.discounted += 1;
+        if let Some(slot) = contributors::slot_of(&self.sources, remote)
+            && let (Some(added), Some(answered)) =
+                (self.added.get(slot), self.answered.get_mut(slot))
+            && *answered < *added
+        {
+            *answered += 1;
+        }
+    }
+
+    /// `key` was reported on its own: the ports it added and that still count stop counting,
+    /// and it leaves the sample.
+    #[inline(always)]
+    pub fn withdraw(&mut self, key: &SourceKey) {
+        let Some(slot) = contributors::slot_of(&self.sources, key) else {
+            return;
+        };
+        if let (Some(entry), Some(added), Some(answered)) = (
+            self.sources.get_mut(slot),
+            self.added.get_mut(slot),
+            self.answered.get_mut(slot),
+        ) {
+            self.discounted += u32::from(added.saturating_sub(*answered));
+            *entry = SourceKey::default();
+            *added = 0;
+            *answered = 0;
+        }
+    }
+
+    /// The sample, oldest first: the sources that added a port in the window, not all of whose
+    /// ports were answered, and not reported on their own.
     pub fn sample(&self) -> impl Iterator<Item = SourceKey> + '_ {
-        crate::contributors::oldest_first(&self.sources, self.next)
+        let start = self.next as usize % SAMPLE_SOURCES;
+        (0..SAMPLE_SOURCES)
+            .map(move |i| (start + i) % SAMPLE_SOURCES)
+            .filter(|&i| {
+                self.sources[i] != SourceKey::default() && self.answered[i] < self.added[i]
+            })
+            .map(|i| self.sources[i])
     }
 }
 
-const _: () = assert!(core::mem::size_of::<TargetState>() == 352);
+const _: () = assert!(core::mem::size_of::<TargetState>() == 496);
 
 /// The `PORTS` key of a (protocol, port) pair: `protocol << 16 | port`.
 #[inline(always)]
@@ -120,9 +230,8 @@ const _: () = assert!(core::mem::size_of::<PortState>() == 352);
 mod tests {
     use super::*;
 
-    #[test]
-    fn sample_is_oldest_first_without_empty_slots() {
-        let mut s = TargetState {
+    fn target() -> TargetState {
+        TargetState {
             first_seen_ns: 0,
             last_seen_ns: 0,
             window_start_ns: 0,
@@ -130,19 +239,77 @@ mod tests {
             reported: 0,
             ports_set: 0,
             next: 0,
-            reserved: 0,
+            discounted: 0,
             ports: WideBitmap::default(),
+            served: WideBitmap::default(),
             sources: [SourceKey::default(); SAMPLE_SOURCES],
-        };
+            added: [0; SAMPLE_SOURCES],
+            answered: [0; SAMPLE_SOURCES],
+        }
+    }
+
+    fn source(i: u8) -> SourceKey {
+        SourceKey::from_ipv4([10, 0, 0, i])
+    }
+
+    #[test]
+    fn sample_is_oldest_first_without_empty_slots() {
+        let mut s = target();
         assert_eq!(s.sample().count(), 0);
         for i in 1..=10u8 {
-            s.sources[s.next as usize] = SourceKey::from_ipv4([10, 0, 0, i]);
-            s.next = (s.next + 1) % SAMPLE_SOURCES as u32;
+            assert!(s.add_port(u32::from(i), &source(i)));
         }
         let sample: std::vec::Vec<_> = s.sample().collect();
         assert_eq!(sample.len(), SAMPLE_SOURCES);
-        assert_eq!(sample[0], SourceKey::from_ipv4([10, 0, 0, 3]));
-        assert_eq!(sample[7], SourceKey::from_ipv4([10, 0, 0, 10]));
+        assert_eq!(sample[0], source(3));
+        assert_eq!(sample[7], source(10));
+        assert_eq!(s.measure(), 10);
+    }
+
+    #[test]
+    fn a_visitor_whose_ports_were_answered_is_not_sampled_and_its_ports_do_not_count() {
+        let mut s = target();
+        let (visitor, scanner) = (source(1), source(2));
+        assert!(s.add_port(80, &visitor));
+        assert!(s.add_port(443, &visitor));
+        for port in 1000..1010 {
+            assert!(s.add_port(port, &scanner));
+        }
+        s.answer(80, &visitor);
+        s.answer(443, &visitor);
+        // An open port the scanner met answers it too: it stays a scanner.
+        assert!(s.add_port(22, &scanner));
+        s.answer(22, &scanner);
+        // Answers repeated, or on a port no counted probe reached, change nothing.
+        s.answer(80, &visitor);
+        s.answer(8080, &scanner);
+        assert_eq!(s.sample().collect::<std::vec::Vec<_>>(), [scanner]);
+        assert_eq!(s.measure(), 10);
+        // A served port no longer adds a port or a contributor.
+        assert!(!s.add_port(8080, &source(3)));
+        assert_eq!(s.sample().count(), 1);
+    }
+
+    #[test]
+    fn a_source_reported_on_its_own_takes_back_its_ports() {
+        let mut s = target();
+        for port in 0..19 {
+            assert!(s.add_port(port, &source(1)));
+        }
+        for port in 100..119 {
+            assert!(s.add_port(port, &source(2)));
+        }
+        assert!(s.add_port(80, &source(3)));
+        s.withdraw(&source(1));
+        s.withdraw(&source(2));
+        s.withdraw(&source(4));
+        assert_eq!(s.measure(), 1);
+        assert_eq!(s.sample().collect::<std::vec::Vec<_>>(), [source(3)]);
+        // Its later ports, had they been counted, would start a new contribution.
+        s.start_window(5);
+        assert_eq!((s.measure(), s.sample().count()), (0, 0));
+        assert!(s.add_port(7, &source(3)));
+        assert_eq!(s.sample().collect::<std::vec::Vec<_>>(), [source(3)]);
     }
 
     #[test]

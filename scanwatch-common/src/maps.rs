@@ -159,8 +159,8 @@ pub const HANDSHAKES_CAPACITY: u32 = 16_384;
 pub const VERIFIED_CAPACITY: u32 = 65_536;
 /// Destinations tracked for distributed scans: this host's addresses (on a router, the hosts
 /// behind it). Only destinations that reach this interface enter, and only through probes of
-/// tracked sources, so spoofed sources cannot add keys. 4096 × ~400 bytes (336-byte value,
-/// 16-byte key, LRU bookkeeping) ≈ 1.6 MiB.
+/// tracked sources, so spoofed sources cannot add keys. 4096 × ~550 bytes (496-byte value,
+/// 16-byte key, LRU bookkeeping) ≈ 2.1 MiB.
 pub const TARGETS_CAPACITY: u32 = 4096;
 /// (Protocol, port) pairs tracked for distributed sweeps: 4096 × ~400 bytes (352-byte value,
 /// 4-byte key, LRU bookkeeping) ≈ 1.6 MiB. Keys are bounded by the port space (65,536 per

@@ -4,8 +4,9 @@
 //!
 //! Called from `track::record` for SYN, UDP and stealth probes of tracked, not yet reported
 //! sources; per form switched on, one LRU lookup (an insert for a destination's or port's
-//! first probe) and one bit per probe. The TC egress program marks the hosts that answer on a
-//! port ([`note_served`]).
+//! first probe) and one bit per probe. The TC egress program marks the ports a host answers on
+//! and the hosts that answer on a port ([`note_served`]); a source reported on its own takes
+//! back its ports ([`withdraw`]).
 
 use scanwatch_common::{
     addr::SourceKey,
@@ -64,25 +65,20 @@ fn per_target(u: &Update, config: &KernelConfig) {
         t.window_start_ns = now;
     }
     if now.wrapping_sub(t.window_start_ns) >= config.window() {
-        t.window_start_ns = now;
-        t.reported = 0;
-        t.ports_set = 0;
-        t.probes = [0; scanwatch_common::classify::PROBE_CLASSES];
-        t.ports.clear();
+        t.start_window(now);
     }
     t.last_seen_ns = now;
     if let Some(p) = t.probes.get_mut(u.class as usize) {
         *p = p.wrapping_add(1);
     }
-    if !t
-        .ports
-        .insert(hash_port(config.hash_seed, u.proto, u.origin.target_port))
-    {
+    if !t.add_port(
+        hash_port(config.hash_seed, u.proto, u.origin.target_port),
+        &u.key,
+    ) {
         return;
     }
-    t.ports_set += 1;
-    contributors::remember(&mut t.sources, &mut t.next, &u.key);
-    if t.reported >= MAX_REPORTS || u64::from(t.ports_set) < u64::from(threshold) << t.reported {
+    let measure = t.measure();
+    if t.reported >= MAX_REPORTS || u64::from(measure) < u64::from(threshold) << t.reported {
         return;
     }
     if config.flags & FLAG_NO_EVENTS != 0 {
@@ -91,7 +87,7 @@ fn per_target(u: &Update, config: &KernelConfig) {
     let found = Found {
         window_start_ns: t.window_start_ns,
         probes: &t.probes,
-        measure: t.ports_set,
+        measure,
         source: u.origin.target,
         scope: SCOPE_ADDRESS,
         crossing: u.key.addr,
@@ -164,26 +160,63 @@ fn per_port(u: &Update, config: &KernelConfig) {
     p.reported += 1;
 }
 
-/// An answer this host sends from a local port: a SYN-ACK, or a UDP datagram.
+/// Whether the per-target form is on (its threshold is not 0).
+#[inline(always)]
+pub fn per_target_on(config: &KernelConfig) -> bool {
+    config
+        .thresholds
+        .get(DetectionKind::DistributedScan as usize)
+        .is_some_and(|&t| t != 0)
+}
+
+/// A source reported on its own takes back the ports it added at the target of the probe that
+/// crossed (`TargetState::withdraw`): its scan is reported once, by its own finding. Called
+/// from `track::record`, once, on the probe that crossed.
+#[inline(never)] // own BPF stack frame
+pub fn withdraw(u: &Update, config: &KernelConfig) {
+    if !per_target_on(config) {
+        return;
+    }
+    let Some(t) = TARGETS.get_ptr_mut(u.origin.target) else {
+        return;
+    };
+    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    unsafe { &mut *t }.withdraw(&u.key);
+}
+
+/// An answer this host sends from a local port to a remote: a SYN-ACK, or a UDP datagram.
 #[derive(Clone, Copy)]
 pub struct Served {
     pub local: SourceKey,
+    /// The remote's tracker key (`track::source_key`).
+    pub remote: SourceKey,
     pub proto: u8,
     pub local_port: u16,
 }
 
-/// TC egress: marks the local host as serving the port, in the port's state if it has one
-/// (only probed ports do; nothing is inserted). Its probes then stop counting toward a
-/// distributed sweep of the port in this window.
+/// TC egress: marks the local host as serving the port, in the state of each form switched on
+/// that has one (only probed ports and destinations do; nothing is inserted). Its probes then
+/// stop counting toward a distributed sweep of the port, and the port toward a distributed
+/// scan of the host, in this window; the remote, if sampled, was answered.
 #[inline(never)] // own BPF stack frame
 pub fn note_served(served: &Served, config: &KernelConfig) {
-    let Some(p) = PORTS.get_ptr_mut(port_key(served.proto, served.local_port)) else {
-        return;
-    };
-    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
-    let p = unsafe { &mut *p };
-    p.served
-        .insert(hash_addr(config.hash_seed, &served.local) as u32);
+    if config.distributed_hosts != 0
+        && let Some(p) = PORTS.get_ptr_mut(port_key(served.proto, served.local_port))
+    {
+        // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+        let p = unsafe { &mut *p };
+        p.served
+            .insert(hash_addr(config.hash_seed, &served.local) as u32);
+    }
+    if per_target_on(config)
+        && let Some(t) = TARGETS.get_ptr_mut(served.local)
+    {
+        // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+        unsafe { &mut *t }.answer(
+            hash_port(config.hash_seed, served.proto, served.local_port),
+            &served.remote,
+        );
+    }
 }
 
 /// What a distributed finding's event says beyond the probe that crossed (`Update`): the

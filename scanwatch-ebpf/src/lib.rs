@@ -318,8 +318,8 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
         evidence::note_syn_ack(packet, &src, &dst, seq);
     }
     // A SYN-ACK or a UDP datagram we send: the local host serves that port, so its probes do
-    // not make a distributed sweep of the port (the per-port form only).
-    if config.distributed_hosts != 0
+    // not make a distributed sweep of the port, nor the port a distributed scan of the host.
+    if (config.distributed_hosts != 0 || distributed::per_target_on(config))
         && (packet.class == PacketClass::Udp
             || packet.class == PacketClass::TcpOther
                 && packet.tcp_flags
@@ -328,6 +328,7 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
     {
         let served = distributed::Served {
             local: src,
+            remote: track::source_key(&dst, packet.ipv6, config),
             proto: packet.proto,
             local_port: packet.src_port,
         };

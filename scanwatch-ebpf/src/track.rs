@@ -99,13 +99,17 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
     if count_if_repeat(state, &update, config) {
         return;
     }
-    update_level(state, &update, config);
+    let crossed = update_level(state, &update, config);
     if sample::wanted(&state.samples) {
         sample::take(ctx, packet.l3, &mut state.samples);
     }
     // Only sources below every threshold of their short window feed the other levels: a scan
-    // already reported is not reported again.
+    // already reported is not reported again, and takes back what it added to its target's
+    // distributed count when it crosses.
     if state.reported != 0 {
+        if crossed {
+            distributed::withdraw(&update, config);
+        }
         return;
     }
     if counts_for_target(packet.class) {
@@ -156,9 +160,11 @@ fn count_if_repeat(state: &mut SourceState, u: &Update, config: &KernelConfig) -
 
 /// The per-probe update of one level's state (`observe` with the ingress `measure`), in a
 /// frame of its own: every level calls this one copy, so the verifier walks `observe` and its
-/// dispatch once per call site instead of through a copy inlined into each level.
+/// dispatch once per call site instead of through a copy inlined into each level. True when
+/// this probe made the state reported (its first crossing in the window).
 #[inline(never)]
-fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) {
+fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) -> bool {
+    let before = state.reported;
     let probe = Probe {
         class: Some(u.class),
         host: Some(u.host),
@@ -174,6 +180,7 @@ fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) {
         u.now,
         &u.origin,
     );
+    before == 0 && state.reported != 0
 }
 
 /// The long-window (slow scans) state of a tracked source, created on its first probe there:
