@@ -89,11 +89,10 @@ impl InboundSlot {
         local_port: u16,
         remote_port: u16,
     ) -> Self {
-        let h = hash_conversation(seed ^ INBOUND_SALT, local, remote, local_port, remote_port);
-        Self {
-            index: (h as u32) & (INBOUND_SLOTS - 1),
-            fingerprint: ((h >> 32) as u32) | 1,
-        }
+        Self::of(
+            hash_conversation(seed ^ INBOUND_SALT, local, remote, local_port, remote_port),
+            INBOUND_SLOTS,
+        )
     }
 
     /// The `ACCEPTED` slot of the TCP connection this host accepted on `local`:`local_port`
@@ -107,9 +106,18 @@ impl InboundSlot {
         local_port: u16,
         remote_port: u16,
     ) -> Self {
-        let h = hash_conversation(seed ^ ACCEPTED_SALT, local, remote, local_port, remote_port);
+        Self::of(
+            hash_conversation(seed ^ ACCEPTED_SALT, local, remote, local_port, remote_port),
+            ACCEPTED_SLOTS,
+        )
+    }
+
+    /// The slot of hash `h` in an array of `slots` (a power of two): index and fingerprint from
+    /// its two halves.
+    #[inline(always)]
+    const fn of(h: u64, slots: u32) -> Self {
         Self {
-            index: (h as u32) & (ACCEPTED_SLOTS - 1),
+            index: (h as u32) & (slots - 1),
             fingerprint: ((h >> 32) as u32) | 1,
         }
     }
