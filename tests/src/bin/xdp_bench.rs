@@ -124,6 +124,16 @@ const CASES: &[Case] = &[
         prepare: tracked_syn_distributed_ports,
     },
     Case {
+        name: "spoofed_pairs_new_ports",
+        target: None,
+        prepare: spoofed_pairs_new_ports,
+    },
+    Case {
+        name: "spoofed_port_spray",
+        target: None,
+        prepare: spoofed_port_spray,
+    },
+    Case {
         name: "new_source_map_full",
         target: None,
         prepare: new_source_map_full,
@@ -591,12 +601,9 @@ fn tracked_syn_distributed_ports() -> Result<Prepared> {
     long_distributed(true)
 }
 
-/// A tracked SYN with the long window and per-target distributed scans on, and distributed
-/// sweeps (`ports`) on or off.
-fn long_distributed(ports: bool) -> Result<Prepared> {
-    let frame = new_port_syn(79);
-    let key = SourceKey::from_ipv4(SRC_V4.octets());
-    let mut h = tracked(&frame, &key)?;
+/// The long window and per-target distributed scans on, as the daemon configures them, and
+/// distributed sweeps (`ports`) on or off.
+fn long_distributed_config(ports: bool) -> KernelConfig {
     let mut config = KernelConfig {
         long_window_ns: 3600 * 1_000_000_000,
         ..KernelConfig::default()
@@ -606,7 +613,16 @@ fn long_distributed(ports: bool) -> Result<Prepared> {
     if ports {
         config.distributed_hosts = bits_for_count(32, 512);
     }
-    h.set_config(&config)?;
+    config
+}
+
+/// A tracked SYN with the long window and per-target distributed scans on, and distributed
+/// sweeps (`ports`) on or off.
+fn long_distributed(ports: bool) -> Result<Prepared> {
+    let frame = new_port_syn(79);
+    let key = SourceKey::from_ipv4(SRC_V4.octets());
+    let mut h = tracked(&frame, &key)?;
+    h.set_config(&long_distributed_config(ports))?;
     // Another port: a repeat of the last probe would reach no other level.
     h.run(&new_port_syn(78))?;
     ensure!(
@@ -620,6 +636,46 @@ fn long_distributed(ports: bool) -> Result<Prepared> {
         "the port state is not as configured"
     );
     each_new_port(h, frame, new_port_syn)
+}
+
+/// A SYN from forged source `n / per_source` (100.64.0.0/10 onward) to a new port each: every
+/// forged source sends `per_source` of them.
+fn spoofed_syn(n: u32, per_source: u32) -> Vec<u8> {
+    let [_, a, b, c] = (n / per_source + (100 << 24 | 64 << 16)).to_be_bytes();
+    let port = (n % 65_535 + 1) as u16;
+    PacketBuilder::new(Ipv4Addr::new(100, a, b, c), DST_V4)
+        .syn(port)
+        .build()
+}
+
+/// Each forged source twice, each SYN to a new port ([`spoofed_syn`]).
+fn spoofed_pair_syn(n: u32) -> Vec<u8> {
+    spoofed_syn(n, 2)
+}
+
+/// Each forged source eight times, to eight new ports: below every threshold.
+fn spoofed_spray_syn(n: u32) -> Vec<u8> {
+    spoofed_syn(n, 8)
+}
+
+/// The two-packet spoofed storm with new ports, the daemon's configuration (admission filter,
+/// long window, both distributed forms on): the first packet of a forged source is deferred
+/// by the admission filter, the second admits it and runs every level. Single runs, floor and
+/// reference timed the same way.
+fn spoofed_pairs_new_ports() -> Result<Prepared> {
+    spoofed_new_ports(spoofed_pair_syn)
+}
+
+/// A spoofed port spray below every threshold: each forged source sends eight SYNs to eight
+/// new ports, the daemon's configuration.
+fn spoofed_port_spray() -> Result<Prepared> {
+    spoofed_new_ports(spoofed_spray_syn)
+}
+
+fn spoofed_new_ports(frame: fn(u32) -> Vec<u8>) -> Result<Prepared> {
+    let mut h = Harness::load()?;
+    h.set_config(&long_distributed_config(true))?;
+    each_new_port(h, frame(0), frame)
 }
 
 /// An IPv6 SYN from a source already in the tracker (keyed by its prefix).
