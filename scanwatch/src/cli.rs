@@ -50,7 +50,7 @@ pub enum Command {
         /// Address or CIDR, e.g. 203.0.113.7 or 2001:db8:bad::/48.
         target: String,
         /// How long the block lasts (e.g. 30m, 4h); default: until unblocked.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = crate::kernel::blocks::parse_ttl)]
         ttl: Option<std::time::Duration>,
         /// Why, kept with the block and shown by `scanwatch list`.
         #[arg(long)]
@@ -177,5 +177,14 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn block_refuses_a_ttl_beyond_the_longest_block() {
+        let block =
+            |ttl: &str| Cli::try_parse_from(["scanwatch", "block", "192.0.2.7", "--ttl", ttl]);
+        assert!(block("4h").is_ok());
+        let e = block("600y").unwrap_err().to_string();
+        assert!(e.contains("--ttl") && e.contains("365days"), "{e}");
     }
 }

@@ -6,7 +6,7 @@
 //! requests become findings) → `policy` (drop mode's verdict: evidence, protected peers,
 //! block lists) → `outputs` (JSON Lines, ECS, syslog, Prometheus) and `fleet` (CrowdSec) →
 //! `config` (the file and flags, assembling each stage's settings) → `runtime` (the agent's
-//! event loop, replay, the control CLI) → `cli`. `net`, `rate` and `settings` are shared
+//! event loop, replay, the control CLI) → `cli`. `net`, `rate`, `settings` and `text` are shared
 //! vocabulary below them all.
 
 pub mod cli;
@@ -20,3 +20,4 @@ pub mod policy;
 pub mod rate;
 pub mod runtime;
 pub mod settings;
+pub mod text;

@@ -27,6 +27,7 @@ pub use self::{
 };
 use crate::{
     config::thresholds::{distributed_hosts, merge_thresholds},
+    kernel::blocks::check_ttl,
     net::parse_cidr,
     outputs::alerts::{AlertFormat, SyslogTarget},
     policy::block_lists::ListSpec,
@@ -380,6 +381,9 @@ impl Config {
             file.max_block_ttl.as_deref(),
             Duration::from_secs(24 * 3600).max(block_ttl),
         )?;
+        for (key, ttl) in [("block_ttl", block_ttl), ("max_block_ttl", max_block_ttl)] {
+            check_ttl(ttl).map_err(|reason| invalid(key, reason))?;
+        }
         if block_ttl.is_zero() || max_block_ttl < block_ttl {
             return Err(invalid(
                 "max_block_ttl",

@@ -405,3 +405,28 @@ fn crowdsec_section_is_validated_with_the_rest() {
         None
     );
 }
+
+#[test]
+fn block_ttls_beyond_the_longest_block_are_refused() {
+    for (text, key) in [
+        ("block_ttl = \"600y\"", "block_ttl"),
+        (
+            "block_ttl = \"1h\"\nmax_block_ttl = \"600y\"",
+            "max_block_ttl",
+        ),
+        ("max_block_ttl = \"99999999999999999999h\"", "max_block_ttl"),
+    ] {
+        match parse(text) {
+            Err(e @ ConfigError::Invalid { key: k, .. }) => {
+                assert_eq!(k, key, "{text}");
+                assert!(
+                    text.contains("999") || e.to_string().contains("365days"),
+                    "{e}"
+                );
+            }
+            other => panic!("{text}: expected invalid {key}, got {other:?}"),
+        }
+    }
+    let c = parse("block_ttl = \"365days\"").unwrap();
+    assert_eq!(c.max_block_ttl, Duration::from_secs(365 * 86400));
+}

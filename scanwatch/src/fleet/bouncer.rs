@@ -22,13 +22,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::{
     lapi::{Decision, Lapi, Secret, Stream, go_duration},
     publisher::Backoff,
-    shared::{Shared, UNSUPPORTED, VERIFIED_CLIENT},
+    shared::{BAD_DURATION, Shared, UNSUPPORTED, VERIFIED_CLIENT},
 };
 use crate::{
     finding::verdict::Refusal,
-    kernel::blocks::{BlockList, new_block},
+    kernel::blocks::{BlockList, MAX_BLOCK_TTL, nanos, new_block},
     net::key_network,
     policy::enforce::Policy,
+    text::escape,
 };
 
 /// One answer of the stream.
@@ -154,11 +155,26 @@ fn ban_net(d: &Decision) -> Option<IpNet> {
     if !d.kind.eq_ignore_ascii_case("ban") {
         return None;
     }
-    match d.scope.to_ascii_lowercase().as_str() {
-        "ip" => d.value.parse::<IpAddr>().ok().map(IpNet::from),
-        "range" => d.value.parse::<IpNet>().ok().map(|n| n.trunc()),
-        _ => None,
+    if d.scope.eq_ignore_ascii_case("ip") {
+        d.value.parse::<IpAddr>().ok().map(IpNet::from)
+    } else if d.scope.eq_ignore_ascii_case("range") {
+        d.value.parse::<IpNet>().ok().map(|n| n.trunc())
+    } else {
+        None
     }
+}
+
+/// Characters of a decision's scope or value kept with its refusal.
+const SHOWN_CHARS: usize = 64;
+
+/// A refused decision's scope and value, escaped and cut: the LAPI's strings may be of any
+/// length and hold anything.
+fn shown(d: &Decision) -> String {
+    format!(
+        "{} {}",
+        escape(&d.scope, SHOWN_CHARS),
+        escape(&d.value, SHOWN_CHARS)
+    )
 }
 
 impl Decisions {
@@ -196,16 +212,20 @@ impl Decisions {
         for d in &batch.stream.deleted {
             self.bans.remove(&d.id);
         }
+        let mut bad_durations = Vec::new();
         for d in &batch.stream.new {
             let Some(net) = ban_net(d) else {
-                out.refused
-                    .push((format!("{} {}", d.scope, d.value), UNSUPPORTED));
+                out.refused.push((shown(d), UNSUPPORTED));
                 continue;
             };
             let Some(left) = go_duration(&d.duration) else {
+                bad_durations.push(d);
+                out.refused.push((net.to_string(), BAD_DURATION));
                 continue;
             };
-            let expires_ns = batch.received_ns + left.as_nanos() as u64;
+            let expires_ns = batch
+                .received_ns
+                .saturating_add(nanos(left.min(MAX_BLOCK_TTL)));
             let refused = evidence_refusal(policy, &net, ipv6_prefix);
             self.bans.insert(
                 d.id,
@@ -214,6 +234,15 @@ impl Decisions {
                     expires_ns,
                     refused,
                 },
+            );
+        }
+        if let Some(first) = bad_durations.first() {
+            warn!(
+                "crowdsec: {} decisions not enforced: their duration is not a Go duration of \
+                 0 to 2562047h (the first: id {}, `{}`)",
+                bad_durations.len(),
+                first.id,
+                escape(&first.duration, SHOWN_CHARS)
             );
         }
     }
@@ -293,7 +322,7 @@ impl Decisions {
                 Some((_, e)) if e.abs_diff(*expires_ns) < 2_000_000_000 => continue,
                 _ => {}
             }
-            let ttl = Duration::from_nanos(expires_ns - now_ns);
+            let ttl = Duration::from_nanos(expires_ns.saturating_sub(now_ns));
             let entry = new_block(BlockReason::Crowdsec, now_ns, Some(ttl), 0, "crowdsec");
             match trie.insert(net, &entry) {
                 Ok(()) => {
@@ -462,6 +491,85 @@ mod tests {
         let wanted = decisions.wanted(&policy(), 4_000, &mut later);
         assert!(wanted.contains_key(&net("203.0.113.7")));
         assert!(later.refused.is_empty());
+    }
+
+    #[test]
+    fn a_hostile_stream_is_applied_without_panic_and_every_bad_decision_refused() {
+        let bad_durations = [
+            "99999999999999999999h",
+            "1e400s",
+            "NaNh",
+            "infh",
+            "-5s",
+            "",
+            "forever",
+        ];
+        let huge = "7".repeat(4096);
+        let mut new = Vec::new();
+        let mut expected_bad = 0;
+        for i in 0..30_000_i64 {
+            let octets = i.to_be_bytes();
+            let ip = format!("198.18.{}.{}", octets[6], octets[7]);
+            let dec = match i % 6 {
+                0 => Decision {
+                    duration: bad_durations[(i / 6) as usize % bad_durations.len()].into(),
+                    ..d("ban", "Ip", &ip)
+                },
+                1 => Decision {
+                    duration: "1h".into(),
+                    ..d("ban", "\u{1b}]0;x\u{7}Ip\r", &ip)
+                },
+                2 => Decision {
+                    duration: "1h".into(),
+                    ..d("ban", "Ip", "300.1.2.3\u{1b}[2J")
+                },
+                3 => Decision {
+                    duration: "1h".into(),
+                    ..d("ban", "Range", &huge)
+                },
+                4 => Decision {
+                    duration: "2562047h".into(),
+                    ..d("ban", "Ip", &ip)
+                },
+                _ => Decision {
+                    duration: "4h".into(),
+                    ..d("ban", "Range", &format!("{ip}/32"))
+                },
+            };
+            if i % 6 < 4 {
+                expected_bad += 1;
+            }
+            new.push(Decision { id: i, ..dec });
+        }
+        let text = serde_json::to_string(
+            &serde_json::json!({ "new": new.iter().map(|d| serde_json::json!({
+            "id": d.id, "type": d.kind, "scope": d.scope, "value": d.value, "duration": d.duration,
+        })).collect::<Vec<_>>() }),
+        )
+        .unwrap();
+        assert!(text.len() < 64 * 1024 * 1024, "{} bytes", text.len());
+        let stream: Stream = serde_json::from_str(&text).unwrap();
+        assert_eq!(stream.new.len(), 30_000);
+        let batch = Batch {
+            startup: true,
+            stream,
+            received_ns: u64::MAX - 1_000,
+        };
+        let p = policy();
+        let mut decisions = Decisions::default();
+        let mut out = Applied::default();
+        decisions.take(&batch, &p, 64, &mut out);
+        assert_eq!(out.refused.len(), expected_bad);
+        let count = |why: &str| out.refused.iter().filter(|(_, r)| *r == why).count();
+        assert_eq!(count(BAD_DURATION), 5_000);
+        assert_eq!(count(UNSUPPORTED), 15_000);
+        for (what, _) in &out.refused {
+            assert!(what.len() <= 300, "{} bytes kept", what.len());
+            assert!(!what.chars().any(char::is_control), "{what:?}");
+        }
+        let wanted = decisions.wanted(&p, u64::MAX - 999, &mut out);
+        assert_eq!(wanted.len(), 10_000);
+        assert!(wanted.values().all(|e| *e == u64::MAX));
     }
 
     #[test]

@@ -295,11 +295,23 @@ impl Classify for serde_json::Error {
     }
 }
 
-/// A Go duration (`4h`, `3h59m58.9s`, `-1.5s`, `300ms`) as the LAPI writes decision
-/// durations; negative (already expired) durations are `None`.
+/// Longest text read as a duration. Go writes at most 24 characters
+/// (`2562047h47m16.854775807s`); a longer one is not the LAPI's.
+const MAX_DURATION_CHARS: usize = 64;
+
+/// Go's longest duration, in nanoseconds (`time.Duration` is an `int64`: about 292 years).
+const GO_MAX_NANOS: u128 = i64::MAX as u128;
+
+/// Fraction digits read; further ones are ignored (as Go does once its fraction would overflow).
+const MAX_FRACTION_DIGITS: usize = 18;
+
+/// A Go duration (`4h`, `3h59m58.9s`, `300ms`) as the LAPI writes decision durations, read
+/// with integer arithmetic as Go's `time.ParseDuration` does. `None` for anything Go would not
+/// write: negative (already expired) durations, more than Go's longest duration, empty,
+/// longer than [`MAX_DURATION_CHARS`], and garbage (`NaNh`, `infh`, `1e400s`, unknown units).
 pub fn go_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    if text.starts_with('-') {
+    if text.len() > MAX_DURATION_CHARS || text.starts_with('-') {
         return None;
     }
     let mut rest = text.strip_prefix('+').unwrap_or(text);
@@ -309,29 +321,50 @@ pub fn go_duration(text: &str) -> Option<Duration> {
     if rest.is_empty() {
         return None;
     }
-    let mut total = 0f64;
+    let mut total: u128 = 0;
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
+        let (number, after) = rest.split_at(num_end);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return None;
+        }
+        let unit_end = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let unit_ns: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total += value * seconds;
-        rest = &rest[unit_end..];
+        let mut value: u128 = 0;
+        for digit in whole.bytes() {
+            value = value * 10 + u128::from(digit - b'0');
+            if value > GO_MAX_NANOS {
+                return None;
+            }
+        }
+        let (mut part, mut scale): (u128, u128) = (0, 1);
+        for digit in fraction.bytes().take(MAX_FRACTION_DIGITS) {
+            part = part * 10 + u128::from(digit - b'0');
+            scale *= 10;
+        }
+        total = total
+            .checked_add(value.checked_mul(unit_ns)?)?
+            .checked_add(part * unit_ns / scale)?;
+        if total > GO_MAX_NANOS {
+            return None;
+        }
+        rest = next;
     }
-    Some(Duration::from_secs_f64(total))
+    Some(Duration::from_nanos(u64::try_from(total).ok()?))
 }
 
 #[cfg(test)]
@@ -349,6 +382,45 @@ mod tests {
         assert_eq!(go_duration("-2.5s"), None);
         assert_eq!(go_duration("4 hours"), None);
         assert_eq!(go_duration(""), None);
+    }
+
+    #[test]
+    fn hostile_go_durations_are_none_never_a_panic() {
+        for text in [
+            "99999999999999999999h",
+            "2562048h",
+            "9223372037s",
+            "1e400s",
+            "NaNh",
+            "nanh",
+            "infh",
+            "inf",
+            "-inf",
+            "-0s",
+            "-1h",
+            "",
+            " ",
+            "+",
+            "h",
+            ".h",
+            "1.2.3s",
+            "1hh",
+            "4 hours",
+            "\u{1b}[2J1h",
+        ] {
+            assert_eq!(go_duration(text), None, "{text:?}");
+        }
+        let digits = format!("{}h", "9".repeat(400));
+        assert_eq!(go_duration(&digits), None);
+        let overlong = "1h".repeat(10_000);
+        assert_eq!(go_duration(&overlong), None);
+        // Go's own bound (i64 nanoseconds) is still a duration.
+        assert_eq!(
+            go_duration("2562047h"),
+            Some(Duration::from_secs(2_562_047 * 3600))
+        );
+        assert_eq!(go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(go_duration("1.5h"), Some(Duration::from_secs(5400)));
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl FleetMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "scanwatch_crowdsec_decisions_refused_total",
-                    "Decisions not enforced, by why (a protected peer, an answered peer or verified client, not a ban of an Ip or Range, or a failed write).",
+                    "Decisions not enforced, by why (a protected peer, an answered peer or verified client, not a ban of an Ip or Range, a duration that is not one, or a failed write).",
                 ),
                 &["reason"],
             )?,
@@ -270,6 +270,9 @@ impl Shared {
 /// Why a decision is not enforced (metric label), besides the protected set's refusals.
 pub const UNSUPPORTED: &str = "unsupported";
 
+/// Refusal label of a decision whose duration is not one.
+pub const BAD_DURATION: &str = "bad_duration";
+
 /// Refusal label of a ban of a client that completed a TCP handshake with this host (the
 /// kernel's `VERIFIED` map).
 pub const VERIFIED_CLIENT: &str = "verified_client";
@@ -352,6 +355,6 @@ pub(crate) fn refusal_names() -> Vec<&'static str> {
     .iter()
     .map(|r| r.name())
     .collect();
-    v.extend([VERIFIED_CLIENT, UNSUPPORTED, WRITE_ERROR]);
+    v.extend([VERIFIED_CLIENT, UNSUPPORTED, BAD_DURATION, WRITE_ERROR]);
     v
 }

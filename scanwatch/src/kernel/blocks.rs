@@ -132,7 +132,35 @@ impl BlockWriteError {
     }
 }
 
-/// A new block entry, with nothing dropped yet. `ttl: None` never expires.
+/// The longest block TTL: manual blocks (`scanwatch block --ttl`), `block_ttl` and
+/// `max_block_ttl`, and CrowdSec decisions (cut to it). A block meant to last longer is a
+/// permanent one (no TTL).
+pub const MAX_BLOCK_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// [`MAX_BLOCK_TTL`] as the error messages write it (a duration `parse_ttl` reads).
+pub const MAX_BLOCK_TTL_TEXT: &str = "365days";
+
+/// A TTL no longer than [`MAX_BLOCK_TTL`], or why not.
+pub fn check_ttl(ttl: Duration) -> Result<Duration, String> {
+    if ttl > MAX_BLOCK_TTL {
+        return Err(format!(
+            "{} is longer than the longest block TTL, {MAX_BLOCK_TTL_TEXT}; for a block that never \
+             expires, give no TTL",
+            humantime::format_duration(ttl)
+        ));
+    }
+    Ok(ttl)
+}
+
+/// A block TTL as the command line takes it (`30m`, `4h`, `7days`), at most [`MAX_BLOCK_TTL`].
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}`: {e} (e.g. 30m, 4h, 7days)"))?;
+    check_ttl(ttl)
+}
+
+/// A new block entry, with nothing dropped yet. `ttl: None` never expires; the expiry
+/// saturates, so no TTL wraps it into the past.
 pub fn new_block(
     reason: BlockReason,
     now_ns: u64,
@@ -142,13 +170,18 @@ pub fn new_block(
 ) -> BlockEntry {
     BlockEntry {
         added_ns: now_ns,
-        expires_ns: ttl.map_or(0, |t| now_ns + t.as_nanos() as u64),
+        expires_ns: ttl.map_or(0, |t| now_ns.saturating_add(nanos(t))),
         packets: 0,
         bytes: 0,
         reason: reason as u32,
         offenses,
         note: note_bytes(note),
     }
+}
+
+/// A duration in nanoseconds, `u64::MAX` past it (about 584 years).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A NUL-padded note, cut on a character boundary.
@@ -635,6 +668,46 @@ mod tests {
             expires_ns,
             ..new_block(BlockReason::Detection, 1, None, 1, "")
         }
+    }
+
+    #[test]
+    fn a_huge_ttl_never_wraps_the_expiry() {
+        let now = 5_000_000_000_000;
+        let year = Duration::from_secs(365 * 24 * 3600);
+        for ttl in [year * 600, Duration::MAX, Duration::from_nanos(u64::MAX)] {
+            let e = new_block(BlockReason::Manual, now, Some(ttl), 1, "manual");
+            assert!(e.expires_ns > now, "{ttl:?} wrapped to {}", e.expires_ns);
+            assert!(!e.expired(now + year.as_nanos() as u64), "{ttl:?}");
+        }
+        let late = new_block(BlockReason::Manual, u64::MAX - 1, Some(year), 1, "");
+        assert_eq!(late.expires_ns, u64::MAX);
+        let e = new_block(
+            BlockReason::Manual,
+            now,
+            Some(Duration::from_secs(60)),
+            1,
+            "",
+        );
+        assert_eq!(e.expires_ns, now + 60_000_000_000);
+    }
+
+    #[test]
+    fn ttls_beyond_the_longest_block_are_refused() {
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("365days"), Ok(MAX_BLOCK_TTL));
+        for text in [
+            "600y",
+            "366days",
+            "99999999999999999999h",
+            "forever",
+            "",
+            "-1h",
+        ] {
+            let e = parse_ttl(text).unwrap_err();
+            assert!(!e.is_empty(), "{text}");
+        }
+        assert!(parse_ttl("600y").unwrap_err().contains("365days"));
+        assert_eq!(parse_ttl(MAX_BLOCK_TTL_TEXT), Ok(MAX_BLOCK_TTL));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
-use crate::{net::parse_cidr, policy::enforce::Policy};
+use crate::{net::parse_cidr, policy::enforce::Policy, text::escape};
 
 /// A block list: its file, the name alerts give it, and whether drop mode enforces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,9 +74,12 @@ pub enum ListError {
 /// Most block-list entries, all lists together: the trie's capacity.
 pub const MAX_LIST_ENTRIES: usize = scanwatch_common::maps::BLOCKLIST_CAPACITY as usize;
 
-/// Reads every block-list file: bad lines, unreadable files and entries the policy protects
-/// are logged with file and line and skipped. The result is sorted and deduplicated; more
-/// than `cap` entries refuse the whole set, as does an unknown protected set.
+/// Bad lines of one file logged one by one; the rest are counted in one more line.
+pub const LOGGED_BAD_LINES: usize = 5;
+
+/// Reads every block-list file: bad lines ([`bad_line_warnings`]), unreadable files and entries
+/// the policy protects are logged with file and line and skipped. The result is sorted and
+/// deduplicated; more than `cap` entries refuse the whole set, as does an unknown protected set.
 pub fn read_block_lists(
     paths: &[PathBuf],
     policy: &Policy,
@@ -95,14 +98,8 @@ pub fn read_block_lists(
             }
         };
         let (entries, bad) = parse_block_list(&bytes);
-        for b in &bad {
-            log::warn!(
-                "block list {}:{}: `{}` skipped: {}",
-                path.display(),
-                b.line,
-                b.text,
-                b.reason
-            );
+        for warning in bad_line_warnings(path, &bad) {
+            log::warn!("{warning}");
         }
         let before = all.len();
         let mut protected = 0;
@@ -137,6 +134,39 @@ pub fn read_block_lists(
         });
     }
     Ok(all)
+}
+
+/// Characters of a bad line's text shown in the log.
+const SHOWN_CHARS: usize = 80;
+
+/// The warnings a file's bad lines give: the first [`LOGGED_BAD_LINES`] one by one, with their
+/// text escaped and cut (a list file may hold terminal escapes, carriage returns or megabytes
+/// on one line), then one line counting the rest.
+pub fn bad_line_warnings(path: &Path, bad: &[BadLine]) -> Vec<String> {
+    let mut out: Vec<String> = bad
+        .iter()
+        .take(LOGGED_BAD_LINES)
+        .map(|b| {
+            format!(
+                "block list {}:{}: `{}` skipped: {}",
+                path.display(),
+                b.line,
+                escape(&b.text, SHOWN_CHARS),
+                escape(&b.reason, 2 * SHOWN_CHARS)
+            )
+        })
+        .collect();
+    if let Some(rest) = bad.get(LOGGED_BAD_LINES..).filter(|r| !r.is_empty()) {
+        out.push(format!(
+            "block list {}: {} more bad lines skipped (lines {} to {}); only the first \
+             {LOGGED_BAD_LINES} are logged",
+            path.display(),
+            rest.len(),
+            rest[0].line,
+            rest[rest.len() - 1].line
+        ));
+    }
+    out
 }
 
 /// Reads a block list file's entries (for tests and the CLI).
@@ -176,6 +206,38 @@ mod tests {
         );
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 2);
+    }
+
+    #[test]
+    fn many_bad_lines_give_a_few_escaped_warnings_and_a_count() {
+        let mut body = Vec::new();
+        for i in 0..10_000 {
+            body.extend_from_slice(format!("\x1b[31mevil{i}\r\x1b]0;title\x07\n").as_bytes());
+        }
+        body.extend_from_slice(b"192.0.2.0/24\n");
+        let (nets, bad) = parse_block_list(&body);
+        assert_eq!((nets.len(), bad.len()), (1, 10_000));
+        let warnings = bad_line_warnings(Path::new("/etc/scanwatch/evil.netset"), &bad);
+        assert!(
+            warnings.len() <= LOGGED_BAD_LINES + 1,
+            "{} warnings",
+            warnings.len()
+        );
+        for w in &warnings {
+            assert!(
+                !w.chars().any(char::is_control),
+                "a control character reaches the log: {w:?}"
+            );
+            assert!(w.len() < 600, "{} bytes: {w}", w.len());
+        }
+        assert!(warnings[0].contains("evil.netset:1:"), "{}", warnings[0]);
+        assert!(warnings[0].contains("\\u{1b}[31mevil0"), "{}", warnings[0]);
+        let summary = warnings.last().unwrap();
+        assert!(
+            summary.contains(&(10_000 - LOGGED_BAD_LINES).to_string()),
+            "{summary}"
+        );
+        assert!(bad_line_warnings(Path::new("x"), &[]).is_empty());
     }
 
     #[test]

@@ -120,8 +120,8 @@ pub fn inspect(payload: &[u8], signatures: &Signatures) -> Option<WebDetail> {
     Some(WebDetail {
         tool: first.tool.clone(),
         signatures: matched.iter().map(|s| s.name.clone()).collect(),
-        request_line: request::escape(&request.request_line, SHOWN_CHARS),
-        user_agent: raw.map(|ua| request::escape(&ua, SHOWN_CHARS)),
+        request_line: crate::text::escape(&request.request_line, SHOWN_CHARS),
+        user_agent: raw.map(|ua| crate::text::escape(&ua, SHOWN_CHARS)),
     })
 }
 

@@ -98,24 +98,6 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// `text` made safe for a one-line alert: at most `max` characters, control characters and
-/// non-ASCII escaped (`\xNN`, `\u{...}`), so a crafted request cannot forge log lines.
-pub fn escape(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_ascii_graphic() || c == ' ' {
-            out.push(c);
-        } else {
-            out.extend(c.escape_default());
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,11 +139,5 @@ mod tests {
         }
         let many = "GET / HTTP/1.1\r\n".to_owned() + &"a:b\r\n".repeat(200);
         assert_eq!(Request::parse(many.as_bytes()).headers.len(), MAX_HEADERS);
-    }
-
-    #[test]
-    fn escapes_control_characters_and_truncates() {
-        assert_eq!(escape("GET /a\x1b[2J\n", 100), "GET /a\\u{1b}[2J\\n");
-        assert_eq!(escape("abcdef", 3), "abc…");
     }
 }
