@@ -411,6 +411,18 @@ impl Config {
             file.answered_peer_window.as_deref(),
             Duration::from_secs(600),
         )?;
+        // The kernel keeps an answer's time, not its age: a window past the longest block's
+        // would only ever protect more peers than any block could outlast.
+        if answered_peer_window > crate::kernel::blocks::MAX_BLOCK_TTL {
+            return Err(invalid(
+                "answered_peer_window",
+                format!(
+                    "{} is longer than {}",
+                    humantime::format_duration(answered_peer_window),
+                    crate::kernel::blocks::MAX_BLOCK_TTL_TEXT
+                ),
+            ));
+        }
         let resolv_conf = file.resolv_conf.clone().unwrap_or_else(|| {
             crate::policy::protect::DEFAULT_RESOLV_CONF
                 .iter()

@@ -430,3 +430,10 @@ fn block_ttls_beyond_the_longest_block_are_refused() {
     let c = parse("block_ttl = \"365days\"").unwrap();
     assert_eq!(c.max_block_ttl, Duration::from_secs(365 * 86400));
 }
+
+#[test]
+fn an_answered_peer_window_beyond_the_longest_block_is_refused() {
+    let e = parse("answered_peer_window = \"600y\"\n").unwrap_err();
+    assert!(e.to_string().contains("answered_peer_window"), "{e}");
+    assert!(parse("answered_peer_window = \"30d\"\n").is_ok());
+}

@@ -121,7 +121,7 @@ impl crate::policy::evidence::AnsweredPeers for Answered {
         match self.get(&key) {
             Ok(Some(at)) => {
                 crate::kernel::clock::Clock::monotonic_ns().saturating_sub(at)
-                    < within.as_nanos() as u64
+                    < crate::kernel::blocks::nanos(within)
             }
             Ok(None) => false,
             Err(e) => {
