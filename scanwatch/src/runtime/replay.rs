@@ -11,6 +11,9 @@
 //!   program (flows, egress detection), so replies to them are recognised as a live agent
 //!   would; every other frame goes to the XDP program. Without `--local`, every frame is
 //!   ingress.
+//! - **Frames the test run cannot take** (shorter than an Ethernet header, longer than the
+//!   direction's test-run limit, or refused by the kernel with `EINVAL`) are skipped and counted
+//!   by reason in the summary; the replay carries on (see [`FrameLimits`]).
 //! - **Enforcement.** As in monitor mode: nothing is blocked, every alert has `action: alert`
 //!   (the configuration's `mode` and `dry_run` are ignored), so drop-mode effects on later
 //!   packets are not replayed.
@@ -24,9 +27,10 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use ipnet::IpNet;
+use nix::errno::Errno;
 use pcap_file::{
     DataLink, PcapError,
     pcap::PcapReader,
@@ -257,15 +261,128 @@ pub fn ip_source(frame: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// Why a frame was not run through the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Shorter than an Ethernet header, or at egress than its IP header (a record cut by the
+    /// capture's snap length, a runt).
+    TooShort,
+    /// Longer than the test run takes in its direction (GRO/TSO frames, jumbo frames).
+    TooLong,
+    /// The kernel refused it (`EINVAL`) although it is within the limits.
+    Refused,
+}
+
+/// Frames skipped, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub too_short: u64,
+    pub too_long: u64,
+    pub refused: u64,
+}
+
+impl Skipped {
+    fn add(&mut self, reason: SkipReason) {
+        match reason {
+            SkipReason::TooShort => self.too_short += 1,
+            SkipReason::TooLong => self.too_long += 1,
+            SkipReason::Refused => self.refused += 1,
+        }
+    }
+
+    /// All skipped frames.
+    pub fn total(&self) -> u64 {
+        self.too_short + self.too_long + self.refused
+    }
+}
+
+/// The frame lengths `BPF_PROG_TEST_RUN` accepts, checked before calling the kernel.
+///
+/// Both test runs refuse (`EINVAL`) a frame shorter than an Ethernet header
+/// (`bpf_test_init` in `net/bpf/test_run.c`). Beyond that:
+///
+/// - **XDP** copies up to a page less `XDP_PACKET_HEADROOM` (256) and the `skb_shared_info`
+///   tailroom (320 on x86_64) into the linear buffer, and the rest into up to `MAX_SKB_FRAGS`
+///   (17) page fragments (multi-buffer XDP test runs, Linux 5.18); the program parses
+///   the headers in the linear part. A longer frame gets `ENOMEM`.
+/// - **TC** (`__sk_buff`) copies the frame into one linear buffer of a page less
+///   `NET_SKB_PAD + NET_IP_ALIGN` (64 on x86_64) and the same tailroom, and refuses an IPv4
+///   frame without a whole IPv4 header (34 bytes with the Ethernet header) and an IPv6 frame
+///   without a whole IPv6 header (54 bytes).
+///
+/// Measured on Linux 6.18, x86_64, 4 KiB pages, with the agent's programs, lengths probed by
+/// bisection: XDP runs 14 to 73,152 bytes (3,520 linear + 17 × 4,096); TC runs 14 to 3,712
+/// bytes, IPv4 from 34 and IPv6 from 54. The limits scale with the page size; a kernel whose
+/// rooms differ still refuses with `EINVAL`, which replay counts as [`SkipReason::Refused`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Longest frame the XDP test run takes, fragments included.
+    pub max_xdp: usize,
+    /// Longest frame the TC test run takes.
+    pub max_tc: usize,
+}
+
+impl FrameLimits {
+    /// `ETH_HLEN`.
+    const ETH_HLEN: usize = 14;
+    /// `XDP_PACKET_HEADROOM`.
+    const XDP_HEADROOM: usize = 256;
+    /// `NET_SKB_PAD + NET_IP_ALIGN` on x86_64.
+    const TC_HEADROOM: usize = 64;
+    /// `SKB_DATA_ALIGN(sizeof(struct skb_shared_info))` on x86_64.
+    const TAILROOM: usize = 320;
+    /// `MAX_SKB_FRAGS`: the page fragments an XDP test run adds after the linear part.
+    const XDP_FRAGS: usize = 17;
+
+    /// The limits for pages of `page_size` bytes.
+    pub fn for_page(page_size: usize) -> Self {
+        let linear = |headroom: usize| page_size.saturating_sub(headroom + Self::TAILROOM);
+        Self {
+            max_xdp: linear(Self::XDP_HEADROOM) + Self::XDP_FRAGS * page_size,
+            max_tc: linear(Self::TC_HEADROOM),
+        }
+    }
+
+    /// The limits of this machine.
+    pub fn host() -> Self {
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| usize::try_from(p).ok())
+            .unwrap_or(4096);
+        Self::for_page(page)
+    }
+
+    /// Why `frame` (Ethernet) cannot be run in its direction, if it cannot.
+    pub fn check(&self, frame: &[u8], egress: bool) -> Option<SkipReason> {
+        let max = if egress { self.max_tc } else { self.max_xdp };
+        let min = match frame.get(12..14) {
+            Some([0x08, 0x00]) if egress => Self::ETH_HLEN + 20,
+            Some([0x86, 0xdd]) if egress => Self::ETH_HLEN + 40,
+            _ => Self::ETH_HLEN,
+        };
+        if frame.len() < min {
+            Some(SkipReason::TooShort)
+        } else if frame.len() > max {
+            Some(SkipReason::TooLong)
+        } else {
+            None
+        }
+    }
+}
+
 /// What a replay did, printed to stderr (text) or with `--json`.
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
     pub file: String,
+    /// Frames read from the capture, skipped ones included.
     pub packets: u64,
     /// Frames fed to the XDP program.
     pub ingress_packets: u64,
     /// Frames fed to the TC egress program (source in `--local`).
     pub egress_packets: u64,
+    /// Frames not run, by reason (neither ingress nor egress).
+    pub skipped: Skipped,
     pub alerts: u64,
     pub alerts_by_kind: BTreeMap<&'static str, u64>,
     /// Findings over the alert budget (`max_alerts_per_second`, in capture time).
@@ -299,6 +416,7 @@ struct Replayer {
     start: Instant,
     first_ts: Option<u64>,
     interface: String,
+    limits: FrameLimits,
 }
 
 impl Replayer {
@@ -324,11 +442,16 @@ impl Replayer {
             start: Instant::now(),
             first_ts: None,
             interface,
+            limits: FrameLimits::host(),
         })
     }
 
-    /// Runs one frame through the program of its direction at capture time `ts_ns`.
-    fn feed(&mut self, frame: &Frame, egress: bool) -> anyhow::Result<()> {
+    /// Runs one frame through the program of its direction at capture time `ts_ns`; `Ok(Some)`
+    /// when the frame cannot be run and was skipped.
+    fn feed(&mut self, frame: &Frame, egress: bool) -> anyhow::Result<Option<SkipReason>> {
+        if let Some(reason) = self.limits.check(&frame.data, egress) {
+            return Ok(Some(reason));
+        }
         // The programs read "now" from here; never 0 (0 means bpf_ktime) and never backwards.
         let now = frame.ts_ns.max(self.kernel.clock_override_ns).max(1);
         self.kernel.clock_override_ns = now;
@@ -346,15 +469,22 @@ impl Replayer {
             .ebpf
             .program_mut(name)
             .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
-        if egress {
+        let run = if egress {
             let tc: &mut SchedClassifier = program.try_into()?;
             tc.test_run(options)
         } else {
             let xdp: &mut Xdp = program.try_into()?;
             xdp.test_run(options)
+        };
+        match run {
+            Ok(_) => Ok(None),
+            Err(ProgramError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(Errno::EINVAL as i32) =>
+            {
+                Ok(Some(SkipReason::Refused))
+            }
+            Err(e) => Err(e).with_context(|| format!("BPF_PROG_TEST_RUN of {name}")),
         }
-        .with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
-        Ok(())
     }
 
     /// Findings of the events and web samples waiting in their rings, as the agent writes them
@@ -491,12 +621,13 @@ pub fn replay_capture(
         summary.packets += 1;
         let egress = !local.is_empty()
             && ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)));
-        if egress {
+        if let Some(reason) = replayer.feed(&frame, egress)? {
+            summary.skipped.add(reason);
+        } else if egress {
             summary.egress_packets += 1;
         } else {
             summary.ingress_packets += 1;
         }
-        replayer.feed(&frame, egress)?;
         last_ts = frame.ts_ns.max(last_ts);
         for f in replayer.findings(&mut summary) {
             on_alert(f)?;
@@ -529,6 +660,24 @@ pub fn default_config() -> anyhow::Result<Config> {
     replay_config(None)
 }
 
+/// The skipped frames' reasons, for the human summary (empty when none was skipped).
+fn skipped_text(s: &Skipped) -> String {
+    let reasons: Vec<String> = [
+        ("too short", s.too_short),
+        ("too long for the test run", s.too_long),
+        ("refused by the kernel", s.refused),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(why, n)| format!("{n} {why}"))
+    .collect();
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    }
+}
+
 /// The human summary.
 pub fn summary_text(s: &Summary) -> String {
     let kinds = if s.alerts_by_kind.is_empty() {
@@ -543,7 +692,8 @@ pub fn summary_text(s: &Summary) -> String {
     let errors: u64 = s.parse_errors.values().sum();
     format!(
         "{}: {} packets ({} ingress, {} egress) over {:.1}s of capture, replayed in {:.2}s \
-         ({:.0} packets/s); {} alerts ({kinds}), {} suppressed; {errors} parse errors{}",
+         ({:.0} packets/s); {} skipped{}; {} alerts ({kinds}), {} suppressed; {errors} parse \
+         errors{}",
         Path::new(&s.file).display(),
         s.packets,
         s.ingress_packets,
@@ -551,6 +701,8 @@ pub fn summary_text(s: &Summary) -> String {
         s.capture_seconds,
         s.elapsed_seconds,
         s.packets_per_second,
+        s.skipped.total(),
+        skipped_text(&s.skipped),
         s.alerts,
         s.alerts_suppressed,
         if errors == 0 {
@@ -691,6 +843,69 @@ mod tests {
             Capture::new(&[b'x'; 64]),
             Err(CaptureError::NotACapture(_))
         ));
+    }
+
+    #[test]
+    fn checks_frame_lengths_against_the_test_run_limits() {
+        let limits = FrameLimits::for_page(4096);
+        assert_eq!(
+            limits,
+            FrameLimits {
+                max_xdp: 73_152,
+                max_tc: 3_712
+            }
+        );
+        let mut large = frame([10, 0, 0, 1]);
+        large.resize(20_000, 0);
+        assert_eq!(limits.check(&large, true), Some(SkipReason::TooLong));
+        assert_eq!(limits.check(&large, false), None);
+        assert_eq!(limits.check(&[0u8; 13], false), Some(SkipReason::TooShort));
+        assert_eq!(limits.check(&[0u8; 14], true), None);
+        let ipv4 = frame([10, 0, 0, 1]);
+        assert_eq!(limits.check(&ipv4[..33], true), Some(SkipReason::TooShort));
+        assert_eq!(limits.check(&ipv4[..33], false), None);
+        assert_eq!(limits.check(&ipv4, true), None);
+    }
+
+    /// Needs root (loads the programs): frames the test run cannot take are counted, not fatal.
+    #[test]
+    fn skips_and_counts_frames_the_test_run_cannot_take() {
+        if loader::check_privileges().is_err() {
+            eprintln!("NOTICE: skipped, loading programs needs root or CAP_BPF");
+            return;
+        }
+        let local = [10, 0, 0, 1];
+        let mut large = frame(local);
+        large.resize(20_000, 0);
+        let full = frame([192, 0, 2, 1]);
+        let bytes = pcap(
+            DataLink::ETHERNET,
+            &[
+                full.clone(),
+                full[..4].to_vec(),
+                full[..13].to_vec(),
+                large,
+                frame(local),
+            ],
+        );
+        let net: IpNet = "10.0.0.0/24".parse().unwrap();
+        let summary =
+            replay_capture(&bytes, default_config().unwrap(), &[net], |_| Ok(())).unwrap();
+        assert_eq!(summary.packets, 5);
+        assert_eq!(
+            summary.skipped,
+            Skipped {
+                too_short: 2,
+                too_long: 1,
+                refused: 0
+            }
+        );
+        assert_eq!((summary.ingress_packets, summary.egress_packets), (1, 1));
+        let text = summary_text(&summary);
+        assert!(
+            text.contains("3 skipped (2 too short, 1 too long for the test run)"),
+            "{text}"
+        );
     }
 
     #[test]
