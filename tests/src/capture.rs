@@ -184,7 +184,9 @@ fn relink(frame: &[u8], link: DataLink, outgoing: bool) -> Option<Vec<u8>> {
             out.extend(frame.get(6..12)?);
             out.extend([0, 0]);
         }
-        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 if ip => {}
+        DataLink::RAW if ip => {}
+        DataLink::IPV4 if ethertype == [0x08, 0x00] => {}
+        DataLink::IPV6 if ethertype == [0x86, 0xdd] => {}
         _ => return None,
     }
     out.extend(packet);

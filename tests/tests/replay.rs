@@ -8,12 +8,14 @@
 //! `CI=true`.
 
 use std::{
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     process::Command,
     thread,
     time::Duration,
 };
 
+use pcap_file::DataLink;
+use scanwatch::runtime::replay::ip_source;
 use scanwatch_tests::{
     capture::Recorder,
     daemon::{Daemon, daemon_binary},
@@ -103,6 +105,18 @@ fn live_and_replayed(
         Some((captured.len() + inserted) as u64),
         "{name}: {skipping:#}"
     );
+    // The same packets as Linux cooked (SLL, SLL2: `tcpdump -i any`) and raw IP captures.
+    for link in [DataLink::LINUX_SLL, DataLink::LINUX_SLL2, DataLink::RAW] {
+        let path = dir.path().join(format!("{name}-{link:?}.pcap"));
+        let target = [IpAddr::from(lab.target_v4()), lab.target_v6().into()];
+        captured
+            .write_pcap_as(&path, link, |f| {
+                ip_source(f).is_some_and(|ip| target.contains(&ip))
+            })
+            .expect("writing the pcap of another link type");
+        let relinked = replay(&path, lab);
+        assert_same_alerts(name, &format!("as {link:?}"), &relinked, &report);
+    }
     (live, report)
 }
 

@@ -1,4 +1,5 @@
-//! `scanwatch replay FILE`: feeds a capture (pcap or pcapng, Ethernet) through the very XDP
+//! `scanwatch replay FILE`: feeds a capture (pcap or pcapng; Ethernet, Linux cooked or raw IP,
+//! see [`link`]) through the very XDP
 //! object the agent runs, with `BPF_PROG_TEST_RUN`, and turns its events into alerts on the
 //! daemon's own path (`detect::finding`, the alert budget, the alert format).
 //!
@@ -9,8 +10,9 @@
 //! - **Direction.** A capture taken on the agent's interface holds both directions. Frames
 //!   whose IP source is in a `--local` CIDR are what the host sent: they go to the TC egress
 //!   program (flows, egress detection), so replies to them are recognised as a live agent
-//!   would; every other frame goes to the XDP program. Without `--local`, every frame is
-//!   ingress.
+//!   would; every other frame goes to the XDP program. Without `--local`, a Linux cooked frame
+//!   (SLL, SLL2) whose packet type says the host sent it (`PACKET_OUTGOING`) goes to the TC
+//!   egress program and every other frame is ingress; with `--local`, the CIDRs alone decide.
 //! - **Frames the test run cannot take** (shorter than an Ethernet header, longer than the
 //!   direction's test-run limit, or refused by the kernel with `EINVAL`) are skipped and counted
 //!   by reason in the summary; the replay carries on (see [`FrameLimits`]).
@@ -60,10 +62,15 @@ use crate::{
     outputs::alerts::AlertSink,
 };
 
+mod link;
+
+pub use link::Link;
+
 /// Arguments of `scanwatch replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Capture file: pcap or pcapng, Ethernet link type.
+    /// Capture file: pcap or pcapng; Ethernet, Linux cooked (SLL, SLL2, as `tcpdump -i any`
+    /// writes) or raw IP link type.
     pub file: PathBuf,
     /// TOML configuration file (thresholds, window, ignore list, alert format).
     #[arg(short, long, value_name = "FILE")]
@@ -86,8 +93,9 @@ pub enum CaptureError {
     #[error("not a pcap or pcapng file ({0})")]
     NotACapture(String),
     #[error(
-        "link type {name} ({number}) is not supported: scanwatch replays Ethernet captures \
-         (link type 1); capture with `tcpdump -i IFACE -w FILE` on an Ethernet interface"
+        "link type {name} ({number}) is not supported: scanwatch replays Ethernet (1), Linux \
+         cooked (113, 276) and raw IP (101, 228, 229) captures; capture with `tcpdump -i IFACE \
+         -w FILE` on an Ethernet interface or with `tcpdump -i any`"
     )]
     UnsupportedLinkType { name: String, number: u32 },
     #[error(
@@ -103,28 +111,26 @@ pub enum CaptureError {
 pub struct Frame {
     /// Capture time, nanoseconds since the epoch.
     pub ts_ns: u64,
+    /// As captured, of link type `link`.
     pub data: Vec<u8>,
+    pub link: Link,
 }
 
 /// A capture in memory, read frame by frame.
 pub enum Capture<'a> {
-    Pcap(PcapReader<&'a [u8]>),
-    /// With the last packet's time and the timestamp resolution of each interface seen in the
-    /// current section.
-    PcapNg(PcapNgReader<&'a [u8]>, u64, Vec<u8>),
+    Pcap(PcapReader<&'a [u8]>, Link),
+    /// With the last packet's time and the timestamp resolution and link type of each
+    /// interface seen in the current section.
+    PcapNg(PcapNgReader<&'a [u8]>, u64, Vec<(u8, Link)>),
 }
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
-fn check_link(link: DataLink) -> Result<(), CaptureError> {
-    if link == DataLink::ETHERNET {
-        Ok(())
-    } else {
-        Err(CaptureError::UnsupportedLinkType {
-            name: format!("{link:?}"),
-            number: u32::from(link),
-        })
-    }
+fn check_link(link: DataLink) -> Result<Link, CaptureError> {
+    Link::of(link).ok_or_else(|| CaptureError::UnsupportedLinkType {
+        name: format!("{link:?}"),
+        number: u32::from(link),
+    })
 }
 
 fn record_error(e: PcapError, packet: u64) -> CaptureError {
@@ -155,18 +161,19 @@ impl<'a> Capture<'a> {
         } else {
             let reader =
                 PcapReader::new(bytes).map_err(|e| CaptureError::NotACapture(e.to_string()))?;
-            check_link(reader.header().datalink)?;
-            Ok(Self::Pcap(reader))
+            let link = check_link(reader.header().datalink)?;
+            Ok(Self::Pcap(reader, link))
         }
     }
 
     /// The next frame; `packet` is its 1-based number, for error messages.
     pub fn next_frame(&mut self, packet: u64) -> Option<Result<Frame, CaptureError>> {
         match self {
-            Self::Pcap(reader) => Some(match reader.next_packet()? {
+            Self::Pcap(reader, link) => Some(match reader.next_packet()? {
                 Ok(p) => Ok(Frame {
                     ts_ns: p.timestamp.as_nanos() as u64,
                     data: p.data.into_owned(),
+                    link: *link,
                 }),
                 Err(e) => Err(record_error(e, packet)),
             }),
@@ -177,28 +184,30 @@ impl<'a> Capture<'a> {
                 };
                 match block {
                     Block::SectionHeader(_) => resolutions.clear(),
-                    Block::InterfaceDescription(idb) => {
-                        if let Err(e) = check_link(idb.linktype) {
-                            return Some(Err(e));
-                        }
-                        resolutions.push(ts_resolution(&idb.options));
-                    }
+                    Block::InterfaceDescription(idb) => match check_link(idb.linktype) {
+                        Ok(link) => resolutions.push((ts_resolution(&idb.options), link)),
+                        Err(e) => return Some(Err(e)),
+                    },
                     Block::EnhancedPacket(p) => {
-                        let resolution = resolutions
+                        let (resolution, link) = resolutions
                             .get(p.interface_id as usize)
                             .copied()
-                            .unwrap_or(6);
+                            .unwrap_or((6, Link::Ethernet));
                         *last_ts = to_ns(p.timestamp.as_nanos(), resolution);
                         return Some(Ok(Frame {
                             ts_ns: *last_ts,
                             data: p.data.into_owned(),
+                            link,
                         }));
                     }
-                    // No timestamp of its own: the previous packet's time.
+                    // No timestamp of its own: the previous packet's time; the section's first
+                    // interface (the specification allows simple packets with one interface).
                     Block::SimplePacket(p) => {
+                        let link = resolutions.first().map_or(Link::Ethernet, |r| r.1);
                         return Some(Ok(Frame {
                             ts_ns: *last_ts,
                             data: p.data.into_owned(),
+                            link,
                         }));
                     }
                     _ => {}
@@ -617,10 +626,22 @@ pub fn replay_capture(
     let started = Instant::now();
     let mut last_ts = 0;
     while let Some(frame) = capture.next_frame(summary.packets + 1) {
-        let frame = frame?;
+        let Frame { ts_ns, data, link } = frame?;
         summary.packets += 1;
-        let egress = !local.is_empty()
-            && ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)));
+        let Some(converted) = link.to_ethernet(data) else {
+            summary.skipped.add(SkipReason::TooShort);
+            continue;
+        };
+        let frame = Frame {
+            ts_ns,
+            data: converted.data,
+            link: Link::Ethernet,
+        };
+        let egress = if local.is_empty() {
+            converted.outgoing
+        } else {
+            ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)))
+        };
         if let Some(reason) = replayer.feed(&frame, egress)? {
             summary.skipped.add(reason);
         } else if egress {
@@ -785,7 +806,8 @@ mod tests {
             frames,
             vec![Frame {
                 ts_ns: 5_000_000,
-                data
+                data,
+                link: Link::Ethernet,
             }]
         );
     }
@@ -803,19 +825,19 @@ mod tests {
 
     #[test]
     fn names_an_unsupported_link_type() {
-        let bytes = pcap(DataLink::LINUX_SLL, &[frame([10, 0, 0, 1])]);
+        let bytes = pcap(DataLink::IEEE802_11_RADIOTAP, &[frame([10, 0, 0, 1])]);
         let e = read_all(&bytes).unwrap_err();
         assert!(
-            matches!(&e, CaptureError::UnsupportedLinkType { number: 113, .. }),
+            matches!(&e, CaptureError::UnsupportedLinkType { number: 127, .. }),
             "{e}"
         );
-        assert!(e.to_string().contains("LINUX_SLL"), "{e}");
+        assert!(e.to_string().contains("IEEE802_11_RADIOTAP"), "{e}");
     }
 
     #[test]
     fn names_an_unsupported_pcapng_interface() {
         let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::RAW, 0xffff))
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::IEEE802_11, 0xffff))
             .unwrap();
         let e = read_all(&w.into_inner()).unwrap_err();
         assert!(matches!(e, CaptureError::UnsupportedLinkType { .. }), "{e}");
@@ -906,6 +928,55 @@ mod tests {
             text.contains("3 skipped (2 too short, 1 too long for the test run)"),
             "{text}"
         );
+    }
+
+    /// Needs root (loads the programs): without `--local`, a cooked frame the host sent goes to
+    /// egress; with it, the CIDRs decide.
+    #[test]
+    fn sends_outgoing_cooked_frames_to_egress() {
+        if loader::check_privileges().is_err() {
+            eprintln!("NOTICE: skipped, loading programs needs root or CAP_BPF");
+            return;
+        }
+        let cooked = |packet_type: u8, src: [u8; 4]| {
+            let mut f = vec![
+                0,
+                packet_type,
+                0,
+                1,
+                0,
+                6,
+                2,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                0,
+                0x08,
+                0x00,
+            ];
+            f.extend_from_slice(&frame(src)[14..]);
+            f
+        };
+        let bytes = pcap(
+            DataLink::LINUX_SLL,
+            &[cooked(4, [10, 0, 0, 1]), cooked(0, [192, 0, 2, 1])],
+        );
+        let summary = replay_capture(&bytes, default_config().unwrap(), &[], |_| Ok(())).unwrap();
+        assert_eq!((summary.ingress_packets, summary.egress_packets), (1, 1));
+        let other: IpNet = "198.51.100.0/24".parse().unwrap();
+        let summary =
+            replay_capture(&bytes, default_config().unwrap(), &[other], |_| Ok(())).unwrap();
+        assert_eq!((summary.ingress_packets, summary.egress_packets), (2, 0));
+        let raw = pcap(
+            DataLink::RAW,
+            &[frame([10, 0, 0, 1])[14..].to_vec(), vec![]],
+        );
+        let summary = replay_capture(&raw, default_config().unwrap(), &[], |_| Ok(())).unwrap();
+        assert_eq!(summary.ingress_packets, 1);
+        assert_eq!(summary.skipped.too_short, 1);
     }
 
     #[test]
