@@ -227,10 +227,11 @@ impl Captured {
         } else {
             "2001:db8:ffff::99".parse()?
         };
+        let segment = vec![0x5a; 20_000];
         let large = PacketBuilder::new(local, peer)
             .src_port(80)
             .tcp(40_000, tcp_flags::ACK)
-            .payload(&[0x5a; 20_000])
+            .payload(&segment)
             .build();
         let runt = self.0.first().map(|(_, f)| f.clone()).unwrap_or_default();
         let inserts = [
