@@ -3,6 +3,7 @@
 
 use std::{
     io,
+    net::IpAddr,
     path::Path,
     sync::{
         Arc,
@@ -15,7 +16,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use pcap_file::{
     DataLink,
-    pcap::{PcapPacket, PcapWriter},
+    pcap::{PcapHeader, PcapPacket, PcapWriter},
     pcapng::{
         PcapNgWriter,
         blocks::{
@@ -25,7 +26,10 @@ use pcap_file::{
     },
 };
 
-use crate::netns::spawn_in_netns;
+use crate::{
+    netns::spawn_in_netns,
+    packet::{PacketBuilder, tcp_flags},
+};
 
 /// Largest frame kept (jumbo frames and GRO'd segments are cut; scans are small).
 const SNAPLEN: usize = 65_535;
@@ -157,6 +161,38 @@ impl Recorder {
     }
 }
 
+/// An Ethernet frame as a frame of link type `link`, if that link type can hold it.
+fn relink(frame: &[u8], link: DataLink, outgoing: bool) -> Option<Vec<u8>> {
+    let ethertype = frame.get(12..14)?;
+    let packet = frame.get(14..)?;
+    let ip = ethertype == [0x08, 0x00] || ethertype == [0x86, 0xdd];
+    let packet_type: u8 = if outgoing { 4 } else { 0 };
+    let mut out = Vec::with_capacity(frame.len() + 6);
+    match link {
+        DataLink::LINUX_SLL => {
+            // Packet type, ARPHRD_ETHER, address length, address (8 bytes), protocol.
+            out.extend([0, packet_type, 0, 1, 0, 6]);
+            out.extend(frame.get(6..12)?);
+            out.extend([0, 0]);
+            out.extend(ethertype);
+        }
+        DataLink::LINUX_SLL2 => {
+            // Protocol, reserved, interface index, ARPHRD_ETHER, packet type, address length,
+            // address (8 bytes).
+            out.extend(ethertype);
+            out.extend([0, 0, 0, 0, 0, 2, 0, 1, packet_type, 6]);
+            out.extend(frame.get(6..12)?);
+            out.extend([0, 0]);
+        }
+        DataLink::RAW if ip => {}
+        DataLink::IPV4 if ethertype == [0x08, 0x00] => {}
+        DataLink::IPV6 if ethertype == [0x86, 0xdd] => {}
+        _ => return None,
+    }
+    out.extend(packet);
+    Some(out)
+}
+
 /// A finished capture.
 pub struct Captured(Frames);
 
@@ -178,6 +214,72 @@ impl Captured {
         let mut writer = PcapWriter::new(io::BufWriter::new(file))?;
         for (at, data) in &self.0 {
             writer.write_packet(&PcapPacket::new(*at, data.len() as u32, data))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the frames to `path` as pcap with `unrunnable` frames inserted: a 4-byte record
+    /// (original length 60), a 13-byte frame and a 20 KB TCP segment (as GRO and TSO make)
+    /// from `local`, spread among the captured frames. Returns how many were inserted.
+    pub fn write_pcap_with_unrunnable(&self, path: &Path, local: IpAddr) -> Result<usize> {
+        let peer: IpAddr = if local.is_ipv4() {
+            [198, 51, 100, 99].into()
+        } else {
+            "2001:db8:ffff::99".parse()?
+        };
+        let segment = vec![0x5a; 20_000];
+        let large = PacketBuilder::new(local, peer)
+            .src_port(80)
+            .tcp(40_000, tcp_flags::ACK)
+            .payload(&segment)
+            .build();
+        let runt = self.0.first().map(|(_, f)| f.clone()).unwrap_or_default();
+        let inserts = [
+            (runt[..runt.len().min(4)].to_vec(), 60),
+            (runt[..runt.len().min(13)].to_vec(), 13),
+            (large.clone(), large.len() as u32),
+        ];
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut writer = PcapWriter::new(io::BufWriter::new(file))?;
+        let every = (self.0.len() / inserts.len()).max(1);
+        let mut pending = inserts.iter();
+        for (i, (at, data)) in self.0.iter().enumerate() {
+            writer.write_packet(&PcapPacket::new(*at, data.len() as u32, data))?;
+            if i % every == 0
+                && let Some((insert, orig)) = pending.next()
+            {
+                writer.write_packet(&PcapPacket::new(*at, *orig, insert))?;
+            }
+        }
+        for (insert, orig) in pending {
+            writer.write_packet(&PcapPacket::new(Duration::ZERO, *orig, insert))?;
+        }
+        Ok(inserts.len())
+    }
+
+    /// Writes the IP frames to `path` as pcap of link type `link` (`LINUX_SLL`, `LINUX_SLL2`,
+    /// `RAW`, `IPV4` or `IPV6`): the Ethernet header stripped, a cooked header (packet type
+    /// outgoing when `outgoing` says the host sent the frame, else host) put in its place for
+    /// SLL and SLL2. Frames that link type cannot hold (ARP in raw IP) are left out.
+    pub fn write_pcap_as(
+        &self,
+        path: &Path,
+        link: DataLink,
+        outgoing: impl Fn(&[u8]) -> bool,
+    ) -> Result<()> {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let header = PcapHeader {
+            datalink: link,
+            ..PcapHeader::default()
+        };
+        let mut writer = PcapWriter::with_header(io::BufWriter::new(file), header)?;
+        for (at, data) in &self.0 {
+            let Some(frame) = relink(data, link, outgoing(data)) else {
+                continue;
+            };
+            writer.write_packet(&PcapPacket::new(*at, frame.len() as u32, &frame))?;
         }
         Ok(())
     }

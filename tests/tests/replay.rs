@@ -8,12 +8,14 @@
 //! `CI=true`.
 
 use std::{
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     process::Command,
     thread,
     time::Duration,
 };
 
+use pcap_file::DataLink;
+use scanwatch::runtime::replay::ip_source;
 use scanwatch_tests::{
     capture::Recorder,
     daemon::{Daemon, daemon_binary},
@@ -85,7 +87,47 @@ fn live_and_replayed(
         alert_keys(report["alerts"].as_array().unwrap_or(&Vec::new())),
         "{name}: pcap and pcapng of one capture replay differently"
     );
+    // Frames the test run cannot take, inserted among the captured ones, are skipped and
+    // counted; the alerts stay the same.
+    let unrunnable = dir.path().join(format!("{name}-unrunnable.pcap"));
+    let inserted = captured
+        .write_pcap_with_unrunnable(&unrunnable, lab.target_v4().into())
+        .expect("writing the pcap with unrunnable frames");
+    let skipping = replay(&unrunnable, lab);
+    assert_same_alerts(name, "with unrunnable frames", &skipping, &report);
+    assert_eq!(
+        skipping["summary"]["skipped"],
+        serde_json::json!({"too_short": 2, "too_long": 1, "refused": 0}),
+        "{name}: {skipping:#}"
+    );
+    assert_eq!(
+        skipping["summary"]["packets"].as_u64(),
+        Some((captured.len() + inserted) as u64),
+        "{name}: {skipping:#}"
+    );
+    // The same packets as Linux cooked (SLL, SLL2: `tcpdump -i any`) and raw IP captures.
+    for link in [DataLink::LINUX_SLL, DataLink::LINUX_SLL2, DataLink::RAW] {
+        let path = dir.path().join(format!("{name}-{link:?}.pcap"));
+        let target = [IpAddr::from(lab.target_v4()), lab.target_v6().into()];
+        captured
+            .write_pcap_as(&path, link, |f| {
+                ip_source(f).is_some_and(|ip| target.contains(&ip))
+            })
+            .expect("writing the pcap of another link type");
+        let relinked = replay(&path, lab);
+        assert_same_alerts(name, &format!("as {link:?}"), &relinked, &report);
+    }
     (live, report)
+}
+
+/// `variant`'s replay raised the alerts `report` raised.
+fn assert_same_alerts(name: &str, variant: &str, replayed: &Value, report: &Value) {
+    let none = Vec::new();
+    assert_eq!(
+        alert_keys(replayed["alerts"].as_array().unwrap_or(&none)),
+        alert_keys(report["alerts"].as_array().unwrap_or(&none)),
+        "{name}: the capture {variant} replays differently: {replayed:#}"
+    );
 }
 
 /// nmap from the attacker (`scan` flags, then `-n -T4 --max-retries 0 TARGET`) with the live

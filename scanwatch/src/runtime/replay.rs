@@ -1,4 +1,5 @@
-//! `scanwatch replay FILE`: feeds a capture (pcap or pcapng, Ethernet) through the very XDP
+//! `scanwatch replay FILE`: feeds a capture (pcap or pcapng; Ethernet, Linux cooked or raw IP,
+//! see [`link`]) through the very XDP
 //! object the agent runs, with `BPF_PROG_TEST_RUN`, and turns its events into alerts on the
 //! daemon's own path (`detect::finding`, the alert budget, the alert format).
 //!
@@ -9,8 +10,12 @@
 //! - **Direction.** A capture taken on the agent's interface holds both directions. Frames
 //!   whose IP source is in a `--local` CIDR are what the host sent: they go to the TC egress
 //!   program (flows, egress detection), so replies to them are recognised as a live agent
-//!   would; every other frame goes to the XDP program. Without `--local`, every frame is
-//!   ingress.
+//!   would; every other frame goes to the XDP program. Without `--local`, a Linux cooked frame
+//!   (SLL, SLL2) whose packet type says the host sent it (`PACKET_OUTGOING`) goes to the TC
+//!   egress program and every other frame is ingress; with `--local`, the CIDRs alone decide.
+//! - **Frames the test run cannot take** (shorter than an Ethernet header, longer than the
+//!   direction's test-run limit, or refused by the kernel with `EINVAL`) are skipped and counted
+//!   by reason in the summary; the replay carries on (see [`FrameLimits`]).
 //! - **Enforcement.** As in monitor mode: nothing is blocked, every alert has `action: alert`
 //!   (the configuration's `mode` and `dry_run` are ignored), so drop-mode effects on later
 //!   packets are not replayed.
@@ -24,9 +29,10 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use ipnet::IpNet;
+use nix::errno::Errno;
 use pcap_file::{
     DataLink, PcapError,
     pcap::PcapReader,
@@ -56,10 +62,15 @@ use crate::{
     outputs::alerts::AlertSink,
 };
 
+mod link;
+
+pub use link::Link;
+
 /// Arguments of `scanwatch replay`.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Capture file: pcap or pcapng, Ethernet link type.
+    /// Capture file: pcap or pcapng; Ethernet, Linux cooked (SLL, SLL2, as `tcpdump -i any`
+    /// writes) or raw IP link type.
     pub file: PathBuf,
     /// TOML configuration file (thresholds, window, ignore list, alert format).
     #[arg(short, long, value_name = "FILE")]
@@ -82,8 +93,9 @@ pub enum CaptureError {
     #[error("not a pcap or pcapng file ({0})")]
     NotACapture(String),
     #[error(
-        "link type {name} ({number}) is not supported: scanwatch replays Ethernet captures \
-         (link type 1); capture with `tcpdump -i IFACE -w FILE` on an Ethernet interface"
+        "link type {name} ({number}) is not supported: scanwatch replays Ethernet (1), Linux \
+         cooked (113, 276) and raw IP (101, 228, 229) captures; capture with `tcpdump -i IFACE \
+         -w FILE` on an Ethernet interface or with `tcpdump -i any`"
     )]
     UnsupportedLinkType { name: String, number: u32 },
     #[error(
@@ -99,28 +111,26 @@ pub enum CaptureError {
 pub struct Frame {
     /// Capture time, nanoseconds since the epoch.
     pub ts_ns: u64,
+    /// As captured, of link type `link`.
     pub data: Vec<u8>,
+    pub link: Link,
 }
 
 /// A capture in memory, read frame by frame.
 pub enum Capture<'a> {
-    Pcap(PcapReader<&'a [u8]>),
-    /// With the last packet's time and the timestamp resolution of each interface seen in the
-    /// current section.
-    PcapNg(PcapNgReader<&'a [u8]>, u64, Vec<u8>),
+    Pcap(PcapReader<&'a [u8]>, Link),
+    /// With the last packet's time and the timestamp resolution and link type of each
+    /// interface seen in the current section.
+    PcapNg(PcapNgReader<&'a [u8]>, u64, Vec<(u8, Link)>),
 }
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
-fn check_link(link: DataLink) -> Result<(), CaptureError> {
-    if link == DataLink::ETHERNET {
-        Ok(())
-    } else {
-        Err(CaptureError::UnsupportedLinkType {
-            name: format!("{link:?}"),
-            number: u32::from(link),
-        })
-    }
+fn check_link(link: DataLink) -> Result<Link, CaptureError> {
+    Link::of(link).ok_or_else(|| CaptureError::UnsupportedLinkType {
+        name: format!("{link:?}"),
+        number: u32::from(link),
+    })
 }
 
 fn record_error(e: PcapError, packet: u64) -> CaptureError {
@@ -151,18 +161,19 @@ impl<'a> Capture<'a> {
         } else {
             let reader =
                 PcapReader::new(bytes).map_err(|e| CaptureError::NotACapture(e.to_string()))?;
-            check_link(reader.header().datalink)?;
-            Ok(Self::Pcap(reader))
+            let link = check_link(reader.header().datalink)?;
+            Ok(Self::Pcap(reader, link))
         }
     }
 
     /// The next frame; `packet` is its 1-based number, for error messages.
     pub fn next_frame(&mut self, packet: u64) -> Option<Result<Frame, CaptureError>> {
         match self {
-            Self::Pcap(reader) => Some(match reader.next_packet()? {
+            Self::Pcap(reader, link) => Some(match reader.next_packet()? {
                 Ok(p) => Ok(Frame {
                     ts_ns: p.timestamp.as_nanos() as u64,
                     data: p.data.into_owned(),
+                    link: *link,
                 }),
                 Err(e) => Err(record_error(e, packet)),
             }),
@@ -173,28 +184,30 @@ impl<'a> Capture<'a> {
                 };
                 match block {
                     Block::SectionHeader(_) => resolutions.clear(),
-                    Block::InterfaceDescription(idb) => {
-                        if let Err(e) = check_link(idb.linktype) {
-                            return Some(Err(e));
-                        }
-                        resolutions.push(ts_resolution(&idb.options));
-                    }
+                    Block::InterfaceDescription(idb) => match check_link(idb.linktype) {
+                        Ok(link) => resolutions.push((ts_resolution(&idb.options), link)),
+                        Err(e) => return Some(Err(e)),
+                    },
                     Block::EnhancedPacket(p) => {
-                        let resolution = resolutions
+                        let (resolution, link) = resolutions
                             .get(p.interface_id as usize)
                             .copied()
-                            .unwrap_or(6);
+                            .unwrap_or((6, Link::Ethernet));
                         *last_ts = to_ns(p.timestamp.as_nanos(), resolution);
                         return Some(Ok(Frame {
                             ts_ns: *last_ts,
                             data: p.data.into_owned(),
+                            link,
                         }));
                     }
-                    // No timestamp of its own: the previous packet's time.
+                    // No timestamp of its own: the previous packet's time; the section's first
+                    // interface (the specification allows simple packets with one interface).
                     Block::SimplePacket(p) => {
+                        let link = resolutions.first().map_or(Link::Ethernet, |r| r.1);
                         return Some(Ok(Frame {
                             ts_ns: *last_ts,
                             data: p.data.into_owned(),
+                            link,
                         }));
                     }
                     _ => {}
@@ -257,15 +270,128 @@ pub fn ip_source(frame: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// Why a frame was not run through the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Shorter than an Ethernet header, or at egress than its IP header (a record cut by the
+    /// capture's snap length, a runt).
+    TooShort,
+    /// Longer than the test run takes in its direction (GRO/TSO frames, jumbo frames).
+    TooLong,
+    /// The kernel refused it (`EINVAL`) although it is within the limits.
+    Refused,
+}
+
+/// Frames skipped, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub too_short: u64,
+    pub too_long: u64,
+    pub refused: u64,
+}
+
+impl Skipped {
+    fn add(&mut self, reason: SkipReason) {
+        match reason {
+            SkipReason::TooShort => self.too_short += 1,
+            SkipReason::TooLong => self.too_long += 1,
+            SkipReason::Refused => self.refused += 1,
+        }
+    }
+
+    /// All skipped frames.
+    pub fn total(&self) -> u64 {
+        self.too_short + self.too_long + self.refused
+    }
+}
+
+/// The frame lengths `BPF_PROG_TEST_RUN` accepts, checked before calling the kernel.
+///
+/// Both test runs refuse (`EINVAL`) a frame shorter than an Ethernet header
+/// (`bpf_test_init` in `net/bpf/test_run.c`). Beyond that:
+///
+/// - **XDP** copies up to a page less `XDP_PACKET_HEADROOM` (256) and the `skb_shared_info`
+///   tailroom (320 on x86_64) into the linear buffer, and the rest into up to `MAX_SKB_FRAGS`
+///   (17) page fragments (multi-buffer XDP test runs, Linux 5.18); the program parses
+///   the headers in the linear part. A longer frame gets `ENOMEM`.
+/// - **TC** (`__sk_buff`) copies the frame into one linear buffer of a page less
+///   `NET_SKB_PAD + NET_IP_ALIGN` (64 on x86_64) and the same tailroom, and refuses an IPv4
+///   frame without a whole IPv4 header (34 bytes with the Ethernet header) and an IPv6 frame
+///   without a whole IPv6 header (54 bytes).
+///
+/// Measured on Linux 6.18, x86_64, 4 KiB pages, with the agent's programs, lengths probed by
+/// bisection: XDP runs 14 to 73,152 bytes (3,520 linear + 17 × 4,096); TC runs 14 to 3,712
+/// bytes, IPv4 from 34 and IPv6 from 54. The limits scale with the page size; a kernel whose
+/// rooms differ still refuses with `EINVAL`, which replay counts as [`SkipReason::Refused`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Longest frame the XDP test run takes, fragments included.
+    pub max_xdp: usize,
+    /// Longest frame the TC test run takes.
+    pub max_tc: usize,
+}
+
+impl FrameLimits {
+    /// `ETH_HLEN`.
+    const ETH_HLEN: usize = 14;
+    /// `XDP_PACKET_HEADROOM`.
+    const XDP_HEADROOM: usize = 256;
+    /// `NET_SKB_PAD + NET_IP_ALIGN` on x86_64.
+    const TC_HEADROOM: usize = 64;
+    /// `SKB_DATA_ALIGN(sizeof(struct skb_shared_info))` on x86_64.
+    const TAILROOM: usize = 320;
+    /// `MAX_SKB_FRAGS`: the page fragments an XDP test run adds after the linear part.
+    const XDP_FRAGS: usize = 17;
+
+    /// The limits for pages of `page_size` bytes.
+    pub fn for_page(page_size: usize) -> Self {
+        let linear = |headroom: usize| page_size.saturating_sub(headroom + Self::TAILROOM);
+        Self {
+            max_xdp: linear(Self::XDP_HEADROOM) + Self::XDP_FRAGS * page_size,
+            max_tc: linear(Self::TC_HEADROOM),
+        }
+    }
+
+    /// The limits of this machine.
+    pub fn host() -> Self {
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| usize::try_from(p).ok())
+            .unwrap_or(4096);
+        Self::for_page(page)
+    }
+
+    /// Why `frame` (Ethernet) cannot be run in its direction, if it cannot.
+    pub fn check(&self, frame: &[u8], egress: bool) -> Option<SkipReason> {
+        let max = if egress { self.max_tc } else { self.max_xdp };
+        let min = match frame.get(12..14) {
+            Some([0x08, 0x00]) if egress => Self::ETH_HLEN + 20,
+            Some([0x86, 0xdd]) if egress => Self::ETH_HLEN + 40,
+            _ => Self::ETH_HLEN,
+        };
+        if frame.len() < min {
+            Some(SkipReason::TooShort)
+        } else if frame.len() > max {
+            Some(SkipReason::TooLong)
+        } else {
+            None
+        }
+    }
+}
+
 /// What a replay did, printed to stderr (text) or with `--json`.
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
     pub file: String,
+    /// Frames read from the capture, skipped ones included.
     pub packets: u64,
     /// Frames fed to the XDP program.
     pub ingress_packets: u64,
     /// Frames fed to the TC egress program (source in `--local`).
     pub egress_packets: u64,
+    /// Frames not run, by reason (neither ingress nor egress).
+    pub skipped: Skipped,
     pub alerts: u64,
     pub alerts_by_kind: BTreeMap<&'static str, u64>,
     /// Findings over the alert budget (`max_alerts_per_second`, in capture time).
@@ -299,6 +425,7 @@ struct Replayer {
     start: Instant,
     first_ts: Option<u64>,
     interface: String,
+    limits: FrameLimits,
 }
 
 impl Replayer {
@@ -324,11 +451,16 @@ impl Replayer {
             start: Instant::now(),
             first_ts: None,
             interface,
+            limits: FrameLimits::host(),
         })
     }
 
-    /// Runs one frame through the program of its direction at capture time `ts_ns`.
-    fn feed(&mut self, frame: &Frame, egress: bool) -> anyhow::Result<()> {
+    /// Runs one frame through the program of its direction at capture time `ts_ns`; `Ok(Some)`
+    /// when the frame cannot be run and was skipped.
+    fn feed(&mut self, frame: &Frame, egress: bool) -> anyhow::Result<Option<SkipReason>> {
+        if let Some(reason) = self.limits.check(&frame.data, egress) {
+            return Ok(Some(reason));
+        }
         // The programs read "now" from here; never 0 (0 means bpf_ktime) and never backwards.
         let now = frame.ts_ns.max(self.kernel.clock_override_ns).max(1);
         self.kernel.clock_override_ns = now;
@@ -346,15 +478,22 @@ impl Replayer {
             .ebpf
             .program_mut(name)
             .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
-        if egress {
+        let run = if egress {
             let tc: &mut SchedClassifier = program.try_into()?;
             tc.test_run(options)
         } else {
             let xdp: &mut Xdp = program.try_into()?;
             xdp.test_run(options)
+        };
+        match run {
+            Ok(_) => Ok(None),
+            Err(ProgramError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(Errno::EINVAL as i32) =>
+            {
+                Ok(Some(SkipReason::Refused))
+            }
+            Err(e) => Err(e).with_context(|| format!("BPF_PROG_TEST_RUN of {name}")),
         }
-        .with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
-        Ok(())
     }
 
     /// Findings of the events and web samples waiting in their rings, as the agent writes them
@@ -487,16 +626,29 @@ pub fn replay_capture(
     let started = Instant::now();
     let mut last_ts = 0;
     while let Some(frame) = capture.next_frame(summary.packets + 1) {
-        let frame = frame?;
+        let Frame { ts_ns, data, link } = frame?;
         summary.packets += 1;
-        let egress = !local.is_empty()
-            && ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)));
-        if egress {
+        let Some(converted) = link.to_ethernet(data) else {
+            summary.skipped.add(SkipReason::TooShort);
+            continue;
+        };
+        let frame = Frame {
+            ts_ns,
+            data: converted.data,
+            link: Link::Ethernet,
+        };
+        let egress = if local.is_empty() {
+            converted.outgoing
+        } else {
+            ip_source(&frame.data).is_some_and(|ip| local.iter().any(|n| n.contains(&ip)))
+        };
+        if let Some(reason) = replayer.feed(&frame, egress)? {
+            summary.skipped.add(reason);
+        } else if egress {
             summary.egress_packets += 1;
         } else {
             summary.ingress_packets += 1;
         }
-        replayer.feed(&frame, egress)?;
         last_ts = frame.ts_ns.max(last_ts);
         for f in replayer.findings(&mut summary) {
             on_alert(f)?;
@@ -529,6 +681,24 @@ pub fn default_config() -> anyhow::Result<Config> {
     replay_config(None)
 }
 
+/// The skipped frames' reasons, for the human summary (empty when none was skipped).
+fn skipped_text(s: &Skipped) -> String {
+    let reasons: Vec<String> = [
+        ("too short", s.too_short),
+        ("too long for the test run", s.too_long),
+        ("refused by the kernel", s.refused),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(why, n)| format!("{n} {why}"))
+    .collect();
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    }
+}
+
 /// The human summary.
 pub fn summary_text(s: &Summary) -> String {
     let kinds = if s.alerts_by_kind.is_empty() {
@@ -543,7 +713,8 @@ pub fn summary_text(s: &Summary) -> String {
     let errors: u64 = s.parse_errors.values().sum();
     format!(
         "{}: {} packets ({} ingress, {} egress) over {:.1}s of capture, replayed in {:.2}s \
-         ({:.0} packets/s); {} alerts ({kinds}), {} suppressed; {errors} parse errors{}",
+         ({:.0} packets/s); {} skipped{}; {} alerts ({kinds}), {} suppressed; {errors} parse \
+         errors{}",
         Path::new(&s.file).display(),
         s.packets,
         s.ingress_packets,
@@ -551,6 +722,8 @@ pub fn summary_text(s: &Summary) -> String {
         s.capture_seconds,
         s.elapsed_seconds,
         s.packets_per_second,
+        s.skipped.total(),
+        skipped_text(&s.skipped),
         s.alerts,
         s.alerts_suppressed,
         if errors == 0 {
@@ -633,7 +806,8 @@ mod tests {
             frames,
             vec![Frame {
                 ts_ns: 5_000_000,
-                data
+                data,
+                link: Link::Ethernet,
             }]
         );
     }
@@ -651,19 +825,19 @@ mod tests {
 
     #[test]
     fn names_an_unsupported_link_type() {
-        let bytes = pcap(DataLink::LINUX_SLL, &[frame([10, 0, 0, 1])]);
+        let bytes = pcap(DataLink::IEEE802_11_RADIOTAP, &[frame([10, 0, 0, 1])]);
         let e = read_all(&bytes).unwrap_err();
         assert!(
-            matches!(&e, CaptureError::UnsupportedLinkType { number: 113, .. }),
+            matches!(&e, CaptureError::UnsupportedLinkType { number: 127, .. }),
             "{e}"
         );
-        assert!(e.to_string().contains("LINUX_SLL"), "{e}");
+        assert!(e.to_string().contains("IEEE802_11_RADIOTAP"), "{e}");
     }
 
     #[test]
     fn names_an_unsupported_pcapng_interface() {
         let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::RAW, 0xffff))
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::IEEE802_11, 0xffff))
             .unwrap();
         let e = read_all(&w.into_inner()).unwrap_err();
         assert!(matches!(e, CaptureError::UnsupportedLinkType { .. }), "{e}");
@@ -691,6 +865,118 @@ mod tests {
             Capture::new(&[b'x'; 64]),
             Err(CaptureError::NotACapture(_))
         ));
+    }
+
+    #[test]
+    fn checks_frame_lengths_against_the_test_run_limits() {
+        let limits = FrameLimits::for_page(4096);
+        assert_eq!(
+            limits,
+            FrameLimits {
+                max_xdp: 73_152,
+                max_tc: 3_712
+            }
+        );
+        let mut large = frame([10, 0, 0, 1]);
+        large.resize(20_000, 0);
+        assert_eq!(limits.check(&large, true), Some(SkipReason::TooLong));
+        assert_eq!(limits.check(&large, false), None);
+        assert_eq!(limits.check(&[0u8; 13], false), Some(SkipReason::TooShort));
+        assert_eq!(limits.check(&[0u8; 14], true), None);
+        let ipv4 = frame([10, 0, 0, 1]);
+        assert_eq!(limits.check(&ipv4[..33], true), Some(SkipReason::TooShort));
+        assert_eq!(limits.check(&ipv4[..33], false), None);
+        assert_eq!(limits.check(&ipv4, true), None);
+    }
+
+    /// Needs root (loads the programs): frames the test run cannot take are counted, not fatal.
+    #[test]
+    fn skips_and_counts_frames_the_test_run_cannot_take() {
+        if loader::check_privileges().is_err() {
+            eprintln!("NOTICE: skipped, loading programs needs root or CAP_BPF");
+            return;
+        }
+        let local = [10, 0, 0, 1];
+        let mut large = frame(local);
+        large.resize(20_000, 0);
+        let full = frame([192, 0, 2, 1]);
+        let bytes = pcap(
+            DataLink::ETHERNET,
+            &[
+                full.clone(),
+                full[..4].to_vec(),
+                full[..13].to_vec(),
+                large,
+                frame(local),
+            ],
+        );
+        let net: IpNet = "10.0.0.0/24".parse().unwrap();
+        let summary =
+            replay_capture(&bytes, default_config().unwrap(), &[net], |_| Ok(())).unwrap();
+        assert_eq!(summary.packets, 5);
+        assert_eq!(
+            summary.skipped,
+            Skipped {
+                too_short: 2,
+                too_long: 1,
+                refused: 0
+            }
+        );
+        assert_eq!((summary.ingress_packets, summary.egress_packets), (1, 1));
+        let text = summary_text(&summary);
+        assert!(
+            text.contains("3 skipped (2 too short, 1 too long for the test run)"),
+            "{text}"
+        );
+    }
+
+    /// Needs root (loads the programs): without `--local`, a cooked frame the host sent goes to
+    /// egress; with it, the CIDRs decide.
+    #[test]
+    fn sends_outgoing_cooked_frames_to_egress() {
+        if loader::check_privileges().is_err() {
+            eprintln!("NOTICE: skipped, loading programs needs root or CAP_BPF");
+            return;
+        }
+        let cooked = |packet_type: u8, src: [u8; 4]| {
+            let mut f = vec![
+                0,
+                packet_type,
+                0,
+                1,
+                0,
+                6,
+                2,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                0,
+                0x08,
+                0x00,
+            ];
+            f.extend_from_slice(&frame(src)[14..]);
+            f
+        };
+        let bytes = pcap(
+            DataLink::LINUX_SLL,
+            &[cooked(4, [10, 0, 0, 1]), cooked(0, [192, 0, 2, 1])],
+        );
+        let summary = replay_capture(&bytes, default_config().unwrap(), &[], |_| Ok(())).unwrap();
+        assert_eq!((summary.ingress_packets, summary.egress_packets), (1, 1));
+        let other: IpNet = "198.51.100.0/24".parse().unwrap();
+        let summary =
+            replay_capture(&bytes, default_config().unwrap(), &[other], |_| Ok(())).unwrap();
+        assert_eq!((summary.ingress_packets, summary.egress_packets), (2, 0));
+        let raw = pcap(
+            DataLink::RAW,
+            &[frame([10, 0, 0, 1])[14..].to_vec(), vec![]],
+        );
+        let summary = replay_capture(&raw, default_config().unwrap(), &[], |_| Ok(())).unwrap();
+        assert_eq!(summary.ingress_packets, 1);
+        assert_eq!(summary.skipped.too_short, 1);
     }
 
     #[test]
