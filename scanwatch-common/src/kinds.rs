@@ -453,21 +453,6 @@ pub const KINDS: [KindSpec; DETECTION_KINDS] = [
     },
 ];
 
-const fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
 // Row `i` is kind `i`, under its own name: a transposed row does not compile.
 const _: () = {
     let mut i = 0;
@@ -477,7 +462,7 @@ const _: () = {
             "KINDS: rows must follow DetectionKind order"
         );
         assert!(
-            same(KINDS[i].name, KINDS[i].kind.name()),
+            crate::programs::same_name(KINDS[i].name, KINDS[i].kind.name()),
             "KINDS: a row's name must be its kind's"
         );
         i += 1;
