@@ -98,21 +98,24 @@ fn distributed(events: &[ScanEvent]) -> Vec<ScanEvent> {
         .collect()
 }
 
-#[test]
-fn six_sources_of_ten_ports_each_are_a_distributed_scan_of_the_target() {
-    let mut h = load_with(&config());
+/// Six sources each SYN-scan eleven ports of `TARGET_V4` (the first probe primes the admission
+/// filter; ten ports are counted): the events they raised.
+fn six_sources_of_ten_ports(h: &mut Harness) -> Vec<ScanEvent> {
     let mut events = Vec::new();
     for s in 0..6u32 {
-        // The first probe primes the admission filter; ten ports are counted.
         for p in 0..11u16 {
             let port = 1000 + (s as u16) * 11 + p;
-            send(
-                &mut h,
-                PacketBuilder::new(source_v4(s), TARGET_V4).syn(port),
-            );
+            send(h, PacketBuilder::new(source_v4(s), TARGET_V4).syn(port));
         }
         events.extend(h.events());
     }
+    events
+}
+
+#[test]
+fn six_sources_of_ten_ports_each_are_a_distributed_scan_of_the_target() {
+    let mut h = load_with(&config());
+    let events = six_sources_of_ten_ports(&mut h);
     let found = distributed(&events);
     assert_eq!(
         found.len(),
@@ -254,17 +257,7 @@ fn two_scanners_reported_on_their_own_beside_visitors_are_no_distributed_scan() 
 #[test]
 fn six_sources_of_ten_ports_each_beside_visitors_are_sampled_without_the_visitors() {
     let mut h = load_with(&config());
-    let mut events = Vec::new();
-    for s in 0..6u32 {
-        for p in 0..11u16 {
-            let port = 1000 + (s as u16) * 11 + p;
-            send(
-                &mut h,
-                PacketBuilder::new(source_v4(s), TARGET_V4).syn(port),
-            );
-        }
-        events.extend(h.events());
-    }
+    let mut events = six_sources_of_ten_ports(&mut h);
     // The last scanner also meets an open port, which answers it: still a scanner.
     connect(&mut h, 5, 8443);
     // The visitors come last: the last sources to add a port are theirs.
