@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod finding;
 pub mod fleet;
+pub mod fuzzing;
 pub mod kernel;
 pub mod net;
 pub mod outputs;

@@ -203,6 +203,22 @@ impl Decisions {
         out
     }
 
+    /// What [`Decisions::apply`] decides before it touches the trie: takes the batch in and
+    /// returns the networks to enforce at `now_ns`, with the latest expiry of each. Reads no
+    /// kernel map.
+    pub fn plan(
+        &mut self,
+        batch: &Batch,
+        policy: &Policy,
+        ipv6_prefix: u32,
+        now_ns: u64,
+    ) -> (Applied, BTreeMap<IpNet, u64>) {
+        let mut out = Applied::default();
+        self.take(batch, policy, ipv6_prefix, &mut out);
+        let wanted = self.wanted(policy, now_ns, &mut out);
+        (out, wanted)
+    }
+
     /// Takes a batch's decisions in. The evidence is consulted once, when a decision arrives:
     /// a refused decision stays refused while it lasts, whatever the evidence says later.
     fn take(&mut self, batch: &Batch, policy: &Policy, ipv6_prefix: u32, out: &mut Applied) {

@@ -235,8 +235,13 @@ impl Lapi {
                 .header("X-Api-Key", api_key.expose())
                 .call(),
         )?;
-        parse(&text)
+        parse_stream(&text)
     }
+}
+
+/// A decisions-stream answer's body as [`Lapi::stream`] reads it.
+pub fn parse_stream(text: &str) -> Result<Stream, LapiError> {
+    parse(text)
 }
 
 /// The body of a 2xx answer, or the error its status or transport failure means.

@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd as _, AsRawFd, RawFd};
 
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
     maps::{MapData, RingBuf},
 };
 use scanwatch_common::{event::ScanEvent, maps, web::WebSample};
@@ -25,13 +25,9 @@ impl Events {
     pub fn drain(&mut self) -> Drained {
         let mut out = Drained::default();
         while let Some(item) = self.0.next() {
-            if item.len() == size_of::<ScanEvent>() {
-                // SAFETY: the kernel wrote a ScanEvent, a plain-integer repr(C) type, of
-                // exactly this size; read_unaligned copies it out of the ring.
-                out.events
-                    .push(unsafe { item.as_ptr().cast::<ScanEvent>().read_unaligned() });
-            } else {
-                out.wrong_size += 1;
+            match record::<ScanEvent>(&item) {
+                Some(event) => out.events.push(event),
+                None => out.wrong_size += 1,
             }
         }
         out
@@ -58,10 +54,8 @@ impl WebSamples {
     pub fn drain(&mut self) -> Vec<WebSample> {
         let mut out = Vec::new();
         while let Some(item) = self.0.next() {
-            if item.len() == size_of::<WebSample>() {
-                // SAFETY: the kernel wrote a WebSample, a plain-integer repr(C) type, of
-                // exactly this size; read_unaligned copies it out of the ring.
-                out.push(unsafe { item.as_ptr().cast::<WebSample>().read_unaligned() });
+            if let Some(sample) = record::<WebSample>(&item) {
+                out.push(sample);
             }
         }
         out
@@ -72,6 +66,16 @@ impl AsRawFd for WebSamples {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
     }
+}
+
+/// A ring record as the type the kernel wrote: `None` when its size is not that type's.
+pub fn record<T: Pod>(item: &[u8]) -> Option<T> {
+    if item.len() != size_of::<T>() {
+        return None;
+    }
+    // SAFETY: `T` is `Pod` (plain integers, `repr(C)`, any bit pattern valid) and `item` holds
+    // exactly `size_of::<T>()` bytes; read_unaligned copies them out of the ring.
+    Some(unsafe { item.as_ptr().cast::<T>().read_unaligned() })
 }
 
 /// What one drain of the event ring found.

@@ -149,6 +149,12 @@ impl Signatures {
         Self::parse(path, &text, defaults.list)
     }
 
+    /// The built-in signatures, extended by a signature file's `text` (read from `path`, which
+    /// errors name), as [`Signatures::load`] reads it.
+    pub fn load_text(path: &Path, text: &str) -> Result<Self, SignatureError> {
+        Self::parse(path, text, Self::default().list)
+    }
+
     /// Parses `text` over `base`: new names are added, known names replaced, disabled ones
     /// removed.
     fn parse(path: &Path, text: &str, mut base: Vec<Signature>) -> Result<Self, SignatureError> {
