@@ -2,6 +2,7 @@
 //! checks they need. No product logic lives here.
 
 mod cmd;
+mod fuzz;
 mod package;
 mod setup;
 mod test;
@@ -67,6 +68,13 @@ enum Task {
     /// Render the man pages of `scanwatch` and each subcommand from the CLI definitions into
     /// target/man/.
     Man,
+    /// Run every fuzz target of fuzz/ (cargo-fuzz on nightly, installing cargo-fuzz first when
+    /// it is missing) for SECONDS each, and print each target's executions and time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(default_value_t = 60)]
+        seconds: u64,
+    },
     /// Build the Debian package (release binary, unit, default configuration, man pages,
     /// logrotate snippet, dashboards and alert rules) into target/debian/ with cargo-deb,
     /// installing cargo-deb first when it is missing.
@@ -98,6 +106,7 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
         }
         Task::Demo => demo(),
+        Task::Fuzz { seconds } => fuzz::fuzz(seconds).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("scanwatch: error: {e:#}");
@@ -215,7 +224,12 @@ mod tests {
     fn args_of(argv: &[&str]) -> Vec<OsString> {
         match Cli::try_parse_from(argv).unwrap().task {
             Task::Run { args } | Task::Test { args } | Task::Bench { args, .. } => args,
-            Task::Setup | Task::Build | Task::Man | Task::Package | Task::Demo => panic!("no args"),
+            Task::Setup
+            | Task::Build
+            | Task::Man
+            | Task::Package
+            | Task::Demo
+            | Task::Fuzz { .. } => panic!("no args"),
         }
     }
 
