@@ -6,8 +6,8 @@
 //! requests become findings) → `policy` (drop mode's verdict: evidence, protected peers,
 //! block lists) → `outputs` (JSON Lines, ECS, syslog, Prometheus) and `fleet` (CrowdSec) →
 //! `config` (the file and flags, assembling each stage's settings) → `runtime` (the agent's
-//! event loop, replay, the control CLI) → `cli`. `net`, `rate`, `settings` and `text` are shared
-//! vocabulary below them all.
+//! event loop, replay, the control CLI) → `cli`, and beside it `fuzzing` (the fuzz targets'
+//! entry points). `net`, `rate`, `settings` and `text` are shared vocabulary below them all.
 
 pub mod cli;
 pub mod config;
