@@ -103,6 +103,21 @@ pub fn output(cmd: &mut Command) -> Result<Option<String>> {
     }
 }
 
+/// The version `cargo SUB --version` reports (its last word: `cargo-deb 3.8.0` or `3.8.0`),
+/// or `None` when the subcommand is not installed.
+pub fn cargo_subcommand_version(sub: &str) -> Result<Option<String>> {
+    let out = cargo()
+        .args([sub, "--version"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .context("could not start cargo")?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.split_whitespace().last().map(str::to_owned))
+}
+
 /// A tool that `cargo install` builds from crates.io, pinned to the one version the tasks use
 /// (bpf-linker, cargo-deb). Every pinned tool is checked and installed by [`PinnedTool::ensure`],
 /// so their checks and messages stay alike.

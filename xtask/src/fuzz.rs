@@ -31,19 +31,9 @@ fn cargo_fuzz() -> Command {
     cmd
 }
 
-/// The version `cargo fuzz --version` reports (`cargo-fuzz 0.13.1`), or `None` if cargo-fuzz is
-/// not installed.
+/// The cargo-fuzz version installed (`cargo fuzz --version`), or `None`.
 fn cargo_fuzz_version() -> Result<Option<String>> {
-    let out = cmd::cargo()
-        .args(["fuzz", "--version"])
-        .stderr(Stdio::null())
-        .output()
-        .context("could not start cargo")?;
-    if !out.status.success() {
-        return Ok(None);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.split_whitespace().last().map(str::to_owned))
+    cmd::cargo_subcommand_version("fuzz")
 }
 
 /// cargo-fuzz at [`CARGO_FUZZ_VERSION`], installed if there is none or another.

@@ -188,19 +188,10 @@ fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The version `cargo deb --version` reports (`cargo-deb 3.8.0` or `3.8.0`), or `None` if
-/// cargo-deb is not installed.
+/// The cargo-deb version installed (`cargo deb --version`: `cargo-deb 3.8.0` or `3.8.0`), or
+/// `None`.
 fn cargo_deb_version() -> Result<Option<String>> {
-    let out = cmd::cargo()
-        .args(["deb", "--version"])
-        .stderr(Stdio::null())
-        .output()
-        .context("could not start cargo")?;
-    if !out.status.success() {
-        return Ok(None);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.split_whitespace().last().map(str::to_owned))
+    cmd::cargo_subcommand_version("deb")
 }
 
 /// cargo-deb at [`CARGO_DEB_VERSION`], installed if there is none or another.
