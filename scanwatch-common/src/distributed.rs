@@ -172,13 +172,25 @@ pub const fn port_key(proto: u8, port: u16) -> u32 {
     ((proto as u32) << 16) | port as u32
 }
 
+/// Separates the slot hash of a port from the port's estimator bit.
+const PORT_SLOT_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The `PORTS` slot of a (protocol, port) key: seeded, so that no sender can tell which ports
+/// share a slot with a given port (and aim a spray at it).
+#[inline(always)]
+pub const fn port_slot(seed: u64, key: u32) -> u32 {
+    let (proto, port) = port_of_key(key);
+    crate::hash::hash_port(seed ^ PORT_SLOT_SALT, proto, port) & (crate::maps::PORT_SLOTS - 1)
+}
+
 /// The (protocol, port) pair of a [`port_key`].
 pub const fn port_of_key(key: u32) -> (u8, u16) {
     ((key >> 16) as u8, key as u16)
 }
 
 /// One (protocol, port)'s distributed-sweep state (352 bytes), tumbling windows as the
-/// tracker's: the destination hosts probed on it and those that answered on it.
+/// tracker's: the destination hosts probed on it and those that answered on it. A slot of
+/// `PORTS`, held by the port in `key` ([`port_slot`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortState {
@@ -194,7 +206,8 @@ pub struct PortState {
     pub hosts_set: u32,
     /// Slot of `sources` the next new contributor is written to.
     pub next: u32,
-    pub reserved: u32,
+    /// The [`port_key`] this slot holds; 0 when empty.
+    pub key: u32,
     /// Distinct destination hosts probed on this port in this window.
     pub hosts: NarrowBitmap,
     /// Hosts that answered on this port in this window (a SYN-ACK, or a UDP datagram from it),
@@ -221,6 +234,47 @@ impl PortState {
     /// The sample, oldest first, without empty slots.
     pub fn sample(&self) -> impl Iterator<Item = SourceKey> + '_ {
         crate::contributors::oldest_first(&self.sources, self.next)
+    }
+
+    /// Starts a new window at `now`: nothing counted yet, the sample of sources kept.
+    #[inline(always)]
+    pub fn start_window(&mut self, now: u64) {
+        self.window_start_ns = now;
+        self.reported = 0;
+        self.hosts_set = 0;
+        self.probes = [0; PROBE_CLASSES];
+        self.hosts.clear();
+        self.served.clear();
+    }
+
+    /// Gives the slot to the port `key` at `now`, forgetting the port it held.
+    #[inline(always)]
+    pub fn take(&mut self, key: u32, now: u64) {
+        self.start_window(now);
+        self.key = key;
+        self.first_seen_ns = now;
+        self.next = 0;
+        for source in &mut self.sources {
+            *source = SourceKey::default();
+        }
+    }
+
+    /// Whether a probe of another port at `now` may take this slot: when it is empty or its
+    /// window is over, and otherwise with probability `2^-h` for `h` hosts probed on the port
+    /// held (`coin` a uniformly random number). A port seen on one host yields to the next
+    /// other port half of the time; a sweep that has reached ten hosts holds its slot against
+    /// about a thousand probes of other ports, twenty against a million.
+    #[inline(always)]
+    pub const fn yields(&self, now: u64, window: u64, coin: u32) -> bool {
+        if self.key == 0 || now.wrapping_sub(self.window_start_ns) >= window {
+            return true;
+        }
+        let weight = if self.hosts_set > 31 {
+            31
+        } else {
+            self.hosts_set
+        };
+        coin & ((1u32 << weight) - 1) == 0
     }
 }
 
@@ -319,6 +373,68 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_is_held_harder_the_more_hosts_its_port_has() {
+        let mut s = port();
+        s.take(port_key(6, 22), 100);
+        s.hosts_set = 1;
+        let yielded = |s: &PortState| (0..1024u32).filter(|&c| s.yields(100, 300, c)).count();
+        assert_eq!(yielded(&s), 512);
+        s.hosts_set = 10;
+        assert_eq!(yielded(&s), 1);
+        s.hosts_set = 40;
+        assert_eq!(yielded(&s), 1, "only coin 0 of 2^31");
+        assert!(!s.yields(100, 300, 1 << 30));
+        assert!(s.yields(400, 300, 1), "its window is over");
+        assert!(port().yields(100, 300, 1), "empty");
+    }
+
+    #[test]
+    fn taking_a_slot_forgets_the_port_it_held() {
+        let mut s = port();
+        s.take(port_key(6, 22), 100);
+        s.hosts.insert(1);
+        s.hosts_set = 1;
+        s.served.insert(1);
+        s.reported = 2;
+        crate::contributors::remember(&mut s.sources, &mut s.next, &source(1));
+        s.take(port_key(17, 53), 200);
+        assert_eq!(
+            (s.key, s.first_seen_ns, s.window_start_ns),
+            (port_key(17, 53), 200, 200)
+        );
+        assert_eq!((s.hosts_set, s.reported, s.unserved()), (0, 0, 0));
+        assert_eq!(s.served, NarrowBitmap::default());
+        assert_eq!(s.sample().count(), 0);
+    }
+
+    #[test]
+    fn port_slots_are_seeded() {
+        let slots = |seed| {
+            (0..64u16)
+                .map(|p| port_slot(seed, port_key(6, p)))
+                .collect::<std::vec::Vec<_>>()
+        };
+        assert_ne!(slots(1), slots(2));
+        assert!(slots(1).iter().all(|&s| s < crate::maps::PORT_SLOTS));
+    }
+
+    fn port() -> PortState {
+        PortState {
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            window_start_ns: 0,
+            probes: [0; PROBE_CLASSES],
+            reported: 0,
+            hosts_set: 0,
+            next: 0,
+            key: 0,
+            hosts: NarrowBitmap::default(),
+            served: NarrowBitmap::default(),
+            sources: [SourceKey::default(); SAMPLE_SOURCES],
+        }
+    }
+
+    #[test]
     fn served_hosts_do_not_count() {
         let mut s = PortState {
             first_seen_ns: 0,
@@ -328,7 +444,7 @@ mod tests {
             reported: 0,
             hosts_set: 0,
             next: 0,
-            reserved: 0,
+            key: port_key(6, 22),
             hosts: NarrowBitmap::default(),
             served: NarrowBitmap::default(),
             sources: [SourceKey::default(); SAMPLE_SOURCES],

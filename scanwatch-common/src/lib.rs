@@ -17,6 +17,7 @@ extern crate std;
 mod indexed;
 
 pub mod addr;
+pub mod admission;
 pub mod block;
 pub mod classify;
 pub mod config;

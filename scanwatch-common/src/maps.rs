@@ -52,12 +52,11 @@ pub const ACCEPTED: &str = "ACCEPTED";
 pub const TARGETS: &str = "TARGETS";
 /// One-entry array holding an all-zero `TargetState`, the template for `TARGETS` inserts.
 pub const EMPTY_TARGET: &str = "EMPTY_TARGET";
-/// LRU hash of per-port state for distributed sweeps (`distributed::port_key` → `distributed::PortState`):
-/// one (protocol, port) probed across many destination hosts. Written by the XDP program
-/// (probes) and the TC egress program (answers), read by the daemon for a finding's sample.
+/// Array of per-port state for distributed sweeps (slot `distributed::port_slot` →
+/// `distributed::PortState`): one (protocol, port) probed across many destination hosts.
+/// Written by the XDP program (probes) and the TC egress program (answers), read by the daemon
+/// for a finding's sample.
 pub const PORTS: &str = "PORTS";
-/// One-entry array holding an all-zero `PortState`, the template for `PORTS` inserts.
-pub const EMPTY_PORT: &str = "EMPTY_PORT";
 /// LRU hash of per-source state over the long window (`SourceKey` → `SourceState`): slow scans.
 pub const LONG: &str = "LONG";
 /// LRU hash of per-prefix state at the wide IPv6 level (`SourceKey::wide_from_ipv6_words` →
@@ -91,9 +90,10 @@ pub const WEB_SEEN: &str = "WEB_SEEN";
 /// Default tracker capacity. Each entry costs about 880 bytes of kernel memory (824-byte value,
 /// 16-byte key, LRU bookkeeping), so 32768 sources ≈ 27 MiB. Adjustable at load time.
 pub const TRACKER_CAPACITY: u32 = 32_768;
-/// Admission-filter slots (power of two). 65536 × 4 bytes = 256 KiB. Under a flood of `R`
-/// spoofed packets/s, a real scanner's first probe survives `Δ` seconds with probability
-/// `exp(-R·Δ / ADMISSION_SLOTS)`; every later probe gets another chance.
+/// Admission-filter slots (power of two). 65536 × 16 bytes = 1 MiB. Under a flood of `R`
+/// spoofed packets/s, a first probe survives `Δ` seconds in its slot's `recent` place with
+/// probability `exp(-R·Δ / ADMISSION_SLOTS)`, and a window in its `held` place whatever `R`
+/// when that was free (`crate::admission`).
 pub const ADMISSION_SLOTS: u32 = 65_536;
 /// Ignore-list capacity (prefixes).
 pub const IGNORE_CAPACITY: u32 = 16_384;
@@ -162,12 +162,12 @@ pub const VERIFIED_CAPACITY: u32 = 65_536;
 /// tracked sources, so spoofed sources cannot add keys. 4096 × ~550 bytes (496-byte value,
 /// 16-byte key, LRU bookkeeping) ≈ 2.1 MiB.
 pub const TARGETS_CAPACITY: u32 = 4096;
-/// (Protocol, port) pairs tracked for distributed sweeps: 4096 × ~400 bytes (352-byte value,
-/// 4-byte key, LRU bookkeeping) ≈ 1.6 MiB. Keys are bounded by the port space (65,536 per
-/// protocol) whatever the sources, and only probes of tracked sources not yet reported insert:
-/// a sweep's port stays among the most recently used while it goes on; under churn (probes of
-/// more than 4096 other ports between two of its probes) the LRU forgets the longest-idle first.
-pub const PORTS_CAPACITY: u32 = 4096;
+/// Slots for (protocol, port) pairs of distributed sweeps (a power of two): 8192 × 352 bytes ≈
+/// 2.8 MiB, an array indexed by a seeded hash of the pair (`distributed::port_slot`), so a
+/// probe of a new port costs no insert and a spray of ports cannot churn a sweep out: a port
+/// holding its slot keeps it against another port with probability `1 − 2^-h`, `h` its hosts in
+/// this window (`distributed::PortState::yields`).
+pub const PORT_SLOTS: u32 = 8192;
 /// Sources tracked over the long window (slow scans): 8192 × ~670 bytes ≈ 5.4 MiB, a quarter of
 /// the tracker: only sources already in the tracker enter, and only while they have not been
 /// reported in their short window. A slow scanner sends a probe every few seconds to minutes, so

@@ -119,6 +119,14 @@ indexed_enum! {
         /// (`ACCEPTED`) within `flow_timeout`: the end of its own connection, no ack_scan
         /// evidence.
         OwnConnectionResets = 34 => "own_connection_resets",
+        /// Sources given a long-window (slow scan) state: tracked sources that probed again in a
+        /// later short window.
+        LongInserts = 35 => "long_inserts",
+        /// Probes of a port not counted toward a distributed sweep: its `PORTS` slot was held by
+        /// another port with more hosts this window.
+        PortSlotsHeld = 36 => "port_slots_held",
+        /// `PORTS` slots taken from another port within its window.
+        PortSlotsTaken = 37 => "port_slots_taken",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

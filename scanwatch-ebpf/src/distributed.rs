@@ -3,8 +3,8 @@
 //! what counts and why).
 //!
 //! Called from `track::record` for SYN, UDP and stealth probes of tracked, not yet reported
-//! sources; per form switched on, one LRU lookup (an insert for a destination's or port's
-//! first probe) and one bit per probe. The TC egress program marks the ports a host answers on
+//! sources; per form switched on, one lookup (an LRU insert for a destination's first probe;
+//! a port's state is a slot of an array) and one bit per probe. The TC egress program marks the ports a host answers on
 //! and the hosts that answer on a port ([`note_served`]); a source reported on its own takes
 //! back its ports ([`withdraw`]).
 
@@ -13,18 +13,20 @@ use scanwatch_common::{
     classify::PROBE_CLASSES,
     config::{FLAG_NO_EVENTS, KernelConfig},
     contributors,
-    distributed::port_key,
+    distributed::{port_key, port_slot},
     event::{
         DETECTION_KINDS, DIRECTION_INGRESS, DetectionKind, SCOPE_ADDRESS, SCOPE_PORT, WINDOW_SHORT,
     },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_port},
+    stats::Counter,
 };
 
 use crate::{
     event,
     level::Update,
-    maps::{self, EMPTY_PORT, EMPTY_TARGET, PORTS, TARGETS},
+    maps::{self, EMPTY_TARGET, PORTS, TARGETS},
+    stats::count,
 };
 
 /// Reports per target and window at most, as for sources.
@@ -100,30 +102,34 @@ fn per_target(u: &Update, config: &KernelConfig) {
 
 /// Counts a probe's destination host at its (protocol, port); sends an event when the port's
 /// hosts that did not answer on it reach `distributed_hosts`, and at each doubling.
+///
+/// The port's state is its slot of the `PORTS` array: no insert, nothing to churn. A probe of
+/// a port whose slot another port holds takes the slot only if that port yields
+/// (`PortState::yields`), and is otherwise not counted (`PortSlotsHeld`).
 #[inline(never)] // own BPF stack frame
 fn per_port(u: &Update, config: &KernelConfig) {
     let threshold = config.distributed_hosts;
-    let Some(p) = maps::entry(
-        &PORTS,
-        &EMPTY_PORT,
-        &port_key(u.proto, u.origin.target_port),
-    ) else {
+    let key = port_key(u.proto, u.origin.target_port);
+    let Some(p) = PORTS.get_ptr_mut(port_slot(config.hash_seed, key)) else {
         return;
     };
-    // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+    // SAFETY: pointer into the array's value returned by the kernel; valid for this run.
     let p = unsafe { &mut *p };
     let now = u.now;
-    if p.first_seen_ns == 0 {
-        p.first_seen_ns = now;
-        p.window_start_ns = now;
-    }
-    if now.wrapping_sub(p.window_start_ns) >= config.window() {
-        p.window_start_ns = now;
-        p.reported = 0;
-        p.hosts_set = 0;
-        p.probes = [0; scanwatch_common::classify::PROBE_CLASSES];
-        p.hosts.clear();
-        p.served.clear();
+    if p.key != key {
+        // The coin: a seeded hash of the probe (its source, port and host), as unpredictable to
+        // a sender as a random number, and repeatable in a test.
+        let coin = (hash_addr(config.hash_seed ^ u64::from(key), &u.key) as u32) ^ u.host;
+        if !p.yields(now, config.window(), coin) {
+            count(Counter::PortSlotsHeld);
+            return;
+        }
+        if p.key != 0 {
+            count(Counter::PortSlotsTaken);
+        }
+        p.take(key, now);
+    } else if now.wrapping_sub(p.window_start_ns) >= config.window() {
+        p.start_window(now);
     }
     p.last_seen_ns = now;
     if let Some(n) = p.probes.get_mut(u.class as usize) {
@@ -200,13 +206,16 @@ pub struct Served {
 /// scan of the host, in this window; the remote, if sampled, was answered.
 #[inline(never)] // own BPF stack frame
 pub fn note_served(served: &Served, config: &KernelConfig) {
+    let key = port_key(served.proto, served.local_port);
     if config.distributed_hosts != 0
-        && let Some(p) = PORTS.get_ptr_mut(port_key(served.proto, served.local_port))
+        && let Some(p) = PORTS.get_ptr_mut(port_slot(config.hash_seed, key))
     {
-        // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
+        // SAFETY: pointer into the array's value returned by the kernel; valid for this run.
         let p = unsafe { &mut *p };
-        p.served
-            .insert(hash_addr(config.hash_seed, &served.local) as u32);
+        if p.key == key {
+            p.served
+                .insert(hash_addr(config.hash_seed, &served.local) as u32);
+        }
     }
     if per_target_on(config)
         && let Some(t) = TARGETS.get_ptr_mut(served.local)

@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use scanwatch_common::{
     addr::SourceKey,
+    admission::AdmissionSlot,
     block::{BlockEntry, CachedBlock},
     config::KernelConfig,
     distributed::{PortState, TargetState},
@@ -16,7 +17,7 @@ use scanwatch_common::{
     maps::{
         ACCEPTED_SLOTS, ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY,
         BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY,
-        HANDSHAKES_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORTS_CAPACITY,
+        HANDSHAKES_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORT_SLOTS,
         TARGETS_CAPACITY, TRACKER_CAPACITY, VERIFIED_CAPACITY, WEB_SAMPLES_BYTES,
         WEB_SEEN_CAPACITY, WIDE_CAPACITY,
     },
@@ -39,7 +40,7 @@ pub static TRACKER: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(TRACKER_CAPACITY, 0);
 
 #[map]
-pub static ADMISSION: Array<u32> = Array::with_max_entries(ADMISSION_SLOTS, 0);
+pub static ADMISSION: Array<AdmissionSlot> = Array::with_max_entries(ADMISSION_SLOTS, 0);
 
 #[map]
 pub static IGNORE: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(IGNORE_CAPACITY, 0);
@@ -128,12 +129,10 @@ pub static TARGETS: LruHashMap<SourceKey, TargetState> =
 #[map]
 pub static EMPTY_TARGET: Array<TargetState> = Array::with_max_entries(1, 0);
 
-/// Per-port distributed-sweep state (`scanwatch_common::distributed::PortState`).
+/// Per-port distributed-sweep state (`scanwatch_common::distributed::PortState`), one slot per
+/// seeded hash of the (protocol, port).
 #[map]
-pub static PORTS: LruHashMap<u32, PortState> = LruHashMap::with_max_entries(PORTS_CAPACITY, 0);
-
-#[map]
-pub static EMPTY_PORT: Array<PortState> = Array::with_max_entries(1, 0);
+pub static PORTS: Array<PortState> = Array::with_max_entries(PORT_SLOTS, 0);
 
 /// First requests of connections to web ports (`web::on_segment`), for the daemon's
 /// signature matching.

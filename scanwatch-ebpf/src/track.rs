@@ -6,13 +6,15 @@
 //! probe that finds its own fingerprint there is admitted. A flood of single packets from random
 //! spoofed sources therefore costs one array write per packet and never an LRU insert, so it
 //! can neither churn the tracker nor evict the state of sources that really scan. The price: a
-//! source's first probe is not counted (distinct counts are low by at most one), and under a
-//! flood a scanner's fingerprint can be overwritten before its second probe, which delays its
-//! admission by a probe or more (see `ADMISSION_SLOTS`).
+//! source's first probe is not counted (distinct counts are low by at most one). Each slot keeps
+//! a first probe in two places, one overwritten by the next and one held for a short window,
+//! so neither a fast nor a slow scanner loses its admission to a flood that starts after its
+//! first probe (`scanwatch_common::admission` gives the rates).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use scanwatch_common::{
     addr::SourceKey,
+    admission::clock_units,
     classify::PacketClass,
     config::{FLAG_NO_ADMISSION, FLAG_NO_EVENTS, FLAG_NO_IPV6, KernelConfig},
     event::{
@@ -30,7 +32,7 @@ use scanwatch_common::{
 use crate::{
     clock, distributed, event,
     level::{Origin, Update, start},
-    maps::{self, ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
+    maps::{ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
     parse::Packet,
     sample,
     stats::count,
@@ -133,7 +135,10 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
 }
 
 /// Counts a repeat of the source's last probe in its window (see [`record`]) and returns true.
-/// Any other probe becomes the last probe and gets false, with nothing counted.
+/// Any other probe becomes the last probe and gets false, with nothing counted; the probe that
+/// ends the window first carries the window to the long one ([`carry_to_long`]): here, in this
+/// frame, its branches cost the verifier nothing on the rest of `record` (called from `record`,
+/// they added 150,000 instructions).
 ///
 /// The last probe is kept tagged with its window's start (`SourceState::last_probe`), so any
 /// window roll forgets it without a store: clearing it in `reset_window` let LLVM merge that
@@ -146,11 +151,15 @@ pub fn record(ctx: &XdpContext, packet: &Packet, addrs: &Addrs, config: &KernelC
 fn count_if_repeat(state: &mut SourceState, u: &Update, config: &KernelConfig) -> bool {
     let id = probe_id(u.host, u.class, u.origin.target_port);
     let tagged = id ^ state.window_start_ns as u32;
-    if id == 0
-        || state.last_probe != tagged
-        || u.now.wrapping_sub(state.window_start_ns) >= config.window()
-        || sample::wanted(&state.samples)
-    {
+    if u.now.wrapping_sub(state.window_start_ns) >= config.window() {
+        // The probe that ends the window: the one place the finished window can be carried.
+        if config.long_window_ns != 0 {
+            carry_to_long(state, &u.key, config);
+        }
+        state.last_probe = tagged;
+        return false;
+    }
+    if id == 0 || state.last_probe != tagged || sample::wanted(&state.samples) {
         state.last_probe = tagged;
         return false;
     }
@@ -183,15 +192,43 @@ fn update_level(state: &mut SourceState, u: &Update, config: &KernelConfig) -> b
     before == 0 && state.reported != 0
 }
 
-/// The long-window (slow scans) state of a tracked source, created on its first probe there:
-/// a source enters `LONG` only once it is in the tracker (past the admission filter).
+/// The long-window (slow scans) state of a tracked source, if it has one (see
+/// [`carry_to_long`]).
 #[inline(always)]
 fn long_state(key: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
-    let state = maps::entry(&LONG, &EMPTY_STATE, key)?;
+    let state = LONG.get_ptr_mut(key)?;
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
     let state = unsafe { &mut *state };
     start(state, now);
     Some(state)
+}
+
+/// Gives a tracked source its long-window state when it probes again in a later short window:
+/// the first probe that rolls its short window, before the roll, inserts the finished window
+/// into `LONG` as the long window's start (or an empty state when that window was reported,
+/// whose probes the long window must not count again).
+///
+/// A source enters `LONG` only by returning: two forged SYNs from one address, the cheapest way
+/// past the admission filter, never roll a window, so a flood of forged pairs cannot churn the
+/// slow scanners' state out of `LONG`; to take a slot there a spoofer must keep a forged source
+/// probing across a whole short window. Nothing is lost by waiting: until its first window ends
+/// the long window would have counted exactly what the short one did.
+#[inline(always)]
+fn carry_to_long(state: &SourceState, key: &SourceKey, config: &KernelConfig) {
+    if LONG.get_ptr(key).is_some() {
+        return;
+    }
+    let start = if state.reported == 0 {
+        state
+    } else {
+        let Some(empty) = EMPTY_STATE.get(0) else {
+            return;
+        };
+        empty
+    };
+    if LONG.insert(key, start, u64::from(BPF_NOEXIST)).is_ok() {
+        count(Counter::LongInserts);
+    }
 }
 
 /// Probes that name a port: SYN, UDP and stealth flag mixes (not ICMP, not fragments).
@@ -225,16 +262,15 @@ fn tracked(
         return None;
     }
     let key = source_key(src, ipv6, config);
-    let state = lookup_or_admit(&key, config)?;
-    // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
-    let state = unsafe { &mut *state };
-    // The clock only after admission: a deferred (possibly spoofed) probe does not pay for it
-    // (unless its caller read it already).
+    // Read before admission: the filter times how long it holds a first probe.
     let now = if known_now != 0 {
         known_now
     } else {
         clock::now(config)
     };
+    let state = lookup_or_admit(&key, config, now)?;
+    // SAFETY: pointer into the tracker's value returned by the kernel; valid for this run.
+    let state = unsafe { &mut *state };
     start(state, now);
     Some((key, state, now))
 }
@@ -290,12 +326,12 @@ pub fn record_ack_reset(reset: &Reset, config: &KernelConfig) {
 
 /// The tracker entry for `key`, creating it if the admission filter lets the source in.
 #[inline(always)]
-fn lookup_or_admit(key: &SourceKey, config: &KernelConfig) -> Option<*mut SourceState> {
+fn lookup_or_admit(key: &SourceKey, config: &KernelConfig, now: u64) -> Option<*mut SourceState> {
     if let Some(state) = TRACKER.get_ptr_mut(key) {
         return Some(state);
     }
     if config.flags & FLAG_NO_ADMISSION == 0 {
-        if !admit(key, config.hash_seed) {
+        if !admit(key, config, now) {
             count(Counter::AdmissionDeferred);
             return None;
         }
@@ -316,23 +352,18 @@ fn lookup_or_admit(key: &SourceKey, config: &KernelConfig) -> Option<*mut Source
     state
 }
 
-/// Admission filter: true on a source's second probe, see the module docs.
+/// Admission filter: true on a source's second probe (`scanwatch_common::admission`), with
+/// first probes held for a short window.
 #[inline(always)]
-fn admit(key: &SourceKey, seed: u64) -> bool {
-    let h = hash_addr(seed ^ ADMISSION_SALT, key);
+fn admit(key: &SourceKey, config: &KernelConfig, now: u64) -> bool {
+    let h = hash_addr(config.hash_seed ^ ADMISSION_SALT, key);
     let Some(slot) = ADMISSION.get_ptr_mut((h as u32) & (ADMISSION_SLOTS - 1)) else {
         return false;
     };
     let fingerprint = ((h >> 32) as u32) | 1;
     // SAFETY: pointer into the array map's value, valid for this run.
     let slot = unsafe { &mut *slot };
-    if *slot == fingerprint {
-        *slot = 0;
-        true
-    } else {
-        *slot = fingerprint;
-        false
-    }
+    slot.admit(fingerprint, clock_units(now), clock_units(config.window()))
 }
 
 /// Starts a new tumbling window if the current one is over.

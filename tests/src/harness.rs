@@ -262,7 +262,7 @@ impl Harness {
 
     /// The distributed-sweep state of a (protocol, port), if any.
     pub fn port_state(&self, proto: u8, port: u16) -> Result<Option<PortState>> {
-        self.maps()?.ports.get(port_key(proto, port))
+        self.maps()?.port_state(port_key(proto, port))
     }
 
     /// Writes the runtime configuration.

@@ -74,7 +74,7 @@ impl Reporter {
         let mut f = finding(event, interface, window, config.ipv6_prefix)?;
         let counted = if f.kind == DetectionKind::DistributedScan {
             let sample = if event.scope == SCOPE_PORT {
-                maps.ports.sample(port_key(event.proto, event.target_port))
+                maps.port_sample(port_key(event.proto, event.target_port))
             } else {
                 maps.targets.sample(&event.source)
             };

@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use scanwatch_common::{
     addr::SourceKey,
     config::KernelConfig,
-    distributed::{PortState, TargetState},
+    distributed::{PortState, TargetState, port_slot},
     evidence::Verified,
     flow::{FlowKey, FlowState},
     maps,
@@ -94,7 +94,7 @@ impl Maps {
             flows: Flows::take(ebpf)?,
             targets: Targets(HashMap::try_from(take(ebpf, maps::TARGETS)?)?),
             wide: Wide(HashMap::try_from(take(ebpf, maps::WIDE)?)?),
-            ports: Ports(HashMap::try_from(take(ebpf, maps::PORTS)?)?),
+            ports: Ports(Array::try_from(take(ebpf, maps::PORTS)?)?),
             blocks,
             blocklist,
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
@@ -145,6 +145,11 @@ pub struct ConfigMap(Array<MapData, KernelConfig>);
 impl ConfigMap {
     pub fn write(&mut self, config: &KernelConfig) -> anyhow::Result<()> {
         self.0.set(0, config, 0).context("writing CONFIG")
+    }
+
+    /// The configuration the programs run with.
+    pub fn read(&self) -> anyhow::Result<KernelConfig> {
+        self.0.get(&0, 0).context("reading CONFIG")
     }
 }
 
@@ -369,19 +374,32 @@ impl Wide {
     }
 }
 
-/// `PORTS`: per-port distributed-sweep state (`scanwatch_common::distributed::PortState`), keyed by
-/// `distributed::port_key`.
-pub struct Ports(HashMap<MapData, u32, PortState>);
+/// `PORTS`: per-port distributed-sweep state (`scanwatch_common::distributed::PortState`), one
+/// slot per seeded hash of the (protocol, port) (`distributed::port_slot`).
+pub struct Ports(Array<MapData, PortState>);
 
 impl Ports {
-    pub fn get(&self, key: u32) -> anyhow::Result<Option<PortState>> {
-        found(self.0.get(&key, 0))
+    /// The state of port `key` (`distributed::port_key`), if its slot holds it; `seed` is the
+    /// programs' `hash_seed`.
+    pub fn get(&self, seed: u64, key: u32) -> anyhow::Result<Option<PortState>> {
+        let state = self
+            .0
+            .get(&port_slot(seed, key), 0)
+            .context("reading PORTS")?;
+        Ok((state.key == key).then_some(state))
+    }
+}
+
+impl Maps {
+    /// The state of port `key` (`distributed::port_key`), if its slot holds it.
+    pub fn port_state(&self, key: u32) -> anyhow::Result<Option<PortState>> {
+        self.ports.get(self.config.read()?.hash_seed, key)
     }
 
-    /// The sampled sources of a sweep of the port `key`, oldest first (none when the entry was
-    /// evicted meanwhile).
-    pub fn sample(&self, key: u32) -> Vec<SourceKey> {
-        match self.get(key) {
+    /// The sampled sources of a sweep of the port `key`, oldest first (none when another port
+    /// took its slot meanwhile).
+    pub fn port_sample(&self, key: u32) -> Vec<SourceKey> {
+        match self.port_state(key) {
             Ok(Some(state)) => state.sample().collect(),
             _ => Vec::new(),
         }

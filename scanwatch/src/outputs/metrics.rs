@@ -126,6 +126,15 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         Counter::WebUnconnected => {
             "First requests to a web port with no established connection for their 4-tuple (forged or stray): not sampled."
         }
+        Counter::LongInserts => {
+            "Tracked sources given long-window (slow scan) state: they probed again in a later window."
+        }
+        Counter::PortSlotsHeld => {
+            "Probes not counted toward a distributed sweep: their port's slot was held by another port this window."
+        }
+        Counter::PortSlotsTaken => {
+            "Distributed-sweep port slots taken from another port within its window."
+        }
         Counter::RepliesTcp
         | Counter::RepliesUdp
         | Counter::RepliesIcmp

@@ -12,6 +12,7 @@ use scanwatch_common::{
     event::{DIRECTION_INGRESS, DetectionKind, SCOPE_PORT, ScanEvent},
     proto::{IPPROTO_TCP, IPPROTO_UDP},
     state::NarrowBitmap,
+    stats::Counter,
 };
 use scanwatch_tests::{
     harness::Harness,
@@ -246,4 +247,47 @@ fn a_new_window_starts_the_count_and_the_answers_again() {
     );
     let state = h.port_state(IPPROTO_TCP, 22).unwrap().unwrap();
     assert!(state.hosts_set <= 31, "{}", state.hosts_set);
+}
+
+#[test]
+fn a_sweep_interleaved_with_a_spoofed_port_spray_is_still_reported() {
+    // Between two probes of the sweep, 576 forged sources each send eight SYNs to new ports
+    // (below every threshold): 4,608 other ports, more than an LRU of 4,096 ports would keep.
+    let mut h = load_with(&config());
+    let spray = PacketBuilder::new(Ipv4Addr::new(10, 0, 0, 1), host(200)).syn(1);
+    let mut frame = spray.build();
+    let (src, dst_port) = (spray.l3_offset() + 12, spray.l4_offset() + 2);
+    let mut forged = u32::from(Ipv4Addr::new(10, 0, 0, 1));
+    let mut port = 1024u16;
+    let mut events = Vec::new();
+    for s in 0..4u32 {
+        for i in 0..11 {
+            send(
+                &mut h,
+                PacketBuilder::new(source_v4(s), host(s * 11 + i)).syn(22),
+            );
+            for _ in 0..576 {
+                forged += 1;
+                frame[src..src + 4].copy_from_slice(&forged.to_be_bytes());
+                for _ in 0..8 {
+                    port = if port == u16::MAX { 1024 } else { port + 1 };
+                    frame[dst_port..dst_port + 2].copy_from_slice(&port.to_be_bytes());
+                    crate::pass(&mut h, &frame);
+                }
+            }
+            events.extend(h.events());
+        }
+    }
+    let found: Vec<_> = sweeps(&events)
+        .into_iter()
+        .filter(|e| e.target_port == 22)
+        .collect();
+    assert_eq!(found.len(), 1, "{:?}", sweeps(&events));
+    let state = h.port_state(IPPROTO_TCP, 22).unwrap().unwrap();
+    assert!(state.hosts_set >= SWEEP_HOSTS, "{}", state.hosts_set);
+    assert_sample_of_scanners(&state.sample().collect::<Vec<_>>(), 4);
+    assert!(
+        h.counter(Counter::PortSlotsHeld).unwrap() > 0,
+        "the spray met the held slot"
+    );
 }

@@ -143,17 +143,21 @@ fn repeats_reach_no_other_level() {
     c.long_thresholds[DetectionKind::PortScan as usize] = 100;
     c.thresholds[DetectionKind::DistributedScan as usize] = 100;
     let mut h = load_with(&c);
+    // One window first: a source gets its long-window state when it probes in a later one.
+    send(&mut h, scan_v4().syn(21));
+    at(&mut h, &mut c, 301);
     for _ in 0..10 {
         send(&mut h, scan_v4().syn(22));
     }
     send(&mut h, scan_v4().syn(23));
     let short = state_of(&h, &key_of(SCANNER_V4));
     assert_eq!(short.probes[PacketClass::TcpSyn as usize], 11);
-    // The first probe of each port reached the long window and the target, and after it the
-    // samples were full, so ports 22 (twice: one sample each) and 23.
+    // The long window starts with the first window (port 21); then the first probe of each
+    // port reached it and the target, and after it the samples were full, so ports 22 (twice:
+    // one sample each) and 23.
     let long = h.long_state(&key_of(SCANNER_V4)).unwrap().unwrap();
-    assert_eq!(long.probes[PacketClass::TcpSyn as usize], 3);
-    assert_eq!(long.measures[DetectionKind::PortScan as usize], 2);
+    assert_eq!(long.probes[PacketClass::TcpSyn as usize], 4);
+    assert_eq!(long.measures[DetectionKind::PortScan as usize], 3);
     let target = h.target_state(&key_of(TARGET_V4)).unwrap().unwrap();
     assert_eq!(target.probes[PacketClass::TcpSyn as usize], 3);
 }

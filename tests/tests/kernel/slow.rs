@@ -2,15 +2,18 @@
 //! window and a scan that straddles a short window's end; a scan already reported in its short
 //! window is not reported again over the long one.
 
+use std::net::Ipv4Addr;
+
 use scanwatch_common::{
     config::KernelConfig,
     distinct::bits_for_count,
     event::{DetectionKind, ScanEvent, WINDOW_LONG},
     state::SourceState,
+    stats::Counter,
 };
-use scanwatch_tests::harness::Harness;
+use scanwatch_tests::{harness::Harness, packet::PacketBuilder};
 
-use crate::{SCANNER_V4, SECOND, T0, key_of, load_with, scan_v4, send};
+use crate::{SCANNER_V4, SECOND, T0, key_of, load_with, pass, scan_v4, send, threshold};
 
 const PORTS: u32 = 20;
 
@@ -32,11 +35,16 @@ fn config() -> KernelConfig {
     c
 }
 
-/// Sends a SYN to `port` at `T0 + at` seconds.
-fn syn_at(h: &mut Harness, c: &mut KernelConfig, at: u64, port: u16) {
+/// Sends `packet` at `T0 + at` seconds.
+fn syn_at_from(h: &mut Harness, c: &mut KernelConfig, at: u64, packet: PacketBuilder) {
     c.clock_override_ns = T0 + at * SECOND;
     h.set_config(c).unwrap();
-    send(h, scan_v4().syn(port));
+    send(h, packet);
+}
+
+/// Sends a SYN to `port` at `T0 + at` seconds.
+fn syn_at(h: &mut Harness, c: &mut KernelConfig, at: u64, port: u16) {
+    syn_at_from(h, c, at, scan_v4().syn(port));
 }
 
 fn port_scans(events: &[ScanEvent]) -> Vec<ScanEvent> {
@@ -119,4 +127,146 @@ fn long_window_off_keeps_no_long_state() {
     }
     assert!(port_scans(&h.events()).is_empty());
     assert!(h.long_state(&key_of(SCANNER_V4)).unwrap().is_none());
+}
+
+/// Forged SYNs: each from a new address of 10.0.0.0/8 (never one twice, never the scanner's),
+/// each to a new port.
+struct Forger {
+    frame: Vec<u8>,
+    src: usize,
+    dst_port: usize,
+    next_source: u32,
+    next_port: u16,
+}
+
+impl Forger {
+    fn new() -> Self {
+        let builder = scan_v4().syn(1);
+        Self {
+            frame: builder.build(),
+            src: builder.l3_offset() + 12,
+            dst_port: builder.l4_offset() + 2,
+            next_source: u32::from(Ipv4Addr::new(10, 0, 0, 1)),
+            next_port: 1,
+        }
+    }
+
+    /// `sources` forged sources, each sending `syns` SYNs to new ports.
+    fn send(&mut self, h: &mut Harness, sources: u32, syns: u32) {
+        for _ in 0..sources {
+            let source = self.next_source;
+            self.next_source += 1;
+            self.frame[self.src..self.src + 4].copy_from_slice(&source.to_be_bytes());
+            for _ in 0..syns {
+                self.next_port = self.next_port.checked_add(1).unwrap_or(1);
+                self.frame[self.dst_port..self.dst_port + 2]
+                    .copy_from_slice(&self.next_port.to_be_bytes());
+                pass(h, &self.frame);
+            }
+        }
+    }
+}
+
+/// The daemon's defaults around the slow-scan test: the long window and both distributed
+/// forms on (per-target at 30 ports, per-port sweeps at 40 hosts).
+fn defaults_config() -> KernelConfig {
+    let mut c = config();
+    c.thresholds[DetectionKind::DistributedScan as usize] =
+        threshold(DetectionKind::DistributedScan, 30);
+    c.distributed_hosts = 40;
+    c
+}
+
+/// The slow scanner of the flood tests: 21 new ports, one every 150 s, with `between` run after
+/// each probe; returns every event.
+fn slow_scan_with(
+    h: &mut Harness,
+    c: &mut KernelConfig,
+    mut between: impl FnMut(&mut Harness),
+) -> Vec<ScanEvent> {
+    let mut events = Vec::new();
+    for i in 0..21u16 {
+        syn_at(h, c, u64::from(i) * 150, 2000 + i);
+        between(h);
+        events.extend(h.events());
+    }
+    events
+}
+
+fn long_port_scans_of(events: &[ScanEvent], source: Ipv4Addr) -> usize {
+    port_scans(events)
+        .iter()
+        .filter(|e| e.window == WINDOW_LONG && e.source == key_of(source))
+        .count()
+}
+
+#[test]
+fn the_slow_scanner_alone_is_reported_over_the_long_window() {
+    let mut c = defaults_config();
+    let mut h = load_with(&c);
+    let events = slow_scan_with(&mut h, &mut c, |_| {});
+    assert_eq!(
+        long_port_scans_of(&events, SCANNER_V4),
+        1,
+        "{:?}",
+        port_scans(&events)
+    );
+}
+
+#[test]
+fn forged_pairs_between_a_slow_scanners_probes_do_not_hide_it() {
+    // Two SYNs per forged source are the cheapest way past the admission filter: 8,192 such
+    // pairs after each probe used to evict the scanner's long-window state.
+    let mut c = defaults_config();
+    let mut h = load_with(&c);
+    let mut forger = Forger::new();
+    let events = slow_scan_with(&mut h, &mut c, |h| forger.send(h, 8192, 2));
+    assert_eq!(
+        long_port_scans_of(&events, SCANNER_V4),
+        1,
+        "{:?}",
+        port_scans(&events)
+    );
+    // Only the scanner returned in a later window: no forged pair took a long-window slot.
+    assert_eq!(h.counter(Counter::LongInserts).unwrap(), 1);
+    assert!(h.counter(Counter::Admitted).unwrap() >= 21 * 8192);
+}
+
+#[test]
+fn a_forged_source_enters_the_long_window_only_by_returning() {
+    let mut c = defaults_config();
+    let mut h = load_with(&c);
+    let forged = PacketBuilder::new(Ipv4Addr::new(10, 9, 9, 9), crate::TARGET_V4);
+    syn_at_from(&mut h, &mut c, 0, forged.clone().syn(7));
+    syn_at_from(&mut h, &mut c, 1, forged.clone().syn(8));
+    syn_at_from(&mut h, &mut c, 299, forged.clone().syn(9));
+    let key = key_of(Ipv4Addr::new(10, 9, 9, 9));
+    assert!(h.tracked(&key).unwrap().is_some());
+    assert!(
+        h.long_state(&key).unwrap().is_none(),
+        "not within its first window"
+    );
+    syn_at_from(&mut h, &mut c, 302, forged.syn(10));
+    let long = h.long_state(&key).unwrap().expect("back in a later window");
+    // The first window (admitted at its second SYN: ports 8 and 9) carried over, then port 10.
+    assert_eq!(long.measures[DetectionKind::PortScan as usize], 3);
+    assert_eq!(long.window_start_ns, T0 + SECOND);
+}
+
+#[test]
+fn a_one_packet_flood_between_a_slow_scanners_probes_does_not_hide_it() {
+    // 2,000 forged single SYNs a second for the 150 s between probes: each slot of the
+    // admission filter is overwritten about 4.6 times between two probes of the scanner.
+    let mut c = defaults_config();
+    let mut h = load_with(&c);
+    let mut forger = Forger::new();
+    let events = slow_scan_with(&mut h, &mut c, |h| forger.send(h, 2000 * 150, 1));
+    assert_eq!(
+        long_port_scans_of(&events, SCANNER_V4),
+        1,
+        "{:?}",
+        port_scans(&events)
+    );
+    assert!(h.tracked(&key_of(SCANNER_V4)).unwrap().is_some());
+    assert!(h.counter(Counter::AdmissionDeferred).unwrap() >= 21 * 2000 * 150);
 }

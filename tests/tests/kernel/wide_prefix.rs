@@ -84,8 +84,16 @@ fn every_level_counts_an_ipv6_probe_in_drop_mode() {
     c.long_window_ns = 3600 * SECOND;
     c.long_thresholds = c.thresholds;
     c.thresholds[DetectionKind::DistributedScan as usize] = bits_for_count(40, 1024);
+    c.window_ns = 300 * SECOND;
     let mut h = load_with(&c);
     rotate(&mut h, 2);
+    // The long window's state comes with a probe in a later short window.
+    c.clock_override_ns += 301 * SECOND;
+    h.set_config(&c).unwrap();
+    pass(
+        &mut h,
+        &PacketBuilder::new(rotated(1), TARGET_V6).syn(999).build(),
+    );
     let first = key_of(rotated(1));
     assert!(h.tracked(&first).unwrap().is_some(), "short window");
     assert!(h.long_state(&first).unwrap().is_some(), "long window");
