@@ -154,7 +154,7 @@ fn count_if_repeat(state: &mut SourceState, u: &Update, config: &KernelConfig) -
     if u.now.wrapping_sub(state.window_start_ns) >= config.window() {
         // The probe that ends the window: the one place the finished window can be carried.
         if config.long_window_ns != 0 {
-            carry_to_long(state, &u.key, config);
+            carry_to_long(state, &u.key);
         }
         state.last_probe = tagged;
         return false;
@@ -214,7 +214,7 @@ fn long_state(key: &SourceKey, now: u64) -> Option<&'static mut SourceState> {
 /// probing across a whole short window. Nothing is lost by waiting: until its first window ends
 /// the long window would have counted exactly what the short one did.
 #[inline(always)]
-fn carry_to_long(state: &SourceState, key: &SourceKey, config: &KernelConfig) {
+fn carry_to_long(state: &SourceState, key: &SourceKey) {
     if LONG.get_ptr(key).is_some() {
         return;
     }
