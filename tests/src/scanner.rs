@@ -463,8 +463,13 @@ impl FloodReport {
 /// (`span` a power of two), port `1024 + i / span`, so no (address, port) pair repeats within
 /// `span * 64512` datagrams. Raw socket with our own IPv4 header (the kernel fills in the
 /// checksum and identification; UDP checksum 0, "none"); stops at `count` or when `budget`
-/// runs out. Call it inside the sending namespace; the replies go wherever that namespace's
-/// peers route `spoofed`.
+/// runs out. At most `per_second` datagrams a second when given: a veth drops what its peer's
+/// ring cannot take, so an unpaced flood delivers less than a paced one. Call it inside the
+/// sending namespace; the replies go wherever that namespace's peers route `spoofed`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a flood's shape: sources, destination, payload and bounds"
+)]
 pub fn spoofed_udp_flood(
     spoofed: Ipv4Addr,
     span: u32,
@@ -473,6 +478,7 @@ pub fn spoofed_udp_flood(
     payload: &[u8],
     count: usize,
     budget: Duration,
+    per_second: Option<u32>,
 ) -> io::Result<FloodReport> {
     assert!(span.is_power_of_two(), "span {span} is not a power of two");
     let started = Instant::now();
@@ -494,6 +500,14 @@ pub fn spoofed_udp_flood(
         // The clock costs more than a send: look at it every 1024 datagrams.
         if sent % 1024 == 0 && Instant::now() >= deadline {
             break;
+        }
+        if let Some(rate) = per_second
+            && sent % 64 == 0
+        {
+            let due = started + Duration::from_secs_f64(sent as f64 / f64::from(rate));
+            if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(ahead);
+            }
         }
         let i = sent as u32;
         packet[12..16].copy_from_slice(&(base | (i % span)).to_be_bytes());

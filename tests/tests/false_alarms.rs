@@ -736,6 +736,7 @@ fn spoofed_flood_at_the_hosts_udp_service_leaves_its_resolvers_answers_replies()
             &query,
             FLOOD,
             FLOOD_BUDGET,
+            None,
         )
     })
     .unwrap()

@@ -9,5 +9,6 @@ pub mod maps;
 pub mod object;
 pub mod occupancy;
 pub mod pins;
+pub mod pressure;
 pub mod rings;
 pub mod take;

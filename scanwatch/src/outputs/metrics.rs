@@ -19,6 +19,8 @@ use scanwatch_common::{
     stats::{Counter, ParseError, STATS_LEN, class_slot, counter_slot, parse_error_slot},
 };
 
+use crate::kernel::pressure::Guarantee;
+
 mod server;
 
 pub use server::{Limits, serve, serve_on};
@@ -55,6 +57,11 @@ pub struct Metrics {
     pub protected_set_available: IntGauge,
     /// Entries in the block maps, by map (`detection`, `cidr`).
     pub blocked_sources: IntGaugeVec,
+    /// Each fixed-size state's churn over the last minute (`kernel::pressure`): 1 or more ends
+    /// its guarantee.
+    pub state_churn: GaugeVec,
+    /// 1 while a flood has ended the state's guarantee.
+    pub guarantee_lost: IntGaugeVec,
     replies: IntCounterVec,
     /// Outbound flows in the flow map (the last walk's count plus inserts since, see
     /// `occupancy`).
@@ -361,6 +368,22 @@ impl Metrics {
         for map in ["detection", "cidr"] {
             blocked_sources.with_label_values(&[map]);
         }
+        let state_churn = r.add(GaugeVec::new(
+            Opts::new(
+                "scanwatch_state_churn_ratio",
+                "How often the last minute's traffic would turn a fixed-size state over in the time it must keep an entry (see the operations guide); at 1 or more its guarantee is lost.",
+            ),
+            &["state"],
+        )?)?;
+        let guarantee_lost = r.gauges(
+            "scanwatch_flood_guarantee_lost",
+            "1 while a flood has ended the guarantee of a fixed-size state (churn ratio at 1 or more).",
+            &["state"],
+        )?;
+        for g in Guarantee::ALL {
+            state_churn.with_label_values(&[g.name()]);
+            guarantee_lost.with_label_values(&[g.name()]);
+        }
         Ok(Self {
             registry,
             packets,
@@ -384,6 +407,8 @@ impl Metrics {
             blocks_refused,
             protected_set_available,
             blocked_sources,
+            state_churn,
+            guarantee_lost,
             replies,
             flows,
             flow_capacity,

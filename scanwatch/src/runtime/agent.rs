@@ -39,6 +39,7 @@ use crate::{
         loader::Attachment,
         maps::Maps,
         pins::Instance,
+        pressure::{FloodWatch, Limits},
         rings::{Events, WebSamples},
     },
     net,
@@ -234,6 +235,8 @@ struct Agent<'i> {
     fleet: Fleet,
     /// The tracker's and the flow map's last full walk.
     walked: Walked,
+    /// Which state guarantees the traffic has ended (`kernel::pressure`).
+    floods: FloodWatch,
 }
 
 /// The signals the agent answers.
@@ -279,6 +282,7 @@ impl<'i> Agent<'i> {
             ..AgentStatus::default()
         };
         let walked = Walked::new(config.tracker_capacity);
+        let floods = FloodWatch::new(flood_limits(&config));
         let (mut protected, protected_task) = protect::watch(config.resolv_conf.clone());
         if tokio::time::timeout(PROTECTED_FIRST_READ, protected.wait_for(Option::is_some))
             .await
@@ -325,6 +329,7 @@ impl<'i> Agent<'i> {
                 .collect(),
             status,
             walked,
+            floods,
         }
     }
 
@@ -386,7 +391,7 @@ impl<'i> Agent<'i> {
                 }
                 _ = sweep_tick.tick() => self.sweep_blocks(),
                 _ = list_sweep_tick.tick() => self.sweep_blocklist(),
-                _ = stats_tick.tick() => self.walked.refresh_stats(&self.maps, &self.metrics),
+                _ = stats_tick.tick() => self.refresh_stats(),
                 () = tokio::time::sleep_until(self.walked.next) => {
                     self.walked.walk(&self.maps, &self.metrics, self.config.ipv6_prefix, self.config.top_sources);
                     self.refresh_status();
@@ -440,6 +445,39 @@ impl<'i> Agent<'i> {
             warn!("flushing alerts: {e}");
         }
         outcome
+    }
+
+    /// Folds the kernel statistics into the metrics and says when a flood ends or restores a
+    /// state's guarantee: one log line each way.
+    fn refresh_stats(&mut self) {
+        let Some(stats) = self.walked.refresh_stats(&self.maps, &self.metrics) else {
+            return;
+        };
+        for change in self.floods.observe(Instant::now(), &stats) {
+            let name = change.guarantee.name();
+            if change.lost {
+                warn!(
+                    "under flood: the {name} state turns over {:.1} times in the time it must keep                      an entry; {} (scanwatch_flood_guarantee_lost{{state=\"{name}\"}} is 1)",
+                    change.ratio,
+                    change.guarantee.lost()
+                );
+            } else {
+                info!(
+                    "the {name} state keeps its guarantee again (churn ratio {:.2})",
+                    change.ratio
+                );
+            }
+            self.metrics
+                .guarantee_lost
+                .with_label_values(&[name])
+                .set(i64::from(change.lost));
+        }
+        for (g, ratio) in self.floods.ratios() {
+            self.metrics
+                .state_churn
+                .with_label_values(&[g.name()])
+                .set(ratio);
+        }
     }
 
     fn report_all(&mut self, events: &[ScanEvent]) {
@@ -670,6 +708,11 @@ impl<'i> Agent<'i> {
                         "configuration reloaded: {} web signatures",
                         new.web.signatures.len()
                     );
+                    // The tracker keeps the capacity it was loaded with until a restart.
+                    self.floods.set_limits(Limits {
+                        tracker_capacity: self.config.tracker_capacity,
+                        ..flood_limits(&new)
+                    });
                     self.config = new;
                     self.load_block_lists();
                     self.lists.load_reputation(&self.config);
@@ -707,6 +750,15 @@ impl<'i> Agent<'i> {
 }
 
 /// The budget of new automatic blocks of a configuration.
+/// What the flood watch measures churn against: the windows and the tracker's capacity.
+fn flood_limits(config: &Config) -> Limits {
+    Limits {
+        window: config.window,
+        long_window: config.long_window,
+        tracker_capacity: config.tracker_capacity,
+    }
+}
+
 fn block_budget(config: &Config) -> BlockBudget {
     BlockBudget::new(config.max_blocks_per_second, config.block_burst)
 }

@@ -53,8 +53,8 @@ impl Walked {
     }
 
     /// Folds the kernel statistics into the metrics, and the inserts since the last walk into
-    /// the tracked-sources and flow gauges.
-    pub fn refresh_stats(&self, maps: &Maps, metrics: &Metrics) {
+    /// the tracked-sources and flow gauges; returns the statistics read.
+    pub fn refresh_stats(&self, maps: &Maps, metrics: &Metrics) -> Option<Vec<u64>> {
         match maps.stats.read() {
             Ok(stats) => {
                 metrics.update_kernel(&stats);
@@ -70,8 +70,12 @@ impl Walked {
                 if let Some(flows) = self.flows.estimate(inserts(Counter::FlowsRecorded)) {
                     metrics.set_flows(flows);
                 }
+                Some(stats)
             }
-            Err(e) => warn!("reading kernel statistics: {e:#}"),
+            Err(e) => {
+                warn!("reading kernel statistics: {e:#}");
+                None
+            }
         }
     }
 
