@@ -25,6 +25,7 @@ use scanwatch_common::{
 };
 
 use crate::{
+    atomic::atomic_add,
     clock::now,
     maps::{BLOCK_CACHE, BLOCK_PRESENCE, BLOCKLIST, BLOCKS, lpm_key},
     parse::Packet,
@@ -47,26 +48,6 @@ fn blocklist_entry(addr: &SourceKey) -> Option<*mut BlockEntry> {
     // full `Key<[u8; 16]>`, the trie's key type.
     let entry = unsafe { bpf_map_lookup_elem(map, ptr::from_ref(key).cast()) };
     (!entry.is_null()).then_some(entry.cast())
-}
-
-/// Adds `n` to `*counter` with one BPF atomic add (`BPF_ATOMIC | BPF_ADD`, in every kernel
-/// with eBPF). `AtomicU64::fetch_add` is not available: the BPF target has no compare-and-swap,
-/// so Rust offers atomic loads and stores only.
-///
-/// # Safety
-/// `counter` points to an 8-aligned `u64` in map memory, valid for this run, that others
-/// update only atomically.
-#[inline(always)]
-unsafe fn atomic_add(counter: *mut u64, n: u64) {
-    // SAFETY: the caller's contract; the instruction reads and writes `*counter` only.
-    unsafe {
-        core::arch::asm!(
-            "lock *(u64 *)({counter} + 0) += {n}",
-            counter = in(reg) counter,
-            n = in(reg) n,
-            options(nostack, preserves_flags),
-        );
-    }
 }
 
 /// False when no block can cover `src`: its presence bit is clear. IPv6 sources aggregated to

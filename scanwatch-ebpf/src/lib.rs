@@ -9,13 +9,15 @@
 //! Egress (TC, [`handle_egress`]): record the host's outbound flows and count the probes it
 //! sends. Never changes a packet.
 #![no_std]
-// Inline BPF assembly (`block`'s atomic add), as aya-ebpf itself uses on this target.
-#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
+// LLVM's atomic add (`atomic`), which the BPF target offers only as an intrinsic.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 #![expect(
     clippy::inline_always,
     reason = "per-packet code: inlining keeps BPF-to-BPF calls and verifier work down; functions that need their own stack frame say #[inline(never)]"
 )]
 
+pub mod atomic;
 pub mod block;
 pub mod clock;
 pub mod distributed;

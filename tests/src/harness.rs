@@ -1,6 +1,9 @@
 //! Loads the real scanwatch XDP object and drives it with `BPF_PROG_TEST_RUN`.
 
-use std::sync::OnceLock;
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    sync::OnceLock,
+};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
@@ -161,6 +164,38 @@ impl Harness {
             })
             .context("BPF_PROG_TEST_RUN")?;
         Ok((result.return_value, result.duration.as_nanos() as u64))
+    }
+
+    /// Runs the XDP program over each list of frames on its own thread, pinned to the list's CPU,
+    /// all at once (one `BPF_PROG_TEST_RUN` per frame): updates of shared state from two CPUs
+    /// racing as RSS makes them race on a host.
+    pub fn run_on_cpus(&mut self, work: &[(usize, Vec<Vec<u8>>)]) -> Result<()> {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(self.program)
+            .ok_or_else(|| anyhow!("program vanished"))?
+            .try_into()?;
+        let fd = xdp.fd()?.as_fd().as_raw_fd();
+        let start = std::sync::Barrier::new(work.len());
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = work
+                .iter()
+                .map(|(cpu, frames)| {
+                    let start = &start;
+                    scope.spawn(move || -> Result<()> {
+                        pin_to_cpu(*cpu)?;
+                        start.wait();
+                        for frame in frames {
+                            test_run_raw(fd, frame)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .try_for_each(|t| t.join().map_err(|_| anyhow!("a run thread panicked"))?)
+        })
     }
 
     /// Instructions the verifier processed to accept the XDP program and the TC egress program
@@ -418,4 +453,68 @@ impl Harness {
         );
         drained.events
     }
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get a
+    // pointer to it and its size.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("pinning to CPU {cpu}"));
+    }
+    Ok(())
+}
+
+/// The `BPF_PROG_TEST_RUN` part of `union bpf_attr` (linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+}
+
+/// One test run of program `fd` on `frame`, on the calling thread's CPU; its return value.
+/// A raw syscall: the threads of [`Harness::run_on_cpus`] share the program by its descriptor.
+fn test_run_raw(fd: std::os::fd::RawFd, frame: &[u8]) -> Result<u32> {
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    let mut attr = TestRunAttr {
+        prog_fd: fd as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: 1,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; `data_in` points to
+    // `frame`, alive for the call; no output buffer is given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &raw mut attr,
+            std::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("BPF_PROG_TEST_RUN");
+    }
+    Ok(attr.retval)
 }
