@@ -8,7 +8,12 @@
 //! at the route lookup and answers nothing):
 //! - `established`: ACKs of one TCP connection (the fast path);
 //! - `syn_probe`: SYNs from 4 sources to ports 1..65535 in turn (tracked probes);
-//! - `spoofed_storm`: SYNs from random sources (the admission filter).
+//! - `spoofed_storm`: SYNs from random sources (the admission filter);
+//! - the attacker's choices: `spoofed_pairs` (two SYNs per forged source, each to a new port:
+//!   the cheapest way past the admission filter), `port_spray` (eight per forged source, below
+//!   every threshold), `forged_fin_ack` (FIN|ACK of no connection, from random sources: a socket
+//!   lookup each) and `forged_web` (an HTTP request on no connection, from random sources, to
+//!   a web port; 93-byte frames).
 //!
 //! On a veth, the receiver's XDP and stack run on the sending CPU (the peer's NAPI), so the
 //! rate processed is the generator's rate slowed by the receiver's cost; packets the receiver
@@ -42,23 +47,67 @@ const GEN_ADDR: &str = "10.77.0.2";
 const RX_ADDR: &str = "10.77.0.1";
 
 /// A trafgen configuration body per mix; `{da}`/`{sa}` are the MAC addresses.
-const MIXES: [(&str, &str); 3] = [
-    (
-        "established",
-        "{ eth(da={da}, sa={sa}), ipv4(sa=10.77.0.2, da=198.18.0.1, ttl=64, df), \
-         tcp(sp=40000, dp=443, ack, seq=drnd(), aseq=1000, win=502) }",
-    ),
-    (
-        "syn_probe",
-        "{ eth(da={da}, sa={sa}), ipv4(sa=10.77.1.1, sa[3]=dinc(1, 4), da=198.18.0.1, ttl=64), \
-         tcp(sp=51000, dp=dinc(1, 65535), syn, seq=drnd(), win=1024) }",
-    ),
-    (
-        "spoofed_storm",
-        "{ eth(da={da}, sa={sa}), ipv4(sa=drnd(), da=198.18.0.1, ttl=64), \
-         tcp(sp=drnd(), dp=80, syn, seq=drnd(), win=1024) }",
-    ),
-];
+fn mixes() -> Vec<(&'static str, String)> {
+    let eth = "eth(da={da}, sa={sa})";
+    // Forged sources in turn: two byte counters of coprime periods (251, 255) give 64,005
+    // addresses before one repeats; every template of a packet group steps them alike, so the
+    // group's packets share their source.
+    let forged =
+        "ipv4(sa=10.200.0.0, sa[2]=dinc(0, 250), sa[3]=dinc(0, 254), da=198.18.0.1, ttl=64)";
+    // `per_source` SYNs from each forged source, each to a new port.
+    let new_ports = |per_source: u16| -> String {
+        let mut body = String::new();
+        for i in 0..per_source {
+            let _ = writeln!(
+                body,
+                "{{ {eth}, {forged}, tcp(sp=51000, dp=dinc({}, 65535, {per_source}), syn, \
+                 seq=drnd(), win=1024) }}",
+                1 + i
+            );
+        }
+        body
+    };
+    vec![
+        (
+            "established",
+            format!(
+                "{{ {eth}, ipv4(sa=10.77.0.2, da=198.18.0.1, ttl=64, df), \
+                 tcp(sp=40000, dp=443, ack, seq=drnd(), aseq=1000, win=502) }}"
+            ),
+        ),
+        (
+            "syn_probe",
+            format!(
+                "{{ {eth}, ipv4(sa=10.77.1.1, sa[3]=dinc(1, 4), da=198.18.0.1, ttl=64), \
+                 tcp(sp=51000, dp=dinc(1, 65535), syn, seq=drnd(), win=1024) }}"
+            ),
+        ),
+        (
+            "spoofed_storm",
+            format!(
+                "{{ {eth}, ipv4(sa=drnd(), da=198.18.0.1, ttl=64), \
+                 tcp(sp=drnd(), dp=80, syn, seq=drnd(), win=1024) }}"
+            ),
+        ),
+        ("spoofed_pairs", new_ports(2)),
+        ("port_spray", new_ports(8)),
+        (
+            "forged_fin_ack",
+            format!(
+                "{{ {eth}, ipv4(sa=drnd(), da=198.18.0.1, ttl=64), \
+                 tcp(sp=drnd(), dp=443, fin, ack, seq=drnd(), aseq=drnd(), win=502) }}"
+            ),
+        ),
+        (
+            "forged_web",
+            format!(
+                "{{ {eth}, ipv4(sa=drnd(), da=198.18.0.1, ttl=64), \
+                 tcp(sp=drnd(), dp=80, ack, psh, seq=drnd(), aseq=drnd(), win=502), \
+                 \"GET /admin.php HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\" }}"
+            ),
+        ),
+    ]
+}
 
 /// What is attached to the receiving veth.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -250,8 +299,8 @@ fn run() -> Result<()> {
         Pair::mac(&pair.gen_ns, &pair.gen_if)?,
     );
     let dir = TempDir::new("traffic-bench")?;
-    let mixes: Vec<_> = MIXES
-        .iter()
+    let mixes: Vec<_> = mixes()
+        .into_iter()
         .filter(|(name, _)| {
             args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str()))
         })
