@@ -127,6 +127,10 @@ indexed_enum! {
         PortSlotsHeld = 36 => "port_slots_held",
         /// `PORTS` slots taken from another port within its window.
         PortSlotsTaken = 37 => "port_slots_taken",
+        /// Destinations given distributed-scan state (`TARGETS` inserts).
+        TargetInserts = 38 => "target_inserts",
+        /// Wide IPv6 prefixes given state (`WIDE` inserts).
+        WideInserts = 39 => "wide_inserts",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;

@@ -56,9 +56,12 @@ fn per_target(u: &Update, config: &KernelConfig) {
     if threshold == 0 {
         return;
     }
-    let Some(t) = maps::entry(&TARGETS, &EMPTY_TARGET, &u.origin.target) else {
+    let Some((t, inserted)) = maps::entry(&TARGETS, &EMPTY_TARGET, &u.origin.target) else {
         return;
     };
+    if inserted {
+        count(Counter::TargetInserts);
+    }
     // SAFETY: pointer into the LRU's value returned by the kernel; valid for this run.
     let t = unsafe { &mut *t };
     let now = u.now;

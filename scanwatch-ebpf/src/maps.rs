@@ -163,14 +163,15 @@ pub fn lpm_key(addr: &scanwatch_common::addr::SourceKey) -> Option<&'static Key<
 }
 
 /// The value of `key` in LRU `map`, created from `template`'s value (its all-zero first slot)
-/// when absent. NOEXIST: another CPU may have inserted the same key meanwhile; then its entry
-/// is the one returned.
+/// when absent, and whether this call inserted it (for the caller's insert counter, which the
+/// flood watch reads). NOEXIST: another CPU may have inserted the same key meanwhile; then its
+/// entry is the one returned.
 #[inline(always)]
-pub fn entry<K, V>(map: &LruHashMap<K, V>, template: &Array<V>, key: &K) -> Option<*mut V> {
+pub fn entry<K, V>(map: &LruHashMap<K, V>, template: &Array<V>, key: &K) -> Option<(*mut V, bool)> {
     if let Some(v) = map.get_ptr_mut(key) {
-        return Some(v);
+        return Some((v, false));
     }
     let template = template.get(0)?;
-    let _ = map.insert(key, template, u64::from(BPF_NOEXIST));
-    map.get_ptr_mut(key)
+    let inserted = map.insert(key, template, u64::from(BPF_NOEXIST)).is_ok();
+    Some((map.get_ptr_mut(key)?, inserted))
 }

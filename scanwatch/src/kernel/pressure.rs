@@ -11,6 +11,8 @@
 //! | tracker | a tracked source keeps its state for its window | `tracker_inserts` | the window | the tracker's capacity |
 //! | long_window | a slow scanner keeps its long-window state | `long_inserts` | the long window | `LONG_CAPACITY` |
 //! | port_slots | a sweep's port keeps its slot in the window | `port_slots_taken` | the window | `PORT_SLOTS` |
+//! | targets | a destination keeps its distributed-scan state for the window | `target_inserts` | the window | `TARGETS_CAPACITY` |
+//! | wide_prefix | a wide IPv6 prefix keeps its state for the window | `wide_inserts` | the window | `WIDE_CAPACITY` |
 //!
 //! The agent exports each ratio and says once in its log when a guarantee is lost and when it
 //! holds again ([`FloodWatch::observe`]).
@@ -18,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use scanwatch_common::{
-    maps::{ADMISSION_SLOTS, LONG_CAPACITY, PORT_SLOTS},
+    maps::{ADMISSION_SLOTS, LONG_CAPACITY, PORT_SLOTS, TARGETS_CAPACITY, WIDE_CAPACITY},
     stats::{Counter, counter_slot},
 };
 
@@ -29,14 +31,18 @@ pub enum Guarantee {
     Tracker,
     LongWindow,
     PortSlots,
+    Targets,
+    WidePrefix,
 }
 
 impl Guarantee {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Admission,
         Self::Tracker,
         Self::LongWindow,
         Self::PortSlots,
+        Self::Targets,
+        Self::WidePrefix,
     ];
 
     /// The state's name, the `state` label of the metrics.
@@ -46,6 +52,8 @@ impl Guarantee {
             Self::Tracker => "tracker",
             Self::LongWindow => "long_window",
             Self::PortSlots => "port_slots",
+            Self::Targets => "targets",
+            Self::WidePrefix => "wide_prefix",
         }
     }
 
@@ -66,6 +74,14 @@ impl Guarantee {
             Self::PortSlots => {
                 "distributed sweeps may lose their port's slot to other ports and be missed"
             }
+            Self::Targets => {
+                "destinations may lose their distributed-scan state before the window ends, so \
+                 distributed scans of them may be missed"
+            }
+            Self::WidePrefix => {
+                "wide IPv6 prefixes may lose their state before the window ends, so a scanner \
+                 rotating its /64s may be missed"
+            }
         }
     }
 
@@ -76,6 +92,8 @@ impl Guarantee {
             Self::Tracker => Counter::TrackerInserts,
             Self::LongWindow => Counter::LongInserts,
             Self::PortSlots => Counter::PortSlotsTaken,
+            Self::Targets => Counter::TargetInserts,
+            Self::WidePrefix => Counter::WideInserts,
         }
     }
 }
@@ -97,6 +115,8 @@ impl Limits {
             Guarantee::Tracker => (self.window, self.tracker_capacity),
             Guarantee::LongWindow => (self.long_window, LONG_CAPACITY),
             Guarantee::PortSlots => (self.window, PORT_SLOTS),
+            Guarantee::Targets => (self.window, TARGETS_CAPACITY),
+            Guarantee::WidePrefix => (self.window, WIDE_CAPACITY),
         }
     }
 }

@@ -142,6 +142,8 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         Counter::PortSlotsTaken => {
             "Distributed-sweep port slots taken from another port within its window."
         }
+        Counter::TargetInserts => "Destinations given distributed-scan state (per-target form).",
+        Counter::WideInserts => "Wide IPv6 prefixes given state (the wide level).",
         Counter::RepliesTcp
         | Counter::RepliesUdp
         | Counter::RepliesIcmp

@@ -10,6 +10,7 @@ use scanwatch_common::{
     distinct::bits_for_count,
     event::{DetectionKind, ScanEvent, WINDOW_SHORT, WINDOW_WIDE},
     state::SourceState,
+    stats::Counter,
 };
 use scanwatch_tests::{harness::Harness, packet::PacketBuilder};
 
@@ -107,6 +108,10 @@ fn every_level_counts_an_ipv6_probe_in_drop_mode() {
     );
     let wide = h.wide_state(&wide_key()).unwrap().expect("wide level");
     assert_eq!(wide.sample().count(), 2);
+    // One insert each, counted for the flood watch.
+    assert_eq!(h.counter(Counter::WideInserts).unwrap(), 1);
+    assert_eq!(h.counter(Counter::TargetInserts).unwrap(), 1);
+    assert_eq!(h.counter(Counter::LongInserts).unwrap(), 1);
 }
 
 #[test]
