@@ -67,14 +67,10 @@ impl<const WORDS: usize> DistinctBitmap<WORDS> {
         self.words.iter().map(|w| w.count_ones()).sum()
     }
 
-    /// Clears every bit.
+    /// Clears every bit, one word store each (`crate::zeroed`: no byte loop in the kernel).
     #[inline(always)]
     pub fn clear(&mut self) {
-        let mut i = 0;
-        while i < WORDS {
-            self.words[i] = 0;
-            i += 1;
-        }
+        crate::zeroed::zero(&mut self.words);
     }
 
     /// Merges another bitmap (same size, same seed) into this one.

@@ -85,11 +85,11 @@ impl TargetState {
         self.reported = 0;
         self.ports_set = 0;
         self.discounted = 0;
-        self.probes = [0; PROBE_CLASSES];
+        crate::zeroed::zero(&mut self.probes);
         self.ports.clear();
         self.served.clear();
-        self.added = [0; SAMPLE_SOURCES];
-        self.answered = [0; SAMPLE_SOURCES];
+        crate::zeroed::zero(&mut self.added);
+        crate::zeroed::zero(&mut self.answered);
     }
 
     /// A probe of the port hashed `port` by `key`: true when it adds a port (new in the
@@ -242,7 +242,7 @@ impl PortState {
         self.window_start_ns = now;
         self.reported = 0;
         self.hosts_set = 0;
-        self.probes = [0; PROBE_CLASSES];
+        crate::zeroed::zero(&mut self.probes);
         self.hosts.clear();
         self.served.clear();
     }
@@ -254,27 +254,37 @@ impl PortState {
         self.key = key;
         self.first_seen_ns = now;
         self.next = 0;
-        for source in &mut self.sources {
-            *source = SourceKey::default();
-        }
+        crate::zeroed::zero(&mut self.sources);
     }
 
-    /// Whether a probe of another port at `now` may take this slot: when it is empty or its
-    /// window is over, and otherwise with probability `2^-h` for `h` hosts probed on the port
-    /// held (`coin` a uniformly random number). A port seen on one host yields to the next
-    /// other port half of the time; a sweep that has reached ten hosts holds its slot against
-    /// about a thousand probes of other ports, twenty against a million.
+    /// How hard the port holding this slot holds it against a probe of another port at `now`:
+    /// `None` when it does not (the slot is empty or its window is over), else the mask a
+    /// uniformly random coin must clear to take it (`2^h - 1` for `h` hosts probed on the port
+    /// held, at most 31 bits): the slot is taken with probability `2^-h`. A port seen on one
+    /// host yields to the next other port half of the time; a sweep that has reached ten hosts
+    /// holds its slot against about a thousand probes of other ports, twenty against a million.
+    /// Apart so the caller draws its coin only for a held slot.
     #[inline(always)]
-    pub const fn yields(&self, now: u64, window: u64, coin: u32) -> bool {
+    pub const fn hold_mask(&self, now: u64, window: u64) -> Option<u32> {
         if self.key == 0 || now.wrapping_sub(self.window_start_ns) >= window {
-            return true;
+            return None;
         }
         let weight = if self.hosts_set > 31 {
             31
         } else {
             self.hosts_set
         };
-        coin & ((1u32 << weight) - 1) == 0
+        Some((1u32 << weight) - 1)
+    }
+
+    /// Whether a probe of another port at `now`, with random `coin`, takes this slot
+    /// ([`PortState::hold_mask`]).
+    #[inline(always)]
+    pub const fn yields(&self, now: u64, window: u64, coin: u32) -> bool {
+        match self.hold_mask(now, window) {
+            None => true,
+            Some(mask) => coin & mask == 0,
+        }
     }
 }
 

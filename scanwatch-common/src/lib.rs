@@ -41,6 +41,7 @@ pub mod stats;
 pub mod ticks;
 pub mod web;
 pub mod wide;
+pub mod zeroed;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -120,14 +120,14 @@ fn per_port(u: &Update, config: &KernelConfig) {
     let p = unsafe { &mut *p };
     let now = u.now;
     if p.key != key {
-        // The coin: a seeded hash of the probe (its source, port and host), as unpredictable to
-        // a sender as a random number, and repeatable in a test.
-        let coin = (hash_addr(config.hash_seed ^ u64::from(key), &u.key) as u32) ^ u.host;
-        if !p.yields(now, config.window(), coin) {
-            count(Counter::PortSlotsHeld);
-            return;
-        }
-        if p.key != 0 {
+        if let Some(mask) = p.hold_mask(now, config.window()) {
+            // The coin: a seeded hash of the probe (its source, port and host), as unpredictable
+            // to a sender as a random number, and repeatable in a test.
+            let coin = (hash_addr(config.hash_seed ^ u64::from(key), &u.key) as u32) ^ u.host;
+            if coin & mask != 0 {
+                count(Counter::PortSlotsHeld);
+                return;
+            }
             count(Counter::PortSlotsTaken);
         }
         p.take(key, now);

@@ -27,6 +27,7 @@ use scanwatch_common::{
     proto::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP},
     state::{SourceState, probe_id},
     stats::Counter,
+    zeroed::zero,
 };
 
 use crate::{
@@ -381,8 +382,8 @@ fn roll_window(s: &mut SourceState, now: u64, window: u64) {
 fn reset_window(s: &mut SourceState, now: u64) {
     s.window_start_ns = now;
     s.reported = 0;
-    s.probes = [0; scanwatch_common::classify::PROBE_CLASSES];
-    s.measures = [0; scanwatch_common::event::DETECTION_KINDS];
+    zero(&mut s.probes);
+    zero(&mut s.measures);
     s.tcp_ports.clear();
     s.hosts.clear();
     s.udp_ports.clear();

@@ -622,8 +622,13 @@ fn long_distributed(ports: bool) -> Result<Prepared> {
     let frame = new_port_syn(79);
     let key = SourceKey::from_ipv4(SRC_V4.octets());
     let mut h = tracked(&frame, &key)?;
-    h.set_config(&long_distributed_config(ports))?;
-    // Another port: a repeat of the last probe would reach no other level.
+    // A fixed clock far past the source's first window: its next probe ends that window and
+    // gives it its long-window state, as a slow scanner has (the timed runs stay in the new
+    // window). Another port: a repeat of the last probe would reach no other level.
+    h.set_config(&KernelConfig {
+        clock_override_ns: 1 << 62,
+        ..long_distributed_config(ports)
+    })?;
     h.run(&new_port_syn(78))?;
     ensure!(
         h.long_state(&key)?.is_some()
