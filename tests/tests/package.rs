@@ -35,6 +35,8 @@ const PACKAGE: &str = "scanwatch";
 const CONFIG: &str = "/etc/scanwatch/scanwatch.toml";
 /// The logrotate snippet the package installs.
 const LOGROTATE: &str = "/etc/logrotate.d/scanwatch";
+/// The tmpfiles.d snippet that makes the unit's pin directory.
+const TMPFILES: &str = "/usr/lib/tmpfiles.d/scanwatch.conf";
 /// Where the packaged configuration writes alerts (made by postinst, removed on purge).
 const LOG_DIR: &str = "/var/log/scanwatch";
 
@@ -312,7 +314,7 @@ fn package_installs_runs_and_purges_cleanly() -> Result<()> {
         .into_iter()
         .map(|name| format!("/usr/lib/systemd/system/{name}"))
         .collect();
-    let mut expected: Vec<String> = ["/usr/bin/scanwatch", CONFIG, LOGROTATE]
+    let mut expected: Vec<String> = ["/usr/bin/scanwatch", CONFIG, LOGROTATE, TMPFILES]
         .map(str::to_owned)
         .into();
     expected.extend(man_pages());
