@@ -16,6 +16,7 @@ pub mod attached;
 pub mod capture;
 pub mod crowdsec;
 pub mod daemon;
+pub mod deb;
 pub mod e2e;
 pub mod harness;
 pub mod http;
