@@ -9,6 +9,10 @@
 //! services the lab runs ([`services`]), an HTTP client ([`http`]), the metrics text
 //! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]), a pcap recorder ([`capture`]) and the helpers
 //! the end-to-end test files share ([`e2e`]).
+//!
+//! Package tests: the .deb under test ([`deb`]), a cached Debian tree made by debootstrap
+//! ([`debootstrap`]), booted under its own systemd in a container ([`nspawn`]), and the mounts
+//! they make ([`mounts`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -16,13 +20,17 @@ pub mod attached;
 pub mod capture;
 pub mod crowdsec;
 pub mod daemon;
+pub mod deb;
+pub mod debootstrap;
 pub mod e2e;
 pub mod harness;
 pub mod http;
 pub mod lab;
 pub mod loopback;
 pub mod metrics;
+pub mod mounts;
 pub mod netns;
+pub mod nspawn;
 pub mod packet;
 pub mod process;
 pub mod prometheus;

@@ -1,6 +1,6 @@
 //! Processes and scratch space for end-to-end tests: running a command to completion,
 //! finding a tool on `PATH` (or skipping a test without it), a temp directory removed on drop,
-//! a child process stopped on drop, and a poll loop.
+//! a child process stopped on drop, a poll loop, and the end of a log.
 
 use std::{
     os::unix::{fs::PermissionsExt as _, process::ExitStatusExt as _},
@@ -210,4 +210,10 @@ pub fn poll_until(timeout: Duration, interval: Duration, mut check: impl FnMut()
         }
         thread::sleep(interval);
     }
+}
+
+/// The last `n` lines of `text` (the end of a log, for a failure message).
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

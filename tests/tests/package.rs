@@ -25,6 +25,7 @@ use scanwatch_common::{
     kinds::{DISTRIBUTED_HOSTS, KINDS, KindSpec},
 };
 use scanwatch_tests::{
+    deb,
     process::{run, tool_or_skip},
     require_root,
 };
@@ -35,6 +36,8 @@ const PACKAGE: &str = "scanwatch";
 const CONFIG: &str = "/etc/scanwatch/scanwatch.toml";
 /// The logrotate snippet the package installs.
 const LOGROTATE: &str = "/etc/logrotate.d/scanwatch";
+/// The tmpfiles.d snippet that makes the unit's pin directory.
+const TMPFILES: &str = "/usr/lib/tmpfiles.d/scanwatch.conf";
 /// Where the packaged configuration writes alerts (made by postinst, removed on purge).
 const LOG_DIR: &str = "/var/log/scanwatch";
 
@@ -48,26 +51,6 @@ fn workspace_root() -> PathBuf {
 /// The packaged configuration, as in the repository.
 fn packaged_config() -> PathBuf {
     workspace_root().join("packaging/scanwatch.toml")
-}
-
-/// The .deb under test: `$SCANWATCH_DEB`, else the one `cargo xtask test` builds.
-fn deb_path() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SCANWATCH_DEB") {
-        return Ok(PathBuf::from(path));
-    }
-    let dir = workspace_root().join("target/debian-test");
-    let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
-        entries
-            .filter_map(|e| Some(e.ok()?.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-    });
-    found.with_context(|| {
-        format!(
-            "no .deb in {}: run `cargo xtask test` (it builds the package first) or point \
-             SCANWATCH_DEB at one built by `cargo xtask package`",
-            dir.display()
-        )
-    })
 }
 
 /// Files `/usr/share/scanwatch/<dir>/` must hold: every `packaging/<dir>/*<suffix>`.
@@ -301,7 +284,7 @@ fn package_installs_runs_and_purges_cleanly() -> Result<()> {
     if !tool_or_skip("dpkg", "package_installs_runs_and_purges_cleanly") {
         return Ok(());
     }
-    let deb = deb_path()?;
+    let deb = deb::path()?;
     let guard = Installed::install(&deb)?;
 
     let listed: BTreeSet<String> = run(dpkg().args(["-L", PACKAGE]))?
@@ -312,7 +295,7 @@ fn package_installs_runs_and_purges_cleanly() -> Result<()> {
         .into_iter()
         .map(|name| format!("/usr/lib/systemd/system/{name}"))
         .collect();
-    let mut expected: Vec<String> = ["/usr/bin/scanwatch", CONFIG, LOGROTATE]
+    let mut expected: Vec<String> = ["/usr/bin/scanwatch", CONFIG, LOGROTATE, TMPFILES]
         .map(str::to_owned)
         .into();
     expected.extend(man_pages());
