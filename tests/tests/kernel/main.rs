@@ -29,6 +29,7 @@ mod block;
 mod classify;
 mod clock;
 mod closes;
+mod differential;
 mod distributed;
 mod distributed_sweep;
 mod encapsulation;
