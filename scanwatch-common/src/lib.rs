@@ -1,6 +1,7 @@
 //! Types shared by the scanwatch XDP program and its daemon, plus the pure logic both sides
 //! (and the host-side tests) need: packet classification tables, the table of detection kinds
-//! (`kinds`), the distinct-count estimator, address keys and hashing.
+//! (`kinds`), the distinct-count estimator, address keys and hashing, and a host model of the
+//! parser (`parse_model`) the differential test and a fuzz target hold the kernel's against.
 //!
 //! Everything here is `no_std` so the kernel program can use it; the `user` feature adds
 //! `aya::Pod` impls and the floating-point estimate helpers.
@@ -32,6 +33,7 @@ pub mod hash;
 pub mod icmp;
 pub mod kinds;
 pub mod maps;
+pub mod parse_model;
 pub mod presence;
 pub mod programs;
 pub mod proto;

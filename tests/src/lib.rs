@@ -1,8 +1,9 @@
 //! Test support for scanwatch.
 //!
 //! Kernel tests: a packet builder ([`packet`]), a harness that loads the real XDP object and
-//! drives it with `BPF_PROG_TEST_RUN` ([`harness`]), and real loopback connections for the
-//! paths that look sockets up ([`loopback`]).
+//! drives it with `BPF_PROG_TEST_RUN` ([`harness`]), the check of the program against the host
+//! model of its parser ([`differential`]), and real loopback connections for the paths that
+//! look sockets up ([`loopback`]).
 //!
 //! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
 //! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
@@ -20,8 +21,12 @@ pub mod attached;
 pub mod capture;
 pub mod crowdsec;
 pub mod daemon;
+<<<<<<< HEAD
 pub mod deb;
 pub mod debootstrap;
+=======
+pub mod differential;
+>>>>>>> differential
 pub mod e2e;
 pub mod harness;
 pub mod http;

@@ -240,6 +240,11 @@ impl PacketBuilder {
         self
     }
 
+    /// True for an IPv6 packet.
+    pub fn is_ipv6(&self) -> bool {
+        self.src.is_ipv6()
+    }
+
     /// Offset of the IP header in the built frame: after Ethernet and any VLAN tags.
     pub fn l3_offset(&self) -> usize {
         14 + 4 * self.vlans.len()

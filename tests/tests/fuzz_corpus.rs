@@ -2,6 +2,10 @@
 //! `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/` (crashes the fuzzer saved) goes
 //! through the target's entry point in `scanwatch::fuzzing`, the function the libFuzzer target
 //! calls. No cargo-fuzz, no nightly; a panic fails the test and names the file.
+//!
+//! The `datapath` target's inputs are frames: each runs through the real XDP program and the
+//! host model of its parser (`scanwatch_tests::differential`), as the target does, so this test
+//! needs root; a disagreement fails it and names the file.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
@@ -9,6 +13,10 @@ use std::{
 };
 
 use scanwatch::fuzzing::TARGETS;
+use scanwatch_tests::{differential::Datapath, require_root};
+
+/// The target that runs frames through the kernel, with the call its source makes.
+const DATAPATH: (&str, &str) = ("datapath", "scanwatch_tests::differential::fuzz(data)");
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -47,6 +55,30 @@ fn saved_fuzz_inputs_never_panic() {
 }
 
 #[test]
+fn saved_datapath_inputs_agree_with_the_model() {
+    require_root();
+    let (name, _) = DATAPATH;
+    let corpus = files(&fuzz_dir().join("corpus").join(name));
+    assert!(!corpus.is_empty(), "fuzz/corpus/{name} has no seed");
+    let mut datapath = Datapath::load().expect("loading the scanwatch XDP program");
+    let mut disagreed = Vec::new();
+    for path in corpus
+        .iter()
+        .chain(&files(&fuzz_dir().join("artifacts").join(name)))
+    {
+        let frame = std::fs::read(path).expect("reading a corpus file");
+        if let Some(mismatch) = datapath.check(&frame).expect("BPF_PROG_TEST_RUN") {
+            println!("{}: {mismatch}\n", path.display());
+            disagreed.push(path.display().to_string());
+        }
+    }
+    assert!(
+        disagreed.is_empty(),
+        "the XDP program and the model disagree on {disagreed:?} (printed above)"
+    );
+}
+
+#[test]
 fn every_entry_point_is_a_fuzz_target() {
     let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
     let bins: Vec<&str> = manifest
@@ -54,14 +86,18 @@ fn every_entry_point_is_a_fuzz_target() {
         .skip(1)
         .filter_map(|bin| bin.split("name = \"").nth(1)?.split('"').next())
         .collect();
-    let entry_points: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
-    assert_eq!(bins, entry_points);
-    for name in bins {
+    let calls: Vec<(&str, String)> = TARGETS
+        .iter()
+        .map(|(name, _)| (*name, format!("scanwatch::fuzzing::{name}(data)")))
+        .chain([(DATAPATH.0, DATAPATH.1.to_owned())])
+        .collect();
+    assert_eq!(
+        bins,
+        calls.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+    );
+    for (name, call) in calls {
         let source =
             std::fs::read_to_string(fuzz_dir().join(format!("fuzz_targets/{name}.rs"))).unwrap();
-        assert!(
-            source.contains(&format!("scanwatch::fuzzing::{name}(data)")),
-            "{name}"
-        );
+        assert!(source.contains(&call), "{name} calls {call}");
     }
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask fuzz`: runs every libFuzzer target of `fuzz/` (cargo-fuzz, nightly) for a while
-//! and prints what each did. The targets are those `cargo fuzz list` names (`fuzz/Cargo.toml`,
-//! one per entry point of `scanwatch::fuzzing`); the saved corpus is replayed without cargo-fuzz by `tests/tests/fuzz_corpus.rs`.
+//! and prints what each did. The targets are those `cargo fuzz list` names (`fuzz/Cargo.toml`:
+//! one per entry point of `scanwatch::fuzzing`, and `datapath`, which runs each input through
+//! the real XDP program and the host model of its parser, so it needs root); the saved corpus
+//! is replayed without cargo-fuzz by `tests/tests/fuzz_corpus.rs`.
 
 use std::{
     path::PathBuf,
@@ -10,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cmd;
+use crate::{cmd, setup};
 
 /// The cargo-fuzz the targets are run with: 0.13.1 builds with `--locked` on stable 1.95.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.1";
@@ -20,13 +22,13 @@ fn fuzz_dir() -> PathBuf {
     cmd::workspace_root().join("fuzz")
 }
 
-/// `cargo +nightly fuzz ...` from the fuzz package, with no eBPF object built (the targets
-/// never load the programs).
+/// `cargo +nightly fuzz ...` from the fuzz package. The eBPF objects are built too: the
+/// `datapath` target loads the product program.
 fn cargo_fuzz() -> Command {
     let mut cmd = Command::new("cargo");
     cmd.args(["+nightly", "fuzz"])
         .current_dir(fuzz_dir())
-        .env("AYA_BUILD_SKIP", "1")
+        .env_remove("AYA_BUILD_SKIP")
         .env_remove("CARGO_TARGET_DIR");
     cmd
 }
@@ -89,6 +91,8 @@ fn parse_stats(stderr: &str, seconds: f64) -> Stats {
 /// the saved corpus is read only), and prints each one's executions and time. Fails on the
 /// first target that crashes; its input is in `fuzz/artifacts/<target>/`.
 pub fn fuzz(seconds: u64) -> Result<()> {
+    // The eBPF toolchain: `datapath` embeds the product program.
+    setup::setup()?;
     ensure_cargo_fuzz()?;
     cmd::run(cargo_fuzz().args(["build", "--release"]))?;
     let list = cmd::output(cargo_fuzz().arg("list"))?.context("cargo-fuzz is not installed")?;

@@ -327,6 +327,9 @@ impl Skipped {
 pub struct FrameLimits {
     /// Longest frame the XDP test run takes, fragments included.
     pub max_xdp: usize,
+    /// The bytes of a frame the XDP program reads: the test run's linear part. The rest of a
+    /// longer frame goes to page fragments, which the parser never reads.
+    pub xdp_linear: usize,
     /// Longest frame the TC test run takes.
     pub max_tc: usize,
 }
@@ -348,6 +351,7 @@ impl FrameLimits {
         let linear = |headroom: usize| page_size.saturating_sub(headroom + Self::TAILROOM);
         Self {
             max_xdp: linear(Self::XDP_HEADROOM) + Self::XDP_FRAGS * page_size,
+            xdp_linear: linear(Self::XDP_HEADROOM),
             max_tc: linear(Self::TC_HEADROOM),
         }
     }
@@ -874,6 +878,7 @@ mod tests {
             limits,
             FrameLimits {
                 max_xdp: 73_152,
+                xdp_linear: 3_520,
                 max_tc: 3_712
             }
         );

@@ -30,6 +30,7 @@ mod classify;
 mod clock;
 mod closes;
 mod cpus;
+mod differential;
 mod distributed;
 mod distributed_sweep;
 mod encapsulation;
