@@ -21,12 +21,9 @@ pub mod attached;
 pub mod capture;
 pub mod crowdsec;
 pub mod daemon;
-<<<<<<< HEAD
 pub mod deb;
 pub mod debootstrap;
-=======
 pub mod differential;
->>>>>>> differential
 pub mod e2e;
 pub mod harness;
 pub mod http;
