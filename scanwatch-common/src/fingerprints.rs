@@ -1,18 +1,28 @@
-//! Scanner fingerprints: stable single-packet header defaults of popular scanners (traits), as data.
+//! Scanner fingerprints: for each known tool and each kind of probe it sends, the header
+//! defaults every such probe carries (a trait), as data, each cited to the tool's source.
 //!
-//! Each [`Trait`] names one tool, the probe it applies to, the conditions a probe's headers
-//! must all meet, a weight (how rarely benign clients show it, in percent) and where in the
-//! tool's own source the default is set (repository, commit, `file:line`). User space decodes a
-//! [`ProbeSample`](crate::sample::ProbeSample) with [`Header::decode`] and checks it against
-//! [`TRAITS`]; the kernel only copies the bytes. Adding a trait is adding a row.
+//! A trait is a *profile*: every probe of that kind the tool sends by default meets all its
+//! conditions, so a probe that fails them all rules the tool out for that kind. A probe's
+//! candidates are the tools with a trait it meets ([`Header::candidates`]); a tool is named
+//! only when it is the one candidate (user space, `finding::tool`). Two probes of one source
+//! can rule a tool out together ([`EXCLUSIONS`]). Adding a tool's mode is adding rows; a
+//! tool without a row for a probe kind is taken never to send that kind.
 //!
-//! Source commits cited: nmap `db4aefdd` (github.com/nmap/nmap), masscan `2be4093b`
-//! (github.com/robertdavidgraham/masscan), zmap `8de8833d` (github.com/zmap/zmap), hping
-//! `3547c769` (github.com/antirez/hping). Each row was checked against the packets of the
-//! Debian 12 builds (nmap 7.93, masscan 1.3.2, zmap 2.1.1, hping3 3.0.0-alpha-2) in the
-//! tests' captures.
+//! TTL ranges allow for [`HOPS`] routers between the scanner and us: the sent value less up to
+//! that many hops. The kernel copies the first [`SAMPLE_BYTES`](crate::sample::SAMPLE_BYTES)
+//! of a probe; a condition on bytes the sample lacks holds (it cannot rule a tool out).
+//!
+//! Source commits cited: nmap `db4aefdd` (github.com/nmap/nmap), masscan `2be4093b` and the
+//! tags `1.0.4`, `1.3.2` (github.com/robertdavidgraham/masscan), zmap `8de8833d`
+//! (github.com/zmap/zmap), hping `3547c769` (github.com/antirez/hping). The attribution
+//! matrix (`tests/tests/tool_matrix.rs`) replays each mode of the Debian 12 builds (nmap 7.93,
+//! masscan 1.3.2, zmap 2.1.1, hping3 3.0.0-alpha-2) against this table.
 
-use crate::proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+mod header;
+
+pub use header::{Header, L4, ProbeKind};
+
+use crate::proto::SCTP_CHUNK_INIT;
 
 indexed_enum! {
     /// A scanner the trait table knows.
@@ -26,39 +36,52 @@ indexed_enum! {
     pub const TOOLS: usize;
 }
 
-/// The kind of probe a trait applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeKind {
-    /// A TCP segment with SYN and none of ACK, RST, FIN.
-    TcpSyn,
-    Udp,
-    /// ICMP / ICMPv6 echo request.
-    IcmpEcho,
-    /// Any of the above.
-    Any,
-}
+/// Routers a probe may have crossed: a TTL range is the sent value less up to this many
+/// (traceroute's default limit; few Internet paths are longer).
+pub const HOPS: u8 = 30;
 
 /// One condition on a probe's headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cond {
+    Ipv4,
+    Ipv6,
     /// IPv4 identification equals this value.
     IpIdIs(u16),
     /// IPv4 identification equals the low 16 bits of destination address XOR destination port
     /// XOR sequence number (masscan's stateless ID).
     IpIdFromTarget,
-    /// Received TTL (IPv6: hop limit) within this range, inclusive: the tool's initial value
-    /// less the hops a probe may have travelled.
-    TtlIn(u8, u8),
-    /// IPv4 Don't Fragment bit is set (`true`) or clear (`false`); never holds for IPv6.
+    /// TTL (IPv6: hop limit) as sent, in this range: the received value is within [`HOPS`]
+    /// below it.
+    SentTtl(u8, u8),
+    /// IPv4 Don't Fragment bit is set (`true`) or clear (`false`); holds for IPv6.
     DontFragment(bool),
+    /// IPv6 flow label within this range; holds for IPv4.
+    FlowLabelIn(u32, u32),
     /// TCP window equals this value.
     WindowIs(u16),
     /// TCP options are exactly these bytes (empty: no options).
     OptionsAre(&'static [u8]),
-    /// The TCP acknowledgement number is non-zero although the ACK flag is clear.
-    AckWithoutFlag,
-    /// UDP or ICMP echo payload length equals this value.
+    /// With the ACK flag clear, the acknowledgement number is zero (`true`) or not (`false`);
+    /// holds when the flag is set.
+    AckZeroWithoutFlag(bool),
+    /// With the ACK flag set, the sequence number is zero; holds when it is clear.
+    SeqZeroWithAckFlag,
+    /// ICMP sequence number equals this value.
+    IcmpSeqIs(u16),
+    /// UDP, ICMP or raw IP payload length equals this value.
     PayloadLen(u16),
+    /// The ICMP or raw IP payload starts with these bytes.
+    PayloadStarts(&'static [u8]),
+    /// SCTP's first chunk is of this type.
+    SctpChunk(u8),
+    /// SCTP verification tag is zero.
+    SctpVtagZero,
+    /// An SCTP INIT's advertised window, outbound and inbound streams.
+    SctpInit(u32, u16, u16),
+    /// An SCTP INIT's initial TSN.
+    SctpInitTsn(u32),
+    /// SCTP's first chunk's length.
+    SctpChunkLen(u16),
 }
 
 /// One scanner trait: a row of [`TRAITS`].
@@ -68,156 +91,405 @@ pub struct Trait {
     pub name: &'static str,
     pub tool: Tool,
     pub probe: ProbeKind,
-    /// Every condition must hold.
+    /// Every condition holds for every such probe the tool sends by default.
     pub all: &'static [Cond],
-    /// How specific the trait is, in percent: the chance it is not a benign client's probe.
-    pub weight: u8,
-    /// Where the tool sets the default (repository `file:line` at the commit in the module docs).
+    /// Where the tool sets each default (`file:line` at the commits in the module docs).
     pub source: &'static str,
 }
 
 /// TCP MSS option of 1460 bytes, alone.
-const MSS_1460: &[u8] = &[0x02, 0x04, 0x05, 0xb4];
+pub const MSS_1460: &[u8] = &[0x02, 0x04, 0x05, 0xb4];
+
+/// nmap's raw IPv4 probes: random TTL 37..=59, DF clear.
+const NMAP_V4: [Cond; 3] = [Cond::Ipv4, Cond::SentTtl(37, 59), Cond::DontFragment(false)];
+/// nmap's raw IPv6 TCP, UDP, SCTP and ICMPv6 probes: hop limit 255, flow label 0.
+const NMAP_V6: [Cond; 3] = [Cond::Ipv6, Cond::SentTtl(255, 255), Cond::FlowLabelIn(0, 0)];
+/// masscan's templates: TTL (hop limit) 255, DF clear, flow label 0.
+const MASSCAN: [Cond; 3] = [
+    Cond::SentTtl(255, 255),
+    Cond::DontFragment(false),
+    Cond::FlowLabelIn(0, 0),
+];
+/// hping3: IPv4 only, TTL 64, DF clear.
+const HPING3: [Cond; 3] = [Cond::Ipv4, Cond::SentTtl(64, 64), Cond::DontFragment(false)];
+
+/// Concatenates condition lists in a constant.
+macro_rules! conds {
+    ($base:expr; $($more:expr),* $(,)?) => {{
+        const BASE: [Cond; 3] = $base;
+        const MORE: &[Cond] = &[$($more),*];
+        const ALL: [Cond; 3 + MORE.len()] = {
+            let mut all = [Cond::Ipv4; 3 + MORE.len()];
+            let mut i = 0;
+            while i < 3 {
+                all[i] = BASE[i];
+                i += 1;
+            }
+            while i < all.len() {
+                all[i] = MORE[i - 3];
+                i += 1;
+            }
+            all
+        };
+        &ALL
+    }};
+}
+
+/// Where nmap sets the IP fields of [`NMAP_V4`], cited by each IPv4 row.
+macro_rules! nmap_ipv4 {
+    () => {
+        "; IPv4: tcpip.cc:532-533 (TTL random 37..59 while NmapOps.cc:301 leaves o.ttl -1), \
+         scan_engine_raw.cc:1177 (IP ID random per probe), :1220 (df false)"
+    };
+}
+
+/// Where nmap sets the IP fields of [`NMAP_V6`], cited by each IPv6 row.
+macro_rules! nmap_ipv6 {
+    () => {
+        "; IPv6: scan_engine_raw.cc:1238 (traffic class and flow label 0), tcpip.cc:659, :788, \
+         :907, :998 (the IPv6 builders take the hop limit as u8: o.ttl -1 arrives as 255, so \
+         the random range of tcpip.cc:558-559 never applies)"
+    };
+}
 
 /// The trait table.
 pub const TRAITS: &[Trait] = &[
     Trait {
-        name: "nmap_syn_window_1024_mss_only",
+        name: "nmap_raw_syn_ipv4",
         tool: Tool::Nmap,
         probe: ProbeKind::TcpSyn,
-        all: &[
-            Cond::WindowIs(1024),
-            Cond::OptionsAre(MSS_1460),
-            Cond::TtlIn(1, 64),
-        ],
-        weight: 85,
-        source: "nmap tcpip.cc:607 (window 1024 when none given), nmap.h:163 (TCP_SYN_PROBE_OPTIONS: MSS 1460), scan_engine_raw.cc:1213 (SYN probes carry them)",
+        all: conds![NMAP_V4; Cond::WindowIs(1024), Cond::OptionsAre(MSS_1460), Cond::AckZeroWithoutFlag(true)],
+        source: concat!(
+            "nmap tcpip.cc:604-607 (window 1024 when none given), nmap.h:163 and \
+                 scan_engine_raw.cc:1212-1215 (SYN probes carry MSS 1460 alone), \
+                 scan_engine_raw.cc:1206-1210 (ack 0 without the ACK flag)",
+            nmap_ipv4!()
+        ),
     },
     Trait {
-        name: "nmap_syn_window_1024_mss_only_hop_limit_255",
+        name: "nmap_raw_syn_ipv6",
         tool: Tool::Nmap,
         probe: ProbeKind::TcpSyn,
-        all: &[
-            Cond::WindowIs(1024),
-            Cond::OptionsAre(MSS_1460),
-            Cond::TtlIn(200, 255),
-        ],
-        weight: 85,
-        source: "nmap scan_engine_raw.cc:1212-1214 (SYN options whatever the family), tcpip.cc:659 (build_tcp_raw_ipv6 takes the hop limit as u8: the default o.ttl -1 arrives as 255), tcpip.cc:558-559 (so the random 37..59 never applies to IPv6)",
+        all: conds![NMAP_V6; Cond::WindowIs(1024), Cond::OptionsAre(MSS_1460), Cond::AckZeroWithoutFlag(true)],
+        source: concat!(
+            "nmap tcpip.cc:604-607, nmap.h:163, scan_engine_raw.cc:1212-1215 and :1237 \
+                 (the IPv4 choices over IPv6)",
+            nmap_ipv6!()
+        ),
     },
     Trait {
-        name: "nmap_random_ttl_no_df",
+        name: "nmap_raw_tcp_flags_ipv4",
         tool: Tool::Nmap,
-        probe: ProbeKind::Any,
-        all: &[Cond::TtlIn(7, 59), Cond::DontFragment(false)],
-        weight: 30,
-        source: "nmap tcpip.cc:533 (TTL random in 37..59), scan_engine_raw.cc:1220 (df false)",
+        probe: ProbeKind::TcpFlags,
+        all: conds![NMAP_V4; Cond::WindowIs(1024), Cond::OptionsAre(&[]), Cond::AckZeroWithoutFlag(true), Cond::SeqZeroWithAckFlag],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1206-1210 (the try number goes to seq, or to ack when \
+                 the ACK flag is set, leaving seq 0), :1212 (options only on SYN), tcpip.cc:591-594 \
+                 (no random seq without SYN), tcpip.cc:604-607 (window 1024): -sF, -sN, -sX, -sM, \
+                 --scanflags",
+            nmap_ipv4!()
+        ),
     },
     Trait {
-        name: "nmap_icmp_echo_empty",
+        name: "nmap_raw_tcp_flags_ipv6",
         tool: Tool::Nmap,
-        probe: ProbeKind::IcmpEcho,
-        all: &[Cond::PayloadLen(0), Cond::DontFragment(false)],
-        weight: 60,
-        source: "nmap scan_engine_raw.cc:1394-1398 (echo with o.extra_payload: none by default)",
+        probe: ProbeKind::TcpFlags,
+        all: conds![NMAP_V6; Cond::WindowIs(1024), Cond::OptionsAre(&[]), Cond::AckZeroWithoutFlag(true), Cond::SeqZeroWithAckFlag],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1206-1212 and :1237, tcpip.cc:590-607",
+            nmap_ipv6!()
+        ),
     },
     Trait {
-        name: "nmap_udp_empty",
+        name: "nmap_raw_udp_ipv4",
         tool: Tool::Nmap,
         probe: ProbeKind::Udp,
-        all: &[Cond::PayloadLen(0), Cond::DontFragment(false)],
-        weight: 40,
-        source: "nmap scan_engine_raw.cc:1255-1264 (nmap-payloads for known ports, else empty)",
+        all: &NMAP_V4,
+        source: concat!(
+            "nmap scan_engine_raw.cc:1259-1265 (build_udp_raw with o.ttl and df false; \
+                 nmap-payloads for known ports, else empty)",
+            nmap_ipv4!()
+        ),
     },
     Trait {
-        name: "masscan_syn_template",
-        tool: Tool::Masscan,
-        probe: ProbeKind::TcpSyn,
-        all: &[Cond::WindowIs(1024), Cond::TtlIn(200, 255)],
-        weight: 70,
-        source: "masscan src/templ-pkt.c:39 (TTL 255), src/templ-pkt.c:50 (window 1024)",
+        name: "nmap_raw_udp_ipv6",
+        tool: Tool::Nmap,
+        probe: ProbeKind::Udp,
+        all: &NMAP_V6,
+        source: concat!(
+            "nmap scan_engine_raw.cc:1278-1281 (build_udp_raw_ipv6, flow label 0)",
+            nmap_ipv6!()
+        ),
     },
     Trait {
-        name: "masscan_ip_id",
+        name: "nmap_raw_echo_ipv4",
+        tool: Tool::Nmap,
+        probe: ProbeKind::IcmpEcho,
+        all: conds![NMAP_V4; Cond::IcmpSeqIs(0), Cond::PayloadLen(0)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1394-1398 (sequence 0, o.extra_payload: none by default)",
+            nmap_ipv4!()
+        ),
+    },
+    Trait {
+        name: "nmap_raw_echo_ipv6",
+        tool: Tool::Nmap,
+        probe: ProbeKind::IcmpEcho,
+        all: conds![NMAP_V6; Cond::IcmpSeqIs(0), Cond::PayloadLen(0)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1410-1413 (build_icmpv6_raw: sequence 0, no payload)",
+            nmap_ipv6!()
+        ),
+    },
+    Trait {
+        name: "nmap_raw_icmp_query_ipv4",
+        tool: Tool::Nmap,
+        probe: ProbeKind::IcmpQuery,
+        all: conds![NMAP_V4; Cond::IcmpSeqIs(0)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1394-1398 (timestamp and mask requests, sequence 0)",
+            nmap_ipv4!()
+        ),
+    },
+    Trait {
+        name: "nmap_sctp_init_ipv4",
+        tool: Tool::Nmap,
+        probe: ProbeKind::Sctp,
+        all: conds![NMAP_V4; Cond::SctpChunk(SCTP_CHUNK_INIT), Cond::SctpVtagZero, Cond::SctpInit(32768, 10, 2048)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1296-1303 (INIT: window 32768, 10 and 2048 streams, \
+                 verification tag 0), :1318-1321",
+            nmap_ipv4!()
+        ),
+    },
+    Trait {
+        name: "nmap_sctp_init_ipv6",
+        tool: Tool::Nmap,
+        probe: ProbeKind::Sctp,
+        all: conds![NMAP_V6; Cond::SctpChunk(SCTP_CHUNK_INIT), Cond::SctpVtagZero, Cond::SctpInit(32768, 10, 2048)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1296-1303, :1335-1336",
+            nmap_ipv6!()
+        ),
+    },
+    Trait {
+        name: "nmap_sctp_cookie_echo_ipv4",
+        tool: Tool::Nmap,
+        probe: ProbeKind::Sctp,
+        all: conds![NMAP_V4; Cond::SctpChunk(10), Cond::SctpChunkLen(8)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1305-1310 (COOKIE ECHO: a 4-byte cookie, chunk length 8)",
+            nmap_ipv4!()
+        ),
+    },
+    Trait {
+        name: "nmap_sctp_cookie_echo_ipv6",
+        tool: Tool::Nmap,
+        probe: ProbeKind::Sctp,
+        all: conds![NMAP_V6; Cond::SctpChunk(10), Cond::SctpChunkLen(8)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1305-1310, :1335-1336",
+            nmap_ipv6!()
+        ),
+    },
+    Trait {
+        name: "nmap_raw_protocol_ipv4",
+        tool: Tool::Nmap,
+        probe: ProbeKind::IpOther,
+        all: conds![NMAP_V4; Cond::PayloadLen(0)],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1109-1113 (-sO: build_ip_raw, no payload)",
+            nmap_ipv4!()
+        ),
+    },
+    Trait {
+        name: "nmap_igmp_query_ipv4",
+        tool: Tool::Nmap,
+        probe: ProbeKind::IpOther,
+        all: conds![NMAP_V4; Cond::PayloadLen(8), Cond::PayloadStarts(&[0x11])],
+        source: concat!(
+            "nmap scan_engine_raw.cc:1087-1090 (-sO: an IGMP membership query)",
+            nmap_ipv4!()
+        ),
+    },
+    Trait {
+        name: "nmap_raw_protocol_ipv6",
+        tool: Tool::Nmap,
+        probe: ProbeKind::IpOther,
+        all: &[
+            Cond::Ipv6,
+            Cond::SentTtl(37, 59),
+            Cond::FlowLabelIn(0, 0xffff),
+            Cond::PayloadLen(0),
+        ],
+        source: "nmap scan_engine_raw.cc:1152-1154 (-sO: build_ipv6_raw with the random IP ID \
+                 as flow label and o.ttl as int), tcpip.cc:558-559 (so a random hop limit 37..59)",
+    },
+    Trait {
+        name: "masscan_syn_ipv4",
         tool: Tool::Masscan,
         probe: ProbeKind::TcpSyn,
-        all: &[Cond::IpIdFromTarget],
-        weight: 95,
-        source: "masscan src/templ-pkt.c:942 (ip_id = ip_them ^ port_them ^ seqno)",
+        all: conds![MASSCAN; Cond::Ipv4, Cond::IpIdFromTarget],
+        source: "masscan src/templ-pkt.c:39 (TTL 255), :942 (ip_id = ip_them ^ port_them ^ seqno; \
+                 1.3.2 :940, 1.0.4 :611)",
+    },
+    Trait {
+        name: "masscan_syn_ipv6",
+        tool: Tool::Masscan,
+        probe: ProbeKind::TcpSyn,
+        all: conds![MASSCAN; Cond::Ipv6, Cond::WindowIs(1025), Cond::OptionsAre(MSS_1460)],
+        source: "masscan src/templ-pkt.c:1199 (hop limit 255), :50 (window bytes 0x0401), :53 (MSS 1460)",
+    },
+    Trait {
+        name: "masscan_syn_ipv6_no_options",
+        tool: Tool::Masscan,
+        probe: ProbeKind::TcpSyn,
+        all: conds![MASSCAN; Cond::Ipv6, Cond::WindowIs(1024), Cond::OptionsAre(&[])],
+        source: "masscan 1.3.2 src/templ-pkt.c:46-48 (a 20-byte header, window 1024), and the \
+                 hop limit 255 of its IPv6 template",
+    },
+    Trait {
+        name: "masscan_udp",
+        tool: Tool::Masscan,
+        probe: ProbeKind::Udp,
+        all: &MASSCAN,
+        source: "masscan src/templ-pkt.c:65 (TTL 255; 1.3.2 :63, 1.0.4 :61), :1199 (IPv6 hop limit \
+                 255); payloads from templ-payloads.c for known ports, else none (1.0.4 :518)",
+    },
+    Trait {
+        name: "masscan_echo",
+        tool: Tool::Masscan,
+        probe: ProbeKind::IcmpEcho,
+        all: conds![MASSCAN; Cond::PayloadLen(48), Cond::PayloadStarts(&[8, 9, 10, 11])],
+        source: "masscan src/templ-pkt.c:111-124 (TTL 255, 48 bytes of payload 08 09 0a 0b ...)",
+    },
+    Trait {
+        name: "masscan_icmp_timestamp",
+        tool: Tool::Masscan,
+        probe: ProbeKind::IcmpQuery,
+        all: &MASSCAN,
+        source: "masscan src/templ-pkt.c:147 (timestamp template, TTL 255)",
+    },
+    Trait {
+        name: "masscan_sctp_init",
+        tool: Tool::Masscan,
+        probe: ProbeKind::Sctp,
+        all: conds![MASSCAN; Cond::SctpChunk(SCTP_CHUNK_INIT), Cond::SctpVtagZero, Cond::SctpInitTsn(0x461a_df3d)],
+        source: "masscan src/templ-pkt.c:85 (TTL 255), :94-101 (INIT, tag 0, initial TSN 0x461adf3d)",
     },
     Trait {
         name: "zmap_ip_id_54321",
         tool: Tool::Zmap,
         probe: ProbeKind::Any,
-        all: &[Cond::IpIdIs(54321)],
-        weight: 95,
-        source: "zmap src/probe_modules/packet.c:91 (ip_id = htons(54321))",
+        all: &[Cond::Ipv4, Cond::IpIdIs(54321), Cond::SentTtl(255, 255)],
+        source: "zmap src/probe_modules/packet.c:91 (ip_id 54321), :93 (TTL MAXTTL); IPv4 only \
+                 (make_ip_header builds a struct ip)",
     },
     Trait {
-        name: "zmap_syn_window_65535_ttl_255",
-        tool: Tool::Zmap,
-        probe: ProbeKind::TcpSyn,
-        all: &[Cond::WindowIs(65535), Cond::TtlIn(200, 255)],
-        weight: 60,
-        source: "zmap src/probe_modules/packet.c:93 (TTL MAXTTL), src/probe_modules/packet.c:116 (window 65535)",
-    },
-    Trait {
-        name: "hping3_syn_window_512",
+        name: "hping3_tcp",
         tool: Tool::Hping3,
         probe: ProbeKind::TcpSyn,
-        all: &[Cond::WindowIs(512), Cond::OptionsAre(&[])],
-        weight: 75,
-        source: "hping hping2.h:116 (DEFAULT_SRCWINSIZE 512), sendtcp.c:63-64",
+        all: conds![HPING3; Cond::WindowIs(512), Cond::OptionsAre(&[]), Cond::AckZeroWithoutFlag(false)],
+        source: "hping hping2.h:115 (TTL 64), :116 (window 512), sendtcp.c:60-61 (random seq and \
+                 ack, whatever the flags), sendip.c:84-85 (DF only with -y)",
     },
     Trait {
-        name: "hping3_ack_without_flag",
+        name: "hping3_tcp_flags",
         tool: Tool::Hping3,
-        probe: ProbeKind::TcpSyn,
-        all: &[Cond::AckWithoutFlag],
-        weight: 70,
-        source: "hping sendtcp.c:61 (th_ack = rand() unless set)",
+        probe: ProbeKind::TcpFlags,
+        all: conds![HPING3; Cond::WindowIs(512), Cond::OptionsAre(&[]), Cond::AckZeroWithoutFlag(false)],
+        source: "hping hping2.h:115-116, sendtcp.c:60-64 (-F, -P, -U, no flags)",
+    },
+    Trait {
+        name: "hping3_udp",
+        tool: Tool::Hping3,
+        probe: ProbeKind::Udp,
+        all: &HPING3,
+        source: "hping hping2.h:115 (TTL 64), sendudp.c:33 (data_size bytes, main.c:51: none)",
+    },
+    Trait {
+        name: "hping3_echo",
+        tool: Tool::Hping3,
+        probe: ProbeKind::IcmpEcho,
+        all: conds![HPING3; Cond::PayloadLen(0)],
+        source: "hping sendicmp.c:71-87 (data_size bytes, none by default; id and sequence in \
+                 host byte order)",
+    },
+    Trait {
+        name: "hping3_icmp_query",
+        tool: Tool::Hping3,
+        probe: ProbeKind::IcmpQuery,
+        all: &HPING3,
+        source: "hping sendicmp.c:109-190 (-C 13, -C 17)",
+    },
+    Trait {
+        name: "hping3_raw_ip",
+        tool: Tool::Hping3,
+        probe: ProbeKind::IpOther,
+        all: conds![HPING3; Cond::PayloadLen(0)],
+        source: "hping sendrawip.c:18-25 (-0: data_size bytes, none by default)",
     },
 ];
 
-/// Traits the table may hold (each source keeps a bit per trait).
-pub const MAX_TRAITS: usize = 32;
+/// Traits the table may hold (a source keeps a bit per trait).
+pub const MAX_TRAITS: usize = 64;
 const _: () = assert!(TRAITS.len() <= MAX_TRAITS);
 
-/// A probe's L4 header, as far as traits look.
+/// What two probes of one source share that a tool's two probes never do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum L4<'a> {
-    Tcp {
-        flags: u8,
-        dst_port: u16,
-        seq: u32,
-        ack: u32,
-        window: u16,
-        /// The options in the sample; `options_len` says how many the header declared (the
-        /// sample may hold fewer).
-        options: &'a [u8],
-        options_len: usize,
-    },
-    Udp {
-        payload_len: u16,
-    },
-    IcmpEcho {
-        payload_len: u16,
-    },
-    Other,
+pub enum Pair {
+    /// Both of `kind`, from one transport source port.
+    SameSourcePort(ProbeKind),
+    /// One IPv4 identification, though sent to different (address, port) targets.
+    SameIpIdToOtherTargets,
 }
 
-/// The header fields of one sampled probe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header<'a> {
-    pub ipv6: bool,
-    /// TTL or hop limit.
-    pub ttl: u8,
-    /// IPv4 identification (IPv6: none).
-    pub ip_id: Option<u16>,
-    pub dont_fragment: bool,
-    /// Low 16 bits of the destination address.
-    pub dst_low: u16,
-    pub l4: L4<'a>,
+/// A tool two probes of one source rule out together, when each alone could be its.
+#[derive(Clone, Copy, Debug)]
+pub struct Exclusion {
+    /// Stable name, as written in alerts.
+    pub name: &'static str,
+    pub tool: Tool,
+    pub pair: Pair,
+    /// Why the pair cannot be the tool's, in its source.
+    pub source: &'static str,
+}
+
+/// The pair rules.
+pub const EXCLUSIONS: &[Exclusion] = &[
+    Exclusion {
+        name: "not_hping3_one_udp_source_port",
+        tool: Tool::Hping3,
+        pair: Pair::SameSourcePort(ProbeKind::Udp),
+        source: "hping sendudp.c:74-77 (the source port moves on with every datagram unless \
+                 -k); nmap keeps one per try, scan_engine_raw.cc:1193-1196",
+    },
+    Exclusion {
+        name: "not_masscan_one_ip_id",
+        tool: Tool::Masscan,
+        pair: Pair::SameIpIdToOtherTargets,
+        source: "masscan src/templ-pkt.c:942 (the ID mixes the target's address and port with \
+                 its SYN cookie; 1.3.2 :940, 1.0.4 :611), where zmap sends 54321 to every target",
+    },
+];
+
+impl Exclusion {
+    /// Whether probes `a` and `b` (of one source) rule the tool out.
+    pub fn rules_out(&self, a: &Header<'_>, b: &Header<'_>) -> bool {
+        match self.pair {
+            Pair::SameSourcePort(kind) => {
+                a.kind() == Some(kind)
+                    && b.kind() == Some(kind)
+                    && a.src_port().is_some()
+                    && a.src_port() == b.src_port()
+            }
+            Pair::SameIpIdToOtherTargets => {
+                a.ip_id.is_some()
+                    && a.ip_id == b.ip_id
+                    && (a.dst_low, a.dst_port()) != (b.dst_low, b.dst_port())
+            }
+        }
+    }
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -233,106 +505,24 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     ]))
 }
 
-impl<'a> Header<'a> {
-    /// Decodes a sample (bytes from the IP header on). `None` when it is too short for the IP
-    /// header and the first 8 bytes of L4 (TCP: 20), or not IP. IPv6 extension headers are
-    /// not walked: such a probe decodes as `L4::Other`.
-    pub fn decode(b: &'a [u8]) -> Option<Self> {
-        let version = b.first()? >> 4;
-        let (ipv6, ttl, ip_id, dont_fragment, dst_low, proto, l4_at, l4_len) = match version {
-            4 => {
-                let ihl = usize::from(b[0] & 0x0f) * 4;
-                let total = usize::from(be16(b, 2)?);
-                let frag = be16(b, 6)?;
-                (
-                    false,
-                    *b.get(8)?,
-                    Some(be16(b, 4)?),
-                    frag & 0x4000 != 0,
-                    be16(b, 18)?,
-                    *b.get(9)?,
-                    ihl,
-                    total.checked_sub(ihl)?,
-                )
-            }
-            6 => (
-                true,
-                *b.get(7)?,
-                None,
-                false,
-                be16(b, 38)?,
-                *b.get(6)?,
-                40,
-                usize::from(be16(b, 4)?),
-            ),
-            _ => return None,
-        };
-        let payload = |header: usize| u16::try_from(l4_len.saturating_sub(header)).unwrap_or(0);
-        let l4 = match proto {
-            IPPROTO_TCP => {
-                let doff = usize::from(b.get(l4_at + 12)? >> 4) * 4;
-                let options_len = doff.saturating_sub(20);
-                let start = (l4_at + 20).min(b.len());
-                let end = (l4_at + doff).min(b.len()).max(start);
-                L4::Tcp {
-                    flags: *b.get(l4_at + 13)?,
-                    dst_port: be16(b, l4_at + 2)?,
-                    seq: be32(b, l4_at + 4)?,
-                    ack: be32(b, l4_at + 8)?,
-                    window: be16(b, l4_at + 14)?,
-                    options: &b[start..end],
-                    options_len,
-                }
-            }
-            IPPROTO_UDP => {
-                be16(b, l4_at + 6)?;
-                L4::Udp {
-                    payload_len: payload(8),
-                }
-            }
-            IPPROTO_ICMP | IPPROTO_ICMPV6 => {
-                let echo = if ipv6 { 128 } else { 8 };
-                if *b.get(l4_at)? == echo && b.get(l4_at + 7).is_some() {
-                    L4::IcmpEcho {
-                        payload_len: payload(8),
-                    }
-                } else {
-                    L4::Other
-                }
-            }
-            _ => L4::Other,
-        };
-        Some(Self {
-            ipv6,
-            ttl,
-            ip_id,
-            dont_fragment,
-            dst_low,
-            l4,
-        })
-    }
-
-    /// The probe kind, if a trait can apply.
-    pub fn kind(&self) -> Option<ProbeKind> {
-        match self.l4 {
-            // SYN without ACK, RST, FIN.
-            L4::Tcp { flags, .. } if flags & 0x17 == 0x02 => Some(ProbeKind::TcpSyn),
-            L4::Udp { .. } => Some(ProbeKind::Udp),
-            L4::IcmpEcho { .. } => Some(ProbeKind::IcmpEcho),
-            _ => None,
-        }
-    }
-
-    /// Whether `cond` holds for this probe.
+impl Header<'_> {
+    /// Whether `cond` holds for this probe (a condition on a field the probe lacks, or on
+    /// bytes the sample lacks, holds).
     pub fn meets(&self, cond: &Cond) -> bool {
         match (*cond, self.l4) {
+            (Cond::Ipv4, _) => !self.ipv6,
+            (Cond::Ipv6, _) => self.ipv6,
             (Cond::IpIdIs(id), _) => self.ip_id == Some(id),
             (Cond::IpIdFromTarget, L4::Tcp { dst_port, seq, .. }) => {
                 self.ip_id == Some(self.dst_low ^ dst_port ^ (seq as u16))
             }
-            (Cond::TtlIn(lo, hi), _) => (lo..=hi).contains(&self.ttl),
-            // IPv6 has no DF bit: a condition on it holds for IPv4 only.
-            (Cond::DontFragment(df), _) => !self.ipv6 && self.dont_fragment == df,
+            (Cond::SentTtl(lo, hi), _) => {
+                self.ttl <= hi && u16::from(self.ttl) + u16::from(HOPS) >= u16::from(lo)
+            }
+            (Cond::DontFragment(df), _) => self.ipv6 || self.dont_fragment == df,
+            (Cond::FlowLabelIn(lo, hi), _) => {
+                self.flow_label.is_none_or(|f| (lo..=hi).contains(&f))
+            }
             (Cond::WindowIs(w), L4::Tcp { window, .. }) => window == w,
             (
                 Cond::OptionsAre(want),
@@ -341,10 +531,33 @@ impl<'a> Header<'a> {
                     options_len,
                     ..
                 },
-            ) => options_len == want.len() && options == want,
-            (Cond::AckWithoutFlag, L4::Tcp { flags, ack, .. }) => flags & 0x10 == 0 && ack != 0,
-            (Cond::PayloadLen(n), L4::Udp { payload_len } | L4::IcmpEcho { payload_len }) => {
-                payload_len == n
+            ) => options_len == want.len() && want.starts_with(options),
+            (Cond::AckZeroWithoutFlag(zero), L4::Tcp { flags, ack, .. }) => {
+                flags & 0x10 != 0 || (ack == 0) == zero
+            }
+            (Cond::SeqZeroWithAckFlag, L4::Tcp { flags, seq, .. }) => flags & 0x10 == 0 || seq == 0,
+            (Cond::IcmpSeqIs(want), L4::Icmp { seq, .. }) => seq == want,
+            (
+                Cond::PayloadLen(n),
+                L4::Udp { payload_len, .. }
+                | L4::Icmp { payload_len, .. }
+                | L4::Other { payload_len, .. },
+            ) => payload_len == n,
+            (Cond::PayloadStarts(want), L4::Icmp { payload, .. } | L4::Other { payload, .. }) => {
+                payload.iter().zip(want).all(|(a, b)| a == b)
+            }
+            (Cond::SctpChunk(t), L4::Sctp { chunk, .. }) => chunk.first() == Some(&t),
+            (Cond::SctpVtagZero, L4::Sctp { vtag, .. }) => vtag == 0,
+            (Cond::SctpInit(window, out, inbound), L4::Sctp { chunk, .. }) => {
+                be32(chunk, 8).is_none_or(|w| w == window)
+                    && be16(chunk, 12).is_none_or(|o| o == out)
+                    && be16(chunk, 14).is_none_or(|i| i == inbound)
+            }
+            (Cond::SctpInitTsn(tsn), L4::Sctp { chunk, .. }) => {
+                be32(chunk, 16).is_none_or(|t| t == tsn)
+            }
+            (Cond::SctpChunkLen(len), L4::Sctp { chunk, .. }) => {
+                be16(chunk, 2).is_none_or(|l| l == len)
             }
             _ => false,
         }
@@ -359,164 +572,118 @@ impl<'a> Header<'a> {
     }
 
     /// Bit `i` set for each `TRAITS[i]` this probe matches.
-    pub fn matched(&self) -> u32 {
+    pub fn matched(&self) -> u64 {
         TRAITS
             .iter()
             .enumerate()
             .filter(|(_, t)| self.matches(t))
             .fold(0, |bits, (i, _)| bits | 1 << i)
     }
+
+    /// Bit `t` set for each tool with a trait this probe matches: the tools it may be from.
+    pub fn candidates(&self) -> u32 {
+        tools_of(self.matched())
+    }
+}
+
+/// Bit `t` set for each tool owning a trait in `traits` (bits of [`TRAITS`]).
+pub fn tools_of(traits: u64) -> u32 {
+    TRAITS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| traits & (1 << i) != 0)
+        .fold(0, |bits, (_, t)| bits | 1 << t.tool as u32)
 }
 
 #[cfg(test)]
-mod tests {
-    extern crate std;
-    use std::{vec, vec::Vec};
+mod tests;
 
-    use super::*;
+/// How the docs write a condition.
+#[cfg(feature = "std")]
+fn cond_text(cond: &Cond) -> std::string::String {
+    use std::{format, string::ToString};
 
-    /// An IPv4 probe's bytes (IP header on): TTL, ID, DF, then `l4` (protocol, header, payload
-    /// length) to 10.99.0.1.
-    fn ipv4(ttl: u8, id: u16, df: bool, proto: u8, l4: &[u8], payload: usize) -> Vec<u8> {
-        let total = (20 + l4.len() + payload) as u16;
-        let mut b = vec![0x45, 0];
-        b.extend_from_slice(&total.to_be_bytes());
-        b.extend_from_slice(&id.to_be_bytes());
-        b.extend_from_slice(&[if df { 0x40 } else { 0 }, 0, ttl, proto, 0, 0]);
-        b.extend_from_slice(&[10, 99, 0, 2, 10, 99, 0, 1]);
-        b.extend_from_slice(l4);
-        b
+    let bytes = |b: &[u8]| -> std::string::String {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<std::vec::Vec<_>>()
+            .join(" ")
+    };
+    match *cond {
+        Cond::Ipv4 => "IPv4".to_string(),
+        Cond::Ipv6 => "IPv6".to_string(),
+        Cond::IpIdIs(id) => format!("IP ID {id}"),
+        Cond::IpIdFromTarget => "IP ID = dst ^ dport ^ seq (low 16 bits)".to_string(),
+        Cond::SentTtl(lo, hi) if lo == hi => format!("TTL sent {lo}"),
+        Cond::SentTtl(lo, hi) => format!("TTL sent {lo}–{hi}"),
+        Cond::DontFragment(df) => if df { "DF set" } else { "DF clear" }.to_string(),
+        Cond::FlowLabelIn(0, 0) => "flow label 0".to_string(),
+        Cond::FlowLabelIn(lo, hi) => format!("flow label {lo:#x}–{hi:#x}"),
+        Cond::WindowIs(w) => format!("window {w}"),
+        Cond::OptionsAre([]) => "no options".to_string(),
+        Cond::OptionsAre(o) if o == MSS_1460 => "options MSS 1460 alone".to_string(),
+        Cond::OptionsAre(o) => format!("options {}", bytes(o)),
+        Cond::AckZeroWithoutFlag(true) => "ack 0 without the ACK flag".to_string(),
+        Cond::AckZeroWithoutFlag(false) => "ack ≠ 0 without the ACK flag".to_string(),
+        Cond::SeqZeroWithAckFlag => "seq 0 with the ACK flag".to_string(),
+        Cond::IcmpSeqIs(s) => format!("ICMP sequence {s}"),
+        Cond::PayloadLen(0) => "no payload".to_string(),
+        Cond::PayloadLen(n) => format!("payload {n} bytes"),
+        Cond::PayloadStarts(b) => format!("payload from {}", bytes(b)),
+        Cond::SctpChunk(SCTP_CHUNK_INIT) => "INIT".to_string(),
+        Cond::SctpChunk(10) => "COOKIE ECHO".to_string(),
+        Cond::SctpChunk(t) => format!("chunk type {t}"),
+        Cond::SctpVtagZero => "verification tag 0".to_string(),
+        Cond::SctpInit(w, o, i) => format!("window {w}, streams {o} / {i}"),
+        Cond::SctpInitTsn(t) => format!("initial TSN {t:#x}"),
+        Cond::SctpChunkLen(l) => format!("chunk length {l}"),
     }
+}
 
-    fn syn(port: u16, seq: u32, ack: u32, window: u16, options: &[u8]) -> Vec<u8> {
-        let mut t = vec![0xc3, 0x50];
-        t.extend_from_slice(&port.to_be_bytes());
-        t.extend_from_slice(&seq.to_be_bytes());
-        t.extend_from_slice(&ack.to_be_bytes());
-        t.push((((20 + options.len()) / 4) as u8) << 4);
-        t.push(0x02);
-        t.extend_from_slice(&window.to_be_bytes());
-        t.extend_from_slice(&[0, 0, 0, 0]);
-        t.extend_from_slice(options);
-        t
-    }
+/// The docs' trait table (between `<!-- traits:begin -->` and `<!-- traits:end -->` in
+/// `docs/detections.md`): every trait with its conditions and citation, then the pair rules.
+#[cfg(feature = "std")]
+pub fn markdown_table() -> std::string::String {
+    use std::{fmt::Write as _, string::String, vec::Vec};
 
-    fn names(bytes: &[u8]) -> Vec<&'static str> {
-        let bits = Header::decode(bytes).expect("decodes").matched();
-        TRAITS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| bits & (1 << i) != 0)
-            .map(|(_, t)| t.name)
-            .collect()
-    }
-
-    #[test]
-    fn the_table_is_well_formed() {
-        for (i, t) in TRAITS.iter().enumerate() {
-            assert!(t.weight > 0 && t.weight < 100, "{}", t.name);
-            assert!(t.source.contains(':'), "{} cites file:line", t.name);
-            assert!(!t.all.is_empty(), "{}", t.name);
-            assert!(TRAITS[..i].iter().all(|o| o.name != t.name), "{}", t.name);
-            assert!(t.name.starts_with(t.tool.name()), "{}", t.name);
-        }
-    }
-
-    #[test]
-    fn each_tools_default_probe_matches_its_traits() {
-        let nmap = ipv4(45, 777, false, 6, &syn(22, 1, 0, 1024, MSS_1460), 0);
-        assert_eq!(
-            names(&nmap),
-            ["nmap_syn_window_1024_mss_only", "nmap_random_ttl_no_df"]
-        );
-        let echo = ipv4(40, 1, false, 1, &[8, 0, 0, 0, 0, 1, 0, 0], 0);
-        assert_eq!(
-            names(&echo),
-            ["nmap_random_ttl_no_df", "nmap_icmp_echo_empty"]
-        );
-        let udp = ipv4(50, 1, false, 17, &[0xc3, 0x50, 0, 7, 0, 8, 0, 0], 0);
-        assert_eq!(names(&udp), ["nmap_random_ttl_no_df", "nmap_udp_empty"]);
-        // masscan: ID = dst (0x0001) ^ port ^ seq.
-        let seq = 0x4acc_6dbe;
-        let id = 0x0001 ^ 7 ^ (seq as u16);
-        let masscan = ipv4(255, id, false, 6, &syn(7, seq, 0, 1024, &[]), 0);
-        assert_eq!(names(&masscan), ["masscan_syn_template", "masscan_ip_id"]);
-        let zmap = ipv4(255, 54321, false, 6, &syn(80, 9, 0, 65535, &[]), 0);
-        assert_eq!(
-            names(&zmap),
-            ["zmap_ip_id_54321", "zmap_syn_window_65535_ttl_255"]
-        );
-        let hping = ipv4(64, 5, false, 6, &syn(1, 9, 0x4929_0bbb, 512, &[]), 0);
-        assert_eq!(
-            names(&hping),
-            ["hping3_syn_window_512", "hping3_ack_without_flag"]
+    let kind = |k: ProbeKind| match k {
+        ProbeKind::TcpSyn => "TCP SYN",
+        ProbeKind::TcpFlags => "TCP, other flags",
+        ProbeKind::Udp => "UDP",
+        ProbeKind::IcmpEcho => "ICMP echo",
+        ProbeKind::IcmpQuery => "ICMP timestamp / mask",
+        ProbeKind::Sctp => "SCTP",
+        ProbeKind::IpOther => "other IP protocol",
+        ProbeKind::Any => "any",
+    };
+    let mut out = String::from(
+        "| trait | tool | probe | every such probe has | source (file:line) |\n|---|---|---|---|---|\n",
+    );
+    for t in TRAITS {
+        let conds: Vec<_> = t.all.iter().map(cond_text).collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} |",
+            t.name,
+            t.tool.name(),
+            kind(t.probe),
+            conds.join(", "),
+            t.source
         );
     }
-
-    #[test]
-    fn client_syns_match_nothing() {
-        let linux = [
-            2, 4, 5, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7,
-        ];
-        let windows = [2, 4, 5, 0xb4, 1, 3, 3, 8, 1, 1, 4, 2];
-        let macos = [
-            2, 4, 5, 0xb4, 1, 3, 3, 6, 1, 1, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 4, 2, 0, 0,
-        ];
-        for (ttl, window, options) in [
-            (64, 64240, &linux[..]),
-            (128, 64240, &windows[..]),
-            (128, 65535, &windows[..]),
-            (64, 65535, &macos[..]),
-            // Far away: TTLs in nmap's range, but DF set and a client's options.
-            (50, 64240, &linux[..]),
-        ] {
-            let probe = ipv4(ttl, 4242, true, 6, &syn(443, 77, 0, window, options), 0);
-            assert!(names(&probe).is_empty(), "{ttl} {window} {options:?}");
-        }
-        // A Linux ping: 56 bytes of payload, DF set.
-        let ping = ipv4(64, 1, true, 1, &[8, 0, 0, 0, 0, 1, 0, 1], 56);
-        assert!(names(&ping).is_empty());
-    }
-
-    #[test]
-    fn ipv6_probes_decode_and_df_traits_stay_ipv4_only() {
-        // An IPv6 client SYN from afar (hop limit 50): nmap's TTL range, but no DF bit to read.
-        let tcp = syn(443, 77, 0, 64800, &[2, 4, 5, 0xa0]);
-        let mut b = vec![0x60, 0, 0, 0];
-        b.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-        b.extend_from_slice(&[6, 50]);
-        b.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        b.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        b.extend_from_slice(&tcp);
-        let header = Header::decode(&b).expect("decodes");
-        assert!(header.ipv6 && header.ip_id.is_none() && header.ttl == 50);
-        assert_eq!(header.kind(), Some(ProbeKind::TcpSyn));
-        assert!(names(&b).is_empty(), "{:?}", names(&b));
-        // nmap's IPv6 SYN: window 1024, MSS 1460 only.
-        let nmap = syn(22, 1, 0, 1024, MSS_1460);
-        let mut n = b[..40].to_vec();
-        n[4..6].copy_from_slice(&(nmap.len() as u16).to_be_bytes());
-        n.extend_from_slice(&nmap);
-        assert_eq!(names(&n), ["nmap_syn_window_1024_mss_only"]);
-        // As nmap really sends it over IPv6: hop limit 255 (its u8 hop limit turns the random
-        // TTL's -1 into 255), which masscan's template (window 1024, TTL 255) also matches;
-        // the MSS-only layout names nmap, with the higher weight.
-        n[7] = 255;
-        assert_eq!(
-            names(&n),
-            [
-                "nmap_syn_window_1024_mss_only_hop_limit_255",
-                "masscan_syn_template"
-            ]
+    out.push_str("\n| pair rule | rules out | when two probes of one source | source (file:line) |\n|---|---|---|---|\n");
+    for e in EXCLUSIONS {
+        let when = match e.pair {
+            Pair::SameSourcePort(k) => std::format!("are {} from one source port", kind(k)),
+            Pair::SameIpIdToOtherTargets => String::from("carry one IPv4 ID to different targets"),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {when} | {} |",
+            e.name,
+            e.tool.name(),
+            e.source
         );
     }
-
-    #[test]
-    fn truncated_or_foreign_samples_do_not_decode() {
-        assert!(Header::decode(&[]).is_none());
-        assert!(Header::decode(&[0x45, 0, 0]).is_none());
-        assert!(Header::decode(&[0x55; 40]).is_none());
-        let nmap = ipv4(45, 777, false, 6, &syn(22, 1, 0, 1024, MSS_1460), 0);
-        assert!(Header::decode(&nmap[..30]).is_none(), "TCP header cut");
-    }
+    out
 }

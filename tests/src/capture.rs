@@ -207,6 +207,12 @@ impl Captured {
         self.0.is_empty()
     }
 
+    /// The frames `keep` accepts, in capture order (called once per frame, in order).
+    #[must_use]
+    pub fn retain(self, mut keep: impl FnMut(&[u8]) -> bool) -> Self {
+        Self(self.0.into_iter().filter(|(_, f)| keep(f)).collect())
+    }
+
     /// Writes the frames to `path` as pcap (microseconds, Ethernet).
     pub fn write_pcap(&self, path: &Path) -> Result<()> {
         let file =

@@ -8,7 +8,7 @@
 //! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
 //! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
 //! services the lab runs ([`services`]), an HTTP client ([`http`]), the metrics text
-//! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]), a pcap recorder ([`capture`]) and the helpers
+//! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]), a pcap recorder ([`capture`]), the attribution matrix's cells ([`matrix`]) and the helpers
 //! the end-to-end test files share ([`e2e`]).
 //!
 //! Package tests: the .deb under test ([`deb`]), a cached Debian tree made by debootstrap
@@ -29,6 +29,7 @@ pub mod harness;
 pub mod http;
 pub mod lab;
 pub mod loopback;
+pub mod matrix;
 pub mod metrics;
 pub mod mounts;
 pub mod netns;

@@ -1,7 +1,8 @@
 //! The docs follow the code: `docs/configuration.md` holds the table of kinds exactly as
 //! `kinds::markdown_table` generates it (and so does `docs/detections.md` when it has the
 //! markers) and a section per kind, and documents every configuration key once, as the first
-//! cell of a table row.
+//! cell of a table row; `docs/detections.md` holds the scanner trait table exactly as
+//! `fingerprints::markdown_table` generates it.
 //!
 //! The keys come from the serde definitions of the configuration file (`FileConfig`, the
 //! `[crowdsec]` and `[web]` sections, a `block_lists` table entry), not from a list kept here.
@@ -124,6 +125,23 @@ fn configuration_doc_holds_the_table_of_kinds() {
         "docs/configuration.md has no {BEGIN} … {END} block"
     );
     check_kinds_table("configuration.md", &text);
+}
+
+#[test]
+fn detections_doc_holds_the_trait_table() {
+    const TRAITS_BEGIN: &str = "<!-- traits:begin -->";
+    const TRAITS_END: &str = "<!-- traits:end -->";
+    let text = page("detections.md");
+    let expected = scanwatch_common::fingerprints::markdown_table();
+    let found = text
+        .split_once(TRAITS_BEGIN)
+        .and_then(|(_, rest)| rest.split_once(TRAITS_END))
+        .map(|(block, _)| block.trim());
+    assert!(
+        found == Some(expected.trim()),
+        "docs/detections.md: the block between {TRAITS_BEGIN} and {TRAITS_END} is not the \
+         trait table; paste this block there:\n\n{TRAITS_BEGIN}\n{expected}{TRAITS_END}\n"
+    );
 }
 
 #[test]

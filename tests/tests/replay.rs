@@ -150,10 +150,15 @@ fn nmap_replay_matches_live(
     let (live, report) = live_and_replayed(&lab, test, Some((&attacker, kinds)), || {
         lab.attacker.nmap(&args, NMAP_TIMEOUT);
     });
+    // nmap, or `unknown` with nmap among the candidates: a ping sweep's echoes could be
+    // hping3's (docs/detections.md, "Which tool"). Never another tool.
     assert!(
-        live.iter()
-            .any(|a| a["source"] == attacker.as_str() && a["tool"]["name"] == "nmap"),
-        "{test}: the live alerts name nmap: {live:#?}"
+        live.iter().any(|a| a["source"] == attacker.as_str()
+            && a["tool"]["candidates"]
+                .as_array()
+                .is_some_and(|c| c.contains(&"nmap".into()))
+            && (a["tool"]["name"] == "nmap" || a["tool"]["name"] == "unknown")),
+        "{test}: the live alerts name nmap or list it: {live:#?}"
     );
     assert_replay_matches(test, &live, &report);
 }

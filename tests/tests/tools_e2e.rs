@@ -23,6 +23,11 @@ fn names_tool(alert: &Value, tool: &str) {
     );
     let traits = alert["tool"]["traits"].as_array().expect("a trait list");
     assert!(!traits.is_empty(), "{alert}");
+    assert_eq!(
+        alert["tool"]["candidates"],
+        serde_json::json!([tool]),
+        "{alert}"
+    );
 }
 
 #[test]
@@ -45,10 +50,7 @@ fn nmap_syn_scan_is_attributed_to_nmap() {
     );
     names_tool(&alert, "nmap");
     let traits = alert["tool"]["traits"].as_array().unwrap();
-    assert!(
-        traits.contains(&"nmap_syn_window_1024_mss_only".into()),
-        "{alert}"
-    );
+    assert!(traits.contains(&"nmap_raw_syn_ipv4".into()), "{alert}");
 }
 
 /// Runs `scanner` against the lab with the live daemon watching; its alert must name it.

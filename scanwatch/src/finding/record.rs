@@ -155,9 +155,11 @@ pub struct Finding {
     /// and most of its probes'.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hops: Option<Hops>,
-    /// The scanner the source's sampled probes look like (`name` `unknown` when they match no
-    /// trait): of its /64s for a wide finding, of its sampled sources for a `distributed_scan`;
-    /// absent for egress findings and a `web_scan` (whose `web` names its tool).
+    /// The scanner the source's sampled probes come from (`name` `unknown`, with the
+    /// `candidates` the probes allow, unless exactly one tool sends such probes): of its /64s
+    /// for a wide finding, of its sampled sources for a `distributed_scan`. Absent for a
+    /// `web_scan` (whose `web` names its tool) and for egress findings: the egress program
+    /// copies no probe headers, so there is nothing to match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolMatch>,
     /// The matched request of a `web_scan` (signatures, tool, request line).

@@ -1,19 +1,24 @@
-//! Which scanner a source's probes look like: the kernel's header samples of the source
-//! (`SourceState::samples`, read from the tracker at each of its events) are checked against the trait table (`scanwatch_common::fingerprints::TRAITS`); matches accumulate
-//! per source, and each alert names the best tool.
+//! Which scanner a source's probes come from: the kernel's header samples of the source
+//! (`SourceState::samples`, read from the tracker at each of its events) are checked against
+//! the trait table (`scanwatch_common::fingerprints`), and samples accumulate per source.
 //!
-//! Confidence, in `[0, 1]`: for each tool, `1 - Π(1 - weight)` over its distinct traits the
-//! source's probes matched (independent pieces of evidence, each with the trait's weight); the
-//! best tool's score is then multiplied by the share of the source's distinct samples that
-//! matched at least one of its traits, so probes that disagree (a browser's SYN among nmap's)
-//! lower it. No match at all gives `{"name": "unknown", "confidence": 0.0, "traits": []}`.
+//! The naming rule: each sample's candidates are the tools with a trait it meets (the tools
+//! that send such a probe by default); a source's candidates are the tools every informative
+//! sample allows, less those a pair of its samples rules out (`EXCLUSIONS`). A tool is named
+//! only when it is the one candidate; otherwise the alert says `unknown` and lists the
+//! candidates, so a probe two tools could have sent is never pinned on one of them.
+//!
+//! Confidence, in `[0, 1]`: how often the attribution matrix (each mode of each tool run in a
+//! lab and replayed, `tests/tests/tool_matrix.rs`) named that tool right when it named it
+//! ([`MATRIX`]), times the share of the source's samples that allow the tool (a browser's SYN
+//! among nmap's lowers it). `unknown` has confidence 0.
 
 use std::collections::HashMap;
 
 use scanwatch_common::{
     addr::SourceKey,
     event::ScanEvent,
-    fingerprints::{Header, TOOLS, TRAITS, Tool},
+    fingerprints::{EXCLUSIONS, Header, TOOLS, TRAITS, Tool, tools_of},
     sample::ProbeSample,
 };
 use serde::Serialize;
@@ -24,8 +29,12 @@ pub struct ToolMatch {
     /// A `Tool` name, or `unknown`.
     pub name: &'static str,
     pub confidence: f64,
-    /// The best tool's traits that matched, in table order.
+    /// The traits and pair rules behind the verdict, in table order: the named tool's, or
+    /// every candidate's.
     pub traits: Vec<&'static str>,
+    /// The tools the probes allow, by name: the named tool alone, several when they cannot be
+    /// told apart, none when no probe matched a trait.
+    pub candidates: Vec<&'static str>,
 }
 
 impl ToolMatch {
@@ -39,102 +48,166 @@ impl ToolMatch {
         source.verdict()
     }
 
-    /// A source that matched no trait.
+    /// A source whose probes matched no trait.
     pub fn unknown() -> Self {
         Self {
             name: "unknown",
             confidence: 0.0,
             traits: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 }
+
+/// One tool's record on the attribution matrix: cells where it was named, rightly or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub right: u32,
+    pub wrong: u32,
+}
+
+impl Record {
+    /// Share of the names that were right (0 for a tool the matrix never named).
+    pub fn precision(self) -> f64 {
+        let named = self.right + self.wrong;
+        if named == 0 {
+            0.0
+        } else {
+            f64::from(self.right) / f64::from(named)
+        }
+    }
+}
+
+/// The recorded attribution matrix, per tool (in `Tool` order): the matrix test replays every
+/// cell and fails unless it counts exactly these.
+pub const MATRIX: [Record; TOOLS] = [
+    // nmap
+    Record {
+        right: 15,
+        wrong: 0,
+    },
+    // masscan
+    Record { right: 3, wrong: 0 },
+    // zmap
+    Record { right: 3, wrong: 0 },
+    // hping3
+    Record { right: 6, wrong: 0 },
+];
 
 /// Distinct samples remembered per source: enough for agreement, bounded under long scans.
 const MAX_SAMPLES: usize = 16;
 /// Sources remembered (cleared when full, as `detect::Examples`).
 const MAX_SOURCES: usize = 4096;
 
-/// What one source's samples matched so far.
+/// What one source's samples said so far.
 #[derive(Debug, Default)]
 struct SourceTraits {
-    /// Bit `i`: `TRAITS[i]` matched at least one sample.
-    matched: u32,
-    /// Distinct decoded samples seen.
+    /// Distinct decodable samples seen.
     seen: Vec<ProbeSample>,
-    /// Per tool, how many of `seen` matched at least one of its traits.
-    agreeing: [u32; TOOLS],
 }
 
 impl SourceTraits {
     fn add(&mut self, sample: &ProbeSample) {
-        if sample.len == 0 || self.seen.len() >= MAX_SAMPLES || self.seen.contains(sample) {
+        if sample.len == 0
+            || self.seen.len() >= MAX_SAMPLES
+            || self.seen.contains(sample)
+            || Header::decode(sample.data()).is_none()
+        {
             return;
         }
-        let Some(header) = Header::decode(sample.data()) else {
-            return;
-        };
         self.seen.push(*sample);
-        let bits = header.matched();
-        self.matched |= bits;
-        for tool in Tool::ALL {
-            if tool_bits(tool) & bits != 0 {
-                self.agreeing[tool as usize] += 1;
-            }
-        }
     }
 
     fn verdict(&self) -> ToolMatch {
-        verdict(self.matched, &self.agreeing, self.seen.len())
+        let headers: Vec<_> = self
+            .seen
+            .iter()
+            .filter_map(|s| Header::decode(s.data()))
+            .collect();
+        verdict(&headers)
     }
 }
 
-/// The bits of `TRAITS` that belong to `tool`.
-fn tool_bits(tool: Tool) -> u32 {
-    TRAITS
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.tool == tool)
-        .fold(0, |bits, (i, _)| bits | 1 << i)
-}
+/// Bit mask of every tool.
+const ALL_TOOLS: u32 = (1 << TOOLS) - 1;
 
-/// The best tool for `matched` traits (see the module docs), given how many of `samples`
-/// distinct samples agreed with each tool.
-fn verdict(matched: u32, agreeing: &[u32; TOOLS], samples: usize) -> ToolMatch {
-    let score = |tool: Tool| {
-        let miss: f64 = TRAITS
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| t.tool == tool && matched & (1 << i) != 0)
-            .map(|(_, t)| 1.0 - f64::from(t.weight) / 100.0)
-            .product();
-        1.0 - miss
-    };
-    let Some((best, best_score)) = Tool::ALL
+/// The names of the tools in `mask`, in `Tool` order.
+fn names(mask: u32) -> Vec<&'static str> {
+    Tool::ALL
         .into_iter()
-        .map(|t| (t, score(t)))
-        .filter(|(_, s)| *s > 0.0)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-    else {
+        .filter(|t| mask & (1 << *t as u32) != 0)
+        .map(Tool::name)
+        .collect()
+}
+
+/// The verdict on a source's decoded samples (see the module docs).
+fn verdict(samples: &[Header<'_>]) -> ToolMatch {
+    let mut every = ALL_TOOLS;
+    let mut some = 0;
+    let mut matched = 0u64;
+    let mut allowing = [0u32; TOOLS];
+    for header in samples {
+        let bits = header.matched();
+        let tools = tools_of(bits);
+        if tools == 0 {
+            continue;
+        }
+        every &= tools;
+        some |= tools;
+        matched |= bits;
+        for t in Tool::ALL {
+            if tools & (1 << t as u32) != 0 {
+                allowing[t as usize] += 1;
+            }
+        }
+    }
+    if some == 0 {
         return ToolMatch::unknown();
-    };
-    let agreement = if samples == 0 {
-        0.0
-    } else {
-        f64::from(agreeing[best as usize]) / samples as f64
-    };
-    ToolMatch {
-        name: best.name(),
-        confidence: (best_score * agreement * 100.0).round() / 100.0,
-        traits: TRAITS
+    }
+    let mut ruled_out = 0;
+    let mut rules = Vec::new();
+    for rule in EXCLUSIONS {
+        let pair = samples
             .iter()
             .enumerate()
-            .filter(|(i, t)| t.tool == best && matched & (1 << i) != 0)
+            .any(|(i, a)| samples[i + 1..].iter().any(|b| rule.rules_out(a, b)));
+        if pair && some & (1 << rule.tool as u32) != 0 {
+            ruled_out |= 1 << rule.tool as u32;
+            rules.push(rule.name);
+        }
+    }
+    let candidates = if every == 0 { some } else { every } & !ruled_out;
+    let traits_of = |mask: u32| -> Vec<&'static str> {
+        TRAITS
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| matched & (1 << i) != 0 && mask & (1 << t.tool as u32) != 0)
             .map(|(_, t)| t.name)
-            .collect(),
+            .chain(rules.iter().copied())
+            .collect()
+    };
+    // One candidate, allowed by every informative sample.
+    let named = Tool::ALL
+        .into_iter()
+        .find(|t| every != 0 && candidates == 1 << *t as u32);
+    let Some(tool) = named else {
+        return ToolMatch {
+            name: "unknown",
+            confidence: 0.0,
+            traits: traits_of(candidates),
+            candidates: names(candidates),
+        };
+    };
+    let agreement = f64::from(allowing[tool as usize]) / samples.len() as f64;
+    ToolMatch {
+        name: tool.name(),
+        confidence: (MATRIX[tool as usize].precision() * agreement * 100.0).round() / 100.0,
+        traits: traits_of(candidates),
+        candidates: names(candidates),
     }
 }
 
-/// Per-source trait matches, fed by every event of the agent (or of a replay).
+/// Per-source samples, fed by every event of the agent (or of a replay).
 #[derive(Debug, Default)]
 pub struct Attribution {
     by_source: HashMap<(SourceKey, u32), SourceTraits>,
@@ -142,7 +215,7 @@ pub struct Attribution {
 
 impl Attribution {
     /// Adds the samples of an event's source (`SourceState::samples`, read from the tracker)
-    /// to its matches and returns the source's tool.
+    /// to what it sent before and returns the source's tool.
     pub fn add(&mut self, event: &ScanEvent, samples: &[ProbeSample]) -> ToolMatch {
         let key = (event.source, event.direction);
         if self.by_source.len() >= MAX_SOURCES && !self.by_source.contains_key(&key) {
@@ -157,33 +230,4 @@ impl Attribution {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_match_is_unknown() {
-        assert_eq!(verdict(0, &[0; TOOLS], 2), ToolMatch::unknown());
-    }
-
-    #[test]
-    fn disagreeing_samples_lower_the_confidence() {
-        let nmap = tool_bits(Tool::Nmap) & 1;
-        assert_ne!(nmap, 0, "nmap's first trait is the table's first row");
-        let all = verdict(nmap, &[2, 0, 0, 0], 2);
-        let half = verdict(nmap, &[1, 0, 0, 0], 2);
-        assert_eq!(all.name, "nmap");
-        assert_eq!(all.traits, vec![TRAITS[0].name]);
-        assert!((all.confidence - f64::from(TRAITS[0].weight) / 100.0).abs() < 1e-9);
-        assert!(half.confidence < all.confidence);
-    }
-
-    #[test]
-    fn more_traits_of_one_tool_raise_the_confidence() {
-        let zmap = tool_bits(Tool::Zmap);
-        let one = verdict(zmap & zmap.wrapping_neg(), &[1, 0, 1, 0], 1);
-        let both = verdict(zmap, &[0, 0, 1, 0], 1);
-        assert_eq!(both.name, "zmap");
-        assert!(both.confidence > one.confidence);
-        assert_eq!(both.traits.len(), 2);
-    }
-}
+mod tests;

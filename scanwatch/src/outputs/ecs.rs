@@ -410,14 +410,22 @@ mod tests {
     #[test]
     fn a_named_tool_is_threat_software_and_unknown_is_not() {
         let mut f = finding(DetectionKind::PortScan, Direction::Ingress, "192.0.2.7");
-        f.tool = Some(ToolMatch::unknown());
+        f.tool = Some(ToolMatch {
+            candidates: vec!["hping3", "nmap"],
+            ..ToolMatch::unknown()
+        });
         let doc = document(&f);
         assert!(doc["threat"].get("software").is_none());
         assert_eq!(doc["scanwatch"]["tool"]["name"], "unknown");
+        assert_eq!(
+            doc["scanwatch"]["tool"]["candidates"],
+            json!(["hping3", "nmap"])
+        );
         f.tool = Some(ToolMatch {
             name: "zmap",
-            confidence: 0.98,
+            confidence: 1.0,
             traits: vec!["zmap_ip_id_54321"],
+            candidates: vec!["zmap"],
         });
         let doc = document(&f);
         assert_eq!(doc["threat"]["software"]["name"], "zmap");
