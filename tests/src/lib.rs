@@ -7,6 +7,7 @@
 //!
 //! End-to-end tests: network namespaces and veth pairs ([`netns`]) wired into a lab
 //! ([`lab`]), the real daemon inside it ([`daemon`]), processes and temp dirs ([`process`]),
+//! a process's CPU time and memory ([`procstat`]),
 //! services the lab runs ([`services`]), an HTTP client ([`http`]), the metrics text
 //! ([`metrics`]), a real Prometheus ([`prometheus`]), a scanner ([`scanner`]), a pcap recorder ([`capture`]), the attribution matrix's cells ([`matrix`]) and the helpers
 //! the end-to-end test files share ([`e2e`]).
@@ -36,6 +37,7 @@ pub mod netns;
 pub mod nspawn;
 pub mod packet;
 pub mod process;
+pub mod procstat;
 pub mod prometheus;
 pub mod scanner;
 pub mod scanners;

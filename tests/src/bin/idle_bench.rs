@@ -36,8 +36,15 @@ use scanwatch_common::{
     stats::STATS_LEN,
 };
 use scanwatch_tests::{
-    attached, daemon::Daemon, e2e::config_file, lab::Lab, metrics::sample, netns::in_netns,
-    process::TempDir, require_root, scanner,
+    attached,
+    daemon::Daemon,
+    e2e::config_file,
+    lab::Lab,
+    metrics::sample,
+    netns::in_netns,
+    process::TempDir,
+    procstat::{clock_ticks, cpu_ticks, vm_rss_kib},
+    require_root, scanner,
 };
 
 /// One way of reading the maps for the gauges; returns the entries it met.
@@ -395,35 +402,4 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: `ts` is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// `utime` and `stime` of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Ok((fields[11].parse()?, fields[12].parse()?))
-}
-
-fn clock_ticks() -> Result<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    ensure!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
-    #[expect(clippy::cast_precision_loss, reason = "a small constant")]
-    Ok(hz as f64)
-}
-
-/// `VmRSS` of `pid`, KiB.
-fn vm_rss_kib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmRSS")?
-        .parse()?)
 }
