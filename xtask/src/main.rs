@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             traffic: true,
             args,
             ..
-        } => trafgen().and_then(|()| daemon_bench("traffic_bench", &args)),
+        } => tool("trafgen", "netsniff-ng").and_then(|()| daemon_bench("traffic_bench", &args)),
         Task::Bench { args, .. } => bench(&args),
         Task::Man => package::man(package::Profile::Dev).map(|_| ExitCode::SUCCESS),
         Task::Package => {
@@ -163,19 +163,21 @@ fn daemon_bench(bin: &str, args: &[OsString]) -> Result<ExitCode> {
     run_tests_bin(bin, &["--release"], args, Some(daemon.as_os_str()))
 }
 
-/// Installs Debian's netsniff-ng (trafgen) when `trafgen` is missing; the traffic bench needs
-/// it and nothing else does.
-fn trafgen() -> Result<()> {
-    if Command::new("trafgen")
+/// Installs Debian's `package` when `program` is missing: the traffic bench needs trafgen
+/// (netsniff-ng); nothing else does.
+fn tool(program: &str, package: &str) -> Result<()> {
+    // Found when it starts at all: `trafgen --version` exits 1.
+    if Command::new(program)
         .arg("--version")
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok()
     {
         return Ok(());
     }
-    eprintln!("trafgen is missing: installing netsniff-ng with apt-get");
-    cmd::run(Command::new("apt-get").args(["install", "-y", "netsniff-ng"]))
+    eprintln!("{program} is missing: installing {package} with apt-get");
+    cmd::run(Command::new("apt-get").args(["install", "-y", package]))
 }
 
 /// Runs the demo (`tests/src/bin/demo.rs`).
