@@ -127,7 +127,7 @@ impl Lab {
         // Addresses usable at once: no duplicate address detection.
         ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
         ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-        let port = format!("{iface}p");
+        let port = Self::bridge_port(iface);
         let veth = Veth::new(ns, iface, &self.switch, &port)?;
         self.switch
             .ip(&["link", "set", &port, "master", "br0", "up"])?;
@@ -142,6 +142,12 @@ impl Lab {
         ])?;
         ns.ip(&["link", "set", iface, "up"])?;
         Ok(veth)
+    }
+
+    /// The bridge port, in the switch namespace, that host interface `iface` is plugged into:
+    /// a frame sent out of it reaches `iface` as it is, past the bridge's own checks.
+    pub fn bridge_port(iface: &str) -> String {
+        format!("{iface}p")
     }
 
     /// Waits until `ns` reaches the target (40 pings, 250 ms each at most), or fails.

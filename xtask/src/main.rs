@@ -60,8 +60,16 @@ enum Task {
         /// when it is missing.
         #[arg(long)]
         traffic: bool,
+        /// Instead: the release daemon in a lab for MINUTES minutes under a steady, bounded mix
+        /// (established connections, an nmap SYN scan a minute, one- and two-packet spoofed
+        /// floods, malformed frames), sampled every minute: RSS, CPU, map fill, lost events,
+        /// churn, alert latency, scans reported (`tests/src/bin/soak_bench/`). Installs nmap
+        /// with apt-get when it is missing.
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["idle", "traffic"])]
+        soak: Option<u64>,
         /// Arguments for the bench binary (case-name filters; `--seconds N` for --idle and
-        /// --traffic, `--runs N` for --traffic).
+        /// --traffic, `--runs N` for --traffic; `--warmup N`, `--single-pps N`, `--pair-pps N`,
+        /// `--malformed-per-minute N` for --soak).
         #[arg(last = true)]
         args: Vec<OsString>,
     },
@@ -99,6 +107,12 @@ fn main() -> ExitCode {
             args,
             ..
         } => tool("trafgen", "netsniff-ng").and_then(|()| daemon_bench("traffic_bench", &args)),
+        Task::Bench {
+            soak: Some(minutes),
+            args,
+            ..
+        } => tool("nmap", "nmap")
+            .and_then(|()| daemon_bench("soak_bench", &soak_args(minutes, args))),
         Task::Bench { args, .. } => bench(&args),
         Task::Man => package::man(package::Profile::Dev).map(|_| ExitCode::SUCCESS),
         Task::Package => {
@@ -164,7 +178,7 @@ fn daemon_bench(bin: &str, args: &[OsString]) -> Result<ExitCode> {
 }
 
 /// Installs Debian's `package` when `program` is missing: the traffic bench needs trafgen
-/// (netsniff-ng); nothing else does.
+/// (netsniff-ng) and the soak nmap; nothing else does.
 fn tool(program: &str, package: &str) -> Result<()> {
     // Found when it starts at all: `trafgen --version` exits 1.
     if Command::new(program)
@@ -178,6 +192,16 @@ fn tool(program: &str, package: &str) -> Result<()> {
     }
     eprintln!("{program} is missing: installing {package} with apt-get");
     cmd::run(Command::new("apt-get").args(["install", "-y", package]))
+}
+
+/// The soak bench's arguments: the minutes, then what followed `--`.
+fn soak_args(minutes: u64, args: Vec<OsString>) -> Vec<OsString> {
+    let mut all = vec![
+        OsString::from("--minutes"),
+        OsString::from(minutes.to_string()),
+    ];
+    all.extend(args);
+    all
 }
 
 /// Runs the demo (`tests/src/bin/demo.rs`).
@@ -248,6 +272,29 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn soak_bench_is_exclusive_with_the_idle_and_traffic_benches() {
+        for other in ["--idle", "--traffic"] {
+            assert!(Cli::try_parse_from(["xtask", "bench", "--soak", "3", other]).is_err());
+        }
+        assert!(Cli::try_parse_from(["xtask", "bench", "--soak"]).is_err());
+        let Task::Bench {
+            soak: Some(minutes),
+            idle: false,
+            traffic: false,
+            args,
+        } = Cli::try_parse_from(["xtask", "bench", "--soak", "30", "--", "--warmup", "5"])
+            .unwrap()
+            .task
+        else {
+            panic!("--soak 30 is the soak bench");
+        };
+        assert_eq!(
+            soak_args(minutes, args),
+            ["--minutes", "30", "--warmup", "5"]
+        );
     }
 
     #[test]
