@@ -263,7 +263,7 @@ impl PortState {
     /// held, at most 31 bits): the slot is taken with probability `2^-h`. A port seen on one
     /// host yields to the next other port half of the time; a sweep that has reached ten hosts
     /// holds its slot against about a thousand probes of other ports, twenty against a million.
-    /// Apart so the caller draws its coin only for a held slot.
+    /// The caller draws its coin only for a held slot.
     #[inline(always)]
     pub const fn hold_mask(&self, now: u64, window: u64) -> Option<u32> {
         if self.key == 0 || now.wrapping_sub(self.window_start_ns) >= window {
@@ -275,16 +275,6 @@ impl PortState {
             self.hosts_set
         };
         Some((1u32 << weight) - 1)
-    }
-
-    /// Whether a probe of another port at `now`, with random `coin`, takes this slot
-    /// ([`PortState::hold_mask`]).
-    #[inline(always)]
-    pub const fn yields(&self, now: u64, window: u64, coin: u32) -> bool {
-        match self.hold_mask(now, window) {
-            None => true,
-            Some(mask) => coin & mask == 0,
-        }
     }
 }
 
@@ -387,15 +377,18 @@ mod tests {
         let mut s = port();
         s.take(port_key(6, 22), 100);
         s.hosts_set = 1;
-        let yielded = |s: &PortState| (0..1024u32).filter(|&c| s.yields(100, 300, c)).count();
+        let yielded = |s: &PortState| {
+            let mask = s.hold_mask(100, 300).unwrap();
+            (0..1024u32).filter(|&c| c & mask == 0).count()
+        };
         assert_eq!(yielded(&s), 512);
         s.hosts_set = 10;
         assert_eq!(yielded(&s), 1);
         s.hosts_set = 40;
         assert_eq!(yielded(&s), 1, "only coin 0 of 2^31");
-        assert!(!s.yields(100, 300, 1 << 30));
-        assert!(s.yields(400, 300, 1), "its window is over");
-        assert!(port().yields(100, 300, 1), "empty");
+        assert_ne!((1u32 << 30) & s.hold_mask(100, 300).unwrap(), 0);
+        assert_eq!(s.hold_mask(400, 300), None, "its window is over");
+        assert_eq!(port().hold_mask(100, 300), None, "empty");
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub const TARGETS_CAPACITY: u32 = 4096;
 /// 2.8 MiB, an array indexed by a seeded hash of the pair (`distributed::port_slot`), so a
 /// probe of a new port costs no insert and a spray of ports cannot churn a sweep out: a port
 /// holding its slot keeps it against another port with probability `1 − 2^-h`, `h` its hosts in
-/// this window (`distributed::PortState::yields`).
+/// this window (`distributed::PortState::hold_mask`).
 pub const PORT_SLOTS: u32 = 8192;
 /// Sources tracked over the long window (slow scans): 8192 × ~670 bytes ≈ 5.4 MiB, a quarter of
 /// the tracker: only sources already in the tracker enter, and only while they have not been

@@ -107,8 +107,8 @@ fn per_target(u: &Update, config: &KernelConfig) {
 /// hosts that did not answer on it reach `distributed_hosts`, and at each doubling.
 ///
 /// The port's state is its slot of the `PORTS` array: no insert, nothing to churn. A probe of
-/// a port whose slot another port holds takes the slot only if that port yields
-/// (`PortState::yields`), and is otherwise not counted (`PortSlotsHeld`).
+/// a port whose slot another port holds takes the slot only if the holder yields to a seeded
+/// coin (`PortState::hold_mask`), and is otherwise not counted (`PortSlotsHeld`).
 #[inline(never)] // own BPF stack frame
 fn per_port(u: &Update, config: &KernelConfig) {
     let threshold = config.distributed_hosts;
