@@ -439,19 +439,8 @@ mod tests {
 
     #[test]
     fn served_hosts_do_not_count() {
-        let mut s = PortState {
-            first_seen_ns: 0,
-            last_seen_ns: 0,
-            window_start_ns: 0,
-            probes: [0; PROBE_CLASSES],
-            reported: 0,
-            hosts_set: 0,
-            next: 0,
-            key: port_key(6, 22),
-            hosts: NarrowBitmap::default(),
-            served: NarrowBitmap::default(),
-            sources: [SourceKey::default(); SAMPLE_SOURCES],
-        };
+        let mut s = port();
+        s.take(port_key(6, 22), 0);
         for h in 0..10 {
             s.hosts.insert(h);
         }
