@@ -20,8 +20,8 @@ use scanwatch_tests::{
 };
 
 use crate::{
-    SECOND, T0, assert_sample_of_scanners, doc_v4, load_with, medium_config, send, source_v4,
-    visit_web_server,
+    Forger, SECOND, T0, assert_sample_of_scanners, doc_v4, load_with, medium_config, send,
+    source_v4, visit_web_server,
 };
 
 /// Distinct unanswered hosts of one port that make a distributed sweep in these tests (the
@@ -254,11 +254,8 @@ fn a_sweep_interleaved_with_a_spoofed_port_spray_is_still_reported() {
     // Between two probes of the sweep, 576 forged sources each send eight SYNs to new ports
     // (below every threshold): 4,608 other ports, more than an LRU of 4,096 ports would keep.
     let mut h = load_with(&config());
-    let spray = PacketBuilder::new(Ipv4Addr::new(10, 0, 0, 1), host(200)).syn(1);
-    let mut frame = spray.build();
-    let (src, dst_port) = (spray.l3_offset() + 12, spray.l4_offset() + 2);
-    let mut forged = u32::from(Ipv4Addr::new(10, 0, 0, 1));
-    let mut port = 1024u16;
+    // Ports from 1025 up, wrapping to 1024: never the sweep's port 22.
+    let mut spray = Forger::new(host(200), Ipv4Addr::new(10, 0, 0, 2), 1024);
     let mut events = Vec::new();
     for s in 0..4u32 {
         for i in 0..11 {
@@ -266,15 +263,7 @@ fn a_sweep_interleaved_with_a_spoofed_port_spray_is_still_reported() {
                 &mut h,
                 PacketBuilder::new(source_v4(s), host(s * 11 + i)).syn(22),
             );
-            for _ in 0..576 {
-                forged += 1;
-                frame[src..src + 4].copy_from_slice(&forged.to_be_bytes());
-                for _ in 0..8 {
-                    port = if port == u16::MAX { 1024 } else { port + 1 };
-                    frame[dst_port..dst_port + 2].copy_from_slice(&port.to_be_bytes());
-                    crate::pass(&mut h, &frame);
-                }
-            }
+            spray.send(&mut h, 576, 8);
             events.extend(h.events());
         }
     }

@@ -144,6 +144,51 @@ fn source_v4(i: u32) -> Ipv4Addr {
     doc_v4(if i < 256 { i } else { i + 256 })
 }
 
+/// Forged SYNs to one destination: each source a new address counting up from a first one
+/// (never one twice), each SYN to a new port counting up from just above `ports_from` and
+/// wrapping back to it.
+struct Forger {
+    frame: Vec<u8>,
+    src: usize,
+    dst_port: usize,
+    next_source: u32,
+    ports_from: u16,
+    next_port: u16,
+}
+
+impl Forger {
+    fn new(dst: Ipv4Addr, first_source: Ipv4Addr, ports_from: u16) -> Self {
+        let builder = PacketBuilder::new(first_source, dst).syn(ports_from);
+        Self {
+            frame: builder.build(),
+            src: builder.l3_offset() + 12,
+            dst_port: builder.l4_offset() + 2,
+            next_source: u32::from(first_source),
+            ports_from,
+            next_port: ports_from,
+        }
+    }
+
+    /// `sources` forged sources, each sending `syns` SYNs to new ports.
+    fn send(&mut self, h: &mut Harness, sources: u32, syns: u32) {
+        for _ in 0..sources {
+            let source = self.next_source;
+            self.next_source += 1;
+            self.frame[self.src..self.src + 4].copy_from_slice(&source.to_be_bytes());
+            for _ in 0..syns {
+                self.next_port = if self.next_port == u16::MAX {
+                    self.ports_from
+                } else {
+                    self.next_port + 1
+                };
+                self.frame[self.dst_port..self.dst_port + 2]
+                    .copy_from_slice(&self.next_port.to_be_bytes());
+                pass(h, &self.frame);
+            }
+        }
+    }
+}
+
 /// Fails the test unless running as root, then loads the product program.
 fn load() -> Harness {
     require_root();

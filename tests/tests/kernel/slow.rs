@@ -13,7 +13,9 @@ use scanwatch_common::{
 };
 use scanwatch_tests::{harness::Harness, packet::PacketBuilder};
 
-use crate::{SCANNER_V4, SECOND, T0, key_of, load_with, pass, scan_v4, send, threshold};
+use crate::{
+    Forger, SCANNER_V4, SECOND, T0, TARGET_V4, key_of, load_with, scan_v4, send, threshold,
+};
 
 const PORTS: u32 = 20;
 
@@ -129,44 +131,6 @@ fn long_window_off_keeps_no_long_state() {
     assert!(h.long_state(&key_of(SCANNER_V4)).unwrap().is_none());
 }
 
-/// Forged SYNs: each from a new address of 10.0.0.0/8 (never one twice, never the scanner's),
-/// each to a new port.
-struct Forger {
-    frame: Vec<u8>,
-    src: usize,
-    dst_port: usize,
-    next_source: u32,
-    next_port: u16,
-}
-
-impl Forger {
-    fn new() -> Self {
-        let builder = scan_v4().syn(1);
-        Self {
-            frame: builder.build(),
-            src: builder.l3_offset() + 12,
-            dst_port: builder.l4_offset() + 2,
-            next_source: u32::from(Ipv4Addr::new(10, 0, 0, 1)),
-            next_port: 1,
-        }
-    }
-
-    /// `sources` forged sources, each sending `syns` SYNs to new ports.
-    fn send(&mut self, h: &mut Harness, sources: u32, syns: u32) {
-        for _ in 0..sources {
-            let source = self.next_source;
-            self.next_source += 1;
-            self.frame[self.src..self.src + 4].copy_from_slice(&source.to_be_bytes());
-            for _ in 0..syns {
-                self.next_port = self.next_port.checked_add(1).unwrap_or(1);
-                self.frame[self.dst_port..self.dst_port + 2]
-                    .copy_from_slice(&self.next_port.to_be_bytes());
-                pass(h, &self.frame);
-            }
-        }
-    }
-}
-
 /// The daemon's defaults around the slow-scan test: the long window and both distributed
 /// forms on (per-target at 30 ports, per-port sweeps at 40 hosts).
 fn defaults_config() -> KernelConfig {
@@ -219,7 +183,7 @@ fn forged_pairs_between_a_slow_scanners_probes_do_not_hide_it() {
     // pairs after each probe used to evict the scanner's long-window state.
     let mut c = defaults_config();
     let mut h = load_with(&c);
-    let mut forger = Forger::new();
+    let mut forger = Forger::new(TARGET_V4, Ipv4Addr::new(10, 0, 0, 1), 1);
     let events = slow_scan_with(&mut h, &mut c, |h| forger.send(h, 8192, 2));
     assert_eq!(
         long_port_scans_of(&events, SCANNER_V4),
@@ -259,7 +223,7 @@ fn a_one_packet_flood_between_a_slow_scanners_probes_does_not_hide_it() {
     // admission filter is overwritten about 4.6 times between two probes of the scanner.
     let mut c = defaults_config();
     let mut h = load_with(&c);
-    let mut forger = Forger::new();
+    let mut forger = Forger::new(TARGET_V4, Ipv4Addr::new(10, 0, 0, 1), 1);
     let events = slow_scan_with(&mut h, &mut c, |h| forger.send(h, 2000 * 150, 1));
     assert_eq!(
         long_port_scans_of(&events, SCANNER_V4),

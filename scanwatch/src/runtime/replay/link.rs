@@ -6,11 +6,8 @@
 //! the programs parse it as they parse a frame from an Ethernet interface.
 
 use pcap_file::DataLink;
+use scanwatch_common::proto::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6};
 
-/// Ethernet header length: what a synthesized header adds in front of the network packet.
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 /// Length of a Linux cooked (SLL) header.
 const SLL_HLEN: usize = 16;
 /// Length of a Linux cooked v2 (SLL2) header.
