@@ -1,6 +1,6 @@
 //! Detection kinds and the event the kernel sends when a source crosses a threshold.
 
-use crate::{addr::SourceKey, classify::PROBE_CLASSES};
+use crate::{addr::SourceKey, classify::PROBE_CLASSES, owner::Sender};
 
 indexed_enum! {
     /// What a finding is. Each maps to a MITRE ATT&CK technique; everything else about a kind
@@ -86,6 +86,9 @@ pub struct ScanEvent {
     pub proto: u8,
     /// Destination address of the crossing probe (v4-mapped for IPv4): an example target.
     pub target: [u8; 16],
+    /// Egress events: the socket that sent the crossing probe (its flow's opener for a
+    /// failure), `Sender::NONE` otherwise. User space names its process (`owner`).
+    pub sender: Sender,
 }
 
 /// `ScanEvent::window` of counts over the (short) detection window.
@@ -107,4 +110,4 @@ pub const DIRECTION_INGRESS: u32 = 0;
 /// `ScanEvent::direction` of probes this host sends.
 pub const DIRECTION_EGRESS: u32 = 1;
 
-const _: () = assert!(core::mem::size_of::<ScanEvent>() == 176);
+const _: () = assert!(core::mem::size_of::<ScanEvent>() == 192);

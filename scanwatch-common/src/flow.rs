@@ -17,6 +17,7 @@ use crate::{
     addr::SourceKey,
     hash::hash_conversation,
     maps::{ACCEPTED_SLOTS, INBOUND_SLOTS},
+    owner::Sender,
 };
 
 /// A flow from this host's point of view. For ICMP, `local_port` is the echo identifier and
@@ -45,6 +46,9 @@ pub struct FlowState {
     /// 1 once a SYN-ACK answered the flow: a later RST closes a connection that was made, it
     /// is not a failed attempt. Reset by each new opener.
     pub answered: u32,
+    /// The socket of the latest opener: who an egress finding built on this flow's failure
+    /// names (`owner`).
+    pub sender: Sender,
 }
 
 /// Default flow lifetime: 120 s. A DNS answer comes within seconds; a refused or answered TCP

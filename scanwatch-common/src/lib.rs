@@ -33,6 +33,7 @@ pub mod hash;
 pub mod icmp;
 pub mod kinds;
 pub mod maps;
+pub mod owner;
 pub mod parse_model;
 pub mod presence;
 pub mod programs;
@@ -63,4 +64,5 @@ mod pod {
     unsafe impl aya::Pod for crate::distributed::PortState {}
     unsafe impl aya::Pod for crate::web::WebSample {}
     unsafe impl aya::Pod for crate::ticks::ClockSample {}
+    unsafe impl aya::Pod for crate::owner::SocketOwner {}
 }

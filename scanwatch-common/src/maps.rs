@@ -67,6 +67,10 @@ pub const WIDE: &str = "WIDE";
 pub const EMPTY_WIDE: &str = "EMPTY_WIDE";
 /// LRU hash of per-local-source state for egress scan detection (`SourceKey` → `SourceState`).
 pub const EGRESS: &str = "EGRESS";
+/// LRU hash of socket cookie → the process that sent the socket's first probe or flow opener
+/// (`owner::SocketOwner`), written by the TC egress program, read by the daemon for an egress
+/// finding's process.
+pub const OWNERS: &str = "OWNERS";
 /// LRU hash of remotes that answered a flow this host opened (tracker key → time of the latest
 /// answer, `CLOCK_MONOTONIC_COARSE` ns), written by the XDP program in drop mode, read by the
 /// daemon (`evidence`).
@@ -110,7 +114,7 @@ pub const BLOCKLIST_CAPACITY: u32 = 262_144;
 /// sources enter, so a flood from unlisted addresses never churns it; when it is full the
 /// least recently dropped source pays the trie walk again.
 pub const BLOCK_CACHE_CAPACITY: u32 = 16_384;
-/// Outbound flows remembered (LRU): 65536 × ~110 bytes ≈ 7 MiB. A busy resolver client opens a
+/// Outbound flows remembered (LRU): 65536 × ~125 bytes ≈ 8 MiB. A busy resolver client opens a
 /// few hundred flows a second; with the 120 s lifetime this holds ~500 new flows/s before the
 /// oldest are evicted early.
 pub const FLOWS_CAPACITY: u32 = 65_536;
@@ -144,6 +148,11 @@ pub const ACCEPTED_SLOTS: u32 = 262_144;
 /// Local sources tracked for egress detection: the host's own addresses (and, on a router,
 /// the hosts behind it). 1024 × ~600 bytes ≈ 600 KiB.
 pub const EGRESS_CAPACITY: u32 = 1024;
+/// Sockets whose sending process is remembered (LRU): 32768 × ~170 bytes ≈ 5.3 MiB. An egress
+/// finding looks its socket up within a round trip of the probe, so the entry survives unless
+/// the host opens more than 32768 sockets that send in that time; the finding still names the
+/// socket's cgroup when it does not.
+pub const OWNERS_CAPACITY: u32 = 32_768;
 /// Remotes that answered the host's flows (LRU): 65536 × ~80 bytes ≈ 5 MiB. Only the host's own
 /// flows can be answered (`FLOWS` is filled by the host alone), so no remote can churn it; it
 /// holds every peer of a host that meets up to ~100 new peers a second over the default 10-minute

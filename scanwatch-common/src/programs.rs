@@ -7,6 +7,9 @@
 pub const XDP: &str = "scanwatch";
 /// The TC egress program: the host's own flows and the probes it sends.
 pub const EGRESS: &str = "scanwatch_egress";
+/// The egress program's read-only switch (a `u8` global) for recording who sends each socket's
+/// packets (`owner`): 1 where TC programs may read the current task (Linux 6.10 and later).
+pub const OWNERS_ON: &str = "OWNERS_ON";
 /// XDP program never attached: each test run writes the kernel's jiffies and coarse monotonic
 /// clock into `maps::CLOCK_SAMPLE`, from which the daemon calibrates the data path's clock.
 pub const CLOCK: &str = "scanwatch_clock";

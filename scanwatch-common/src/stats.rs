@@ -131,6 +131,11 @@ indexed_enum! {
         TargetInserts = 38 => "target_inserts",
         /// Wide IPv6 prefixes given state (`WIDE` inserts).
         WideInserts = 39 => "wide_inserts",
+        /// Sockets whose sender the egress program recorded (`OWNERS` inserts).
+        OwnersRecorded = 40 => "owners_recorded",
+        /// Egress packets of an unrecorded socket sent outside its sender's context (the
+        /// current task in another cgroup, or none): their socket's process is not recorded.
+        OwnersUnsure = 41 => "owners_unsure",
     }
     /// Number of data-path counters.
     pub const COUNTERS: usize;
@@ -167,7 +172,7 @@ pub const PARSE_ERROR_BASE: u32 = 24;
 /// First slot of the counter group.
 pub const COUNTER_BASE: u32 = 40;
 /// Slots in the statistics array.
-pub const STATS_LEN: u32 = 80;
+pub const STATS_LEN: u32 = 96;
 
 const _: () = assert!(CLASS_BASE as usize + PACKET_CLASSES <= PARSE_ERROR_BASE as usize);
 const _: () = assert!(PARSE_ERROR_BASE as usize + PARSE_ERRORS <= COUNTER_BASE as usize);

@@ -19,6 +19,7 @@ use scanwatch_common::{
     },
     evidence::HOPS_UNKNOWN,
     hash::{hash_addr, hash_port},
+    owner::Sender,
     stats::Counter,
 };
 
@@ -269,6 +270,7 @@ fn emit(u: &Update, found: &Found) -> bool {
             (*e).scope = found.scope;
             (*e).proto = u.proto;
             (*e).target = found.crossing;
+            (*e).sender = Sender::NONE;
         }
     })
 }

@@ -79,7 +79,24 @@ const _: () = {
     }
 };
 
-/// TC egress: counts the probes this host sends that are suspicious by themselves.
+/// The kind a packet this host sends counts toward by itself, if any.
+#[inline(always)]
+pub const fn kind_of(class: PacketClass) -> Option<DetectionKind> {
+    match class {
+        PacketClass::IcmpEcho | PacketClass::IcmpTimestamp | PacketClass::IcmpAddrMask => {
+            Some(DetectionKind::IcmpSweep)
+        }
+        PacketClass::TcpFin
+        | PacketClass::TcpNull
+        | PacketClass::TcpXmas
+        | PacketClass::TcpOddFlags => Some(DetectionKind::StealthScan),
+        PacketClass::Fragment => Some(DetectionKind::FragmentScan),
+        _ => None,
+    }
+}
+
+/// TC egress: counts the probes this host sends that are suspicious by themselves. The caller
+/// holds the packet's sender (`owner::hold`) for the event.
 #[inline(never)] // own BPF stack frame: keeps the caller under the 512-byte limit
 pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
     let Sent {
@@ -89,16 +106,8 @@ pub fn on_outbound(sent: &Sent, config: &KernelConfig, now: u64) {
         remote_port,
         ifindex,
     } = *sent;
-    let kind = match class {
-        PacketClass::IcmpEcho | PacketClass::IcmpTimestamp | PacketClass::IcmpAddrMask => {
-            DetectionKind::IcmpSweep
-        }
-        PacketClass::TcpFin
-        | PacketClass::TcpNull
-        | PacketClass::TcpXmas
-        | PacketClass::TcpOddFlags => DetectionKind::StealthScan,
-        PacketClass::Fragment => DetectionKind::FragmentScan,
-        _ => return,
+    let Some(kind) = kind_of(class) else {
+        return;
     };
     let Some(s) = state(&local, now) else {
         return;
@@ -146,7 +155,8 @@ pub struct Failure {
     pub ifindex: u32,
 }
 
-/// XDP ingress: one of our attempts failed.
+/// XDP ingress: one of our attempts failed. The caller holds the failed flow's sender
+/// (`owner::hold`) for the event.
 #[inline(always)]
 pub fn on_failure(failure: &Failure, config: &KernelConfig, now: u64) {
     let Failure {

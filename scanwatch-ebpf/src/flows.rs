@@ -23,19 +23,21 @@ use aya_ebpf::{
         bpf_xdp_load_bytes,
         generated::{bpf_sk_release, bpf_skc_lookup_tcp},
     },
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use scanwatch_common::{
     addr::SourceKey,
     classify::PacketClass,
     config::KernelConfig,
     flow::{FlowKey, FlowState, InboundSlot},
+    owner::Sender,
     proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP},
     stats::Counter,
 };
 
 use crate::{
     maps::{ACCEPTED, CONFIG, FLOWS, INBOUND},
+    owner,
     parse::{Packet, Quoted},
     stats::count,
 };
@@ -72,16 +74,18 @@ pub const fn opens_flow(class: PacketClass) -> bool {
     )
 }
 
-/// Records an outbound flow opener (egress) from `src` (local) to `dst`, unless it is a UDP
-/// datagram answering a live inbound conversation (then counted, not recorded, not refreshed).
+/// Records an outbound flow opener (egress) from `src` (local) to `dst` with its socket
+/// (`owner::noted`), which it returns, unless it is a UDP datagram answering a live inbound
+/// conversation (then counted, not recorded, not refreshed; no socket is read).
 #[inline(always)]
 pub fn record_outbound(
     packet: &Packet,
     src: &SourceKey,
     dst: &SourceKey,
+    ctx: &TcContext,
     config: &KernelConfig,
     now: u64,
-) {
+) -> Sender {
     if packet.proto == IPPROTO_UDP {
         let slot = InboundSlot::new(config.hash_seed, src, dst, packet.src_port, packet.dst_port);
         if let Some(value) = INBOUND.get_ptr(slot.index)
@@ -90,9 +94,10 @@ pub fn record_outbound(
             && slot.is_live(unsafe { value.read_volatile() }, now, config.flow_timeout())
         {
             count(Counter::EgressAnswers);
-            return;
+            return Sender::NONE;
         }
     }
+    let sender = owner::noted(ctx, packet.l3);
     let k = key(packet.proto, *src, *dst, packet.src_port, packet.dst_port);
     if let Some(state) = FLOWS.get_ptr_mut(k) {
         // SAFETY: pointer into the map value, valid for this run.
@@ -100,16 +105,19 @@ pub fn record_outbound(
         state.last_seen_ns = now;
         state.packets = state.packets.wrapping_add(1);
         state.answered = 0;
-        return;
+        state.sender = sender;
+        return sender;
     }
     let state = FlowState {
         last_seen_ns: now,
         packets: 1,
         answered: 0,
+        sender,
     };
     if FLOWS.insert(k, state, 0).is_ok() {
         count(Counter::FlowsRecorded);
     }
+    sender
 }
 
 /// The recorded flow `k`, if it is still within its lifetime.
@@ -157,11 +165,11 @@ pub fn reply_flow(
     live(&k, config, now)
 }
 
-/// True when an ICMP error quotes one of our recorded flows.
+/// The sender of our recorded flow an ICMP error quotes, if it quotes one.
 #[inline(always)]
-pub fn quotes_our_flow(q: &Quoted, config: &KernelConfig, now: u64) -> bool {
+pub fn quoted_flow(q: &Quoted, config: &KernelConfig, now: u64) -> Option<Sender> {
     let k = key(q.proto, q.src, q.dst, q.src_port, q.dst_port);
-    live(&k, config, now).is_some()
+    live(&k, config, now).map(|flow| flow.sender)
 }
 
 /// Notes an inbound UDP datagram from `src` to `dst` (local) that answers none of our flows:

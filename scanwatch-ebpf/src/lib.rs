@@ -27,6 +27,7 @@ pub mod evidence;
 pub mod flows;
 pub mod level;
 pub mod maps;
+pub mod owner;
 pub mod parse;
 pub mod sample;
 pub mod stats;
@@ -42,6 +43,7 @@ use scanwatch_common::{
     classify::PacketClass,
     config::{FLAG_DROP, FLAG_NO_EGRESS, KernelConfig},
     evidence::{HOPS_UNKNOWN, hops_from_ttl},
+    owner::Sender,
     proto::{IPPROTO_UDP, tcp_flags},
     stats::{Counter, ParseError, parse_error_slot},
 };
@@ -227,6 +229,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                         proto: packet.proto,
                         ifindex: ingress_ifindex(ctx),
                     };
+                    owner::hold(flow.sender);
                     egress::on_failure(&failure, config, now);
                 }
             }
@@ -236,7 +239,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                 return;
             };
             let now = clock::now(config);
-            if flows::quotes_our_flow(&q, config, now) {
+            if let Some(sender) = flows::quoted_flow(&q, config, now) {
                 // Every error quoting our flow is a reply; only those meaning the destination
                 // cannot be reached are failed attempts (scanwatch_common::icmp): path MTU,
                 // time exceeded and redirects come from any router on the way.
@@ -249,6 +252,7 @@ fn inspect(ctx: &XdpContext, packet: &Packet, config: &KernelConfig) {
                         proto: q.proto,
                         ifindex: ingress_ifindex(ctx),
                     };
+                    owner::hold(sender);
                     egress::on_failure(&failure, config, now);
                 }
             }
@@ -336,10 +340,17 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
         };
         distributed::note_served(&served, config);
     }
-    if flows::opens_flow(packet.class) {
-        flows::record_outbound(packet, &src, &dst, config, now);
-    }
-    if config.flags & FLAG_NO_EGRESS == 0 {
+    // The socket is read only for what keeps it: a flow's opener (not an answer), or a probe
+    // egress counts by itself.
+    let counted = egress::kind_of(packet.class).is_some();
+    let sender = if flows::opens_flow(packet.class) {
+        flows::record_outbound(packet, &src, &dst, ctx, config, now)
+    } else if counted {
+        owner::noted(ctx, packet.l3)
+    } else {
+        Sender::NONE
+    };
+    if counted && config.flags & FLAG_NO_EGRESS == 0 {
         // SAFETY: reading a field of the skb the kernel passed in.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
         let sent = egress::Sent {
@@ -349,6 +360,7 @@ pub fn handle_egress(ctx: &TcContext) -> i32 {
             remote_port: packet.dst_port,
             ifindex,
         };
+        owner::hold(sender);
         egress::on_outbound(&sent, config, now);
     }
     TC_ACT_UNSPEC

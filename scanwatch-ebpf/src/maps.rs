@@ -17,10 +17,11 @@ use scanwatch_common::{
     maps::{
         ACCEPTED_SLOTS, ADMISSION_SLOTS, ANSWERED_CAPACITY, BLOCK_CACHE_CAPACITY,
         BLOCKLIST_CAPACITY, BLOCKS_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_CAPACITY,
-        HANDSHAKES_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, PORT_SLOTS,
-        TARGETS_CAPACITY, TRACKER_CAPACITY, VERIFIED_CAPACITY, WEB_SAMPLES_BYTES,
+        HANDSHAKES_CAPACITY, IGNORE_CAPACITY, INBOUND_SLOTS, LONG_CAPACITY, OWNERS_CAPACITY,
+        PORT_SLOTS, TARGETS_CAPACITY, TRACKER_CAPACITY, VERIFIED_CAPACITY, WEB_SAMPLES_BYTES,
         WEB_SEEN_CAPACITY, WIDE_CAPACITY,
     },
+    owner::{Sender, SocketOwner},
     presence::PRESENCE_ENTRIES,
     state::SourceState,
     stats::STATS_LEN,
@@ -47,6 +48,13 @@ pub static IGNORE: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(IGNORE_CAP
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static OWNERS: LruHashMap<u64, SocketOwner> = LruHashMap::with_max_entries(OWNERS_CAPACITY, 0);
+
+/// This CPU's egress probe's sender, between counting it and sending its event (`owner::hold`).
+#[map]
+pub static SENDER: PerCpuArray<Sender> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static EMPTY_STATE: Array<SourceState> = Array::with_max_entries(1, 0);

@@ -35,6 +35,7 @@ use crate::{
     clock, distributed, event,
     level::{Origin, Update, start},
     maps::{ADMISSION, EMPTY_STATE, IGNORE, LONG, TRACKER, lpm_key},
+    owner,
     parse::Packet,
     sample,
     stats::count,
@@ -647,6 +648,7 @@ fn bump_measure(
             (*e).scope = SCOPE_ADDRESS;
             (*e).proto = 0;
             (*e).target = origin.target.addr;
+            owner::write_held(&mut (*e).sender, origin.direction == DIRECTION_EGRESS);
         }
     });
     if !sent {

@@ -27,7 +27,8 @@ use scanwatch_common::{
     event::ScanEvent,
     evidence::Verified,
     maps,
-    programs::{EGRESS, EMPTY, EMPTY_TC, REFERENCE, REFERENCE_SPOOF, SPOOF_BENCH, XDP},
+    owner::SocketOwner,
+    programs::{EGRESS, EMPTY, EMPTY_TC, OWNERS_ON, REFERENCE, REFERENCE_SPOOF, SPOOF_BENCH, XDP},
     state::SourceState,
     stats::{Counter, ParseError, class_slot, counter_slot, parse_error_slot},
     ticks::Ticks,
@@ -98,8 +99,19 @@ impl Harness {
     }
 
     /// Loads `object` with these map sizes (name, max entries). The product object's TC egress
-    /// program is loaded too, sharing the maps.
+    /// program is loaded too, sharing the maps, recording senders as the daemon does on this
+    /// kernel.
     pub fn load_sized(object: Object, sizes: &[(&'static str, u32)]) -> Result<Self> {
+        Self::load_switched(object, sizes, true)
+    }
+
+    /// The product program with the egress program's recording of senders (`OWNERS_ON`) on
+    /// or off, as the daemon loads it on kernels with and without it.
+    pub fn load_owners(owners: bool) -> Result<Self> {
+        Self::load_switched(Object::Product, &[], owners)
+    }
+
+    fn load_switched(object: Object, sizes: &[(&'static str, u32)], owners: bool) -> Result<Self> {
         let (bytes, program) = match object {
             Object::Product => (scanwatch::kernel::object::XDP_OBJECT, XDP),
             Object::SpoofBench => (scanwatch::kernel::object::SPOOF_BENCH_OBJECT, SPOOF_BENCH),
@@ -109,7 +121,9 @@ impl Harness {
                 (scanwatch::kernel::object::REFERENCE_OBJECT, REFERENCE_SPOOF)
             }
         };
+        let owners_on = u8::from(owners);
         let mut loader = EbpfLoader::new();
+        loader.override_global(OWNERS_ON, &owners_on, false);
         for (map, size) in sizes {
             loader.map_max_entries(map, *size);
         }
@@ -211,6 +225,30 @@ impl Harness {
         Ok((xdp, count(EGRESS)?))
     }
 
+    /// Attaches the TC egress program to `iface` (in the calling thread's network namespace)
+    /// until the harness is dropped.
+    pub fn attach_egress(&mut self, iface: &str) -> Result<()> {
+        let tc: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(EGRESS)
+            .ok_or_else(|| anyhow!("no egress program"))?
+            .try_into()?;
+        tc.attach(iface, aya::programs::TcAttachType::Egress)
+            .with_context(|| format!("attaching the egress program to {iface}"))?;
+        Ok(())
+    }
+
+    /// The TC egress program's accumulated run time and run count (while the kernel keeps BPF
+    /// statistics, `aya::sys::enable_stats`).
+    pub fn egress_run_stats(&self) -> Result<(std::time::Duration, u64)> {
+        let info = self
+            .ebpf
+            .program(EGRESS)
+            .ok_or_else(|| anyhow!("no egress program"))?
+            .info()?;
+        Ok((info.run_time(), info.run_count()))
+    }
+
     /// Runs the TC egress program once on `frame` (as if this host sent it); returns its TC
     /// action.
     pub fn run_egress(&mut self, frame: &[u8]) -> Result<i32> {
@@ -258,6 +296,11 @@ impl Harness {
         self.maps
             .as_mut()
             .ok_or_else(|| anyhow!("this object has no scanwatch maps"))
+    }
+
+    /// The recorded sender of the socket whose cookie is `cookie`, if any.
+    pub fn owner(&self, cookie: u64) -> Result<Option<SocketOwner>> {
+        Ok(self.maps()?.owners.get(cookie))
     }
 
     /// The egress-detection state of a local source, if any.

@@ -41,7 +41,7 @@ pub fn on_path(program: &str) -> bool {
     })
 }
 
-/// Whether a test that needs `program` can run. Missing outside CI: prints a loud notice and
+/// Whether a test that needs `program` (a name on `PATH`, or an absolute path) can run. Missing outside CI: prints a loud notice and
 /// returns false (the caller returns, so the test passes vacuously). Missing in CI (`CI=true`,
 /// where `.ci/run` installs it): panics, so the gap cannot hide.
 pub fn tool_or_skip(program: &str, test: &str) -> bool {
@@ -57,6 +57,7 @@ pub fn tool_or_skip(program: &str, test: &str) -> bool {
     let package = match program {
         "promtool" => "prometheus",
         "systemd-analyze" => "systemd",
+        "/usr/bin/python3" => "python3",
         _ => program,
     };
     eprintln!(

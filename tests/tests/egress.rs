@@ -11,6 +11,7 @@ use scanwatch_common::{
     distinct::bits_for_count,
     event::{DIRECTION_EGRESS, DIRECTION_INGRESS, DetectionKind},
     maps,
+    owner::comm_name,
     stats::Counter,
 };
 use scanwatch_tests::{
@@ -802,4 +803,54 @@ fn inbound_syn_flood_leaves_resolver_flows_recognised() {
     assert_eq!(h.counter(Counter::FlowsRecorded).unwrap(), 1);
     ingress(&mut h, &dns_answer(33_000));
     assert_eq!(h.counter(Counter::RepliesUdp).unwrap(), 1);
+}
+
+/// Both builds of the egress program the loader chooses between — recording senders (Linux
+/// 6.10 and later) or not (older kernels refuse the current-task helpers in TC programs) — load
+/// and detect alike. A test run gives each packet a socket of its own, made by this thread: the
+/// egress event names the crossing probe's socket, and the build that records senders holds
+/// this process as its sender, with the probe's headers; the other holds nothing.
+#[test]
+fn both_builds_report_egress_scans_and_one_names_the_sending_process() {
+    require_root();
+    let thread_comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    for owners in [true, false] {
+        let mut h = Harness::load_owners(owners).expect("load");
+        h.set_config(&config()).expect("config");
+        for port in 1..=12 {
+            refused_connect(&mut h, port, RST | ACK);
+        }
+        let events = h.events();
+        let scan = events
+            .iter()
+            .find(|e| e.direction == DIRECTION_EGRESS && e.kind == DetectionKind::PortScan as u32)
+            .unwrap_or_else(|| panic!("owners {owners}: no egress port_scan in {events:?}"));
+        assert_ne!(scan.sender.cookie, 0, "owners {owners}: the probe's socket");
+        assert_ne!(scan.sender.cgroup, 0, "owners {owners}: its cgroup");
+        let owner = h.owner(scan.sender.cookie).unwrap();
+        let recorded = h.counter(Counter::OwnersRecorded).unwrap();
+        if !owners {
+            assert_eq!(
+                (owner, recorded),
+                (None, 0),
+                "nothing recorded without the helpers"
+            );
+            continue;
+        }
+        // One socket per test run: the 12 SYNs, each recorded once (the RSTs are not sent).
+        assert_eq!(recorded, 12);
+        let owner = owner.expect("the crossing probe's socket recorded");
+        assert_eq!(owner.tgid, std::process::id());
+        assert_eq!(owner.uid, 0);
+        assert_eq!(
+            owner.cgroup, scan.sender.cgroup,
+            "the sender is in the socket's cgroup"
+        );
+        assert_eq!(comm_name(&owner.comm), Some(thread_comm.trim_end()));
+        // The sample is the probe from its IP header: IPv4, TCP, to the port that crossed.
+        let bytes = owner.sample.data();
+        assert_eq!(bytes.len(), 40, "IPv4 and TCP headers, no options");
+        assert_eq!((bytes[0] >> 4, bytes[9]), (4, 6));
+        assert_eq!(u16::from_be_bytes([bytes[22], bytes[23]]), scan.target_port);
+    }
 }

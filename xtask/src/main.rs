@@ -67,6 +67,11 @@ enum Task {
         /// with apt-get when it is missing.
         #[arg(long, value_name = "MINUTES", conflicts_with_all = ["idle", "traffic"])]
         soak: Option<u64>,
+        /// Instead: what naming the process behind egress scans costs the TC egress program,
+        /// timed by the kernel's BPF statistics over real sockets in a lab, with the recording
+        /// of senders on and off (`tests/src/bin/socket_bench.rs`).
+        #[arg(long, conflicts_with_all = ["idle", "traffic", "soak"])]
+        sockets: bool,
         /// Arguments for the bench binary (case-name filters; `--seconds N` for --idle and
         /// --traffic, `--runs N` for --traffic; `--warmup N`, `--single-pps N`, `--pair-pps N`,
         /// `--malformed-per-minute N` for --soak).
@@ -113,6 +118,11 @@ fn main() -> ExitCode {
             ..
         } => tool("nmap", "nmap")
             .and_then(|()| daemon_bench("soak_bench", &soak_args(minutes, args))),
+        Task::Bench {
+            sockets: true,
+            args,
+            ..
+        } => bench_bin("socket_bench", &args),
         Task::Bench { args, .. } => bench(&args),
         Task::Man => package::man(package::Profile::Dev).map(|_| ExitCode::SUCCESS),
         Task::Package => {
@@ -159,9 +169,14 @@ fn run(args: &[OsString]) -> Result<ExitCode> {
 
 /// Runs the data-path benchmark (`tests/src/bin/xdp_bench.rs`) in release mode.
 fn bench(args: &[OsString]) -> Result<ExitCode> {
+    bench_bin("xdp_bench", args)
+}
+
+/// Runs a bench binary that loads the programs itself, in release mode.
+fn bench_bin(bin: &str, args: &[OsString]) -> Result<ExitCode> {
     cmd::require_root("bench", "the benchmark loads BPF programs (CAP_BPF)")?;
     setup::setup()?;
-    run_tests_bin("xdp_bench", &["--release"], args, None)
+    run_tests_bin(bin, &["--release"], args, None)
 }
 
 /// Runs a bench binary that starts the daemon: both built in release mode, the daemon passed
@@ -284,6 +299,7 @@ mod tests {
             soak: Some(minutes),
             idle: false,
             traffic: false,
+            sockets: false,
             args,
         } = Cli::try_parse_from(["xtask", "bench", "--soak", "30", "--", "--warmup", "5"])
             .unwrap()
@@ -295,6 +311,24 @@ mod tests {
             soak_args(minutes, args),
             ["--minutes", "30", "--warmup", "5"]
         );
+    }
+
+    #[test]
+    fn socket_bench_is_exclusive_with_the_other_benches() {
+        for other in [&["--idle"][..], &["--traffic"], &["--soak", "3"]] {
+            let mut args = vec!["xtask", "bench", "--sockets"];
+            args.extend(other);
+            assert!(
+                Cli::try_parse_from(args).is_err(),
+                "--sockets with {other:?}"
+            );
+        }
+        assert!(matches!(
+            Cli::try_parse_from(["xtask", "bench", "--sockets"])
+                .unwrap()
+                .task,
+            Task::Bench { sockets: true, .. }
+        ));
     }
 
     #[test]

@@ -235,6 +235,7 @@ mod tests {
             scope: 0,
             proto: IPPROTO_TCP,
             target: SourceKey::from_ipv4([198, 51, 100, 1]).addr,
+            sender: scanwatch_common::owner::Sender::NONE,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod from_event;
+pub mod process;
 pub mod record;
 pub mod report;
 pub mod tool;

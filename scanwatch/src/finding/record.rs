@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::{
     finding::{
+        process::Process,
         tool::ToolMatch,
         verdict::{Refusal, Verdict},
     },
@@ -157,14 +158,20 @@ pub struct Finding {
     pub hops: Option<Hops>,
     /// The scanner the source's sampled probes come from (`name` `unknown`, with the
     /// `candidates` the probes allow, unless exactly one tool sends such probes): of its /64s
-    /// for a wide finding, of its sampled sources for a `distributed_scan`. Absent for a
-    /// `web_scan` (whose `web` names its tool) and for egress findings: the egress program
-    /// copies no probe headers, so there is nothing to match.
+    /// for a wide finding, of its sampled sources for a `distributed_scan`, of the first
+    /// packet of the crossing probe's socket for an egress finding of the agent. Absent for a
+    /// `web_scan` (whose `web` names its tool) and for an egress finding whose socket has no
+    /// record (`process`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolMatch>,
     /// The matched request of a `web_scan` (signatures, tool, request line).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web: Option<WebDetail>,
+    /// Egress findings of the agent: who sent the probes (`null` when nothing is known of the
+    /// sending socket: a packet the kernel sent itself, or a kernel that cannot tell). Absent
+    /// from ingress findings and from replayed ones (a capture holds no processes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Option<Process>>,
 }
 
 /// The hop counts behind a `suspected_spoof` decision, as written in the alert:
@@ -220,6 +227,7 @@ impl Finding {
             hops: None,
             tool: None,
             web: None,
+            process: None,
         }
     }
 

@@ -13,7 +13,7 @@ use aya::{
 use log::{info, warn};
 use scanwatch_common::{
     maps,
-    programs::{EGRESS as EGRESS_PROGRAM, XDP as PROGRAM},
+    programs::{EGRESS as EGRESS_PROGRAM, OWNERS_ON, XDP as PROGRAM},
 };
 
 use crate::{
@@ -161,14 +161,41 @@ pub async fn default_interface() -> Result<String, LoadError> {
 
 /// Loads the object and the program into the kernel (not attached yet). With `pins`, the block
 /// maps are pinned in that instance's directory (reused if already there).
+///
+/// The egress program records who sends each socket's first probe (`owner`) where the kernel
+/// lets a TC program read the current task (Linux 6.10 and later); on an older kernel the
+/// verifier refuses that, and the object is loaded again without it, with one warning.
 pub fn load(tracker_capacity: u32, pins: Option<&Instance>) -> Result<Ebpf, LoadError> {
     if XDP_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     check_privileges()?;
     raise_memlock_limit();
+    match load_object(tracker_capacity, pins, true) {
+        Err(LoadError::Verifier { tail, .. }) => {
+            let ebpf = load_object(tracker_capacity, pins, false)?;
+            warn!(
+                "egress findings cannot name the process that sent their probes: this kernel's \
+                 TC programs cannot read the current task (Linux 6.10 and later can); they name \
+                 the sending socket's cgroup, else carry \"process\": null (verifier: {})",
+                tail.lines().last().unwrap_or_default()
+            );
+            Ok(ebpf)
+        }
+        loaded => loaded,
+    }
+}
+
+/// [`load`] with the egress program's recording of senders on or off (`OWNERS_ON`).
+fn load_object(
+    tracker_capacity: u32,
+    pins: Option<&Instance>,
+    owners: bool,
+) -> Result<Ebpf, LoadError> {
+    let owners_on = u8::from(owners);
     let mut loader = EbpfLoader::new();
     loader.map_max_entries(maps::TRACKER, tracker_capacity);
+    loader.override_global(OWNERS_ON, &owners_on, true);
     if let Some(instance) = pins {
         loader
             .map_pin_path(maps::BLOCKS, instance.pin_path(maps::BLOCKS))

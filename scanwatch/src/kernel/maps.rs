@@ -28,6 +28,7 @@ use scanwatch_common::{
     evidence::Verified,
     flow::{FlowKey, FlowState},
     maps,
+    owner::SocketOwner,
     state::SourceState,
     stats::STATS_LEN,
     wide::WideState,
@@ -63,6 +64,8 @@ pub struct Maps {
     pub ports: Ports,
     pub blocks: Blocks,
     pub blocklist: BlockList,
+    /// Who sent through each socket (`owner`), for the process of an egress finding.
+    pub owners: Owners,
     /// Remotes that answered our flows (drop mode), shared with the enforcement policy.
     pub answered: Arc<Answered>,
     /// Remotes that completed a handshake (drop mode), shared with the enforcement policy.
@@ -97,12 +100,33 @@ impl Maps {
             ports: Ports(Array::try_from(take(ebpf, maps::PORTS)?)?),
             blocks,
             blocklist,
+            owners: Owners(HashMap::try_from(take(ebpf, maps::OWNERS)?)?),
             answered: Arc::new(Answered(HashMap::try_from(take(ebpf, maps::ANSWERED)?)?)),
             verified: Arc::new(VerifiedPeers(HashMap::try_from(take(
                 ebpf,
                 maps::VERIFIED,
             )?)?)),
         })
+    }
+}
+
+/// `OWNERS`: socket cookie → the process that sent the socket's first probe or flow opener,
+/// written by the TC egress program (`owner`).
+pub struct Owners(HashMap<MapData, u64, SocketOwner>);
+
+impl Owners {
+    /// The recorded sender of the socket with this cookie, if the map still holds it.
+    pub fn get(&self, cookie: u64) -> Option<SocketOwner> {
+        if cookie == 0 {
+            return None;
+        }
+        found(self.0.get(&cookie, 0)).ok().flatten()
+    }
+}
+
+impl std::fmt::Debug for Owners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Owners(OWNERS map)")
     }
 }
 

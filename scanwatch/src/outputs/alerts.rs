@@ -379,4 +379,29 @@ mod tests {
         );
         assert!("syslog.example".parse::<SyslogTarget>().is_err());
     }
+
+    #[test]
+    fn the_process_of_an_egress_finding_is_in_the_line_and_the_syslog_message() {
+        use crate::finding::{process::Process, record::Direction};
+        let sink = AlertSink::stdout();
+        let mut f = finding("192.0.2.5");
+        let line = String::from_utf8(sink.render(&f).unwrap()).unwrap();
+        assert!(!line.contains("\"process\""), "ingress: no process: {line}");
+        f.direction = Direction::Egress;
+        f.process = Some(None);
+        let line = String::from_utf8(sink.render(&f).unwrap()).unwrap();
+        assert!(line.contains("\"process\":null"), "{line}");
+        f.process = Some(Some(Process {
+            pid: Some(31337),
+            name: Some("masscan".into()),
+            unit: Some("scan.service".into()),
+            ..Process::default()
+        }));
+        let payload = sink.render(&f).unwrap();
+        let message = String::from_utf8(rfc5424(&f, &payload, "host", 1)).unwrap();
+        assert!(
+            message.contains(r#""process":{"pid":31337,"name":"masscan","unit":"scan.service"}"#),
+            "{message}"
+        );
+    }
 }

@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use scanwatch_common::kinds::KINDS;
 use serde_json::{Map, Value, json};
 
-use crate::finding::record::{Action, Direction, Finding};
+use crate::finding::{
+    process::Process,
+    record::{Action, Direction, Finding},
+};
 
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -171,7 +174,66 @@ pub fn document(f: &Finding) -> Value {
             doc["threat"]["software"] = json!({"name": tool.name, "type": "Tool"});
         }
     }
+    if let Some(Some(p)) = &f.process {
+        process_fields(&mut doc, p);
+    }
     doc
+}
+
+/// ECS `process.*`, `process.parent.*`, `user.*`, `container.*` and, under Kubernetes,
+/// `orchestrator.*` of an egress finding's process; its cgroup and unit, which ECS has no
+/// field for, stay under `scanwatch.process`.
+fn process_fields(doc: &mut Value, p: &Process) {
+    let mut process = Map::new();
+    let put = |map: &mut Map<String, Value>, key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            map.insert(key.into(), v);
+        }
+    };
+    put(&mut process, "pid", p.pid.map(|v| json!(v)));
+    put(&mut process, "name", p.name.as_ref().map(|v| json!(v)));
+    put(
+        &mut process,
+        "executable",
+        p.executable.as_ref().map(|v| json!(v)),
+    );
+    put(
+        &mut process,
+        "command_line",
+        p.command_line.as_ref().map(|v| json!(v)),
+    );
+    if let Some(parent) = &p.parent {
+        let mut m = Map::new();
+        m.insert("pid".into(), json!(parent.pid));
+        put(&mut m, "name", parent.name.as_ref().map(|v| json!(v)));
+        process.insert("parent".into(), Value::Object(m));
+    }
+    if !process.is_empty() {
+        doc["process"] = Value::Object(process);
+    }
+    if let Some(user) = &p.user {
+        // ECS keeps user.id as a keyword.
+        doc["user"] = json!({"id": user.id.to_string()});
+        if let Some(name) = &user.name {
+            doc["user"]["name"] = json!(name);
+        }
+    }
+    if let Some(c) = &p.container {
+        doc["container"] = json!({"id": c.id});
+        if let Some(runtime) = c.runtime {
+            doc["container"]["runtime"] = json!(runtime);
+        }
+        if let Some(pod) = &c.pod {
+            doc["orchestrator"] = json!({
+                "type": "kubernetes",
+                "resource": {"type": "pod", "id": pod},
+            });
+        }
+    }
+    let mut rest = Map::new();
+    put(&mut rest, "cgroup", p.cgroup.as_ref().map(|v| json!(v)));
+    put(&mut rest, "unit", p.unit.as_ref().map(|v| json!(v)));
+    doc["scanwatch"]["process"] = Value::Object(rest);
 }
 
 /// What scanwatch measured, under `scanwatch.*`: the JSON Lines alert without the fields ECS
@@ -433,6 +495,80 @@ mod tests {
         assert_eq!(
             doc["scanwatch"]["tool"]["traits"],
             json!(["zmap_ip_id_54321"])
+        );
+    }
+
+    #[test]
+    fn an_egress_process_fills_the_ecs_process_user_and_container_fields() {
+        use crate::finding::process::{Container, Parent, User};
+        let mut f = finding(DetectionKind::PortScan, Direction::Egress, "192.0.2.5");
+        let id = "ab".repeat(32);
+        f.process = Some(Some(Process {
+            pid: Some(4242),
+            name: Some("nmap".into()),
+            executable: Some("/usr/bin/nmap".into()),
+            command_line: Some("nmap -sS 192.0.2.0/24".into()),
+            parent: Some(Parent {
+                pid: 4000,
+                name: Some("bash".into()),
+            }),
+            user: Some(User {
+                id: 1000,
+                name: Some("alice".into()),
+            }),
+            cgroup: Some(format!(
+                "/kubepods/besteffort/pod0d3b6a3e-2b6f-4a55-9e0e-1a2b3c4d5e6f/{id}"
+            )),
+            unit: None,
+            container: Some(Container {
+                id: id.clone(),
+                runtime: None,
+                pod: Some("0d3b6a3e-2b6f-4a55-9e0e-1a2b3c4d5e6f".into()),
+            }),
+        }));
+        let doc = document(&f);
+        assert_eq!(at(&doc, "process.pid"), &json!(4242));
+        assert_eq!(at(&doc, "process.name"), &json!("nmap"));
+        assert_eq!(at(&doc, "process.executable"), &json!("/usr/bin/nmap"));
+        assert_eq!(
+            at(&doc, "process.command_line"),
+            &json!("nmap -sS 192.0.2.0/24")
+        );
+        assert_eq!(at(&doc, "process.parent.pid"), &json!(4000));
+        assert_eq!(at(&doc, "process.parent.name"), &json!("bash"));
+        assert_eq!(at(&doc, "user.id"), &json!("1000"));
+        assert_eq!(at(&doc, "user.name"), &json!("alice"));
+        assert_eq!(at(&doc, "container.id"), &json!(id));
+        assert_eq!(at(&doc, "orchestrator.resource.type"), &json!("pod"));
+        assert!(
+            at(&doc, "scanwatch.process.cgroup")
+                .as_str()
+                .unwrap()
+                .starts_with("/kubepods/")
+        );
+        assert_eq!(at(&doc, "scanwatch.process.pid"), &Value::Null);
+
+        // Nothing known: no ECS process fields, and `scanwatch.process` is null as in the alert.
+        f.process = Some(None);
+        let doc = document(&f);
+        assert_eq!(at(&doc, "process"), &Value::Null);
+        assert!(
+            doc["scanwatch"]
+                .as_object()
+                .unwrap()
+                .contains_key("process")
+        );
+        // Ingress: no process at all.
+        let doc = document(&finding(
+            DetectionKind::PortScan,
+            Direction::Ingress,
+            "192.0.2.5",
+        ));
+        assert!(
+            !doc["scanwatch"]
+                .as_object()
+                .unwrap()
+                .contains_key("process")
         );
     }
 }

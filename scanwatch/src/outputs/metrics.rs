@@ -25,6 +25,40 @@ mod server;
 
 pub use server::{Limits, serve, serve_on};
 
+/// Process names [`EgressByProcess`] keeps as label values: a local user naming processes at
+/// will cannot grow the agent's series without bound.
+pub const PROCESS_LABELS: usize = 64;
+
+/// `scanwatch_egress_findings_total{process}`.
+pub struct EgressByProcess {
+    counter: IntCounterVec,
+    names: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl EgressByProcess {
+    /// Counts an egress finding sent by a process named `name` (`None`: not known); the
+    /// [`PROCESS_LABELS`] first names are their own series, later ones count as `other`.
+    pub fn inc(&self, name: Option<&str>) {
+        let label = match name {
+            None => "unknown",
+            Some(name) => {
+                let mut names = self
+                    .names
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if names.contains(name)
+                    || names.len() < PROCESS_LABELS && names.insert(name.to_owned())
+                {
+                    name
+                } else {
+                    "other"
+                }
+            }
+        };
+        self.counter.with_label_values(&[label]).inc();
+    }
+}
+
 /// Every metric the agent exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -33,6 +67,8 @@ pub struct Metrics {
     parse_errors: IntCounterVec,
     datapath: Vec<(Counter, IntCounter)>,
     pub detections: IntCounterVec,
+    /// Egress findings by the name of the process that sent their probes.
+    pub egress_by_process: EgressByProcess,
     pub alerts_suppressed: IntCounter,
     /// Sampled requests matching a web-scanner signature from a source already reported in
     /// the window (no second `web_scan`).
@@ -144,6 +180,12 @@ fn counter_help(c: Counter) -> Option<&'static str> {
         }
         Counter::TargetInserts => "Destinations given distributed-scan state (per-target form).",
         Counter::WideInserts => "Wide IPv6 prefixes given state (the wide level).",
+        Counter::OwnersRecorded => {
+            "Sockets whose sending process the egress program recorded (for egress findings' process)."
+        }
+        Counter::OwnersUnsure => {
+            "Packets of unrecorded sockets sent outside their sender's context: their process is left unrecorded rather than guessed."
+        }
         Counter::RepliesTcp
         | Counter::RepliesUdp
         | Counter::RepliesIcmp
@@ -255,6 +297,16 @@ impl Metrics {
                 detections.with_label_values(&[spec.name, d]);
             }
         }
+        let egress_by_process = EgressByProcess {
+            counter: r.add(IntCounterVec::new(
+                Opts::new(
+                    "scanwatch_egress_findings_total",
+                    "Egress findings, by the name of the process that sent their probes (unknown: no process known; other: past the first 64 names).",
+                ),
+                &["process"],
+            )?)?,
+            names: std::sync::Mutex::default(),
+        };
         let flows = r.gauge(
             "scanwatch_flows",
             "Outbound flows in the flow map: the last full walk's count (every 5 to 60 s, by map size) plus flows recorded since, at most the capacity.",
@@ -393,6 +445,7 @@ impl Metrics {
             parse_errors,
             datapath,
             detections,
+            egress_by_process,
             alerts_suppressed,
             web_repeats,
             alert_write_errors,
@@ -575,5 +628,28 @@ mod tests {
         assert!(text.contains("scanwatch_build_info{version="));
         m.set_tracked(256);
         assert!(m.render().contains("scanwatch_tracker_fill_ratio 0.25"));
+    }
+
+    #[test]
+    fn process_names_past_the_bound_count_as_other() {
+        let m = Metrics::new(1024).unwrap();
+        m.egress_by_process.inc(Some("nmap"));
+        m.egress_by_process.inc(Some("nmap"));
+        m.egress_by_process.inc(None);
+        for i in 0..PROCESS_LABELS + 10 {
+            m.egress_by_process.inc(Some(&format!("p{i}")));
+        }
+        let text = m.render();
+        assert!(
+            text.contains("scanwatch_egress_findings_total{process=\"nmap\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("scanwatch_egress_findings_total{process=\"unknown\"} 1"));
+        // nmap took one of the names: 63 more, then 11 are `other`.
+        assert!(
+            text.contains("scanwatch_egress_findings_total{process=\"other\"} 11"),
+            "{text}"
+        );
+        assert!(!text.contains("process=\"p63\""));
     }
 }

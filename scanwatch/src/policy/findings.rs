@@ -174,6 +174,7 @@ mod tests {
             scope: 0,
             proto: 6,
             target: [0; 16],
+            sender: scanwatch_common::owner::Sender::NONE,
         }
     }
 

@@ -27,8 +27,10 @@ use crate::{
     config::{Config, Mode, source::ConfigSource},
     finding::{
         budget::AlertBudget,
+        process::procfs::{Resolver, Roots},
         record::{Direction, Finding, Hops},
         report::{Counted, Reporter, WebReport},
+        tool::ToolMatch,
         verdict::{Refusal, Verdict},
     },
     fleet::member::Fleet,
@@ -237,6 +239,8 @@ struct Agent<'i> {
     walked: Walked,
     /// Which state guarantees the traffic has ended (`kernel::pressure`).
     floods: FloodWatch,
+    /// Names the process behind an egress finding.
+    processes: Resolver,
 }
 
 /// The signals the agent answers.
@@ -330,6 +334,7 @@ impl<'i> Agent<'i> {
             status,
             walked,
             floods,
+            processes: Resolver::new(Roots::host()),
         }
     }
 
@@ -534,6 +539,15 @@ impl<'i> Agent<'i> {
                 probes: [probes.min, probes.max],
             });
         }
+        if f.direction == Direction::Egress {
+            // Who sent the crossing probe, and with what tool: the headers of its socket's
+            // first recorded packet.
+            let owner = self.maps.owners.get(event.sender.cookie);
+            f.tool = owner
+                .filter(|o| o.sample.len > 0)
+                .map(|o| ToolMatch::of(&[o.sample]));
+            f.process = Some(self.processes.process(&event.sender, owner.as_ref()));
+        }
         if !self.write_finding(&f, &event.source) {
             return;
         }
@@ -549,6 +563,10 @@ impl<'i> Agent<'i> {
             .detections
             .with_label_values(&[f.kind.name(), f.direction.name()])
             .inc();
+        if let Some(process) = &f.process {
+            let name = process.as_ref().and_then(|p| p.name.as_deref());
+            self.metrics.egress_by_process.inc(name);
+        }
         self.fleet.publish(f);
         if !self
             .budget

@@ -280,7 +280,7 @@ fn fill(m: &mut DaemonMaps, sources: u32) -> Result<()> {
     let value = FlowState {
         last_seen_ns: now,
         packets: 1,
-        answered: 0,
+        ..FlowState::default()
     };
     for i in 0..m.flows_capacity {
         m.flows.insert(flow(i), value, 0)?;
