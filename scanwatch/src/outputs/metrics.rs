@@ -307,6 +307,9 @@ impl Metrics {
             )?)?,
             names: std::sync::Mutex::default(),
         };
+        // The series of findings with no known process exists from the start, at 0, as every
+        // kind's detections do.
+        egress_by_process.counter.with_label_values(&["unknown"]);
         let flows = r.gauge(
             "scanwatch_flows",
             "Outbound flows in the flow map: the last full walk's count (every 5 to 60 s, by map size) plus flows recorded since, at most the capacity.",

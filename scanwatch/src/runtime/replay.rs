@@ -744,8 +744,10 @@ mod tests {
         pcap::{PcapHeader, PcapPacket, PcapWriter},
         pcapng::{PcapNgWriter, blocks::interface_description::InterfaceDescriptionBlock},
     };
+    use scanwatch_common::event::DetectionKind;
 
     use super::*;
+    use crate::finding::record::Direction;
 
     fn frame(src: [u8; 4]) -> Vec<u8> {
         let mut f = vec![0u8; 34];
@@ -982,6 +984,58 @@ mod tests {
         let summary = replay_capture(&raw, default_config().unwrap(), &[], |_| Ok(())).unwrap();
         assert_eq!(summary.ingress_packets, 1);
         assert_eq!(summary.skipped.too_short, 1);
+    }
+
+    /// An Ethernet, IPv4 and TCP frame from `src:sport` to `dst:dport` with `flags`.
+    fn tcp(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), flags: u8) -> Vec<u8> {
+        let mut f = frame(src);
+        f.resize(54, 0);
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&ports.0.to_be_bytes());
+        f[36..38].copy_from_slice(&ports.1.to_be_bytes());
+        f[46] = 0x50;
+        f[47] = flags;
+        f[48..50].copy_from_slice(&1024u16.to_be_bytes());
+        f
+    }
+
+    /// Needs root (loads the programs): a capture of the host's refused connects replays to an
+    /// egress port_scan with neither a process nor a tool, which a capture cannot show (the
+    /// test run's sockets are the replaying process's own).
+    #[test]
+    fn replayed_egress_findings_name_no_process_and_no_tool() {
+        if loader::check_privileges().is_err() {
+            eprintln!("NOTICE: skipped, loading programs needs root or CAP_BPF");
+            return;
+        }
+        let (local, remote) = ([10, 0, 0, 1], [192, 0, 2, 2]);
+        let mut frames = Vec::new();
+        for port in 1..=60 {
+            frames.push(tcp(local, remote, (40_000, port), 0x02));
+            frames.push(tcp(remote, local, (port, 40_000), 0x14));
+        }
+        let bytes = pcap(DataLink::ETHERNET, &frames);
+        let net: IpNet = "10.0.0.0/24".parse().unwrap();
+        let mut findings = Vec::new();
+        replay_capture(&bytes, default_config().unwrap(), &[net], |f| {
+            findings.push(f);
+            Ok(())
+        })
+        .unwrap();
+        let egress: Vec<_> = findings
+            .iter()
+            .filter(|f| f.direction == Direction::Egress)
+            .collect();
+        assert!(
+            egress.iter().any(|f| f.kind == DetectionKind::PortScan),
+            "{findings:#?}"
+        );
+        for f in egress {
+            assert_eq!((&f.process, &f.tool), (&None, &None), "{f:#?}");
+        }
     }
 
     #[test]
