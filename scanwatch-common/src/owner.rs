@@ -33,11 +33,6 @@ impl Sender {
         cookie: 0,
         cgroup: 0,
     };
-
-    /// Whether a socket sent the packet.
-    pub const fn is_known(&self) -> bool {
-        self.cookie != 0 || self.cgroup != 0
-    }
 }
 
 /// The process that sent a socket's first recorded packet, as the TC egress program saw it in
@@ -81,24 +76,5 @@ mod tests {
         assert_eq!(comm_name(&[b'x'; 16]), Some("xxxxxxxxxxxxxxxx"));
         comm[1] = 0xff;
         assert_eq!(comm_name(&comm), None);
-    }
-
-    #[test]
-    fn a_packet_without_a_socket_has_no_sender() {
-        assert!(!Sender::NONE.is_known());
-        assert!(
-            Sender {
-                cookie: 7,
-                cgroup: 0
-            }
-            .is_known()
-        );
-        assert!(
-            Sender {
-                cookie: 0,
-                cgroup: 1
-            }
-            .is_known()
-        );
     }
 }
