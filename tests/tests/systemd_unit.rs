@@ -8,7 +8,8 @@
 //! - starts (`Type=notify`: active only once the agent has sent READY=1) and attaches XDP and TC
 //!   egress to the container's interface;
 //! - reports a SYN scan from the lab's attacker in the alert log the packaged configuration
-//!   names;
+//!   names, and a connect scan the container sends as a transient unit with the process, user,
+//!   cgroup and unit behind it;
 //! - reloads (check, then SIGHUP) without restarting;
 //! - detaches both programs on stop and exits successfully;
 //! - and, switched to drop mode, keeps a manual block across a restart (pinned in bpffs) and
@@ -93,6 +94,31 @@ fn packaged_unit_starts_detects_reloads_stops_and_keeps_blocks_under_systemd() {
     assert_eq!(alert["interface"], lab.target_if.as_str(), "{alert}");
     if let Some(tool) = tool {
         assert_eq!(alert["tool"]["name"], tool, "{alert}");
+    }
+
+    // Names who scans from the host: a connect scan run as a transient unit names the process,
+    // its user, the cgroup and the unit. The packaged unit's `ProtectProc=invisible` hides other
+    // users' processes from the agent, so there is no executable, command line or parent (the
+    // detections guide says so, and what a drop-in adds).
+    egress_scan(&sys, &lab);
+    let alert = wait_for_alert(&sys, &alert_log, &lab.target_v4().to_string());
+    assert_eq!(alert["direction"], "egress", "{alert}");
+    let process = &alert["process"];
+    assert_eq!(process["name"], "bash", "{alert}");
+    assert!(process["pid"].as_u64().is_some_and(|p| p > 1), "{alert}");
+    assert_eq!(process["user"]["name"], "root", "{alert}");
+    assert_eq!(process["unit"], EGRESS_UNIT, "{alert}");
+    assert!(
+        process["cgroup"]
+            .as_str()
+            .is_some_and(|c| c.ends_with(&format!("/{EGRESS_UNIT}"))),
+        "{alert}"
+    );
+    for hidden in ["executable", "command_line", "parent"] {
+        assert!(
+            process[hidden].is_null(),
+            "{hidden} under ProtectProc=invisible: {alert}"
+        );
     }
 
     // Reloads: the same process gets SIGHUP and stays active.
@@ -255,6 +281,35 @@ fn scan(lab: &Lab) -> Option<&'static str> {
     args.push(&target);
     lab.attacker.nmap(&args, NMAP_TIMEOUT);
     Some("nmap")
+}
+
+/// The transient unit the egress scan runs in.
+const EGRESS_UNIT: &str = "scan-egress.service";
+
+/// A connect scan of 100 closed ports of the attacker from inside the container, through
+/// bash's `/dev/tcp` (the tree has no scanner), as the transient unit [`EGRESS_UNIT`], paced to
+/// last a second or so.
+fn egress_scan(sys: &Container, lab: &Lab) {
+    let script = format!(
+        "for p in $(seq 1 100); do (exec 3<>/dev/tcp/{}/$p) 2>/dev/null; sleep 0.01; done",
+        lab.attacker_v4()
+    );
+    if let Err(e) = sys.run(&[
+        "systemd-run",
+        "--unit",
+        EGRESS_UNIT,
+        "--wait",
+        "--collect",
+        "--quiet",
+        "bash",
+        "-c",
+        &script,
+    ]) {
+        panic!(
+            "the egress scan failed: {e:#}\n{}",
+            sys.journal(EGRESS_UNIT)
+        );
+    }
 }
 
 /// The first port_scan alert naming `source` in the container's `alert_log`, within
