@@ -447,6 +447,9 @@ fn nmap_syn_scan_from_the_host_raises_egress_port_scan_and_is_never_blocked() {
         alert["action"], "alert",
         "egress findings are never blocked: {alert}"
     );
+    // Who sent it: nmap's process, and its raw SYNs' tool.
+    assert_eq!(alert["process"]["name"], "nmap", "{alert}");
+    assert_eq!(alert["tool"]["name"], "nmap", "{alert}");
     let examples = alert["examples"].as_array().cloned().unwrap_or_default();
     assert!(
         !examples.is_empty()
@@ -525,6 +528,14 @@ fn nmap_ping_sweep_from_the_host_raises_egress_sweep() {
     assert!(
         alert["distinct_hosts"].as_u64().unwrap_or(0) >= 25,
         "the sweep counts hosts: {alert}"
+    );
+    // An icmp_sweep is counted at TC egress from the probes themselves, a host_sweep from
+    // their failures: either way nmap's process sent them. Its echo requests alone also fit
+    // hping3's, so the tool may stay unknown, never another tool.
+    assert_eq!(alert["process"]["name"], "nmap", "{alert}");
+    assert!(
+        ["nmap", "unknown"].contains(&alert["tool"]["name"].as_str().unwrap_or_default()),
+        "{alert}"
     );
     let alerts = daemon.alerts();
     let ingress = in_direction(&alerts, "ingress");
