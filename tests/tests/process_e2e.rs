@@ -4,7 +4,8 @@
 //! answer with resets. The egress alert must name the scanner's process, its user and its
 //! cgroup with the unit or container, and the tool its probes look like (the tool matcher on
 //! the headers of the socket's first packet: nmap's raw probes, masscan and zmap are named; a
-//! connect() scan sends the kernel's own SYNs and stays `unknown`); a benign client in another
+//! connect() scan sends the kernel's own SYNs and stays `unknown`); a scanner that renames itself
+//! like a daemon is still shown by its executable and command line; a benign client in another
 //! cgroup that opens many successful connections must raise nothing.
 //!
 //! Raw IPv4 sockets (nmap -sS), packet sockets (masscan, zmap) and connect() (nmap -sT, a
@@ -50,6 +51,10 @@ const PY_SCANNER: &str = "import socket,sys,time\n\
     \x20try: s.connect((sys.argv[1],p))\n\
     \x20except OSError: pass\n\
     \x20s.close(); time.sleep(0.01)\n";
+/// [`PY_SCANNER`] that first renames itself `sshd` (`prctl(PR_SET_NAME)`), as a scanner hiding
+/// among daemons would.
+const PY_RENAMED_SCANNER: &str = "import ctypes\n\
+    ctypes.CDLL(None).prctl(15, b'sshd', 0, 0, 0)\n";
 /// The benign client: 300 successful connections to the address and port in argv[1..].
 const PY_CLIENT: &str = "import socket,sys\n\
     for _ in range(300):\n\
@@ -279,6 +284,43 @@ fn python_connect_scanner_names_python_nobody_and_the_unit() {
     );
     assert_names(&alert, "/python3.11", (NOBODY, "nobody"), &cgroup);
     assert_eq!(alert["process"]["unit"], "py-scan.service", "{alert}");
+}
+
+#[test]
+fn a_scanner_renamed_like_a_daemon_is_shown_by_its_executable_and_command_line() {
+    if !tool_or_skip(
+        PYTHON,
+        "a_scanner_renamed_like_a_daemon_is_shown_by_its_executable_and_command_line",
+    ) {
+        return;
+    }
+    let lab = lab();
+    let daemon = Daemon::start_shared(&lab, &[]).expect("starting scanwatch");
+    let cgroup = Cgroup::new("renamed", "renamed.service");
+    let attacker = lab.attacker_v4().to_string();
+    let script = format!("{PY_RENAMED_SCANNER}{PY_SCANNER}");
+    cgroup.run(
+        lab.target.name(),
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            PYTHON,
+            "-c",
+            &script,
+            &attacker,
+        ],
+    );
+    // The name is the one the process chose; what it runs is not.
+    let alert = egress_alert(&daemon, "a renamed Python scanner", &["port_scan"], "sshd");
+    assert_names(&alert, "/python3.11", (NOBODY, "nobody"), &cgroup);
+    assert!(
+        alert["process"]["command_line"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(PYTHON) && c.contains("prctl")),
+        "{alert}"
+    );
 }
 
 #[test]
