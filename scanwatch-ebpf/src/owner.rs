@@ -88,13 +88,9 @@ fn note(ctx: &TcContext, l3: u16, sender: &Sender) {
     // which the verifier refuses.
     // SAFETY: the helper writes at most 16 bytes into the 16-byte field.
     unsafe { bpf_get_current_comm(owner.comm.as_mut_ptr().cast(), 16) };
-    if OWNERS.insert(sender.cookie, owner, 0).is_err() {
-        return;
-    }
-    count(Counter::OwnersRecorded);
-    if let Some(record) = OWNERS.get_ptr_mut(sender.cookie) {
-        // SAFETY: pointer into the map value just inserted, valid for this run.
-        take_sample(ctx, l3, unsafe { &mut (*record).sample });
+    take_sample(ctx, l3, &mut owner.sample);
+    if OWNERS.insert(sender.cookie, owner, 0).is_ok() {
+        count(Counter::OwnersRecorded);
     }
 }
 
@@ -103,7 +99,7 @@ const L3_MASK: u32 = 31;
 /// The fixed IPv4 header: the shortest sample.
 const MIN_BYTES: u32 = 20;
 
-/// Copies up to `SAMPLE_BYTES` of the packet from its IP header into `sample`, in place.
+/// Copies up to `SAMPLE_BYTES` of the packet from its IP header into `sample`.
 #[inline(always)]
 fn take_sample(ctx: &TcContext, l3: u16, sample: &mut ProbeSample) {
     let l3 = u32::from(l3) & L3_MASK;
