@@ -42,6 +42,13 @@ const CONTAINER_ID: &str = "5ca77e4b0c1d2e3f40516273849a5b6c7d8e9f0a1b2c3d4e5f60
 const PYTHON: &str = "/usr/bin/python3";
 /// The user the unprivileged scanners run as (nobody).
 const NOBODY: u32 = 65534;
+/// The command prefix that runs a program as [`NOBODY`], with no supplementary groups.
+const AS_NOBODY: [&str; 4] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+];
 /// Bound on one scanner's run.
 const SCAN_LIMIT: Duration = Duration::from_secs(60);
 /// The Python connect scanner: ports 1–150 of the address in argv[1], one each 10 ms.
@@ -223,11 +230,8 @@ fn nmap_connect_scan_in_a_container_names_nobody_and_the_container() {
     let daemon = Daemon::start_shared(&lab, &[]).expect("starting scanwatch");
     let cgroup = Cgroup::new("nmap-connect", &format!("docker-{CONTAINER_ID}.scope"));
     let attacker = lab.attacker_v4().to_string();
-    let mut args = vec![
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
+    let mut args = AS_NOBODY.to_vec();
+    args.extend([
         "nmap",
         "-sT",
         "--unprivileged",
@@ -235,7 +239,7 @@ fn nmap_connect_scan_in_a_container_names_nobody_and_the_container() {
         "5ms",
         "-p",
         "1-200",
-    ];
+    ]);
     args.extend(NMAP_FAST);
     args.push(&attacker);
     cgroup.run(lab.target.name(), &args);
@@ -265,16 +269,7 @@ fn python_connect_scanner_names_python_nobody_and_the_unit() {
     let attacker = lab.attacker_v4().to_string();
     cgroup.run(
         lab.target.name(),
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            PYTHON,
-            "-c",
-            PY_SCANNER,
-            &attacker,
-        ],
+        &[&AS_NOBODY[..], &[PYTHON, "-c", PY_SCANNER, &attacker]].concat(),
     );
     let alert = egress_alert(
         &daemon,
@@ -284,6 +279,7 @@ fn python_connect_scanner_names_python_nobody_and_the_unit() {
     );
     assert_names(&alert, "/python3.11", (NOBODY, "nobody"), &cgroup);
     assert_eq!(alert["process"]["unit"], "py-scan.service", "{alert}");
+    assert_eq!(alert["tool"]["name"], "unknown", "{alert}");
 }
 
 #[test]
@@ -301,16 +297,7 @@ fn a_scanner_renamed_like_a_daemon_is_shown_by_its_executable_and_command_line()
     let script = format!("{PY_RENAMED_SCANNER}{PY_SCANNER}");
     cgroup.run(
         lab.target.name(),
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            PYTHON,
-            "-c",
-            &script,
-            &attacker,
-        ],
+        &[&AS_NOBODY[..], &[PYTHON, "-c", &script, &attacker]].concat(),
     );
     // The name is the one the process chose; what it runs is not.
     let alert = egress_alert(&daemon, "a renamed Python scanner", &["port_scan"], "sshd");
