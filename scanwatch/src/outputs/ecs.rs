@@ -184,55 +184,33 @@ pub fn document(f: &Finding) -> Value {
 /// `orchestrator.*` of an egress finding's process; its cgroup and unit, which ECS has no
 /// field for, stay under `scanwatch.process`.
 fn process_fields(doc: &mut Value, p: &Process) {
-    let mut process = Map::new();
-    let put = |map: &mut Map<String, Value>, key: &str, value: Option<Value>| {
-        if let Some(v) = value {
-            map.insert(key.into(), v);
-        }
+    // The alert's own fields (only those known), moved to where ECS keeps them.
+    let Ok(Value::Object(mut process)) = serde_json::to_value(p) else {
+        return;
     };
-    put(&mut process, "pid", p.pid.map(|v| json!(v)));
-    put(&mut process, "name", p.name.as_ref().map(|v| json!(v)));
-    put(
-        &mut process,
-        "executable",
-        p.executable.as_ref().map(|v| json!(v)),
-    );
-    put(
-        &mut process,
-        "command_line",
-        p.command_line.as_ref().map(|v| json!(v)),
-    );
-    if let Some(parent) = &p.parent {
-        let mut m = Map::new();
-        m.insert("pid".into(), json!(parent.pid));
-        put(&mut m, "name", parent.name.as_ref().map(|v| json!(v)));
-        process.insert("parent".into(), Value::Object(m));
+    let mut rest = Map::new();
+    for key in ["cgroup", "unit"] {
+        if let Some(v) = process.remove(key) {
+            rest.insert(key.into(), v);
+        }
     }
-    if !process.is_empty() {
-        doc["process"] = Value::Object(process);
-    }
-    if let Some(user) = &p.user {
+    if let Some(mut user) = process.remove("user") {
         // ECS keeps user.id as a keyword.
-        doc["user"] = json!({"id": user.id.to_string()});
-        if let Some(name) = &user.name {
-            doc["user"]["name"] = json!(name);
-        }
+        user["id"] = json!(user["id"].to_string());
+        doc["user"] = user;
     }
-    if let Some(c) = &p.container {
-        doc["container"] = json!({"id": c.id});
-        if let Some(runtime) = c.runtime {
-            doc["container"]["runtime"] = json!(runtime);
-        }
-        if let Some(pod) = &c.pod {
+    if let Some(Value::Object(mut container)) = process.remove("container") {
+        if let Some(pod) = container.remove("pod") {
             doc["orchestrator"] = json!({
                 "type": "kubernetes",
                 "resource": {"type": "pod", "id": pod},
             });
         }
+        doc["container"] = Value::Object(container);
     }
-    let mut rest = Map::new();
-    put(&mut rest, "cgroup", p.cgroup.as_ref().map(|v| json!(v)));
-    put(&mut rest, "unit", p.unit.as_ref().map(|v| json!(v)));
+    if !process.is_empty() {
+        doc["process"] = Value::Object(process);
+    }
     doc["scanwatch"]["process"] = Value::Object(rest);
 }
 
